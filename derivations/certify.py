@@ -1,0 +1,104 @@
+"""Certificates for the SymPy derivations: every identity a notebook checks is recorded, and a
+failed check raises at once, so an executed notebook is itself the proof that its identities hold.
+
+A notebook builds one :class:`Derivation`, calls :meth:`Derivation.identity` (symbolic: the
+difference simplifies to exactly 0) or :meth:`Derivation.numeric` (a numerical check with a stated
+tolerance), stores LaTeX of the derived expressions with :meth:`Derivation.latex`, and ends with
+:meth:`Derivation.write`, which writes a JSON certificate and a file of LaTeX macros.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sympy as sp
+
+__all__ = ["Derivation", "IdentityFailed", "output_paths"]
+
+
+class IdentityFailed(AssertionError):
+    """An identity the paper relies on does not hold."""
+
+
+def output_paths(name: str, snakemake: Any | None = None) -> tuple[Path, Path]:
+    """Where the certificate (.json) and the LaTeX macros (.tex) go.
+
+    Under Snakemake they are the rule's ``output.certificate`` and ``output.tex``; otherwise they go to
+    ``$DERIVATIONS_OUT`` (default ``results/derivations``) as ``{name}.json`` and ``eq_{name}.tex``.
+    """
+    if snakemake is not None:
+        return Path(snakemake.output.certificate), Path(snakemake.output.tex)
+    out = Path(os.environ.get("DERIVATIONS_OUT", "results/derivations"))
+    return out / f"{name}.json", out / f"eq_{name}.tex"
+
+
+def _macro_name(notebook: str, key: str) -> str:
+    words = re.split(r"[^A-Za-z]+", f"deriv {notebook} {key}")
+    name = "".join(w[:1].upper() + w[1:] for w in words if w)
+    if not name.isalpha():
+        raise ValueError(f"Invalid key: {key!r} gives the macro name {name!r}, which is not letters only")
+    return name
+
+
+def _to_zero(expr: Any) -> Any:
+    """Simplify an expression that should be 0: ``cancel`` (fast, exact for rational functions), and
+    ``simplify`` only if that does not already give 0."""
+    reduced = sp.cancel(sp.expand(expr))
+    return reduced if reduced == 0 else sp.simplify(reduced)
+
+
+@dataclass
+class Derivation:
+    """The identities and LaTeX snippets of one notebook."""
+
+    name: str
+    checks: list[dict[str, str]] = field(default_factory=list)
+    snippets: dict[str, str] = field(default_factory=dict)
+
+    def identity(self, label: str, equation: str, lhs: Any, rhs: Any = 0, *, simplify=None) -> None:
+        """Assert ``simplify(lhs - rhs) == 0`` exactly (matrices: entrywise) and record it.
+
+        The default simplifier is :func:`_to_zero`: rational cancellation, then ``sp.simplify``.
+        """
+        simplify = simplify or _to_zero
+        diff = sp.Matrix(lhs - rhs).applyfunc(simplify) if isinstance(lhs, sp.MatrixBase) else simplify(lhs - rhs)
+        zero = diff.is_zero_matrix if isinstance(diff, sp.MatrixBase) else diff == 0
+        if zero is not True:
+            raise IdentityFailed(f"{label} ({equation}) does not hold: lhs - rhs simplifies to {diff}")
+        self.checks.append({"identity": label, "equation": equation, "status": "proved", "method": "symbolic"})
+
+    def holds(self, label: str, equation: str, claim: Any) -> None:
+        """Assert a SymPy proposition that must evaluate to True (e.g. ``expr.is_nonnegative``)."""
+        if claim is not True:
+            raise IdentityFailed(f"{label} ({equation}) is not established: SymPy gives {claim}")
+        self.checks.append({"identity": label, "equation": equation, "status": "proved", "method": "symbolic"})
+
+    def numeric(self, label: str, equation: str, error: float, tol: float) -> None:
+        """Assert a numerical check ``error <= tol`` and record it as checked numerically."""
+        if not error <= tol:
+            raise IdentityFailed(f"{label} ({equation}) fails numerically: error {error:.3e} > tolerance {tol:.3e}")
+        self.checks.append(
+            {"identity": label, "equation": equation, "status": "checked numerically", "method": f"error {error:.2e} <= {tol:.0e}"}
+        )
+
+    def latex(self, key: str, expr: Any) -> str:
+        """Store the LaTeX of a derived expression under ``key``; the paper uses it as a macro."""
+        self.snippets[key] = expr if isinstance(expr, str) else sp.latex(expr)
+        return self.snippets[key]
+
+    def write(self, certificate: Path, tex: Path) -> None:
+        """Write the JSON certificate and the LaTeX macros (one ``\\newcommand`` per snippet)."""
+        if not self.checks:
+            raise IdentityFailed(f"{self.name}: no identity was checked")
+        certificate.parent.mkdir(parents=True, exist_ok=True)
+        tex.parent.mkdir(parents=True, exist_ok=True)
+        record = {"notebook": self.name, "sympy_version": sp.__version__, "identities": self.checks}
+        certificate.write_text(json.dumps(record, indent=2) + "\n")
+        lines = [f"% Generated by derivations/{self.name}.ipynb (SymPy {sp.__version__}); do not edit."]
+        lines += [f"\\newcommand{{\\{_macro_name(self.name, k)}}}{{{v}}}" for k, v in self.snippets.items()]
+        tex.write_text("\n".join(lines) + "\n")
