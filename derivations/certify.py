@@ -83,7 +83,12 @@ class Derivation:
         if not error <= tol:
             raise IdentityFailed(f"{label} ({equation}) fails numerically: error {error:.3e} > tolerance {tol:.3e}")
         self.checks.append(
-            {"identity": label, "equation": equation, "status": "checked numerically", "method": f"error {error:.2e} <= {tol:.0e}"}
+            {
+                "identity": label,
+                "equation": equation,
+                "status": "checked numerically",
+                "method": f"error {error:.2e} <= {tol:.0e}",
+            }
         )
 
     def latex(self, key: str, expr: Any) -> str:

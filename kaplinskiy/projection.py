@@ -15,7 +15,9 @@ __all__ = ["complement_projector", "orthonormal_basis", "project_out", "projecte
 
 def _check_matrix(G: Tensor) -> None:
     if G.ndim != 2:
-        raise ValueError(f"Invalid G_A: expected a 2-D tensor (n, k) with one direction per column, got shape {tuple(G.shape)}")
+        raise ValueError(
+            f"Invalid G_A: expected a 2-D tensor (n, k) with one direction per column, got shape {tuple(G.shape)}"
+        )
     if not torch.is_floating_point(G):
         raise ValueError(f"Invalid G_A: expected a floating-point tensor, got dtype {G.dtype}")
     if not torch.isfinite(G).all():

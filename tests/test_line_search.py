@@ -23,7 +23,9 @@ finite = st.floats(-1e6, 1e6, allow_nan=False)
 )
 def test_accepted_step_satisfies_eq13_on_a_parabola(a, slope, eta0, c, shrink, max_trials) -> None:
     """phi(eta) = slope*eta + a*eta^2/2: accepted eta obeys eq. (13); trials never exceed the cap."""
-    res = armijo_backtrack(lambda t: slope * t + 0.5 * a * t * t, 0.0, slope, eta0, c=c, shrink=shrink, max_trials=max_trials)
+    res = armijo_backtrack(
+        lambda t: slope * t + 0.5 * a * t * t, 0.0, slope, eta0, c=c, shrink=shrink, max_trials=max_trials
+    )
     assert 1 <= res.n_trials <= max_trials
     if res.accepted:
         assert res.phi_after <= res.phi_before + c * res.eta * slope
