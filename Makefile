@@ -1,0 +1,51 @@
+# The two commands of the README. Each sets up what is missing, then runs:
+#   make reproduce   venv + TeX, then `snakemake --cores all` -> paper/main.pdf
+#   make test        venv + TeX, then pytest (unit, property, notebooks, lint, the DAG on its smoke config)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+# torch is pinned in the same pip call, so the CPU wheel is used and no other package can pull a CUDA build.
+TORCH_PIN ?= torch==2.13.0
+TEX_PACKAGES := latexmk texlive-latex-extra texlive-science cm-super
+TEX_FILES := latexmk pdflatex bibtex
+TEX_STYLES := cleveref.sty natbib.sty booktabs.sty microtype.sty type1ec.sty
+
+.PHONY: help reproduce test setup tex lint clean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make reproduce   rebuild every result, figure, table and number, then paper/main.pdf"
+	@echo "make test        run the test suite (unit, property, notebooks, workflow lint and smoke DAG)"
+
+reproduce: setup tex
+	snakemake --cores all
+
+test: setup tex
+	pytest -n auto --dist loadfile
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet $(TORCH_PIN) -e '.[workflow,test]'
+	touch $@
+
+# TeX Live from Debian when any tool or style is missing (needs root or sudo, and apt-get).
+tex:
+	@missing=0; \
+	for t in $(TEX_FILES); do command -v $$t >/dev/null || missing=1; done; \
+	for s in $(TEX_STYLES); do command -v kpsewhich >/dev/null && kpsewhich $$s >/dev/null || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  command -v apt-get >/dev/null || { echo "TeX Live is missing and apt-get is not available: install $(TEX_PACKAGES) by hand" >&2; exit 1; }; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $(TEX_PACKAGES); \
+	fi
+
+clean:
+	rm -rf results paper/generated paper/figures paper/main.pdf .snakemake

@@ -1,0 +1,18 @@
+# Rebuild the paper from scratch: `snakemake --cores all` (config -> runs -> records -> figures,
+# tables, numbers -> paper/main.pdf). CI and `make test` use --configfile workflow/config/smoke.yaml.
+
+configfile: "workflow/config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/derivations.smk"
+include: "workflow/rules/experiments.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/paper.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.paper.output.pdf,

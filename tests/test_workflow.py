@@ -1,0 +1,82 @@
+"""The Snakemake workflow: lint, dry run, config validation, and the whole DAG on the smoke config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ["--configfile", "workflow/config/smoke.yaml"]
+
+
+def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run snakemake from the venv that runs the tests, with that venv's bin/ on PATH (for the notebooks)."""
+    bindir = str(Path(sys.executable).parent)
+    env = os.environ | {"PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    cmd = [os.path.join(bindir, "snakemake"), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_lint_is_clean() -> None:
+    res = snakemake("--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_dry_run_plans_every_stage() -> None:
+    res = snakemake("-n", "--forceall", *SMOKE)
+    assert res.returncode == 0, res.stderr
+    for rule in ("derivation", "two_task_run", "fig_forgetting_curves", "tab_forgetting", "numbers", "paper"):
+        assert rule in res.stdout, f"rule {rule} is not planned"
+
+
+@pytest.mark.parametrize(
+    ("patch", "named"),
+    [
+        ({"two_task": {"learning_rate": 0.1}}, "'learning_rate' was unexpected"),
+        ({"two_task": {"lr": -0.5}}, "two_task.lr: -0.5"),
+        ({"two_task": {"armijo": {"c": 2.0}}}, "two_task.armijo.c: 2.0"),
+        ({"surprise": 1}, "'surprise' was unexpected"),
+        ({"two_task": {"headline": {"baseline": "nope", "method": "potential"}}}, "two_task.headline.baseline"),
+    ],
+)
+def test_bad_config_stops_with_a_message_naming_the_key(patch: dict, named: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(patch))
+    res = snakemake("-n", "--configfile", str(bad))
+    assert res.returncode != 0
+    assert named in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def _copy_tracked(dst: Path) -> None:
+    """A fresh-clone-like copy: the files git tracks or would track (nothing generated)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for rel in listed:
+        src = ROOT / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+
+
+@pytest.mark.slow
+def test_smoke_dag_builds_the_paper_and_then_has_nothing_to_do(tmp_path: Path) -> None:
+    if shutil.which("latexmk") is None:
+        pytest.fail("latexmk is missing: `make test` installs TeX Live; run it through make")
+    repo = tmp_path / "repo"
+    _copy_tracked(repo)
+    res = snakemake("--cores", "2", *SMOKE, cwd=repo)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    pdf = repo / "paper" / "main.pdf"
+    assert pdf.stat().st_size > 10_000
+    for generated in ("numbers.tex", "tab_forgetting.tex", "tab_sympy_certificates.tex", "eq_taylor_forgetting.tex"):
+        assert (repo / "paper" / "generated" / generated).exists()
+    assert (repo / "results" / "derivations" / "taylor_forgetting.executed.ipynb").exists()
+    again = snakemake("-n", *SMOKE, cwd=repo)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout

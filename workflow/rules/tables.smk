@@ -1,0 +1,48 @@
+# Tables -> paper/generated/tab_<label>.tex (tabular bodies); in-text numbers -> paper/generated/numbers.tex.
+
+
+rule tab_forgetting:
+    input:
+        rules.two_task_aggregate.output,
+    output:
+        "paper/generated/tab_forgetting.tex",
+    params:
+        labels=config["two_task"]["labels"],
+    log:
+        "results/logs/tables/tab_forgetting.log",
+    conda:
+        ENV
+    script:
+        "../scripts/tab_forgetting.py"
+
+
+rule tab_sympy_certificates:
+    input:
+        expand(rules.derivation.output.certificate, name=DERIVATIONS),
+    output:
+        "paper/generated/tab_sympy_certificates.tex",
+    log:
+        "results/logs/tables/tab_sympy_certificates.log",
+    conda:
+        ENV
+    script:
+        "../scripts/tab_sympy_certificates.py"
+
+
+rule numbers:
+    input:
+        two_task=rules.two_task_aggregate.output[0],
+        certificates=expand(rules.derivation.output.certificate, name=DERIVATIONS),
+    output:
+        "paper/generated/numbers.tex",
+    params:
+        headline=config["two_task"]["headline"],
+    log:
+        "results/logs/tables/numbers.log",
+    conda:
+        ENV
+    script:
+        "../scripts/numbers.py"
+
+
+PAPER_INPUTS += [*rules.tab_forgetting.output, *rules.tab_sympy_certificates.output, *rules.numbers.output]

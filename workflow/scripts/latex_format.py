@@ -1,0 +1,19 @@
+"""Number formatting shared by the table and number scripts (one place, so they always agree)."""
+
+import math
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """``x`` with ``digits`` significant digits, in siunitx-free plain LaTeX (``1.2\\times10^{-3}``)."""
+    if x == 0 or not math.isfinite(x):
+        return "0" if x == 0 else r"\text{n/a}"
+    exponent = math.floor(math.log10(abs(x)))
+    if -3 <= exponent < 4:
+        return f"{x:.{max(digits - 1 - exponent, 0)}f}"
+    mantissa = x / 10**exponent
+    return rf"{mantissa:.{digits - 1}f}\times10^{{{exponent}}}"
+
+
+def pm(mean: float, std: float, digits: int = 3) -> str:
+    """``mean \\pm std`` in math mode."""
+    return rf"${fmt(mean, digits)} \pm {fmt(std, 2)}$"

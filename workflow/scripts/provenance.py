@@ -1,0 +1,39 @@
+"""Provenance stamped into every record: code version, library versions, machine, time."""
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+from typing import Any
+
+from paths import ROOT
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def provenance() -> dict[str, Any]:
+    """Git commit (and whether the tree had uncommitted changes), versions, platform and UTC time."""
+    import numpy
+    import torch
+
+    import kaplinskiy
+
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "kaplinskiy": kaplinskiy.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
