@@ -18,4 +18,17 @@ rule derivation:
         "../../derivations/{wildcards.name}.ipynb"
 
 
-PAPER_INPUTS += expand(rules.derivation.output.tex, name=DERIVATIONS)
+rule derivation_macros:
+    input:
+        expand(rules.derivation.output.tex, name=DERIVATIONS),
+    output:
+        "paper/generated/derivations.tex",
+    log:
+        "results/logs/derivations/macros.log",
+    conda:
+        ENV
+    shell:
+        "cat {input} > {output} 2> {log}"
+
+
+PAPER_INPUTS += rules.derivation_macros.output
