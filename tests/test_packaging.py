@@ -35,7 +35,8 @@ def test_environment_yml_versions_satisfy_pyproject() -> None:
     for name, req in _environment_requirements().items():
         pins = [s.version for s in req.specifier if s.operator == "=="]
         if pins:  # a pinned version must be allowed by pyproject's range
-            assert py[name].specifier.contains(pins[0]), f"{name}: {pins[0]} is outside pyproject's {py[name].specifier}"
+            allowed = py[name].specifier
+            assert allowed.contains(pins[0]), f"{name}: {pins[0]} is outside pyproject's {allowed}"
         else:  # otherwise the ranges are written identically
             assert req.specifier == py[name].specifier, f"{name}: {req.specifier} != {py[name].specifier}"
 

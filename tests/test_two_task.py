@@ -45,7 +45,7 @@ def test_potential_arm_is_monotone_and_forgets_less_than_gd(seed: int) -> None:
 def test_memory_holds_the_top_curvature_directions() -> None:
     a, _ = tasks()
     Q = memory_basis(a, 3)
-    evals, evecs = torch.linalg.eigh(a.hessian())
+    _evals, evecs = torch.linalg.eigh(a.hessian())
     top = evecs[:, -3:]
     assert torch.allclose(Q.T @ Q, torch.eye(3), atol=1e-12)
     assert torch.allclose(Q @ Q.T, top @ top.T, atol=1e-10)  # the same subspace

@@ -20,9 +20,7 @@ def aggregate(records: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
         recs = sorted((r for r in records if r["arm"] == arm), key=lambda r: r["seed"])
         if not recs:
             raise ValueError(f"Invalid records: no run of arm {arm!r}")
-        curves = {
-            key: _band([[r["start"][key], *r["trace"][key]] for r in recs]) for key in ("L_A", "L_B")
-        }
+        curves = {key: _band([[r["start"][key], *r["trace"][key]] for r in recs]) for key in ("L_A", "L_B")}
         stats = {
             key: {
                 "mean": statistics.fmean(v := [r["summary"][key] for r in recs]),
@@ -45,6 +43,6 @@ def aggregate(records: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sm = snakemake  # noqa: F821  (injected by Snakemake)
+    sm = snakemake
     recs = [json.loads(Path(p).read_text()) for p in sm.input]
     Path(sm.output[0]).write_text(json.dumps(aggregate(recs, list(sm.params.arms)), indent=1) + "\n")

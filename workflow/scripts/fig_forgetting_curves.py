@@ -30,5 +30,5 @@ def plot(summary: dict[str, Any], labels: dict[str, str], out: Path) -> None:
 
 
 if __name__ == "__main__":
-    sm = snakemake  # noqa: F821  (injected by Snakemake)
+    sm = snakemake
     plot(json.loads(Path(sm.input[0]).read_text()), dict(sm.params.labels), Path(sm.output[0]))

@@ -40,7 +40,7 @@ def main(problem: dict[str, Any], arm: dict[str, Any], arm_name: str, seed: int,
 
 
 if __name__ == "__main__":
-    sm = snakemake  # noqa: F821  (injected by Snakemake)
+    sm = snakemake
     logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(sm.threads)
     rec = main(sm.params.problem, sm.params.arm, sm.wildcards.arm, int(sm.wildcards.seed), Path(sm.output[0]))

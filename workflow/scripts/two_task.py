@@ -9,6 +9,7 @@ acceptance (eq. 13). The memory G_A is the top ``memory_k`` eigenvectors of H_A,
 a step raises L_A most at w_A* (eq. 3).
 """
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +116,7 @@ def run_phase_b(
         "L_B_optimum": float(task_b.loss(task_b.minimiser())),
         "n_rejected": sum(not a for a in trace["accepted"]),
         "phi_evaluations": sum(trace["n_trials"]),
-        "phi_monotone": all(b <= a for a, b in zip(phis, phis[1:], strict=False)),
+        "phi_monotone": all(b <= a for a, b in itertools.pairwise(phis)),
         "max_abs_old_task_slope": max(abs(v) for v in trace["old_task_slope"]),
         "memory_rank": basis.shape[1],
     }
