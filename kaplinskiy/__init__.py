@@ -5,7 +5,13 @@ the potential Phi = sum_i a_i L_i + R (eq. 10), the projected direction d = -P_p
 (eqs. 11-12) and the Armijo acceptance Phi(w+) <= Phi(w) - delta (eq. 13).
 """
 
+from .acceptance import Certificate, NonFiniteStepWarning
+from .forgetting_guard import ForgettingGuard
 from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
+from .memory import ProjectionMemory
+from .memory_dense import DenseMemory, orthonormal_extension
+from .memory_layerwise import LayerwiseMemory, energy_basis_update
+from .per_sample import ground_truth_logit, per_sample_gradients, sample_loss
 from .potential import l2sp_penalty, potential
 from .potential_descent import StepCertificate, potential_descent_step
 from .projection import complement_projector, orthonormal_basis, project_out, projected_direction
@@ -14,15 +20,26 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArmijoResult",
+    "Certificate",
+    "DenseMemory",
+    "ForgettingGuard",
+    "LayerwiseMemory",
+    "NonFiniteStepWarning",
+    "ProjectionMemory",
     "StepCertificate",
     "__version__",
     "armijo_backtrack",
     "armijo_condition",
     "complement_projector",
+    "energy_basis_update",
+    "ground_truth_logit",
     "l2sp_penalty",
     "orthonormal_basis",
+    "orthonormal_extension",
+    "per_sample_gradients",
     "potential",
     "potential_descent_step",
     "project_out",
     "projected_direction",
+    "sample_loss",
 ]

@@ -1,0 +1,137 @@
+"""Accepting or rejecting a step on a list of parameters: eq. (13) and the step certificate.
+
+Three outcomes, each reported: a non-finite loss or gradient rejects the step before anything is touched
+(a :class:`NonFiniteStepWarning` is raised, parameters and optimizer state stay bit-identical); an Armijo
+search on Phi accepts a fraction ``t`` of the proposed step ``d`` or restores the parameters exactly; and
+the :class:`Certificate` records what happened, as plain numbers for a log.
+
+Trial points are evaluated with the user's closure under ``torch.no_grad()``, so a trial costs one
+forward pass. The closure must therefore call ``backward()`` only when grad mode is on::
+
+    def closure():
+        optimizer.zero_grad()
+        phi = potential([loss_B(model)], [1.0], reg)
+        if torch.is_grad_enabled():
+            phi.backward()
+        return phi
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from .line_search import ArmijoResult, armijo_backtrack
+from .tensor_lists import all_finite, assign_
+
+__all__ = ["Certificate", "NonFiniteStepWarning", "armijo_on_params", "evaluate_closure", "reject_non_finite"]
+
+
+class NonFiniteStepWarning(RuntimeWarning):
+    """A step was rejected because the loss or a gradient was NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The evidence for one optimizer step (eqs. 12-13).
+
+    ``eta`` is the accepted learning rate of the first parameter group (``t * lr``, 0 when rejected),
+    ``t`` the accepted fraction of the proposed step, ``slope`` is ``grad Phi . d`` for the proposed
+    step ``d``, ``forward_passes`` counts closure evaluations, ``memory_residual`` is ``||Q^T d||``
+    against the projection memory and ``old_task_slope`` is
+    ``grad L_A . d`` when an old-task closure was given. ``None`` marks what a step did not measure
+    (a step taken without a line search has no ``phi_after`` or ``slope``).
+    """
+
+    step: int
+    accepted: bool
+    eta: float
+    t: float
+    phi_before: float | None
+    phi_after: float | None
+    slope: float | None
+    n_trials: int
+    forward_passes: int
+    step_norm: float | None
+    memory_residual: float | None = None
+    old_task_slope: float | None = None
+
+    @classmethod
+    def from_search(cls, step: int, search: ArmijoResult, lr: float, forward_passes: int, **extra: float | None):
+        """Build from an :class:`ArmijoResult` whose ``eta`` is the accepted fraction ``t``."""
+        return cls(
+            step=step,
+            accepted=search.accepted,
+            eta=search.eta * lr,
+            t=search.eta,
+            phi_before=search.phi_before,
+            phi_after=search.phi_after,
+            slope=search.slope,
+            n_trials=search.n_trials,
+            forward_passes=forward_passes,
+            **extra,
+        )
+
+    def as_dict(self) -> dict[str, float | int | bool | None]:
+        """Plain Python values, for a JSON record or ``state_dict``."""
+        return asdict(self)
+
+
+def reject_non_finite(loss: Tensor | float | None, grads: Sequence[Tensor], who: str) -> bool:
+    """True (and a :class:`NonFiniteStepWarning`) when ``loss`` or any gradient is NaN or infinite."""
+    bad_loss = loss is not None and not math.isfinite(float(loss))
+    if bad_loss or not all_finite(grads):
+        what = "loss" if bad_loss else "gradient"
+        warnings.warn(
+            f"{who}: non-finite {what}; step rejected, parameters and state unchanged",
+            NonFiniteStepWarning,
+            stacklevel=3,
+        )
+        return True
+    return False
+
+
+def evaluate_closure(closure: Callable[[], Tensor | float]) -> float:
+    """Phi at the current parameters, forward only (the closure runs under ``torch.no_grad()``)."""
+    try:
+        with torch.no_grad():
+            return float(closure())
+    except RuntimeError as err:
+        if "does not require grad" in str(err):
+            raise RuntimeError(
+                "The closure called backward() during a line-search trial; guard it with "
+                "`if torch.is_grad_enabled(): loss.backward()` (see kaplinskiy.acceptance)"
+            ) from err
+        raise
+
+
+def armijo_on_params(
+    params: Sequence[Tensor],
+    origin: Sequence[Tensor],
+    direction: Sequence[Tensor],
+    closure: Callable[[], Tensor | float],
+    phi0: float,
+    slope: float,
+    *,
+    c: float,
+    shrink: float,
+    max_trials: int,
+) -> ArmijoResult:
+    """Eq. (13) by backtracking on ``w = origin + t * direction``, ``t = 1, shrink, ...``.
+
+    ``slope`` is ``grad Phi(origin) . direction``. On return the parameters hold the accepted point,
+    or exactly ``origin`` when the search failed (or was not started because ``slope >= 0``).
+    """
+
+    def phi_at(t: float) -> float:
+        assign_(params, origin, t, direction)
+        return evaluate_closure(closure)
+
+    result = armijo_backtrack(phi_at, phi0, slope, 1.0, c=c, shrink=shrink, max_trials=max_trials)
+    assign_(params, origin, result.eta, direction)
+    return result

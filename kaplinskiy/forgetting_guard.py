@@ -1,0 +1,217 @@
+"""ForgettingGuard: project any torch optimizer's gradient or update against a memory G_A (eqs. 11-13).
+
+The wrapper delegates ``param_groups``, ``state``, ``defaults``, ``zero_grad`` and ``add_param_group`` to the
+base optimizer, like schedule_free's ``ScheduleFreeWrapper``, so LR schedulers and training loops see the
+base optimizer. ``step`` is pre-process, ``base.step()``, post-process:
+
+* ``project="gradient"``: ``g <- P_perp g`` before ``base.step()``. Cheap; eq. (12) holds for optimizers whose
+  update is a linear combination of past projected gradients (SGD with momentum, no weight decay).
+* ``project="update"``: ``w+ = w + P_perp (base(w) - w)`` after ``base.step()`` (Adam-NSCL's idea, for any
+  optimizer: AdamW, Muon, Lion...). Eq. (12) holds for every base optimizer, weight decay included.
+* ``armijo=True`` (needs a closure): the projected step is scaled by backtracking until Phi decreases (eq. 13).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .acceptance import Certificate, armijo_on_params, reject_non_finite
+from .line_search import ArmijoResult
+from .memory import ProjectionMemory
+from .tensor_lists import copy_list, dot, is_all_zero, sq_norm
+
+__all__ = ["ForgettingGuard"]
+
+_MODES = ("gradient", "update")
+
+
+class ForgettingGuard(Optimizer):
+    """Wrap ``base`` so that its steps never move along the memory ``G_A``.
+
+    Args:
+        base: any ``torch.optim.Optimizer`` over (a superset of) ``memory.params``.
+        memory: a :class:`~kaplinskiy.DenseMemory` or :class:`~kaplinskiy.LayerwiseMemory`.
+        project: ``"update"`` (default, exact for every base optimizer) or ``"gradient"``.
+        armijo: accept the step by backtracking on the closure's Phi (eq. 13).
+        c, shrink, max_trials: the Armijo constant, backtracking factor and trial cap.
+        certify: measure ``||Q^T d||`` for the certificate (one more pass over the memory).
+
+    The last step's :class:`~kaplinskiy.Certificate` is ``guard.certificate`` (a dict); it and the step
+    counter travel in ``state_dict()["forgetting_guard"]``. The memory has its own ``state_dict``.
+    """
+
+    def __init__(
+        self,
+        base: Optimizer,
+        memory: ProjectionMemory,
+        *,
+        project: str = "update",
+        armijo: bool = False,
+        c: float = 1e-4,
+        shrink: float = 0.5,
+        max_trials: int = 20,
+        certify: bool = False,
+    ) -> None:
+        if not isinstance(base, Optimizer):
+            raise ValueError(f"Invalid base: {type(base).__name__} is not a torch.optim.Optimizer")
+        if project not in _MODES:
+            raise ValueError(f"Invalid project: {project}")
+        if not 0.0 < c < 1.0:
+            raise ValueError(f"Invalid c: {c}")
+        if not 0.0 < shrink < 1.0:
+            raise ValueError(f"Invalid shrink: {shrink}")
+        if max_trials < 1:
+            raise ValueError(f"Invalid max_trials: {max_trials}")
+        owned = {id(p) for g in base.param_groups for p in g["params"]}
+        if any(id(p) not in owned for p in memory.params):
+            raise ValueError("Invalid memory: it covers parameters the base optimizer does not update")
+        self.base, self.memory = base, memory
+        self.project, self.armijo, self.certify = project, armijo, certify
+        self.c, self.shrink, self.max_trials = c, shrink, max_trials
+        self.guard_state: dict[str, Any] = {"step": 0, "certificate": None}
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_state_dict_post_hooks = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        self._patch_step_function()
+
+    # Delegation (ScheduleFreeWrapper): the base optimizer owns groups, state and defaults.
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.base.param_groups
+
+    @property
+    def state(self) -> Any:
+        return self.base.state
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.base.defaults
+
+    @property
+    def certificate(self) -> dict[str, Any] | None:
+        """The last step's certificate as plain values (``None`` before the first step)."""
+        return self.guard_state["certificate"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base.zero_grad(set_to_none=set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self.base.add_param_group(param_group)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.base.state_dict(), "forgetting_guard": dict(self.guard_state)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        guard = state_dict.pop("forgetting_guard", None)
+        self.base.load_state_dict(state_dict)
+        if guard is not None:
+            self.guard_state = dict(guard)
+
+    def _params(self) -> list[Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
+        """Project, step the base optimizer, project its update, and (optionally) accept it by Armijo."""
+        if self.armijo and closure is None:
+            raise RuntimeError(
+                "ForgettingGuard(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)"
+            )
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        params = self._params()
+        grads = [p.grad for p in params if p.grad is not None]
+        if reject_non_finite(loss, grads, "ForgettingGuard") or is_all_zero(grads):
+            return loss
+        mem = self.memory.params
+        raw = (
+            copy_list([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]) if self.armijo else None
+        )
+        if self.project == "gradient":
+            for p in mem:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            self.memory.project_([p.grad for p in mem])
+        if self.project == "gradient" and not self.armijo:
+            residual = self.memory.residual([p.grad for p in mem]) if self.certify else None
+            self.base.step()
+            self._record(None, loss, closure, residual, None)
+            return loss
+        moved = params if self.armijo else mem
+        origin = copy_list(moved)
+        self.base.step()
+        for p, w in zip(moved, origin, strict=True):
+            p.sub_(w)  # p now holds the base optimizer's update
+        if self.project == "update":
+            self.memory.project_(mem)
+        residual = self.memory.residual(mem) if self.certify else None
+        update = copy_list(moved) if self.armijo else None
+        if self.armijo:
+            slope = dot(raw, update)
+            search = armijo_on_params(
+                params,
+                origin,
+                update,
+                closure,
+                float(loss),
+                slope,
+                c=self.c,
+                shrink=self.shrink,
+                max_trials=self.max_trials,
+            )
+        else:
+            for p, w in zip(moved, origin, strict=True):
+                p.add_(w)
+            search = None
+        self._record(search, loss, closure, residual, update)
+        return loss
+
+    def _record(
+        self,
+        search: ArmijoResult | None,
+        loss: Any,
+        closure: Any,
+        residual: float | None,
+        update: list[Tensor] | None,
+    ) -> None:
+        """Count the step and store its certificate; without a search the step is taken whole (t = 1)."""
+        self.guard_state["step"] += 1
+        lr = float(self.param_groups[0]["lr"])
+        if search is None:
+            cert = Certificate(
+                step=self.guard_state["step"],
+                accepted=True,
+                eta=lr,
+                t=1.0,
+                phi_before=None if loss is None else float(loss),
+                phi_after=None,
+                slope=None,
+                n_trials=0,
+                forward_passes=int(closure is not None),
+                step_norm=None,
+                memory_residual=residual,
+            )
+        else:
+            norm = search.eta * sq_norm(update) ** 0.5
+            cert = Certificate.from_search(
+                self.guard_state["step"], search, lr, 1 + search.n_trials, step_norm=norm, memory_residual=residual
+            )
+        self.guard_state["certificate"] = cert.as_dict()

@@ -1,0 +1,40 @@
+"""What every projection memory G_A offers the optimizers (note, eqs. 11-12).
+
+A memory covers a fixed list of parameters (``memory.params``). ``project_(tensors)`` applies
+``P_perp(G_A)`` in place to tensors shaped like those parameters (gradients or updates), so that a
+direction ``d`` built from them satisfies ``G_A^T d = 0`` and, with ``grad L_A`` in span(G_A), eq. (12).
+``residual(tensors)`` measures what is left, ``||G_A^T d||`` over an orthonormal basis of the memory,
+for the step certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor
+
+__all__ = ["ProjectionMemory"]
+
+
+@runtime_checkable
+class ProjectionMemory(Protocol):
+    """The interface of :class:`~kaplinskiy.DenseMemory` and :class:`~kaplinskiy.LayerwiseMemory`."""
+
+    params: list[Tensor]
+
+    def project_(self, tensors: Sequence[Tensor]) -> None:
+        """Apply ``P_perp(G_A)`` in place to ``tensors`` (aligned with ``params``)."""
+        ...
+
+    def residual(self, tensors: Sequence[Tensor]) -> float:
+        """``||Q^T d||`` for the tensors ``d`` (aligned with ``params``): 0 after ``project_``."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """The memory's contents, for ``torch.save``."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        ...

@@ -1,0 +1,167 @@
+"""Dense projection memory G_A in the style of OGD (note, eqs. 11-12).
+
+After a task, store directions that would raise the old task's loss: per-sample loss gradients, or
+the gradients of the model's ground-truth output (OGD-GTL). They are kept as an orthonormal basis
+``Q`` (``n x r``) of span(G_A), grown incrementally under a budget of ``k_per_task`` new vectors
+per task and ``max_vectors`` in all, and ``P_perp g = g - Q (Q^T g)`` is applied parameter by
+parameter: it reads ``Q`` twice, ``2 r n`` numbers, which is the bandwidth bound of the projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .per_sample import ground_truth_logit, per_sample_gradients
+
+__all__ = ["DenseMemory", "orthonormal_extension"]
+
+
+def orthonormal_extension(Q: Tensor, C: Tensor, k: int, drop_tol: float) -> Tensor:
+    """New orthonormal columns ``N`` that extend span(G_A) = span(Q) by the candidates ``C`` (eq. 11's G_A).
+
+    The candidates are projected off span(Q) twice (classical Gram-Schmidt with one re-orthogonalisation,
+    "twice is enough"), then a thin QR and an SVD of its small ``R`` factor give the principal directions
+    of what remains. Directions whose singular value is below ``drop_tol * max_j ||C_j||`` are near-dependent
+    on what is stored (or on each other) and dropped; at most ``k`` of the largest are returned, so a full
+    budget keeps the most energetic part of the new span (PCA-OGD). ``Q^T N = 0`` to rounding.
+    """
+    n = C.shape[0]
+    if C.shape[1] == 0 or k == 0:
+        return C.new_zeros((n, 0))
+    scale = C.norm(dim=0).max()
+    if scale == 0:
+        return C.new_zeros((n, 0))
+    R = C
+    for _ in range(2):
+        if Q.shape[1]:
+            R = R - Q @ (Q.T @ R)
+    Q1, R1 = torch.linalg.qr(R, mode="reduced")
+    U, S, _ = torch.linalg.svd(R1)
+    keep = int((S > drop_tol * scale).sum())
+    N = Q1 @ U[:, : min(keep, k)]
+    if Q.shape[1] and N.shape[1]:
+        N = N - Q @ (Q.T @ N)
+        N, _ = torch.linalg.qr(N, mode="reduced")
+    return N
+
+
+class DenseMemory:
+    """An orthonormal basis of span(G_A) over a fixed parameter list (OGD's memory).
+
+    Args:
+        params: the parameters the memory covers; their order fixes the flat layout.
+        k_per_task: most directions added by one :meth:`add_directions` call (one task).
+        max_vectors: most directions in all; further ones are dropped and counted in ``n_dropped``.
+        drop_tol: relative singular-value threshold below which a candidate counts as dependent
+            (default ``sqrt(eps)`` of the basis dtype).
+        dtype: storage dtype of the basis (default: the parameters' dtype).
+    """
+
+    def __init__(
+        self,
+        params: Sequence[Tensor] | Any,
+        *,
+        k_per_task: int = 16,
+        max_vectors: int | None = None,
+        drop_tol: float | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.params = list(params)
+        if len(self.params) == 0:
+            raise ValueError("Invalid params: the memory needs at least one parameter")
+        if k_per_task < 1:
+            raise ValueError(f"Invalid k_per_task: {k_per_task}")
+        if max_vectors is not None and max_vectors < 1:
+            raise ValueError(f"Invalid max_vectors: {max_vectors}")
+        self.dtype = dtype or self.params[0].dtype
+        if drop_tol is None:
+            drop_tol = torch.finfo(self.dtype).eps ** 0.5
+        if not 0.0 <= drop_tol < 1.0:
+            raise ValueError(f"Invalid drop_tol: {drop_tol}")
+        self.k_per_task, self.max_vectors, self.drop_tol = k_per_task, max_vectors, drop_tol
+        self.numel = sum(p.numel() for p in self.params)
+        self.basis = torch.zeros(self.numel, 0, dtype=self.dtype, device=self.params[0].device)
+        self.n_tasks = 0
+        self.n_dropped = 0
+
+    @property
+    def rank(self) -> int:
+        """The number of stored orthonormal directions ``r``."""
+        return self.basis.shape[1]
+
+    def _blocks(self) -> list[Tensor]:
+        out, start = [], 0
+        for p in self.params:
+            out.append(self.basis[start : start + p.numel()])
+            start += p.numel()
+        return out
+
+    @torch.no_grad()
+    def add_directions(self, C: Tensor) -> int:
+        """Add the span of the columns of ``C`` (``n x m``) as one task's directions; returns how many were kept."""
+        if C.ndim != 2 or C.shape[0] != self.numel:
+            raise ValueError(f"Invalid directions: expected shape ({self.numel}, m), got {tuple(C.shape)}")
+        if not torch.isfinite(C).all():
+            raise ValueError("Invalid directions: they contain non-finite entries")
+        room = self.k_per_task
+        if self.max_vectors is not None:
+            room = min(room, self.max_vectors - self.rank)
+        wanted = orthonormal_extension(self.basis, C.to(self.basis), self.k_per_task, self.drop_tol)
+        kept = wanted[:, : max(room, 0)]
+        self.n_dropped += wanted.shape[1] - kept.shape[1]
+        self.basis = torch.cat([self.basis, kept], dim=1)
+        self.n_tasks += 1
+        return kept.shape[1]
+
+    def add_task(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        targets: Tensor,
+        fn: Callable[[Tensor, Tensor], Tensor] = ground_truth_logit,
+        *,
+        chunk_size: int | None = None,
+    ) -> int:
+        """Store the per-sample gradients of ``fn`` on held samples of the finished task.
+
+        ``fn = ground_truth_logit`` is OGD-GTL; ``fn = sample_loss`` stores loss gradients.
+        """
+        G = per_sample_gradients(model, fn, inputs, targets, self.params, chunk_size=chunk_size)
+        return self.add_directions(G.T)
+
+    @torch.no_grad()
+    def coefficients(self, tensors: Sequence[Tensor]) -> Tensor:
+        """``Q^T d`` for the tensors ``d`` aligned with ``params``."""
+        coef = self.basis.new_zeros(self.rank)
+        for block, t in zip(self._blocks(), tensors, strict=True):
+            coef += block.T @ t.reshape(-1).to(block.dtype)
+        return coef
+
+    @torch.no_grad()
+    def project_(self, tensors: Sequence[Tensor]) -> None:
+        """Eq. (11) without the sign, in place: ``d <- d - Q (Q^T d)``, one parameter block at a time."""
+        if self.rank == 0:
+            return
+        coef = self.coefficients(tensors)
+        for block, t in zip(self._blocks(), tensors, strict=True):
+            t.sub_((block @ coef).view_as(t).to(t.dtype))
+
+    def residual(self, tensors: Sequence[Tensor]) -> float:
+        """``||Q^T d||``: how far ``d`` is from orthogonal to the memory (eq. 12 on the stored span)."""
+        return float(self.coefficients(tensors).norm()) if self.rank else 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The basis and the counters."""
+        return {"basis": self.basis.clone(), "n_tasks": self.n_tasks, "n_dropped": self.n_dropped}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a basis saved by :meth:`state_dict` (same parameter layout)."""
+        basis = state["basis"]
+        if basis.ndim != 2 or basis.shape[0] != self.numel:
+            raise ValueError(f"Invalid state: basis of shape {tuple(basis.shape)} for {self.numel} parameters")
+        self.basis = basis.to(self.basis).clone()
+        self.n_tasks, self.n_dropped = int(state["n_tasks"]), int(state["n_dropped"])

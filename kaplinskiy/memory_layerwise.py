@@ -1,0 +1,262 @@
+"""Layer-wise projection memory in the style of GPM (note, eqs. 11-12, one layer at a time).
+
+For a layer ``y = W x + b`` the weight gradient of any loss is ``sum_s delta_s [x_s; 1]^T``: its rows
+lie in the span of the layer's (bias-augmented) inputs. If ``U`` is an orthonormal basis of the old
+task's input space, projecting ``G <- G - (G U) U^T`` leaves every old input's pre-activation unchanged
+to first order and gives ``<grad_W L_A, d_W> = 0`` (eq. 12) for that layer, at the cost of two
+``out x in x r`` matmuls instead of ``r`` full-size dot products. ``U`` comes from the eigenvectors
+of the uncentred input covariance (the SVD of GPM's representation matrix), chosen by an energy
+threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's token rows are frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812 (the torch idiom)
+
+__all__ = ["LayerwiseMemory", "energy_basis_update"]
+
+
+def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int | None = None) -> Tensor:
+    """GPM's criterion on the covariance ``cov = R R^T`` of the new task's representations ``R``.
+
+    Keep the existing basis ``U`` and add the fewest top eigenvectors of ``(I - U U^T) cov (I - U U^T)``
+    such that ``||U U^T R||^2 + ||R_hat_k||^2 >= threshold ||R||^2``; ``threshold = 1`` keeps every
+    numerically non-zero direction. Returns the extended orthonormal basis.
+    """
+    d = cov.shape[0]
+    total = torch.trace(cov)
+    if total <= 0:
+        return U
+    kept = torch.trace(U.T @ cov @ U) if U.shape[1] else total.new_zeros(())
+    P = torch.eye(d, dtype=cov.dtype, device=cov.device) - U @ U.T
+    lam, V = torch.linalg.eigh(P @ cov @ P)
+    lam, V = lam.flip(0).clamp_min(0), V.flip(1)
+    significant = int((lam > d * torch.finfo(cov.dtype).eps * lam[0].clamp_min(total / d)).sum())
+    need = threshold * total - kept
+    before = torch.cumsum(lam, 0) - lam
+    r = min(significant, int((before < need - d * torch.finfo(cov.dtype).eps * total).sum()))
+    if max_new is not None:
+        r = min(r, max_new)
+    if r == 0:
+        return U
+    N = V[:, :r]
+    if U.shape[1]:
+        N = N - U @ (U.T @ N)
+    N, _ = torch.linalg.qr(N, mode="reduced")
+    return torch.cat([U, N], dim=1)
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's GPT-2 ``Conv1D``: ``y = x W + b`` with ``W`` of shape ``(in, out)``."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def _representations(module: nn.Module, x: Tensor) -> Tensor:
+    """The rows ``x_s`` (``N x in_eff``) whose span the layer's weight gradient rows live in."""
+    if isinstance(module, nn.Linear) or _is_hf_conv1d(module):
+        rows = x.reshape(-1, x.shape[-1])
+    elif isinstance(module, nn.Conv2d):
+        rows = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride).transpose(1, 2)
+        rows = rows.reshape(-1, rows.shape[-1])
+    else:  # nn.Conv1d, as a Conv2d of height one
+        k, s, p, dil = module.kernel_size[0], module.stride[0], module.padding[0], module.dilation[0]
+        rows = F.unfold(x.unsqueeze(2), (1, k), (1, dil), (0, p), (1, s)).transpose(1, 2)
+        rows = rows.reshape(-1, rows.shape[-1])
+    if getattr(module, "bias", None) is not None:
+        rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)
+    return rows
+
+
+def _check_supported(module: nn.Module) -> bool:
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        if module.groups != 1 or (isinstance(module.padding, str)):
+            return False
+        return module.padding_mode == "zeros"
+    return isinstance(module, (nn.Linear, nn.Embedding)) or _is_hf_conv1d(module)
+
+
+class LayerwiseMemory:
+    """Per-layer bases of old-task input spaces, for Linear, Conv1d/Conv2d, Embedding and HF Conv1D layers.
+
+    Args:
+        model: the network; every supported submodule with a trainable weight is covered.
+        threshold: GPM's energy threshold in (0, 1], one float or one per covered layer.
+        max_new_per_task: most basis vectors one task adds to one layer (the budget ``k``).
+        freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, raw
+            attention projections), so eq. (12) holds for the whole model; otherwise they are left free.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        threshold: float | Sequence[float] = 0.97,
+        max_new_per_task: int | None = None,
+        freeze_uncovered: bool = False,
+    ) -> None:
+        self.model = model
+        self.layers = [m for m in model.modules() if _check_supported(m) and m.weight.requires_grad]
+        if not self.layers:
+            raise ValueError("Invalid model: it has no Linear, Conv or Embedding layer with a trainable weight")
+        thresholds = [threshold] * len(self.layers) if isinstance(threshold, (int, float)) else list(threshold)
+        if len(thresholds) != len(self.layers):
+            raise ValueError(f"Invalid threshold: {len(thresholds)} values for {len(self.layers)} layers")
+        for t in thresholds:
+            if not 0.0 < t <= 1.0:
+                raise ValueError(f"Invalid threshold: {t}")
+        if max_new_per_task is not None and max_new_per_task < 1:
+            raise ValueError(f"Invalid max_new_per_task: {max_new_per_task}")
+        self.thresholds, self.max_new_per_task, self.freeze_uncovered = thresholds, max_new_per_task, freeze_uncovered
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        index = {id(p): i for i, p in enumerate(self.params)}
+        self._slots = [
+            (index[id(m.weight)], index.get(id(m.bias)) if getattr(m, "bias", None) is not None else None)
+            for m in self.layers
+        ]
+        owned = {i for pair in self._slots for i in pair if i is not None}
+        self._uncovered = [i for i in range(len(self.params)) if i not in owned]
+        self.bases: list[Tensor] = []
+        for m in self.layers:
+            w = m.weight
+            if isinstance(m, nn.Embedding):
+                self.bases.append(torch.zeros(0, dtype=torch.long, device=w.device))
+            else:
+                d_in = (w.shape[0] if _is_hf_conv1d(m) else w[0].numel()) + (m.bias is not None)
+                self.bases.append(torch.zeros(d_in, 0, dtype=w.dtype, device=w.device))
+        self.n_tasks = 0
+
+    @torch.no_grad()
+    def add_task(self, batches: Iterable[Any], forward: Callable[[nn.Module, Any], Any] | None = None) -> list[int]:
+        """Record each layer's inputs on the old task's ``batches`` and grow the bases (GPM's memory update).
+
+        ``forward(model, batch)`` runs the model (default ``model(batch)``); only the inputs matter.
+        Returns the number of basis vectors (or protected rows) each layer gained.
+        """
+        stats: list[Tensor | None] = [None] * len(self.layers)
+
+        def recorder(i: int, module: nn.Module) -> Callable[..., None]:
+            def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
+                x = args[0]
+                if isinstance(module, nn.Embedding):
+                    s = torch.bincount(x.reshape(-1), minlength=module.num_embeddings).to(torch.float64)
+                else:
+                    rows = _representations(module, x.detach()).to(self.bases[i].dtype)
+                    s = rows.T @ rows
+                stats[i] = s if stats[i] is None else stats[i] + s
+
+            return hook
+
+        model_forward = forward or (lambda model, batch: model(batch))
+        handles = [m.register_forward_pre_hook(recorder(i, m)) for i, m in enumerate(self.layers)]
+        try:
+            for batch in batches:
+                model_forward(self.model, batch)
+        finally:
+            for h in handles:
+                h.remove()
+        gained = []
+        for i, (m, s) in enumerate(zip(self.layers, stats, strict=True)):
+            before = self._size(i)
+            if s is not None:
+                self.bases[i] = self._grow(m, self.bases[i], s, self.thresholds[i])
+            gained.append(self._size(i) - before)
+        self.n_tasks += 1
+        return gained
+
+    def _size(self, i: int) -> int:
+        return self.bases[i].numel() if self.bases[i].ndim == 1 else self.bases[i].shape[1]
+
+    def _grow(self, module: nn.Module, U: Tensor, s: Tensor, threshold: float) -> Tensor:
+        if isinstance(module, nn.Embedding):
+            counts = s.clone()
+            counts[U] = 0  # rows already protected carry their energy already
+            total, kept = s.sum(), s[U].sum()
+            order = torch.argsort(counts, descending=True)
+            before = torch.cumsum(counts[order], 0) - counts[order]
+            r = int(((before < threshold * total - kept) & (counts[order] > 0)).sum())
+            if self.max_new_per_task is not None:
+                r = min(r, self.max_new_per_task)
+            return torch.cat([U, order[:r].to(U)])
+        return energy_basis_update(U, s, threshold, self.max_new_per_task)
+
+    def _views(self, tensors: Sequence[Tensor], i: int) -> tuple[Tensor, Tensor | None]:
+        wi, bi = self._slots[i]
+        return tensors[wi], (tensors[bi] if bi is not None else None)
+
+    @torch.no_grad()
+    def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """Per layer, ``D U`` (or the protected rows of an embedding): zero after :meth:`project_`."""
+        out = []
+        for i, m in enumerate(self.layers):
+            U = self.bases[i]
+            w, b = self._views(tensors, i)
+            if isinstance(m, nn.Embedding):
+                out.append(w[U].reshape(-1))
+                continue
+            out.append(_layer_coefficients(m, U, w, b).reshape(-1))
+        if self.freeze_uncovered:
+            out.extend(tensors[j].reshape(-1) for j in self._uncovered)
+        return out
+
+    @torch.no_grad()
+    def project_(self, tensors: Sequence[Tensor]) -> None:
+        """Eq. (11) per layer, in place: ``G <- G - (G U) U^T`` (bias folded in as an input of 1)."""
+        for i, m in enumerate(self.layers):
+            U = self.bases[i]
+            if self._size(i) == 0:
+                continue
+            w, b = self._views(tensors, i)
+            if isinstance(m, nn.Embedding):
+                w[U] = 0
+                continue
+            C = _layer_coefficients(m, U, w, b)
+            d_w = w.shape[0] if _is_hf_conv1d(m) else w[0].numel()
+            if _is_hf_conv1d(m):  # W is (in, out): the input space is on the left
+                w.sub_(U[:d_w] @ C)
+                if b is not None:
+                    b.sub_(U[d_w] @ C)
+            else:
+                w.sub_((C @ U[:d_w].T).view_as(w))
+                if b is not None:
+                    b.sub_(C @ U[d_w])
+        if self.freeze_uncovered:
+            for j in self._uncovered:
+                tensors[j].zero_()
+
+    def residual(self, tensors: Sequence[Tensor]) -> float:
+        """The norm of all per-layer coefficients ``D U``: 0 when ``D`` is orthogonal to every layer's memory."""
+        parts = self.coefficients(tensors)
+        return float(
+            torch.sqrt(sum((p.double().pow(2).sum() for p in parts), start=torch.zeros((), dtype=torch.float64)))
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The per-layer bases and the task counter."""
+        return {"bases": [U.clone() for U in self.bases], "n_tasks": self.n_tasks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore bases saved by :meth:`state_dict` for the same model."""
+        bases = state["bases"]
+        if len(bases) != len(self.bases):
+            raise ValueError(f"Invalid state: {len(bases)} bases for {len(self.bases)} layers")
+        for old, new in zip(self.bases, bases, strict=True):
+            if old.shape[0] != new.shape[0] and old.ndim == 2:
+                raise ValueError(f"Invalid state: basis rows {new.shape[0]} do not match layer input {old.shape[0]}")
+        self.bases = [new.to(old.device, old.dtype).clone() for old, new in zip(self.bases, bases, strict=True)]
+        self.n_tasks = int(state["n_tasks"])
+
+
+def _layer_coefficients(module: nn.Module, U: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """``[D_W, d_b] U``: the part of a layer's direction that acts on the stored input space."""
+    if _is_hf_conv1d(module):
+        d_w = w.shape[0]
+        C = U[:d_w].T @ w
+        return C + U[d_w][:, None] * b[None, :] if b is not None else C
+    d_w = w[0].numel()
+    C = w.reshape(w.shape[0], -1) @ U[:d_w]
+    return C + b[:, None] * U[d_w][None, :] if b is not None else C

@@ -1,0 +1,85 @@
+"""Named Hypothesis strategies for the optimizer library: tiny networks with an old task A and a new task B.
+
+Everything is float64 and built from a drawn seed, so each example is reproducible from its printed draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def eq12_tolerance(n: int, factor: float = 1e3) -> float:
+    """Relative tolerance for ``|grad L_A . d| / (||grad L_A|| ||d||)``: ``factor * n * eps`` in float64."""
+    return factor * max(1, n) * EPS64
+
+
+@dataclass(frozen=True)
+class TaskPair:
+    """A model with old-task data (xa, ya) and new-task data (xb, yb), classification with cross-entropy."""
+
+    model: nn.Module
+    xa: Tensor
+    ya: Tensor
+    xb: Tensor
+    yb: Tensor
+
+    def loss_a(self) -> Tensor:
+        """L_A at the model's current parameters (mean cross-entropy)."""
+        return nn.functional.cross_entropy(self.model(self.xa), self.ya)
+
+    def loss_b(self) -> Tensor:
+        """L_B at the model's current parameters."""
+        return nn.functional.cross_entropy(self.model(self.xb), self.yb)
+
+    def grad_a(self) -> list[Tensor]:
+        """grad L_A for every parameter (zeros for parameters L_A does not touch)."""
+        params = list(self.model.parameters())
+        grads = torch.autograd.grad(self.loss_a(), params, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+def mlp(d_in: int, hidden: int, classes: int, bias: bool) -> nn.Module:
+    """Linear-tanh-Linear, the smallest network whose first layer's inputs are not its parameters' business."""
+    return nn.Sequential(nn.Linear(d_in, hidden, bias=bias), nn.Tanh(), nn.Linear(hidden, classes, bias=bias))
+
+
+@st.composite
+def task_pairs(draw, bias: bool | None = None, max_batch: int = 6) -> TaskPair:
+    """A random MLP (input 1-5, hidden 1-6, 2-4 classes, with or without biases) and two small batches.
+    Special cases mixed in: one old sample, a hidden width of one."""
+    d_in = draw(st.integers(1, 5))
+    hidden = draw(st.one_of(st.just(1), st.integers(1, 6)))
+    classes = draw(st.integers(2, 4))
+    n_a = draw(st.one_of(st.just(1), st.integers(1, max_batch)))
+    n_b = draw(st.integers(1, max_batch))
+    use_bias = draw(st.booleans()) if bias is None else bias
+    seed = draw(st.integers(0, 2**31 - 1))
+    torch.manual_seed(seed)
+    model = mlp(d_in, hidden, classes, use_bias)
+    gen = torch.Generator().manual_seed(seed)
+    xa, xb = torch.randn(n_a, d_in, generator=gen), torch.randn(n_b, d_in, generator=gen)
+    ya, yb = torch.randint(classes, (n_a,), generator=gen), torch.randint(classes, (n_b,), generator=gen)
+    return TaskPair(model, xa, ya, xb, yb)
+
+
+def _muon(params, lr):  # torch.optim.Muon (torch >= 2.9) updates 2-D parameters only
+    return torch.optim.Muon(params, lr=lr, weight_decay=0.1)
+
+
+BASE_OPTIMIZERS: dict[str, Callable] = {
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+    "sgd_momentum_wd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=0.1),
+    "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.1),
+    "adamw_foreach": lambda params, lr: torch.optim.AdamW(params, lr=lr, foreach=True, amsgrad=True),
+    "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr, momentum=0.5),
+}
+if hasattr(torch.optim, "Muon"):
+    BASE_OPTIMIZERS["muon"] = _muon
+"""Torch optimizers the guard is tested around (Muon where this torch has it; Lion in its own test)."""

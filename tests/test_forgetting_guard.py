@@ -1,0 +1,227 @@
+"""ForgettingGuard around torch optimizers: eq. (12) for every base, delegation, Armijo, rejection, round trip."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies_optim import BASE_OPTIMIZERS, TaskPair, eq12_tolerance, mlp, task_pairs
+from torch import nn
+
+from kaplinskiy import DenseMemory, ForgettingGuard, LayerwiseMemory, NonFiniteStepWarning, l2sp_penalty, sample_loss
+
+
+def _memory(kind: str, case: TaskPair):
+    if kind == "dense":
+        mem = DenseMemory(case.model.parameters(), k_per_task=64)
+        mem.add_task(case.model, case.xa, case.ya, sample_loss)
+    else:
+        mem = LayerwiseMemory(case.model, threshold=1.0)
+        mem.add_task([case.xa])
+    return mem
+
+
+def _backward_b(case: TaskPair, opt) -> None:
+    opt.zero_grad()
+    case.loss_b().backward()
+
+
+def _check_eq12(case: TaskPair, guard: ForgettingGuard, lr: float) -> None:
+    params = list(case.model.parameters())
+    ga = case.grad_a()
+    _backward_b(case, guard)
+    gb_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params))
+    w0 = [p.detach().clone() for p in params]
+    guard.step()
+    d = [p.detach() - w for p, w in zip(params, w0, strict=True)]
+    num = abs(sum(float((a * b).sum()) for a, b in zip(ga, d, strict=True)))
+    ga_norm = math.sqrt(sum(float(a.pow(2).sum()) for a in ga))
+    n = sum(p.numel() for p in params)
+    scale = ga_norm * (lr * (math.sqrt(n) + gb_norm) + math.sqrt(sum(float(t.pow(2).sum()) for t in d)))
+    assert num <= eq12_tolerance(n) * scale
+
+
+@settings(max_examples=60)
+@given(
+    task_pairs(bias=False),
+    st.sampled_from(sorted(BASE_OPTIMIZERS)),
+    st.sampled_from(["dense", "layerwise"]),
+    st.integers(0, 3),
+)
+def test_guarded_update_is_orthogonal_to_grad_LA(case: TaskPair, base_name: str, kind: str, warm: int) -> None:
+    """Eq. (12) for project="update" around every base optimizer (AdamW, Muon, SGD+momentum+wd, ...),
+    after ``warm`` unguarded steps have filled the base optimizer's state."""
+    lr = 0.05
+    base = BASE_OPTIMIZERS[base_name](case.model.parameters(), lr)
+    for _ in range(warm):
+        _backward_b(case, base)
+        base.step()
+    guard = ForgettingGuard(base, _memory(kind, case), project="update", certify=True)
+    _check_eq12(case, guard, lr)
+    assert guard.certificate["memory_residual"] <= 1e-10
+
+
+@settings(max_examples=40)
+@given(task_pairs(), st.sampled_from(["dense", "layerwise"]))
+def test_guarded_gradient_with_plain_sgd_is_orthogonal(case: TaskPair, kind: str) -> None:
+    """Eq. (12) for project="gradient" around plain SGD (a linear update), biases included."""
+    guard = ForgettingGuard(torch.optim.SGD(case.model.parameters(), lr=0.1), _memory(kind, case), project="gradient")
+    _check_eq12(case, guard, 0.1)
+
+
+def test_guard_around_lion() -> None:
+    lion = pytest.importorskip("lion_pytorch")
+    torch.manual_seed(3)
+    case = TaskPair(
+        mlp(3, 4, 3, True), torch.randn(5, 3), torch.randint(3, (5,)), torch.randn(4, 3), torch.randint(3, (4,))
+    )
+    base = lion.Lion(case.model.parameters(), lr=0.01, weight_decay=0.1)
+    _check_eq12(case, ForgettingGuard(base, _memory("layerwise", case)), 0.01)
+
+
+def _setup(seed: int = 0, armijo: bool = False, lrs=(0.05, 0.01)):
+    torch.manual_seed(seed)
+    case = TaskPair(
+        mlp(3, 5, 3, True), torch.randn(6, 3), torch.randint(3, (6,)), torch.randn(8, 3), torch.randint(3, (8,))
+    )
+    first, second = case.model[0], case.model[2]
+    base = torch.optim.AdamW(
+        [{"params": first.parameters(), "lr": lrs[0]}, {"params": second.parameters(), "lr": lrs[1]}], weight_decay=0.1
+    )
+    mem = LayerwiseMemory(case.model, threshold=0.95)
+    mem.add_task([case.xa])
+    return case, ForgettingGuard(base, mem, armijo=armijo, certify=True)
+
+
+def _closure(case: TaskPair, opt, anchors=None, lam: float = 0.0):
+    def closure():
+        opt.zero_grad()
+        phi = case.loss_b()
+        if anchors is not None:
+            phi = phi + l2sp_penalty(list(case.model.parameters()), anchors, lam)
+        if torch.is_grad_enabled():
+            phi.backward()
+        return phi
+
+    return closure
+
+
+def test_wrapper_delegates_groups_state_and_schedulers() -> None:
+    case, guard = _setup()
+    assert guard.param_groups is guard.base.param_groups and guard.state is guard.base.state
+    sched = torch.optim.lr_scheduler.StepLR(guard, step_size=1, gamma=0.5)
+    for _ in range(2):
+        guard.step(_closure(case, guard))
+        sched.step()
+    assert guard.base.param_groups[0]["lr"] == pytest.approx(0.05 / 4)
+    assert guard.base.param_groups[1]["lr"] == pytest.approx(0.01 / 4)
+    assert guard.certificate["step"] == 2 and len(guard.base.state) == 4
+    guard.zero_grad()
+    assert all(p.grad is None for p in case.model.parameters())
+    extra = nn.Parameter(torch.zeros(2))
+    guard.add_param_group({"params": [extra], "lr": 1.0})
+    assert len(guard.base.param_groups) == 3
+
+
+@pytest.mark.parametrize("armijo", [False, True])
+def test_state_dict_round_trip_gives_bit_identical_continuation(armijo: bool) -> None:
+    case, guard = _setup(armijo=armijo)
+    for _ in range(3):
+        guard.step(_closure(case, guard))
+    saved_model = copy.deepcopy(case.model.state_dict())
+    saved_opt = copy.deepcopy(guard.state_dict())
+    saved_mem = copy.deepcopy(guard.memory.state_dict())
+    for _ in range(3):
+        guard.step(_closure(case, guard))
+    expected = [p.detach().clone() for p in case.model.parameters()]
+
+    case2, guard2 = _setup(seed=1, armijo=armijo)
+    case2.model.load_state_dict(saved_model)
+    guard2.memory.load_state_dict(saved_mem)
+    guard2.load_state_dict(saved_opt)
+    case2 = TaskPair(case2.model, case.xa, case.ya, case.xb, case.yb)
+    for _ in range(3):
+        guard2.step(_closure(case2, guard2))
+    assert all(torch.equal(a, b) for a, b in zip(expected, case2.model.parameters(), strict=True))
+    assert _same(guard2.certificate, guard.certificate)
+
+
+def _snapshot(guard: ForgettingGuard, model: nn.Module):
+    return copy.deepcopy(guard.state_dict()), [p.detach().clone() for p in model.parameters()]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+@pytest.mark.parametrize("where", ["loss", "grad"])
+def test_non_finite_step_is_rejected_and_changes_nothing(where: str) -> None:
+    case, guard = _setup()
+    guard.step(_closure(case, guard))
+    before, params = _snapshot(guard, case.model)
+    guard.zero_grad()
+    loss = case.loss_b()
+    loss.backward()
+    if where == "grad":
+        case.model[0].weight.grad[0, 0] = float("nan")
+    else:
+        loss = torch.tensor(float("inf"))
+    with pytest.warns(NonFiniteStepWarning, match="non-finite"):
+        guard.step(lambda: loss)
+    after, params_after = _snapshot(guard, case.model)
+    assert _same(before, after) and _same(params, params_after)
+
+
+def test_zero_gradient_is_a_no_op() -> None:
+    case, guard = _setup()
+    guard.step(_closure(case, guard))
+    before, params = _snapshot(guard, case.model)
+    for p in case.model.parameters():
+        p.grad = torch.zeros_like(p)
+    guard.step()
+    after, params_after = _snapshot(guard, case.model)
+    assert _same(before, after) and _same(params, params_after)
+
+
+@settings(max_examples=30)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 1.0]), st.sampled_from([1e-3, 0.3, 3.0]))
+def test_armijo_guard_never_increases_phi(seed: int, lam: float, lr: float) -> None:
+    """Across accepted steps Phi(w+) <= Phi(w) + c t grad Phi . d; rejected steps leave w exactly where it was."""
+    case, guard = _setup(seed=seed % 1000, armijo=True, lrs=(lr, lr))
+    anchors = [p.detach().clone() + 0.1 for p in case.model.parameters()]
+    closure = _closure(case, guard, anchors, lam)
+    for _ in range(8):
+        w0 = [p.detach().clone() for p in case.model.parameters()]
+        phi_before = float(closure())
+        guard.step(closure)
+        cert = guard.certificate
+        with torch.no_grad():
+            phi_after = float(closure())
+        assert cert["phi_before"] == phi_before and cert["forward_passes"] == 1 + cert["n_trials"]
+        if cert["accepted"]:
+            assert phi_after <= phi_before + guard.c * cert["t"] * cert["slope"]
+            assert phi_after == cert["phi_after"]
+        else:
+            assert all(torch.equal(a, b) for a, b in zip(w0, case.model.parameters(), strict=True))
+
+
+def test_armijo_needs_a_closure_and_bad_arguments_are_named() -> None:
+    case, guard = _setup(armijo=True)
+    with pytest.raises(RuntimeError, match="closure"):
+        guard.step()
+    mem = guard.memory
+    for kw, name in [({"project": "weights"}, "project"), ({"c": 1.0}, "c"), ({"shrink": 0.0}, "shrink")]:
+        with pytest.raises(ValueError, match=f"Invalid {name}"):
+            ForgettingGuard(guard.base, mem, **kw)
+    with pytest.raises(ValueError, match="Invalid memory"):
+        ForgettingGuard(torch.optim.SGD(case.model[0].parameters(), lr=0.1), mem)

@@ -1,0 +1,176 @@
+"""Layer-wise memory (GPM style): eq. (12) per layer, on MLPs, convolutions and a small transformer block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies_optim import TaskPair, eq12_tolerance, task_pairs
+from torch import nn
+
+from kaplinskiy import LayerwiseMemory, energy_basis_update
+
+
+def _eq12_ratio(grads_a: list[torch.Tensor], d: list[torch.Tensor], d_norm: float) -> float:
+    """``|grad L_A . d| / (||grad L_A|| ||g||)`` where ``d = P_perp g`` and ``d_norm = ||g||`` (before projection)."""
+    num = abs(sum(float((a * b).sum()) for a, b in zip(grads_a, d, strict=True)))
+    den = sum(float((a * a).sum()) for a in grads_a) ** 0.5 * d_norm
+    return num / den if den > 0 else 0.0
+
+
+def _norm(ts: list[torch.Tensor]) -> float:
+    return sum(float((t * t).sum()) for t in ts) ** 0.5
+
+
+def _slot(mem: LayerwiseMemory, p: torch.Tensor) -> int:
+    return next(i for i, q in enumerate(mem.params) if q is p)
+
+
+def _grads(model: nn.Module, loss: torch.Tensor) -> list[torch.Tensor]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    gs = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
+
+
+@settings(max_examples=60)
+@given(task_pairs(), st.integers(0, 2**31 - 1))
+def test_full_energy_memory_gives_eq12_on_an_mlp(case: TaskPair, seed: int) -> None:
+    """Threshold 1 keeps every old input direction: grad L_A . P_perp g = 0 for any g (eq. 12)."""
+    mem = LayerwiseMemory(case.model, threshold=1.0)
+    mem.add_task([case.xa])
+    gen = torch.Generator().manual_seed(seed)
+    d = [torch.randn(p.shape, generator=gen) for p in mem.params]
+    g_norm = _norm(d)
+    mem.project_(d)
+    n = sum(p.numel() for p in mem.params)
+    assert _eq12_ratio(case.grad_a(), d, g_norm) <= eq12_tolerance(n)
+    assert mem.residual(d) <= eq12_tolerance(n) * g_norm
+
+
+@settings(max_examples=60)
+@given(task_pairs(bias=True))
+def test_old_outputs_of_the_first_layer_are_unchanged(case: TaskPair) -> None:
+    """A projected first-layer step leaves W x_A + b exactly where it was (the layer-wise meaning of eq. 12)."""
+    mem = LayerwiseMemory(case.model, threshold=1.0)
+    mem.add_task([case.xa])
+    first = case.model[0]
+    before = first(case.xa).detach()
+    d = [torch.randn_like(p) for p in mem.params]
+    mem.project_(d)
+    with torch.no_grad():
+        first.weight.add_(d[0])
+        first.bias.add_(d[1])
+    assert torch.allclose(first(case.xa), before, rtol=0, atol=1e-10 * (1 + before.abs().max().item()))
+
+
+def test_energy_threshold_picks_the_fewest_directions() -> None:
+    cov = torch.diag(torch.tensor([10.0, 5.0, 1.0, 0.0]))
+    assert energy_basis_update(torch.zeros(4, 0), cov, 0.6).shape[1] == 1
+    assert energy_basis_update(torch.zeros(4, 0), cov, 0.9).shape[1] == 2
+    assert energy_basis_update(torch.zeros(4, 0), cov, 1.0).shape[1] == 3
+    U = energy_basis_update(torch.zeros(4, 0), cov, 0.6)
+    assert energy_basis_update(U, cov, 0.6).shape[1] == 1  # already enough energy: nothing added
+    assert energy_basis_update(U, cov, 0.9).shape[1] == 2
+
+
+def test_budget_per_task_caps_each_layer() -> None:
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+    mem = LayerwiseMemory(model, threshold=1.0, max_new_per_task=2)
+    assert mem.add_task([torch.randn(20, 6)]) == [2, 2]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_convolutions_and_eq12(bias: bool) -> None:
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, stride=2, bias=bias),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(3 * 3 * 3, 4, bias=bias),
+    )
+    x = torch.randn(3, 2, 5, 5)
+    y = torch.randint(4, (3,))
+    mem = LayerwiseMemory(model, threshold=1.0)
+    mem.add_task([x])
+    d = [torch.randn_like(p) for p in mem.params]
+    g_norm = _norm(d)
+    mem.project_(d)
+    ga = _grads(model, nn.functional.cross_entropy(model(x), y))
+    assert _eq12_ratio(ga, d, g_norm) <= eq12_tolerance(200)
+
+
+def test_conv1d_and_eq12() -> None:
+    model = nn.Sequential(nn.Conv1d(2, 3, 3, padding=1, stride=2), nn.Tanh(), nn.Flatten(), nn.Linear(9, 2))
+    x = torch.randn(4, 2, 6)
+    y = torch.randint(2, (4,))
+    mem = LayerwiseMemory(model, threshold=1.0)
+    mem.add_task([x])
+    d = [torch.randn_like(p) for p in mem.params]
+    g_norm = _norm(d)
+    mem.project_(d)
+    ga = _grads(model, nn.functional.cross_entropy(model(x), y))
+    assert _eq12_ratio(ga, d, g_norm) <= eq12_tolerance(100)
+
+
+class TinyBlock(nn.Module):
+    """A one-block causal transformer LM: token and position embeddings, attention and MLP of nn.Linear, LayerNorm."""
+
+    def __init__(self, vocab: int = 11, dim: int = 8, seq: int = 5) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(seq, dim)
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.up, self.down, self.head = nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim), nn.Linear(dim, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        T = ids.shape[1]
+        h = self.tok(ids) + self.pos(torch.arange(T))
+        a = self.ln1(h)
+        att = nn.functional.scaled_dot_product_attention(self.q(a), self.k(a), self.v(a), is_causal=True)
+        h = h + self.o(att)
+        h = h + self.down(torch.tanh(self.up(self.ln2(h))))
+        return self.head(h)
+
+
+def _lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    logits = model(ids[:, :-1])
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+def test_transformer_linear_layers_and_embeddings_with_uncovered_frozen() -> None:
+    """On a transformer block every nn.Linear and nn.Embedding is covered; LayerNorm is frozen on request,
+    and then eq. (12) holds for the whole model."""
+    model = TinyBlock()
+    ids_a = torch.randint(0, 6, (3, 6))  # old task uses tokens 0-5 only
+    mem = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    gained = mem.add_task([ids_a[:, :-1]])
+    assert len(mem.layers) == 2 + 7 and all(g > 0 for g in gained)
+    d = [torch.randn_like(p) for p in mem.params]
+    g_norm = _norm(d)
+    mem.project_(d)
+    ga = _grads(model, _lm_loss(model, ids_a))
+    assert _eq12_ratio(ga, d, g_norm) <= eq12_tolerance(2000)
+    tok = d[_slot(mem, model.tok.weight)]
+    assert torch.all(tok[:6] == 0) and torch.all(tok[6:] != 0)  # unseen tokens stay free
+
+
+def test_transformer_without_freezing_leaves_layernorm_free() -> None:
+    model = TinyBlock()
+    mem = LayerwiseMemory(model, threshold=0.9)
+    mem.add_task([torch.randint(0, 11, (2, 5))])
+    d = [torch.ones_like(p) for p in mem.params]
+    mem.project_(d)
+    assert torch.equal(d[_slot(mem, model.ln1.weight)], torch.ones(8))
+
+
+def test_state_dict_round_trip_and_bad_arguments() -> None:
+    model = nn.Sequential(nn.Linear(3, 2))
+    mem = LayerwiseMemory(model, threshold=0.99)
+    mem.add_task([torch.randn(5, 3)])
+    other = LayerwiseMemory(model)
+    other.load_state_dict(mem.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(mem.bases, other.bases, strict=True))
+    with pytest.raises(ValueError, match="Invalid threshold"):
+        LayerwiseMemory(model, threshold=1.5)
+    with pytest.raises(ValueError, match="Invalid model"):
+        LayerwiseMemory(nn.Sequential(nn.Tanh()))
