@@ -1,6 +1,6 @@
 # The two commands of the README. Each sets up what is missing, then runs:
 #   make reproduce   venv + TeX, then `snakemake --cores all` -> paper/main.pdf
-#   make test        venv + TeX, then pytest (unit, property, notebooks, lint, the DAG on its smoke config)
+#   make test        venv + TeX, then ruff and pytest (unit, property, notebooks, lint, the DAG on its smoke config)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,7 +23,8 @@ reproduce: setup tex
 	snakemake --cores all
 
 test: setup tex
-	pytest -n auto --dist loadfile
+	ruff check .
+	pytest -n auto --dist loadfile --durations=15
 
 lint: setup
 	ruff check .

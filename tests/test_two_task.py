@@ -68,4 +68,6 @@ def test_record_has_provenance_config_and_traces(tmp_path) -> None:
     assert len(rec["trace"]["L_A"]) == PROBLEM["steps"]
     again = tmp_path / "again.json"
     main(PROBLEM, arm, "potential", 3, again)
-    assert json.loads(again.read_text())["trace"] == rec["trace"]  # deterministic for a seed
+    # Deterministic for a seed up to BLAS round-off (MKL's results depend on memory alignment).
+    for key, values in json.loads(again.read_text())["trace"].items():
+        assert values == pytest.approx(rec["trace"][key], rel=1e-9, abs=1e-12), key
