@@ -7,6 +7,7 @@ the potential Phi = sum_i a_i L_i + R (eq. 10), the projected direction d = -P_p
 
 from .acceptance import Certificate, NonFiniteStepWarning
 from .forgetting_guard import ForgettingGuard
+from .kaplinskiy_optimizer import Kaplinskiy
 from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
 from .memory import ProjectionMemory
 from .memory_dense import DenseMemory, orthonormal_extension
@@ -23,6 +24,7 @@ __all__ = [
     "Certificate",
     "DenseMemory",
     "ForgettingGuard",
+    "Kaplinskiy",
     "LayerwiseMemory",
     "NonFiniteStepWarning",
     "ProjectionMemory",

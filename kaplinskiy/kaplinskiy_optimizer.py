@@ -1,0 +1,155 @@
+"""The Kaplinskiy optimizer: d_Kap = -eta P_perp(G_A) grad Phi with Armijo acceptance (note, sec. 5.4).
+
+Each step evaluates Phi (eq. 10) and its gradient through the closure, builds ``d = -P_perp(Lambda g)``
+where ``Lambda`` holds each group's learning rate (the projection comes last, so ``G_A^T d = 0`` and
+eq. (12) hold whatever the per-group rates), and accepts ``w + t d`` for the first ``t = 1, shrink, ...``
+that satisfies eq. (13). The functional core on one flat vector is
+:func:`kaplinskiy.potential_descent_step`; this class is its ``torch.optim`` form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .acceptance import Certificate, armijo_on_params, reject_non_finite
+from .line_search import ArmijoResult
+from .memory import ProjectionMemory
+from .tensor_lists import assign_, copy_list, dot, grads_of, is_all_zero, sq_norm
+
+__all__ = ["Kaplinskiy"]
+
+
+class Kaplinskiy(Optimizer):
+    """Projected potential descent with Armijo backtracking.
+
+    Args:
+        params: parameters or parameter groups; a group may set ``lr`` and ``project`` (whether the
+            memory's projection applies to it; groups outside the memory must set ``project=False``).
+        lr: the trial step ``eta_0`` of the line search (an LR scheduler moves it).
+        memory: a projection memory G_A (``None``: no projection, plain Armijo gradient descent).
+        armijo: backtrack until eq. (13) holds; ``False`` takes the full step every time.
+        c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials.
+
+    ``step(closure)`` needs a closure returning Phi that calls ``backward()`` only under grad mode (see
+    :mod:`kaplinskiy.acceptance`). Give ``old_task_closure`` (returning L_A, same convention) to have
+    ``grad L_A . d`` in the certificate. The last :class:`~kaplinskiy.Certificate` is ``optimizer.certificate``.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        memory: ProjectionMemory | None = None,
+        *,
+        armijo: bool = True,
+        c: float = 1e-4,
+        shrink: float = 0.5,
+        max_trials: int = 20,
+    ) -> None:
+        if not lr >= 0.0:
+            raise ValueError(f"Invalid lr: {lr}")
+        if not 0.0 < c < 1.0:
+            raise ValueError(f"Invalid c: {c}")
+        if not 0.0 < shrink < 1.0:
+            raise ValueError(f"Invalid shrink: {shrink}")
+        if max_trials < 1:
+            raise ValueError(f"Invalid max_trials: {max_trials}")
+        defaults = dict(lr=lr, project=True, armijo=armijo, c=c, shrink=shrink, max_trials=max_trials)
+        super().__init__(params, defaults)
+        self.memory = memory
+        if memory is not None:
+            projected = {id(p) for g in self.param_groups if g["project"] for p in g["params"]}
+            if any(id(p) not in projected for p in memory.params):
+                raise ValueError("Invalid memory: it covers parameters outside the groups with project=True")
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        unknown = set(param_group) - {"params", *self.defaults}
+        if unknown:
+            raise ValueError(f"Invalid param group key: {sorted(unknown)[0]}")
+        super().add_param_group(param_group)
+
+    @property
+    def certificate(self) -> dict[str, Any] | None:
+        """The last step's certificate as plain values (``None`` before the first step)."""
+        first = self.param_groups[0]["params"][0]
+        return self.state[first].get("certificate") if first in self.state else None
+
+    def _direction(self, params: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        """``d = -P_perp(Lambda g)``: each group's rate first, the projection last (eq. 11)."""
+        d, i = [], 0
+        for group in self.param_groups:
+            for _ in group["params"]:
+                d.append(-group["lr"] * grads[i])
+                i += 1
+        if self.memory is not None:
+            index = {id(p): j for j, p in enumerate(params)}
+            self.memory.project_([d[index[id(p)]] for p in self.memory.params])
+        return d
+
+    @torch.no_grad()
+    def step(  # type: ignore[override]
+        self,
+        closure: Callable[[], Tensor | float] | None = None,
+        old_task_closure: Callable[[], Tensor | float] | None = None,
+    ) -> Tensor | float:
+        """One projected, Armijo-accepted step on Phi; returns Phi before the step."""
+        if closure is None:
+            raise RuntimeError("Kaplinskiy needs a closure that returns Phi (see kaplinskiy.acceptance)")
+        with torch.enable_grad():
+            phi0 = closure()
+        params = [p for g in self.param_groups for p in g["params"]]
+        present = [p.grad for p in params if p.grad is not None]
+        if reject_non_finite(phi0, present, "Kaplinskiy") or is_all_zero(present):
+            return phi0
+        grads = copy_list(grads_of(params))
+        d = self._direction(params, grads)
+        slope = dot(grads, d)
+        passes, old_slope = 1, None
+        if old_task_closure is not None:
+            for p in params:
+                p.grad = None
+            with torch.enable_grad():
+                old_task_closure()
+            old_slope, passes = dot(grads_of(params), d), passes + 1
+        group = self.param_groups[0]
+        origin = copy_list(params)
+        if group["armijo"]:
+            search = armijo_on_params(
+                params,
+                origin,
+                d,
+                closure,
+                float(phi0),
+                slope,
+                c=group["c"],
+                shrink=group["shrink"],
+                max_trials=group["max_trials"],
+            )
+        else:
+            assign_(params, origin, 1.0, d)
+            search = ArmijoResult(1.0, float(phi0), float("nan"), slope, 0, True)
+        state = self.state[params[0]]
+        state["step"] = state.get("step", 0) + 1
+        residual = None
+        if self.memory is not None:
+            index = {id(p): j for j, p in enumerate(params)}
+            residual = self.memory.residual([d[index[id(p)]] for p in self.memory.params])
+        cert = Certificate.from_search(
+            state["step"],
+            search,
+            1.0,
+            passes + search.n_trials,
+            step_norm=search.eta * sq_norm(d) ** 0.5,
+            memory_residual=residual,
+            old_task_slope=old_slope,
+        ).as_dict()
+        cert["eta"] = search.eta * float(group["lr"])
+        if not group["armijo"]:
+            cert["phi_after"] = None
+        state["certificate"] = cert
+        return phi0
