@@ -6,6 +6,8 @@ the potential Phi = sum_i a_i L_i + R (eq. 10), the projected direction d = -P_p
 """
 
 from .acceptance import Certificate, NonFiniteStepWarning
+from .anchor_penalty import ElasticAnchor, ewc_penalty, ewc_penalty_grad
+from .fisher import empirical_fisher_diagonal, online_fisher, true_fisher_diagonal
 from .forgetting_guard import ForgettingGuard
 from .kaplinskiy_optimizer import Kaplinskiy
 from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
@@ -16,6 +18,7 @@ from .per_sample import ground_truth_logit, per_sample_gradients, sample_loss
 from .potential import l2sp_penalty, potential
 from .potential_descent import StepCertificate, potential_descent_step
 from .projection import complement_projector, orthonormal_basis, project_out, projected_direction
+from .replay import ReplayBuffer, replay_term
 
 __version__ = "0.1.0"
 
@@ -23,19 +26,25 @@ __all__ = [
     "ArmijoResult",
     "Certificate",
     "DenseMemory",
+    "ElasticAnchor",
     "ForgettingGuard",
     "Kaplinskiy",
     "LayerwiseMemory",
     "NonFiniteStepWarning",
     "ProjectionMemory",
+    "ReplayBuffer",
     "StepCertificate",
     "__version__",
     "armijo_backtrack",
     "armijo_condition",
     "complement_projector",
+    "empirical_fisher_diagonal",
     "energy_basis_update",
+    "ewc_penalty",
+    "ewc_penalty_grad",
     "ground_truth_logit",
     "l2sp_penalty",
+    "online_fisher",
     "orthonormal_basis",
     "orthonormal_extension",
     "per_sample_gradients",
@@ -43,5 +52,7 @@ __all__ = [
     "potential_descent_step",
     "project_out",
     "projected_direction",
+    "replay_term",
     "sample_loss",
+    "true_fisher_diagonal",
 ]

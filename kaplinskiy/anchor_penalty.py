@@ -1,0 +1,101 @@
+"""The anchoring regulariser R(w) of eqs. (6) and (10): L2-SP (F = I) or EWC (diagonal Fisher), online.
+
+:class:`ElasticAnchor` keeps the anchor ``w_A*`` and the accumulated diagonal ``F_A`` across tasks. Its
+:meth:`~ElasticAnchor.penalty` is a differentiable R for a potential Phi (eq. 10), and
+:meth:`~ElasticAnchor.add_gradient_` adds ``grad R = lam F (w - w*)`` to ``p.grad`` in place for optimizers
+that take the gradient as given (the EWC and L2-SP baselines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .fisher import empirical_fisher_diagonal, online_fisher, true_fisher_diagonal
+
+__all__ = ["ElasticAnchor", "ewc_penalty", "ewc_penalty_grad"]
+
+_KINDS = ("identity", "empirical", "true")
+
+
+def ewc_penalty(params: Sequence[Tensor], anchors: Sequence[Tensor], fisher: Sequence[Tensor], lam: float) -> Tensor:
+    """Eq. (6) with a diagonal ``F_A``: ``R(w) = (lam/2) sum_i F_i (w_i - w*_i)^2``."""
+    if not lam >= 0.0:
+        raise ValueError(f"Invalid lam: {lam}")
+    total = params[0].new_zeros(())
+    for p, a, f in zip(params, anchors, fisher, strict=True):
+        total = total + (f * (p - a).pow(2)).sum()
+    return 0.5 * lam * total
+
+
+def ewc_penalty_grad(p: Tensor, anchor: Tensor, fisher: Tensor | None, lam: float) -> Tensor:
+    """The gradient of eq. (6) for one parameter: ``lam F (w - w*)`` (``F = I`` when ``fisher`` is None)."""
+    diff = p - anchor
+    return lam * (diff if fisher is None else fisher * diff)
+
+
+class ElasticAnchor:
+    """R(w) around the weights at the end of the last task.
+
+    Args:
+        params: the anchored parameters.
+        lam: the penalty strength ``lam`` of eq. (6).
+        fisher: ``"identity"`` (L2-SP), ``"empirical"`` or ``"true"`` diagonal Fisher (EWC).
+        gamma: online-EWC decay of earlier tasks' Fisher (1 sums them).
+    """
+
+    def __init__(self, params: Sequence[Tensor] | Any, lam: float, *, fisher: str = "empirical", gamma: float = 1.0):
+        if not lam >= 0.0:
+            raise ValueError(f"Invalid lam: {lam}")
+        if fisher not in _KINDS:
+            raise ValueError(f"Invalid fisher: {fisher}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"Invalid gamma: {gamma}")
+        self.params = list(params)
+        self.lam, self.kind, self.gamma = lam, fisher, gamma
+        self.anchors = [p.detach().clone() for p in self.params]
+        self.fisher: list[Tensor] | None = None
+        self.n_tasks = 0
+
+    @torch.no_grad()
+    def consolidate(self, model: nn.Module | None = None, inputs: Tensor | None = None, targets: Tensor | None = None):
+        """End of a task: anchor at the current weights and accumulate that task's Fisher (online EWC)."""
+        self.anchors = [p.detach().clone() for p in self.params]
+        if self.kind != "identity":
+            if model is None or inputs is None or (self.kind == "empirical" and targets is None):
+                raise ValueError(f"Invalid consolidate: the {self.kind} Fisher needs the model and the task's samples")
+            with torch.enable_grad():
+                if self.kind == "empirical":
+                    new = empirical_fisher_diagonal(model, inputs, targets, self.params)
+                else:
+                    new = true_fisher_diagonal(model, inputs, self.params)
+            self.fisher = online_fisher(self.fisher, new, self.gamma)
+        self.n_tasks += 1
+
+    def _weights(self) -> Sequence[Tensor | None]:
+        return self.fisher if self.fisher is not None else [None] * len(self.params)
+
+    def penalty(self) -> Tensor:
+        """R(w), differentiable (eq. 6; F = I for L2-SP)."""
+        fisher = self.fisher if self.fisher is not None else [torch.ones_like(p) for p in self.params]
+        return ewc_penalty(self.params, self.anchors, fisher, self.lam)
+
+    @torch.no_grad()
+    def add_gradient_(self) -> None:
+        """``p.grad += lam F (w - w*)``: the gradient of R added to whatever the loss gave."""
+        for p, a, f in zip(self.params, self.anchors, self._weights(), strict=True):
+            g = ewc_penalty_grad(p, a, f, self.lam)
+            p.grad = g if p.grad is None else p.grad.add_(g)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Anchors, Fisher and the task counter."""
+        return {"anchors": [a.clone() for a in self.anchors], "fisher": self.fisher, "n_tasks": self.n_tasks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.anchors = [a.clone() for a in state["anchors"]]
+        self.fisher = None if state["fisher"] is None else [f.clone() for f in state["fisher"]]
+        self.n_tasks = int(state["n_tasks"])

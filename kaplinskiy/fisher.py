@@ -1,0 +1,82 @@
+"""Diagonal Fisher information for EWC's curvature weight F_A in eq. (6), from per-sample gradients.
+
+The Fisher is an expectation of squared per-sample score functions, not the square of a mean gradient:
+``F_ii = E_x E_y [ (d/dw_i log p(y | x, w))^2 ]``. The *true* Fisher draws ``y`` from the model itself (here the
+exact sum over classes, weighted by ``p(y | x)``); the *empirical* Fisher uses the observed labels.
+Online EWC (Schwarz et al. 2018) accumulates ``F <- gamma F + F_task`` across tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jacrev, vmap
+
+from .per_sample import _names_of, per_sample_gradients, sample_loss
+
+__all__ = ["empirical_fisher_diagonal", "online_fisher", "true_fisher_diagonal"]
+
+
+def _split(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
+    out, start = [], 0
+    for p in params:
+        out.append(flat[start : start + p.numel()].view_as(p))
+        start += p.numel()
+    return out
+
+
+def empirical_fisher_diagonal(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    params: Sequence[Tensor] | None = None,
+    *,
+    loss: Callable[[Tensor, Tensor], Tensor] = sample_loss,
+    chunk_size: int | None = None,
+) -> list[Tensor]:
+    """``F_ii = (1/N) sum_s (d/dw_i loss(f(x_s), y_s))^2`` with the observed labels (eq. 6's F_A, empirical)."""
+    params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
+    G = per_sample_gradients(model, loss, inputs, targets, params, chunk_size=chunk_size)
+    return _split(G.pow(2).mean(0), params)
+
+
+def true_fisher_diagonal(
+    model: nn.Module,
+    inputs: Tensor,
+    params: Sequence[Tensor] | None = None,
+    *,
+    chunk_size: int | None = None,
+) -> list[Tensor]:
+    """``F_ii = (1/N) sum_s sum_c p(c | x_s) (d/dw_i log p(c | x_s))^2`` for a classifier returning logits.
+
+    The expectation over the model's own labels is exact (one Jacobian of ``log_softmax`` per sample), so
+    the cost is ``C`` per-sample gradients; use the empirical Fisher when the label space is large.
+    """
+    params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
+    names = _names_of(model, params)
+    frozen = {k: v.detach() for k, v in model.named_parameters() if k not in set(names)}
+    buffers = dict(model.named_buffers())
+
+    def log_probs(values: tuple[Tensor, ...], x: Tensor) -> Tensor:
+        state = {**frozen, **buffers, **dict(zip(names, values, strict=True))}
+        return torch.log_softmax(functional_call(model, state, (x.unsqueeze(0),)).reshape(-1), dim=0)
+
+    def one(values: tuple[Tensor, ...], x: Tensor) -> tuple[Tensor, ...]:
+        jac = jacrev(log_probs)(values, x)  # per parameter: (C, *shape)
+        p = log_probs(values, x).exp().detach()
+        return tuple((p.view(-1, *([1] * (j.ndim - 1))) * j.pow(2)).sum(0) for j in jac)
+
+    values = tuple(p.detach() for p in params)
+    per_sample = vmap(one, in_dims=(None, 0), chunk_size=chunk_size)(values, inputs)
+    return [f.mean(0) for f in per_sample]
+
+
+def online_fisher(previous: Sequence[Tensor] | None, new: Sequence[Tensor], gamma: float = 1.0) -> list[Tensor]:
+    """Online EWC: ``F <- gamma F_prev + F_task`` (``gamma = 1`` sums the tasks' Fishers)."""
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"Invalid gamma: {gamma}")
+    if previous is None:
+        return [f.clone() for f in new]
+    return [gamma * a + b for a, b in zip(previous, new, strict=True)]

@@ -1,0 +1,108 @@
+"""EWC's Fisher (eq. 6) from per-sample gradients, online accumulation, and the anchoring penalty R."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from strategies_optim import TaskPair, task_pairs
+from torch import nn
+
+from kaplinskiy import (
+    ElasticAnchor,
+    empirical_fisher_diagonal,
+    ewc_penalty,
+    l2sp_penalty,
+    online_fisher,
+    true_fisher_diagonal,
+)
+
+
+def _loop_grads(model: nn.Module, value: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(value, list(model.parameters()), retain_graph=True))
+
+
+@settings(max_examples=25)
+@given(task_pairs())
+def test_empirical_fisher_matches_a_per_sample_loop(case: TaskPair) -> None:
+    F = empirical_fisher_diagonal(case.model, case.xa, case.ya)
+    ref = [torch.zeros_like(p) for p in case.model.parameters()]
+    for s in range(case.xa.shape[0]):
+        loss = nn.functional.cross_entropy(case.model(case.xa[s : s + 1]), case.ya[s : s + 1])
+        for r, g in zip(ref, _loop_grads(case.model, loss), strict=True):
+            r += g.pow(2) / case.xa.shape[0]
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-14) for a, b in zip(F, ref, strict=True))
+
+
+@settings(max_examples=25)
+@given(task_pairs())
+def test_true_fisher_matches_a_loop_over_samples_and_classes(case: TaskPair) -> None:
+    F = true_fisher_diagonal(case.model, case.xa)
+    ref = [torch.zeros_like(p) for p in case.model.parameters()]
+    for s in range(case.xa.shape[0]):
+        logp = torch.log_softmax(case.model(case.xa[s : s + 1])[0], dim=0)
+        for c in range(logp.shape[0]):
+            for r, g in zip(ref, _loop_grads(case.model, logp[c]), strict=True):
+                r += logp[c].exp().detach() * g.pow(2) / case.xa.shape[0]
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-14) for a, b in zip(F, ref, strict=True))
+
+
+def test_fisher_is_not_the_square_of_the_mean_gradient() -> None:
+    """Two samples with opposite gradients: the mean gradient is zero, the Fisher is not."""
+    model = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    x, y = torch.tensor([[1.0], [-1.0]]), torch.tensor([0, 0])
+    F = empirical_fisher_diagonal(model, x, y)
+    assert F[0].sum() > 0.1
+
+
+def test_online_accumulation_and_anchor() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    xs, ys = [torch.randn(5, 3) for _ in range(2)], [torch.randint(2, (5,)) for _ in range(2)]
+    anchor = ElasticAnchor(model.parameters(), lam=2.0, fisher="empirical", gamma=0.5)
+    anchor.consolidate(model, xs[0], ys[0])
+    f1 = empirical_fisher_diagonal(model, xs[0], ys[0])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    anchor.consolidate(model, xs[1], ys[1])
+    f2 = empirical_fisher_diagonal(model, xs[1], ys[1])
+    assert all(torch.allclose(a, 0.5 * b + c) for a, b, c in zip(anchor.fisher, f1, f2, strict=True))
+    assert all(torch.equal(a, p) for a, p in zip(anchor.anchors, model.parameters(), strict=True))
+    assert online_fisher(None, f1)[0] is not f1[0]
+
+
+@pytest.mark.parametrize("kind", ["identity", "empirical", "true"])
+def test_penalty_gradient_is_lam_F_times_the_displacement(kind: str) -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 2))
+    x, y = torch.randn(4, 3), torch.randint(2, (4,))
+    anchor = ElasticAnchor(model.parameters(), lam=3.0, fisher=kind)
+    anchor.consolidate(model, x, y)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    auto = torch.autograd.grad(anchor.penalty(), list(model.parameters()))
+    model.zero_grad()
+    anchor.add_gradient_()
+    assert all(torch.allclose(a, p.grad) for a, p in zip(auto, model.parameters(), strict=True))
+    if kind == "identity":
+        assert torch.allclose(anchor.penalty(), l2sp_penalty(list(model.parameters()), anchor.anchors, 3.0))
+
+
+def test_round_trip_and_bad_arguments() -> None:
+    model = nn.Linear(2, 2)
+    anchor = ElasticAnchor(model.parameters(), lam=1.0, fisher="true")
+    anchor.consolidate(model, torch.randn(3, 2))
+    other = ElasticAnchor(model.parameters(), lam=1.0, fisher="true")
+    other.load_state_dict(anchor.state_dict())
+    assert torch.equal(other.penalty(), anchor.penalty())
+    with pytest.raises(ValueError, match="Invalid consolidate"):
+        ElasticAnchor(model.parameters(), lam=1.0).consolidate()
+    for kw, name in [({"lam": -1.0}, "lam"), ({"fisher": "full"}, "fisher"), ({"gamma": 2.0}, "gamma")]:
+        with pytest.raises(ValueError, match=f"Invalid {name}"):
+            ElasticAnchor(model.parameters(), **{"lam": 1.0, **kw})
+    with pytest.raises(ValueError, match="Invalid lam"):
+        ewc_penalty([torch.zeros(1)], [torch.zeros(1)], [torch.ones(1)], -1.0)
