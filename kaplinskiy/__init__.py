@@ -9,6 +9,7 @@ from .acceptance import Certificate, NonFiniteStepWarning
 from .anchor_penalty import ElasticAnchor, ewc_penalty, ewc_penalty_grad
 from .fisher import empirical_fisher_diagonal, online_fisher, true_fisher_diagonal
 from .forgetting_guard import ForgettingGuard
+from .hybrid_adamw import HybridAdamW, adamw_update
 from .kaplinskiy_optimizer import Kaplinskiy
 from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
 from .memory import ProjectionMemory
@@ -28,6 +29,7 @@ __all__ = [
     "DenseMemory",
     "ElasticAnchor",
     "ForgettingGuard",
+    "HybridAdamW",
     "Kaplinskiy",
     "LayerwiseMemory",
     "NonFiniteStepWarning",
@@ -35,6 +37,7 @@ __all__ = [
     "ReplayBuffer",
     "StepCertificate",
     "__version__",
+    "adamw_update",
     "armijo_backtrack",
     "armijo_condition",
     "complement_projector",

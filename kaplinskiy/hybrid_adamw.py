@@ -1,0 +1,210 @@
+"""AdamW hybrids with the potential method (note, sec. 2.5 and eqs. 11-13), as flags of one optimizer.
+
+* potential as an auxiliary loss: plain AdamW on the closure's Phi = L_B + R (+ replay), no flag needed;
+* ``project=True`` on a group: the Adam *update* of that group is projected against the memory G_A
+  (the Adam-NSCL idea), so ``G_A^T d = 0`` and eq. (12) hold for the whole step, weight decay included;
+* ``armijo=True``: the proposed AdamW step is scaled back until Phi decreases (eq. 13); the moments have
+  absorbed the gradient either way, only the move is certified.
+
+With every flag off the step is ``torch.optim.AdamW``'s (checked step for step in the tests).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .acceptance import Certificate, armijo_on_params, reject_non_finite
+from .line_search import ArmijoResult
+from .memory import ProjectionMemory
+from .tensor_lists import copy_list, dot, is_all_zero, sq_norm
+
+__all__ = ["HybridAdamW", "adamw_update"]
+
+
+def adamw_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    step: int,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> list[Tensor]:
+    """The AdamW step ``Delta`` (Loshchilov & Hutter), with the moments updated in place:
+
+    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+    ``Delta = -lr wd w - lr/(1-b1^t) * m / (sqrt(v/(1-b2^t)) + eps)``.
+    """
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, math.sqrt(1 - beta2**step))
+    torch._foreach_add_(denom, eps)
+    update = torch._foreach_div(exp_avgs, denom)
+    torch._foreach_mul_(update, -lr / (1 - beta1**step))
+    if weight_decay != 0:
+        torch._foreach_add_(update, params, alpha=-lr * weight_decay)
+    return update
+
+
+class HybridAdamW(Optimizer):
+    """AdamW whose update can be projected against a memory and accepted by Armijo.
+
+    Args:
+        params: parameters or groups; a group may set ``lr``, ``betas``, ``eps``, ``weight_decay`` and
+            ``project`` (default True when a memory is given: project this group's update).
+        memory: the projection memory G_A (``None``: no projection).
+        armijo: scale the step back until eq. (13) holds on the closure's Phi (needs a closure).
+        c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        memory: ProjectionMemory | None = None,
+        *,
+        armijo: bool = False,
+        c: float = 1e-4,
+        shrink: float = 0.5,
+        max_trials: int = 20,
+    ) -> None:
+        if not lr >= 0.0:
+            raise ValueError(f"Invalid lr: {lr}")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid eps: {eps}")
+        for i, b in enumerate(betas):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"Invalid beta{i + 1}: {b}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"Invalid weight_decay: {weight_decay}")
+        if not 0.0 < c < 1.0:
+            raise ValueError(f"Invalid c: {c}")
+        if not 0.0 < shrink < 1.0:
+            raise ValueError(f"Invalid shrink: {shrink}")
+        if max_trials < 1:
+            raise ValueError(f"Invalid max_trials: {max_trials}")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, project=memory is not None)
+        super().__init__(params, defaults)
+        self.memory, self.armijo, self.c, self.shrink, self.max_trials = memory, armijo, c, shrink, max_trials
+        self.hybrid_state: dict[str, Any] = {"step": 0, "certificate": None}
+        if memory is not None:
+            projected = {id(p) for g in self.param_groups if g["project"] for p in g["params"]}
+            if any(id(p) not in projected for p in memory.params):
+                raise ValueError("Invalid memory: it covers parameters outside the groups with project=True")
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        unknown = set(param_group) - {"params", *self.defaults}
+        if unknown:
+            raise ValueError(f"Invalid param group key: {sorted(unknown)[0]}")
+        super().add_param_group(param_group)
+
+    @property
+    def certificate(self) -> dict[str, Any] | None:
+        """The last step's certificate as plain values (``None`` before the first step)."""
+        return self.hybrid_state["certificate"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "hybrid": dict(self.hybrid_state)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        hybrid = state_dict.pop("hybrid", None)
+        super().load_state_dict(state_dict)
+        if hybrid is not None:
+            self.hybrid_state = dict(hybrid)
+
+    def _propose(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """AdamW's update for every parameter with a gradient; returns (params, grads, updates)."""
+        all_p, all_g, all_u = [], [], []
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = torch.zeros((), dtype=torch.float64)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+            beta1, beta2 = group["betas"]
+            by_step: dict[int, list[Tensor]] = {}
+            for p in params:  # bias corrections differ for parameters that missed steps
+                by_step.setdefault(int(self.state[p]["step"]), []).append(p)
+            for t, ps in by_step.items():
+                grads = [p.grad for p in ps]
+                update = adamw_update(
+                    ps,
+                    grads,
+                    [self.state[p]["exp_avg"] for p in ps],
+                    [self.state[p]["exp_avg_sq"] for p in ps],
+                    t,
+                    lr=group["lr"],
+                    beta1=beta1,
+                    beta2=beta2,
+                    eps=group["eps"],
+                    weight_decay=group["weight_decay"],
+                )
+                all_p += ps
+                all_g += grads
+                all_u += update
+        if self.memory is not None:
+            index = {id(p): i for i, p in enumerate(all_p)}
+            mem = [all_u[index[id(p)]] if id(p) in index else torch.zeros_like(p) for p in self.memory.params]
+            self.memory.project_(mem)
+        return all_p, all_g, all_u
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
+        """One AdamW step, projected where flagged, Armijo-accepted when asked."""
+        if self.armijo and closure is None:
+            raise RuntimeError("HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        present = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if reject_non_finite(loss, present, "HybridAdamW") or is_all_zero(present):
+            return loss
+        grads_before = copy_list(present) if self.armijo else None
+        params, _, update = self._propose()
+        lr = float(self.param_groups[0]["lr"])
+        if self.armijo:
+            slope = dot(grads_before, update)
+            origin = copy_list(params)
+            search = armijo_on_params(
+                params,
+                origin,
+                update,
+                closure,
+                float(loss),
+                slope,
+                c=self.c,
+                shrink=self.shrink,
+                max_trials=self.max_trials,
+            )
+            passes, norm = 1 + search.n_trials, search.eta * sq_norm(update) ** 0.5
+        else:
+            torch._foreach_add_(params, update)
+            phi = None if loss is None else float(loss)
+            search, passes, norm = ArmijoResult(1.0, phi, None, None, 0, True), int(closure is not None), None
+        self.hybrid_state["step"] += 1
+        self.hybrid_state["certificate"] = Certificate.from_search(
+            self.hybrid_state["step"], search, lr, passes, step_norm=norm
+        ).as_dict()
+        return loss
