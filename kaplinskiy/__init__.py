@@ -20,6 +20,7 @@ from .potential import l2sp_penalty, potential
 from .potential_descent import StepCertificate, potential_descent_step
 from .projection import complement_projector, orthonormal_basis, project_out, projected_direction
 from .replay import ReplayBuffer, replay_term
+from .wrapper import OptimizerWrapper
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "Kaplinskiy",
     "LayerwiseMemory",
     "NonFiniteStepWarning",
+    "OptimizerWrapper",
     "ProjectionMemory",
     "ReplayBuffer",
     "StepCertificate",

@@ -13,7 +13,6 @@ base optimizer. ``step`` is pre-process, ``base.step()``, post-process:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +24,14 @@ from .acceptance import Certificate, armijo_on_params, reject_non_finite
 from .line_search import ArmijoResult
 from .memory import ProjectionMemory
 from .tensor_lists import copy_list, dot, is_all_zero, sq_norm
+from .wrapper import OptimizerWrapper
 
 __all__ = ["ForgettingGuard"]
 
 _MODES = ("gradient", "update")
 
 
-class ForgettingGuard(Optimizer):
+class ForgettingGuard(OptimizerWrapper):
     """Wrap ``base`` so that its steps never move along the memory ``G_A``.
 
     Args:
@@ -46,6 +46,8 @@ class ForgettingGuard(Optimizer):
     counter travel in ``state_dict()["forgetting_guard"]``. The memory has its own ``state_dict``.
     """
 
+    state_key = "forgetting_guard"
+
     def __init__(
         self,
         base: Optimizer,
@@ -58,8 +60,7 @@ class ForgettingGuard(Optimizer):
         max_trials: int = 20,
         certify: bool = False,
     ) -> None:
-        if not isinstance(base, Optimizer):
-            raise ValueError(f"Invalid base: {type(base).__name__} is not a torch.optim.Optimizer")
+        super().__init__(base)
         if project not in _MODES:
             raise ValueError(f"Invalid project: {project}")
         if not 0.0 < c < 1.0:
@@ -71,60 +72,20 @@ class ForgettingGuard(Optimizer):
         owned = {id(p) for g in base.param_groups for p in g["params"]}
         if any(id(p) not in owned for p in memory.params):
             raise ValueError("Invalid memory: it covers parameters the base optimizer does not update")
-        self.base, self.memory = base, memory
+        self.memory = memory
         self.project, self.armijo, self.certify = project, armijo, certify
         self.c, self.shrink, self.max_trials = c, shrink, max_trials
-        self.guard_state: dict[str, Any] = {"step": 0, "certificate": None}
-        self._optimizer_step_pre_hooks = OrderedDict()
-        self._optimizer_step_post_hooks = OrderedDict()
-        self._optimizer_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_state_dict_post_hooks = OrderedDict()
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_load_state_dict_post_hooks = OrderedDict()
-        self._patch_step_function()
-
-    # Delegation (ScheduleFreeWrapper): the base optimizer owns groups, state and defaults.
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.base.param_groups
+        self.wrapper_state["certificate"] = None
 
     @property
-    def state(self) -> Any:
-        return self.base.state
-
-    @property
-    def defaults(self) -> dict[str, Any]:
-        return self.base.defaults
+    def guard_state(self) -> dict[str, Any]:
+        """The step counter and the last certificate (saved in ``state_dict()["forgetting_guard"]``)."""
+        return self.wrapper_state
 
     @property
     def certificate(self) -> dict[str, Any] | None:
         """The last step's certificate as plain values (``None`` before the first step)."""
-        return self.guard_state["certificate"]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.base.zero_grad(set_to_none=set_to_none)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        self.base.add_param_group(param_group)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**self.base.state_dict(), "forgetting_guard": dict(self.guard_state)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        guard = state_dict.pop("forgetting_guard", None)
-        self.base.load_state_dict(state_dict)
-        if guard is not None:
-            self.guard_state = dict(guard)
-
-    def _params(self) -> list[Tensor]:
-        return [p for g in self.param_groups for p in g["params"]]
+        return self.wrapper_state["certificate"]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:

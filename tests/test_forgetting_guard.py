@@ -202,7 +202,8 @@ def test_armijo_guard_never_increases_phi(seed: int, lam: float, lr: float) -> N
     closure = _closure(case, guard, anchors, lam)
     for _ in range(8):
         w0 = [p.detach().clone() for p in case.model.parameters()]
-        phi_before = float(closure())
+        with torch.no_grad():
+            phi_before = float(closure())
         guard.step(closure)
         cert = guard.certificate
         with torch.no_grad():

@@ -1,0 +1,75 @@
+"""A-GEM (Chaudhry et al., ICLR 2019): a rank-one, gated instance of the projection of eq. (11).
+
+When the new-task gradient ``g`` conflicts with the reference gradient ``g_ref`` of a minibatch from the
+episodic memory (``g . g_ref < 0``), ``g <- g - (g . g_ref / ||g_ref||^2) g_ref``; otherwise ``g`` is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..replay import ReplayBuffer
+from ..tensor_lists import dot, grads_of, sq_norm
+from ..wrapper import OptimizerWrapper
+
+__all__ = ["AGEM", "agem_project"]
+
+
+def agem_project(g: Sequence[Tensor], g_ref: Sequence[Tensor]) -> bool:
+    """A-GEM's rule, in place on ``g``: project off ``g_ref`` only when ``g . g_ref < 0``; returns whether it did."""
+    inner, ref_sq = dot(g, g_ref), sq_norm(g_ref)
+    if inner >= 0 or ref_sq == 0:
+        return False
+    for a, b in zip(g, g_ref, strict=True):
+        a.sub_(b, alpha=inner / ref_sq)
+    return True
+
+
+class AGEM(OptimizerWrapper):
+    """Compute ``g_ref`` on a buffer minibatch, apply :func:`agem_project` to ``p.grad``, then ``base.step()``.
+
+    ``replay_loss(x, y)`` returns the mean old-task loss of the model on a minibatch; the fraction of
+    projected steps is ``state_dict()["agem"]["n_projected"] / ["step"]``.
+    """
+
+    state_key = "agem"
+
+    def __init__(
+        self,
+        base: Optimizer,
+        buffer: ReplayBuffer,
+        replay_loss: Callable[[Tensor, Tensor], Tensor],
+        *,
+        batch_size: int = 256,
+    ) -> None:
+        super().__init__(base)
+        if batch_size < 1:
+            raise ValueError(f"Invalid batch_size: {batch_size}")
+        self.buffer, self.replay_loss, self.batch_size = buffer, replay_loss, batch_size
+        self.wrapper_state["n_projected"] = 0
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
+        """Project the current gradient when it conflicts with the memory's, then step the base optimizer."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if len(self.buffer):
+            params = self._params()
+            g = [t.clone() for t in grads_of(params)]
+            x, y = self.buffer.sample(self.batch_size)
+            with torch.enable_grad():
+                ref = torch.autograd.grad(self.replay_loss(x, y), params, allow_unused=True)
+            g_ref = [torch.zeros_like(p) if r is None else r for p, r in zip(params, ref, strict=True)]
+            self.wrapper_state["n_projected"] += int(agem_project(g, g_ref))
+            for p, gp in zip(params, g, strict=True):
+                p.grad = gp
+        self.base.step()
+        self.wrapper_state["step"] += 1
+        return loss

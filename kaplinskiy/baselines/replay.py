@@ -1,0 +1,56 @@
+"""Experience replay as an optimizer: eq. (7)'s term ``gamma E_{D_A} l`` joins the gradient before each step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..replay import ReplayBuffer
+from ..wrapper import OptimizerWrapper
+
+__all__ = ["Replay"]
+
+
+class Replay(OptimizerWrapper):
+    """Before ``base.step()``, draw a minibatch from ``buffer`` and back-propagate ``gamma * replay_loss(x, y)``.
+
+    ``replay_loss(x, y)`` runs the model and returns the mean old-task loss on the minibatch, so
+    ``p.grad`` becomes ``grad L_B + gamma grad E_{D_A} l`` (eq. 7) in an ordinary ``loss.backward(); opt.step()`` loop.
+    """
+
+    state_key = "replay"
+
+    def __init__(
+        self,
+        base: Optimizer,
+        buffer: ReplayBuffer,
+        replay_loss: Callable[[Tensor, Tensor], Tensor],
+        *,
+        gamma: float = 1.0,
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__(base)
+        if not gamma >= 0.0:
+            raise ValueError(f"Invalid gamma: {gamma}")
+        if batch_size < 1:
+            raise ValueError(f"Invalid batch_size: {batch_size}")
+        self.buffer, self.replay_loss, self.gamma, self.batch_size = buffer, replay_loss, gamma, batch_size
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
+        """Accumulate the replay gradient (when the buffer has samples) and step the base optimizer."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if len(self.buffer) and self.gamma > 0:
+            x, y = self.buffer.sample(self.batch_size)
+            with torch.enable_grad():
+                (self.gamma * self.replay_loss(x, y)).backward()
+        self.base.step()
+        self.wrapper_state["step"] += 1
+        return loss

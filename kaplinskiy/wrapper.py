@@ -1,0 +1,71 @@
+"""The delegation every optimizer wrapper shares (schedule_free's ``ScheduleFreeWrapper`` pattern).
+
+A wrapper is a ``torch.optim.Optimizer`` (so LR schedulers and trainers accept it) that owns no groups or
+state of its own: ``param_groups``, ``state``, ``defaults``, ``zero_grad`` and ``add_param_group`` are the base
+optimizer's, and ``state_dict`` nests the wrapper's own small record under one key.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, ClassVar
+
+from torch.optim import Optimizer
+
+__all__ = ["OptimizerWrapper"]
+
+
+class OptimizerWrapper(Optimizer):
+    """Base class: subclasses implement ``step`` as pre-process, ``self.base.step()``, post-process."""
+
+    state_key: ClassVar[str] = "wrapper"
+
+    def __init__(self, base: Optimizer) -> None:
+        if not isinstance(base, Optimizer):
+            raise ValueError(f"Invalid base: {type(base).__name__} is not a torch.optim.Optimizer")
+        self.base = base
+        self.wrapper_state: dict[str, Any] = {"step": 0}
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_state_dict_post_hooks = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        self._patch_step_function()
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.base.param_groups
+
+    @property
+    def state(self) -> Any:
+        return self.base.state
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.base.defaults
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base.zero_grad(set_to_none=set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self.base.add_param_group(param_group)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.base.state_dict(), self.state_key: dict(self.wrapper_state)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        own = state_dict.pop(self.state_key, None)
+        self.base.load_state_dict(state_dict)
+        if own is not None:
+            self.wrapper_state = dict(own)
+
+    def _params(self) -> list[Any]:
+        return [p for g in self.param_groups for p in g["params"]]
