@@ -98,6 +98,7 @@ def minimize_beam(
     lower: Tensor | float | None = None,
     upper: Tensor | float | None = None,
     options: DescentOptions | None = None,
+    callback: Callable[[Tensor, float], None] | None = None,
 ) -> OptimizeResult:
     """Minimise ``f`` from ``x0`` with the KP beam method (1993, eqs. 27-32).
 
@@ -137,7 +138,7 @@ def minimize_beam(
         state["c"] = out[0].level
         return out[0]
 
-    return descend(counter, x0, propose, options or DescentOptions(), lower=lo, upper=hi)
+    return descend(counter, x0, propose, options or DescentOptions(), lower=lo, upper=hi, callback=callback)
 
 
 def minimize_one_sample(
@@ -150,6 +151,7 @@ def minimize_one_sample(
     lower: Tensor | float | None = None,
     upper: Tensor | float | None = None,
     options: DescentOptions | None = None,
+    callback: Callable[[Tensor, float], None] | None = None,
 ) -> OptimizeResult:
     """The one-sample method ``x + eps (f(u) - c)(x - u)/||x - u||^lam`` (1993, eq. 16) with c = f(x_k).
 
@@ -168,4 +170,5 @@ def minimize_one_sample(
         lower=lower,
         upper=upper,
         options=options,
+        callback=callback,
     )

@@ -127,12 +127,14 @@ def descend(
     lower: Tensor | None = None,
     upper: Tensor | None = None,
     on_step: Callable[[Proposal, Trial, Tensor], None] | None = None,
+    callback: Callable[[Tensor, float], None] | None = None,
 ) -> OptimizeResult:
     """Run the propose / contract / adapt loop from ``x0`` until a stopping rule fires.
 
     ``propose(m, f_m, sigma, budget)`` draws and evaluates at most ``budget`` samples through the
     counter and returns a ``Proposal`` (``None``: nothing usable was drawn, counts as a failure).
-    ``on_step(proposal, trial, m_before)`` lets a method update its memory after each search.
+    ``on_step(proposal, trial, m_before)`` lets a method update its memory after each search;
+    ``callback(m, f_m)`` sees the iterate after every iteration (for tests and trajectories).
     Stopping rules: the best value reaches ``f_target``; ``sqrt(D_k) < tol`` (1993, after eq. 32);
     the budget ``max_evals`` or ``max_iters`` is spent; the radius falls below ``sigma_min``.
     """
@@ -185,4 +187,6 @@ def descend(
             sigma *= o.shrink
         if on_step is not None and proposal is not None:
             on_step(proposal, trial, m_before)
+        if callback is not None:
+            callback(m, f_m)
     return OptimizeResult.from_counter(counter, m, f_m, n_iters, n_accepted, stop)

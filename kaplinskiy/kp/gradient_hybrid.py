@@ -73,6 +73,7 @@ def minimize_gradient_hybrid(
     lower: Tensor | float | None = None,
     upper: Tensor | float | None = None,
     options: DescentOptions | None = None,
+    callback: Callable[[Tensor, float], None] | None = None,
 ) -> OptimizeResult:
     """Minimise ``f`` with the eq. 44 hybrid: K Gaussian samples, their values and (if ``mix > 0``) gradients.
 
@@ -110,4 +111,4 @@ def minimize_gradient_hybrid(
         direction = -g / norm if norm > 0 and math.isfinite(norm) else torch.zeros_like(m)
         return Proposal(m, direction, max(c, f_m), sigma * norm if math.isfinite(norm) else math.inf)
 
-    return descend(counter, x0, propose, options or DescentOptions(), lower=lo, upper=hi)
+    return descend(counter, x0, propose, options or DescentOptions(), lower=lo, upper=hi, callback=callback)

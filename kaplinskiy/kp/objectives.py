@@ -148,7 +148,7 @@ class Objective:
 
 SHOR_F_STAR = 22.600162095
 # From an SLSQP epigraph solve (min t s.t. t >= b_i ||x - a_i||^2); tests/test_kp_objectives.py re-checks it.
-_SHOR_X_STAR = (1.124351, 0.979462, 1.477708, 0.920233, 1.124292)
+_SHOR_X_STAR = (1.12435101, 0.9794616, 1.47770774, 0.92023348, 1.12429159)
 
 
 def _const(values: tuple[float, ...]) -> Callable[[int], Tensor]:

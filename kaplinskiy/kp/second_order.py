@@ -98,6 +98,7 @@ def minimize_second_order(
     lower: Tensor | float | None = None,
     upper: Tensor | float | None = None,
     options: DescentOptions | None = None,
+    callback: Callable[[Tensor, float], None] | None = None,
 ) -> OptimizeResult:
     """The beam method (``minimize_beam``) with its direction reshaped by ``R`` (1994b, eqs. 39-44).
 
@@ -164,4 +165,6 @@ def minimize_second_order(
         if not trial.accepted:
             state["sigma"] = 1.0  # a failed search: the remembered directions were not perspective
 
-    return descend(counter, x0, propose, options or DescentOptions(), lower=lo, upper=hi, on_step=on_step)
+    return descend(
+        counter, x0, propose, options or DescentOptions(), lower=lo, upper=hi, on_step=on_step, callback=callback
+    )
