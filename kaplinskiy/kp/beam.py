@@ -25,7 +25,7 @@ from .kernel import potential_gradient
 from .level import LEVELS, dispersion, perspective_centroid
 from .sampling import SAMPLERS
 
-__all__ = ["as_bound", "as_counter", "beam_proposal", "minimize_beam", "minimize_one_sample"]
+__all__ = ["as_bound", "as_counter", "beam_proposal", "check_beam_options", "minimize_beam", "minimize_one_sample"]
 
 CENTERS = ("perspective", "current")
 
@@ -72,7 +72,8 @@ def beam_proposal(
     return Proposal(base, g.direction, c, math.sqrt(dispersion(fu, c))), u, fu
 
 
-def _check_choices(level: str, sampling: str, center: str, lam: float, n: int, K: int) -> None:
+def check_beam_options(level: str, sampling: str, center: str, lam: float, n: int, K: int) -> None:
+    """Raise ``ValueError`` naming the first invalid beam option."""
     if level not in (*LEVELS, "current"):
         raise ValueError(f"Invalid level: {level}")
     if sampling not in SAMPLERS:
@@ -111,7 +112,7 @@ def minimize_beam(
     n = x0.shape[-1]
     K = n + 1 if n_samples is None else n_samples
     lam = float(n) if lam is None else float(lam)
-    _check_choices(level, sampling, center, lam, n, K)
+    check_beam_options(level, sampling, center, lam, n, K)
     counter = as_counter(f)
     lo, hi = as_bound(lower, x0), as_bound(upper, x0)
     state: dict[str, float | None] = {"c": None}

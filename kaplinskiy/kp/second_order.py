@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .beam import _check_choices, as_bound, as_counter, beam_proposal
+from .beam import as_bound, as_counter, beam_proposal, check_beam_options
 from .counting import CountedObjective, OptimizeResult
 from .descent import DescentOptions, Proposal, Trial, descend
 from .kernel import kernel_log_weights
@@ -109,7 +109,7 @@ def minimize_second_order(
     n = x0.shape[-1]
     K = n + 1 if n_samples is None else n_samples
     lam = float(n) if lam is None else float(lam)
-    _check_choices(level, sampling, center, lam, n, K)
+    check_beam_options(level, sampling, center, lam, n, K)
     if coefficients not in ("memory", "sample"):
         raise ValueError(f"Invalid coefficients: {coefficients}")
     if not (0.0 <= kappa and (coefficients == "memory" or kappa < 1.0)):
