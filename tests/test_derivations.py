@@ -1,5 +1,5 @@
 """Every SymPy notebook in derivations/ executes headless and writes its certificate; a broken
-identity makes its notebook fail."""
+identity makes its notebook fail (one mutation per notebook shows that each can fail)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,38 @@ NOTEBOOKS = sorted((ROOT / "derivations").glob("*.ipynb"))
 
 pytestmark = pytest.mark.slow
 
+# (notebook, a line of it, the text in that line to replace, its replacement). Each mutation breaks
+# one identity the paper relies on; the notebook must then stop with IdentityFailed.
+MUTATIONS = [
+    pytest.param(
+        "taylor_forgetting", "expansion = quadratic(w) - eta * (gA_quad.T * gB)[0]", "- eta", "+ eta", id="eq2-sign"
+    ),
+    pytest.param("mitigations", "ewc = L_B + lam / 2 * (dev.T * F * dev)[0]", "lam / 2", "lam", id="eq6-factor"),
+    pytest.param("projection", "d = -P * g  # eq. (11)", "-P", "P", id="eq11-sign"),
+    pytest.param("armijo_step", "eta_max = 2 * cbar * sigma / (L * dd)", "2 *", "4 *", id="eq13-threshold"),
+    pytest.param("kaplinskii_propoi", "kp_step = mv + eps * stein_2d", "+ eps", "- eps", id="kp-step-sign"),
+    pytest.param("embedding_drift", "closed = 2 * dA", "2 * dA", "1 * dA", id="drift-second-order"),
+]
+
 
 def execute(nb: nbformat.NotebookNode, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run ``nb`` from the repository root with its outputs redirected to ``out``."""
     monkeypatch.setenv("DERIVATIONS_OUT", str(out))
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+
+
+def mutated(name: str, line: str, old: str, new: str) -> nbformat.NotebookNode:
+    """The notebook ``name`` with ``old`` replaced by ``new`` in the one cell that contains ``line``."""
+    nb = nbformat.read(ROOT / "derivations" / f"{name}.ipynb", as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and line in c.source]
+    assert len(cells) == 1, f"the line this test mutates has moved in {name}.ipynb; update MUTATIONS: {line!r}"
+    assert old in line
+    cells[0].source = cells[0].source.replace(line, line.replace(old, new))
+    return nb
+
+
+def test_every_notebook_has_a_mutation() -> None:
+    assert {p.values[0] for p in MUTATIONS} == {p.stem for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -32,12 +59,10 @@ def test_notebook_proves_its_identities(path: Path, tmp_path: Path, monkeypatch:
     assert (tmp_path / f"eq_{path.stem}.tex").read_text().count(r"\newcommand") >= 1
 
 
-def test_flipping_a_sign_in_eq2_fails_the_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nb = nbformat.read(ROOT / "derivations" / "taylor_forgetting.ipynb", as_version=4)
-    correct = "expansion = quadratic(w) - eta * (gA_quad.T * gB)[0]"
-    cells = [c for c in nb.cells if correct in c.source]
-    assert len(cells) == 1, "the eq. 2 line this test mutates has moved; update the test"
-    cells[0].source = cells[0].source.replace(correct, correct.replace("- eta", "+ eta"))
+@pytest.mark.parametrize(("name", "line", "old", "new"), MUTATIONS)
+def test_a_broken_identity_fails_its_notebook(
+    name: str, line: str, old: str, new: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(CellExecutionError, match="IdentityFailed"):
-        execute(nb, tmp_path, monkeypatch)
-    assert not (tmp_path / "taylor_forgetting.json").exists()
+        execute(mutated(name, line, old, new), tmp_path, monkeypatch)
+    assert not (tmp_path / f"{name}.json").exists()
