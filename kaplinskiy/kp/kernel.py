@@ -60,15 +60,20 @@ def potential_gradient(
     r = torch.linalg.vector_norm(diff, dim=-1)
     a = fu - c
     valid = torch.isfinite(fu) & (r > 0) & (a != 0)
+    if log_iw is not None:
+        valid = valid & (log_iw > -math.inf)
     if not bool(valid.any()):
         return PotentialGradient(torch.zeros_like(x), -math.inf)
-    diff, r, a = diff[valid], r[valid], a[valid]
-    log_w = kernel_log_weights(r, lam) - torch.log(r)  # (1 - lam) log r, then divide diff by r
+    # Masks by torch.where, not boolean indexing: same result, no data-dependent shapes.
+    one = torch.ones_like(r)
+    safe_r, safe_a = torch.where(valid, r, one), torch.where(valid, a, one)
+    log_w = kernel_log_weights(safe_r, lam) - torch.log(safe_r) + torch.log(safe_a.abs())
     if log_iw is not None:
-        log_w = log_w + log_iw[valid]
-    log_w = log_w + torch.log(a.abs())
+        log_w = log_w + torch.where(valid, log_iw, torch.zeros_like(log_iw))
+    log_w = torch.where(valid, log_w, torch.full_like(log_w, -math.inf))
     top = float(log_w.max())
-    v = ((torch.sign(a) * torch.exp(log_w - top)).unsqueeze(-1) * diff).sum(0) / K
+    coef = torch.where(valid, torch.sign(safe_a) * torch.exp(log_w - top), torch.zeros_like(log_w))
+    v = (coef.unsqueeze(-1) * diff).sum(0) / K
     norm = float(torch.linalg.vector_norm(v))
     if norm == 0.0 or not math.isfinite(norm):
         return PotentialGradient(torch.zeros_like(x), -math.inf)

@@ -69,9 +69,10 @@ def perspective_set(fu: Tensor, c: float) -> Tensor:
 def perspective_centroid(u: Tensor, fu: Tensor, c: float) -> Tensor:
     """``m_k = mean of u_k^i over L_k`` (1993, eq. 31); the best sample when L_k is empty (record level)."""
     mask = perspective_set(fu, c)
-    if not bool(mask.any()):
+    count = int(mask.sum())
+    if count == 0:
         return u[int(torch.argmin(torch.where(torch.isfinite(fu), fu, math.inf)))].clone()
-    return u[mask].mean(0)
+    return (mask.unsqueeze(-1).to(u.dtype) * u).sum(0) / count
 
 
 def dispersion(fu: Tensor, c: float) -> float:
