@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 
 from .line_search import ArmijoResult, armijo_backtrack
-from .tensor_lists import all_finite, assign_
+from .tensor_lists import assign_, max_abs
 
-__all__ = ["Certificate", "NonFiniteStepWarning", "armijo_on_params", "evaluate_closure", "reject_non_finite"]
+__all__ = ["Certificate", "NonFiniteStepWarning", "armijo_on_params", "evaluate_closure", "skip_step"]
 
 
 class NonFiniteStepWarning(RuntimeWarning):
@@ -82,10 +82,15 @@ class Certificate:
         return asdict(self)
 
 
-def reject_non_finite(loss: Tensor | float | None, grads: Sequence[Tensor], who: str) -> bool:
-    """True (and a :class:`NonFiniteStepWarning`) when ``loss`` or any gradient is NaN or infinite."""
+def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str) -> bool:
+    """Whether to skip the step before anything is touched, from one pass over the gradients.
+
+    A NaN or infinite ``loss`` or gradient skips it with a :class:`NonFiniteStepWarning`; an all-zero
+    gradient skips it silently (nothing to learn, so parameters and state stay as they are).
+    """
+    peaks = max_abs(grads)
     bad_loss = loss is not None and not math.isfinite(float(loss))
-    if bad_loss or not all_finite(grads):
+    if bad_loss or not bool(torch.isfinite(peaks).all()):
         what = "loss" if bad_loss else "gradient"
         warnings.warn(
             f"{who}: non-finite {what}; step rejected, parameters and state unchanged",
@@ -93,7 +98,7 @@ def reject_non_finite(loss: Tensor | float | None, grads: Sequence[Tensor], who:
             stacklevel=3,
         )
         return True
-    return False
+    return bool((peaks == 0).all())
 
 
 def evaluate_closure(closure: Callable[[], Tensor | float]) -> float:

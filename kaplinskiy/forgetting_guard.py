@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, reject_non_finite
+from .acceptance import Certificate, armijo_on_params, skip_step
 from .line_search import ArmijoResult
 from .memory import ProjectionMemory
-from .tensor_lists import copy_list, dot, is_all_zero, sq_norm
+from .tensor_lists import copy_list, dot, sq_norm
 from .wrapper import OptimizerWrapper
 
 __all__ = ["ForgettingGuard"]
@@ -100,50 +100,66 @@ class ForgettingGuard(OptimizerWrapper):
                 loss = closure()
         params = self._params()
         grads = [p.grad for p in params if p.grad is not None]
-        if reject_non_finite(loss, grads, "ForgettingGuard") or is_all_zero(grads):
+        if skip_step(loss, grads, "ForgettingGuard"):
             return loss
         mem = self.memory.params
-        raw = (
-            copy_list([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]) if self.armijo else None
-        )
         if self.project == "gradient":
             for p in mem:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
-            self.memory.project_([p.grad for p in mem])
-        if self.project == "gradient" and not self.armijo:
-            residual = self.memory.residual([p.grad for p in mem]) if self.certify else None
-            self.base.step()
+        if not self.armijo and (self.project == "gradient" or self.memory.linear_split):
+            residual = self._step_without_search(mem)
             self._record(None, loss, closure, residual, None)
             return loss
-        moved = params if self.armijo else mem
-        origin = copy_list(moved)
+        raw = copy_list([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]) if self.armijo else []
+        if self.project == "gradient":
+            self.memory.project_([p.grad for p in mem])
+        origin = copy_list(params)
         self.base.step()
-        for p, w in zip(moved, origin, strict=True):
+        for p, w in zip(params, origin, strict=True):
             p.sub_(w)  # p now holds the base optimizer's update
         if self.project == "update":
             self.memory.project_(mem)
         residual = self.memory.residual(mem) if self.certify else None
-        update = copy_list(moved) if self.armijo else None
-        if self.armijo:
-            slope = dot(raw, update)
-            search = armijo_on_params(
-                params,
-                origin,
-                update,
-                closure,
-                float(loss),
-                slope,
-                c=self.c,
-                shrink=self.shrink,
-                max_trials=self.max_trials,
-            )
-        else:
-            for p, w in zip(moved, origin, strict=True):
+        if not self.armijo:  # a memory whose projection does not split (tied weights): from a copy
+            for p, w in zip(params, origin, strict=True):
                 p.add_(w)
-            search = None
+            self._record(None, loss, closure, residual, None)
+            return loss
+        update = copy_list(params)
+        search = armijo_on_params(
+            params,
+            origin,
+            update,
+            closure,
+            float(loss),
+            dot(raw, update),
+            c=self.c,
+            shrink=self.shrink,
+            max_trials=self.max_trials,
+        )
         self._record(search, loss, closure, residual, update)
         return loss
+
+    def _step_without_search(self, mem: list[Tensor]) -> float | None:
+        """The full projected step; returns ``||Q^T d||`` when certifying.
+
+        In update mode the projection is linear, so ``w1 - Q Q^T (w1 - w0)`` needs only the memory's
+        coordinates of ``w0`` taken before ``base.step()``: no copy of the parameters is made.
+        """
+        if self.project == "gradient":
+            grads = [p.grad for p in mem]
+            self.memory.project_(grads)
+            residual = self.memory.residual(grads) if self.certify else None
+            self.base.step()
+            return residual
+        before = self.memory.coefficients(mem)
+        self.base.step()
+        self.memory.subtract_(mem, torch._foreach_sub(self.memory.coefficients(mem), before))
+        if not self.certify:
+            return None
+        left = torch._foreach_sub(self.memory.coefficients(mem), before)
+        return float(sum(float(c.double().pow(2).sum()) for c in left) ** 0.5)
 
     def _record(
         self,

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, reject_non_finite
+from .acceptance import Certificate, armijo_on_params, skip_step
 from .line_search import ArmijoResult
 from .memory import ProjectionMemory
-from .tensor_lists import copy_list, dot, is_all_zero, sq_norm
+from .tensor_lists import copy_list, dot, sq_norm
 
 __all__ = ["HybridAdamW", "adamw_update"]
 
@@ -48,10 +48,11 @@ def adamw_update(
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
-    denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denom, math.sqrt(1 - beta2**step))
-    torch._foreach_add_(denom, eps)
-    update = torch._foreach_div(exp_avgs, denom)
+    update = torch._foreach_sqrt(exp_avg_sqs)  # the one temporary: sqrt(v), then the update in place
+    torch._foreach_div_(update, math.sqrt(1 - beta2**step))
+    torch._foreach_add_(update, eps)
+    torch._foreach_reciprocal_(update)
+    torch._foreach_mul_(update, exp_avgs)
     torch._foreach_mul_(update, -lr / (1 - beta1**step))
     if weight_decay != 0:
         torch._foreach_add_(update, params, alpha=-lr * weight_decay)
@@ -179,7 +180,7 @@ class HybridAdamW(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         present = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
-        if reject_non_finite(loss, present, "HybridAdamW") or is_all_zero(present):
+        if skip_step(loss, present, "HybridAdamW"):
             return loss
         grads_before = copy_list(present) if self.armijo else None
         params, _, update = self._propose()

@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, reject_non_finite
+from .acceptance import Certificate, armijo_on_params, skip_step
 from .line_search import ArmijoResult
 from .memory import ProjectionMemory
-from .tensor_lists import assign_, copy_list, dot, grads_of, is_all_zero, sq_norm
+from .tensor_lists import assign_, copy_list, dot, grads_of, sq_norm
 
 __all__ = ["Kaplinskiy"]
 
@@ -104,7 +104,7 @@ class Kaplinskiy(Optimizer):
             phi0 = closure()
         params = [p for g in self.param_groups for p in g["params"]]
         present = [p.grad for p in params if p.grad is not None]
-        if reject_non_finite(phi0, present, "Kaplinskiy") or is_all_zero(present):
+        if skip_step(phi0, present, "Kaplinskiy"):
             return phi0
         grads = copy_list(grads_of(params))
         d = self._direction(params, grads)

@@ -3,8 +3,8 @@
 A memory covers a fixed list of parameters (``memory.params``). ``project_(tensors)`` applies
 ``P_perp(G_A)`` in place to tensors shaped like those parameters (gradients or updates), so that a
 direction ``d`` built from them satisfies ``G_A^T d = 0`` and, with ``grad L_A`` in span(G_A), eq. (12).
-``residual(tensors)`` measures what is left, ``||G_A^T d||`` over an orthonormal basis of the memory,
-for the step certificate.
+``coefficients`` and ``subtract_`` split that projection into two linear halves. ``residual(tensors)``
+measures what is left, ``||G_A^T d||`` over an orthonormal basis of the memory, for the step certificate.
 """
 
 from __future__ import annotations
@@ -22,9 +22,20 @@ class ProjectionMemory(Protocol):
     """The interface of :class:`~kaplinskiy.DenseMemory` and :class:`~kaplinskiy.LayerwiseMemory`."""
 
     params: list[Tensor]
+    linear_split: bool  # whether subtract_(t, coefficients(t)) equals project_(t)
 
     def project_(self, tensors: Sequence[Tensor]) -> None:
         """Apply ``P_perp(G_A)`` in place to ``tensors`` (aligned with ``params``)."""
+        ...
+
+    def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """The memory's coordinates of ``tensors`` (linear in them): what :meth:`subtract_` removes."""
+        ...
+
+    def subtract_(self, tensors: Sequence[Tensor], coefficients: Sequence[Tensor]) -> None:
+        """Remove the part with the given coordinates in place; ``project_(t)`` is
+        ``subtract_(t, coefficients(t))``, and by linearity an update ``w1 - w0`` is projected by
+        ``subtract_(w1, coefficients(w1) - coefficients(w0))`` without a copy of ``w0``."""
         ...
 
     def residual(self, tensors: Sequence[Tensor]) -> float:

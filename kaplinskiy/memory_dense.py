@@ -87,6 +87,7 @@ class DenseMemory:
         self.basis = torch.zeros(self.numel, 0, dtype=self.dtype, device=self.params[0].device)
         self.n_tasks = 0
         self.n_dropped = 0
+        self.linear_split = True  # coefficients/subtract_ always compose to the projection
 
     @property
     def rank(self) -> int:
@@ -134,25 +135,31 @@ class DenseMemory:
         return self.add_directions(G.T)
 
     @torch.no_grad()
-    def coefficients(self, tensors: Sequence[Tensor]) -> Tensor:
-        """``Q^T d`` for the tensors ``d`` aligned with ``params``."""
+    def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """``[Q^T d]`` for the tensors ``d`` aligned with ``params`` (linear in ``d``; one read of ``Q``)."""
         coef = self.basis.new_zeros(self.rank)
         for block, t in zip(self._blocks(), tensors, strict=True):
-            coef += block.T @ t.reshape(-1).to(block.dtype)
-        return coef
+            coef.addmv_(block.T, t.reshape(-1).to(block.dtype))
+        return [coef]
 
     @torch.no_grad()
-    def project_(self, tensors: Sequence[Tensor]) -> None:
-        """Eq. (11) without the sign, in place: ``d <- d - Q (Q^T d)``, one parameter block at a time."""
-        if self.rank == 0:
-            return
-        coef = self.coefficients(tensors)
+    def subtract_(self, tensors: Sequence[Tensor], coefficients: Sequence[Tensor]) -> None:
+        """``d <- d - Q c`` in place, block by block (one read of ``Q``, no temporary of size ``n``)."""
+        (coef,) = coefficients
         for block, t in zip(self._blocks(), tensors, strict=True):
-            t.sub_((block @ coef).view_as(t).to(t.dtype))
+            if t.is_contiguous() and t.dtype == block.dtype:
+                t.view(-1).addmv_(block, coef, alpha=-1)
+            else:
+                t.sub_((block @ coef).view_as(t).to(t.dtype))
+
+    def project_(self, tensors: Sequence[Tensor]) -> None:
+        """Eq. (11) without the sign, in place: ``d <- d - Q (Q^T d)``; reads ``Q`` twice, ``2 r n`` numbers."""
+        if self.rank:
+            self.subtract_(tensors, self.coefficients(tensors))
 
     def residual(self, tensors: Sequence[Tensor]) -> float:
         """``||Q^T d||``: how far ``d`` is from orthogonal to the memory (eq. 12 on the stored span)."""
-        return float(self.coefficients(tensors).norm()) if self.rank else 0.0
+        return float(self.coefficients(tensors)[0].norm()) if self.rank else 0.0
 
     def state_dict(self) -> dict[str, Any]:
         """The basis and the counters."""

@@ -118,7 +118,9 @@ class LayerwiseMemory:
             (index[id(m.weight)], index.get(id(m.bias)) if getattr(m, "bias", None) is not None else None)
             for m in self.layers
         ]
-        owned = {i for pair in self._slots for i in pair if i is not None}
+        slots = [i for pair in self._slots for i in pair if i is not None]
+        owned = set(slots)
+        self.linear_split = len(owned) == len(slots)  # no parameter shared by two covered layers
         self._uncovered = [i for i in range(len(self.params)) if i not in owned]
         self.bases: list[Tensor] = []
         for m in self.layers:
@@ -190,50 +192,74 @@ class LayerwiseMemory:
 
     @torch.no_grad()
     def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
-        """Per layer, ``D U`` (or the protected rows of an embedding): zero after :meth:`project_`."""
+        """Per covered layer ``[D_W, d_b] U`` (the protected rows for an embedding), then, when frozen, the
+        uncovered tensors themselves. Linear in ``D``; :meth:`subtract_` removes exactly this part."""
         out = []
         for i, m in enumerate(self.layers):
             U = self.bases[i]
             w, b = self._views(tensors, i)
-            if isinstance(m, nn.Embedding):
-                out.append(w[U].reshape(-1))
-                continue
-            out.append(_layer_coefficients(m, U, w, b).reshape(-1))
+            out.append(w[U] if isinstance(m, nn.Embedding) else _layer_coefficients(m, U, w, b))
         if self.freeze_uncovered:
-            out.extend(tensors[j].reshape(-1) for j in self._uncovered)
+            out.extend(tensors[j].clone() for j in self._uncovered)
         return out
 
     @torch.no_grad()
-    def project_(self, tensors: Sequence[Tensor]) -> None:
-        """Eq. (11) per layer, in place: ``G <- G - (G U) U^T`` (bias folded in as an input of 1)."""
+    def subtract_(self, tensors: Sequence[Tensor], coefficients: Sequence[Tensor]) -> None:
+        """``G <- G - C U^T`` per layer (bias folded in as an input of 1), in place with ``addmm_``.
+
+        Valid as one half of the projection only when ``linear_split`` (no weight shared by two layers).
+        """
         for i, m in enumerate(self.layers):
-            U = self.bases[i]
+            if self._size(i) == 0:
+                continue
+            if isinstance(m, nn.Embedding):
+                self._views(tensors, i)[0].index_put_((self.bases[i],), -coefficients[i], accumulate=True)
+            else:
+                self._subtract_layer(tensors, i, coefficients[i])
+        if self.freeze_uncovered:
+            for j, C in zip(self._uncovered, coefficients[len(self.layers) :], strict=True):
+                tensors[j].sub_(C)
+
+    def _subtract_layer(self, tensors: Sequence[Tensor], i: int, C: Tensor) -> None:
+        m, U = self.layers[i], self.bases[i]
+        w, b = self._views(tensors, i)
+        if _is_hf_conv1d(m):  # W is (in, out): the input space is on the left
+            d_w = w.shape[0]
+            w.addmm_(U[:d_w], C, alpha=-1)
+            if b is not None:
+                b.sub_(U[d_w] @ C)
+        else:
+            d_w = w[0].numel()
+            w.view(w.shape[0], -1).addmm_(C, U[:d_w].T, alpha=-1)
+            if b is not None:
+                b.sub_(C @ U[d_w])
+
+    @torch.no_grad()
+    def project_(self, tensors: Sequence[Tensor]) -> None:
+        """Eq. (11) per layer, in place: ``G <- G - (G U) U^T``; embedding rows of old tokens are zeroed.
+
+        Layers are projected one after the other, so a weight shared by two layers (a tied embedding and
+        LM head) ends in the intersection of both complements: the two projectors act on different sides
+        of the matrix and commute.
+        """
+        for i, m in enumerate(self.layers):
             if self._size(i) == 0:
                 continue
             w, b = self._views(tensors, i)
             if isinstance(m, nn.Embedding):
-                w[U] = 0
+                w[self.bases[i]] = 0
                 continue
-            C = _layer_coefficients(m, U, w, b)
-            d_w = w.shape[0] if _is_hf_conv1d(m) else w[0].numel()
-            if _is_hf_conv1d(m):  # W is (in, out): the input space is on the left
-                w.sub_(U[:d_w] @ C)
-                if b is not None:
-                    b.sub_(U[d_w] @ C)
-            else:
-                w.sub_((C @ U[:d_w].T).view_as(w))
-                if b is not None:
-                    b.sub_(C @ U[d_w])
+            self._subtract_layer(tensors, i, _layer_coefficients(m, self.bases[i], w, b))
         if self.freeze_uncovered:
             for j in self._uncovered:
                 tensors[j].zero_()
 
     def residual(self, tensors: Sequence[Tensor]) -> float:
         """The norm of all per-layer coefficients ``D U``: 0 when ``D`` is orthogonal to every layer's memory."""
-        parts = self.coefficients(tensors)
-        return float(
-            torch.sqrt(sum((p.double().pow(2).sum() for p in parts), start=torch.zeros((), dtype=torch.float64)))
+        total = sum(
+            (c.double().pow(2).sum() for c in self.coefficients(tensors)), start=torch.zeros((), dtype=torch.float64)
         )
+        return float(total.sqrt())
 
     def state_dict(self) -> dict[str, Any]:
         """The per-layer bases and the task counter."""

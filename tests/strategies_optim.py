@@ -69,6 +69,38 @@ def task_pairs(draw, bias: bool | None = None, max_batch: int = 6) -> TaskPair:
     return TaskPair(model, xa, ya, xb, yb)
 
 
+class TinyBlock(nn.Module):
+    """A one-block causal transformer LM: token and position embeddings, attention and MLP of nn.Linear, LayerNorm."""
+
+    def __init__(self, vocab: int = 11, dim: int = 8, seq: int = 5) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(seq, dim)
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.up, self.down, self.head = nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim), nn.Linear(dim, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        T = ids.shape[1]
+        h = self.tok(ids) + self.pos(torch.arange(T))
+        a = self.ln1(h)
+        att = nn.functional.scaled_dot_product_attention(self.q(a), self.k(a), self.v(a), is_causal=True)
+        h = h + self.o(att)
+        h = h + self.down(torch.tanh(self.up(self.ln2(h))))
+        return self.head(h)
+
+
+class TiedLM(nn.Module):
+    """An embedding whose matrix is also the output layer (weight tying, as in GPT-2)."""
+
+    def __init__(self, vocab: int = 7, dim: int = 4) -> None:
+        super().__init__()
+        self.tok, self.head = nn.Embedding(vocab, dim), nn.Linear(dim, vocab, bias=False)
+        self.head.weight = self.tok.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.tok(ids)))
+
+
 def _muon(params, lr):  # torch.optim.Muon (torch >= 2.9) updates 2-D parameters only
     return torch.optim.Muon(params, lr=lr, weight_decay=0.1)
 

@@ -82,7 +82,7 @@ def test_projected_adamw_update_is_orthogonal_to_grad_LA(case: TaskPair, kind: s
     assert num <= eq12_tolerance(n) * scale
 
 
-@settings(max_examples=30)
+@settings(max_examples=15)
 @given(st.integers(0, 1000), st.sampled_from([1e-3, 0.1, 1.0]))
 def test_armijo_guarded_adamw_never_increases_phi(seed: int, lr: float) -> None:
     case = _case(seed)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies_optim import TaskPair, eq12_tolerance, task_pairs
+from strategies_optim import TaskPair, TiedLM, TinyBlock, eq12_tolerance, task_pairs
 from torch import nn
 
 from kaplinskiy import LayerwiseMemory, energy_basis_update
@@ -112,26 +112,6 @@ def test_conv1d_and_eq12() -> None:
     assert _eq12_ratio(ga, d, g_norm) <= eq12_tolerance(100)
 
 
-class TinyBlock(nn.Module):
-    """A one-block causal transformer LM: token and position embeddings, attention and MLP of nn.Linear, LayerNorm."""
-
-    def __init__(self, vocab: int = 11, dim: int = 8, seq: int = 5) -> None:
-        super().__init__()
-        self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(seq, dim)
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.up, self.down, self.head = nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim), nn.Linear(dim, vocab)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        T = ids.shape[1]
-        h = self.tok(ids) + self.pos(torch.arange(T))
-        a = self.ln1(h)
-        att = nn.functional.scaled_dot_product_attention(self.q(a), self.k(a), self.v(a), is_causal=True)
-        h = h + self.o(att)
-        h = h + self.down(torch.tanh(self.up(self.ln2(h))))
-        return self.head(h)
-
-
 def _lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     logits = model(ids[:, :-1])
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
@@ -174,3 +154,30 @@ def test_state_dict_round_trip_and_bad_arguments() -> None:
         LayerwiseMemory(model, threshold=1.5)
     with pytest.raises(ValueError, match="Invalid model"):
         LayerwiseMemory(nn.Sequential(nn.Tanh()))
+
+
+def test_coefficients_and_subtract_compose_to_the_projection() -> None:
+    model = TinyBlock()
+    mem = LayerwiseMemory(model, threshold=0.95, freeze_uncovered=True)
+    mem.add_task([torch.randint(0, 11, (2, 5))])
+    assert mem.linear_split
+    a = [torch.randn_like(p) for p in mem.params]
+    b = [t.clone() for t in a]
+    mem.project_(a)
+    mem.subtract_(b, mem.coefficients(b))
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-12) for x, y in zip(a, b, strict=True))
+
+
+def test_tied_weights_are_projected_by_both_layers() -> None:
+    """A weight shared by an embedding and a head ends in both complements: old rows zero and D U = 0."""
+    model = TiedLM()
+    ids = torch.tensor([[0, 1, 2]])
+    mem = LayerwiseMemory(model, threshold=1.0)
+    mem.add_task([ids])
+    assert not mem.linear_split and len(mem.params) == 1
+    d = [torch.randn(7, 4)]
+    g_norm = _norm(d)
+    mem.project_(d)
+    assert torch.all(d[0][:3] == 0) and (d[0] @ mem.bases[1]).abs().max() < 1e-12
+    loss = nn.functional.cross_entropy(model(ids)[0], torch.tensor([1, 2, 3]))
+    assert _eq12_ratio(_grads(model, loss), d, g_norm) <= eq12_tolerance(28)

@@ -1,0 +1,24 @@
+"""The step-time micro-benchmark runs on a tiny model and reports a ratio for every optimizer."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from bench_step_time import build, run
+
+
+def test_benchmark_reports_finite_ratios_against_the_adamw_reference() -> None:
+    torch.set_default_dtype(torch.float32)
+    rows = run("tiny", 4, torch.device("cpu"), warmup=1, iters=1, repeats=1, bandwidth=None)
+    names = [name for name, _ in rows]
+    assert names[0].startswith("AdamW") and rows[0][1] == 1.0
+    assert any("layer-wise" in n for n in names) and names[-1].startswith("dense projection / bandwidth")
+    assert all(math.isfinite(r) and r > 0 for _, r in rows)
+
+
+def test_benchmark_memories_have_the_requested_rank() -> None:
+    torch.set_default_dtype(torch.float32)
+    s = build("tiny", 3, torch.device("cpu"))
+    assert s.dense.rank == 3
+    assert all((U.numel() if U.ndim == 1 else U.shape[1]) == 3 for U in s.layerwise.bases)

@@ -1,0 +1,191 @@
+"""Micro-benchmark: each optimizer's step time relative to fused (or foreach) AdamW on the same model, same run.
+
+Also the dense projection against its bandwidth bound ``2 k n_params bytes / bandwidth`` (the basis is read
+twice: once for ``Q^T g``, once for ``g - Q c``), with the bandwidth measured in the same run by a large copy
+(or given with ``--bandwidth``). Only ratios are printed: absolute times depend on the machine and its load.
+
+    python workflow/scripts/bench_step_time.py                      # CPU-sized GPT-like model
+    python workflow/scripts/bench_step_time.py --preset gpt2-124m   # on a GPU, the issue's reference size
+
+Gradients are fixed random tensors, so a step is the optimizer's work alone (no forward or backward pass).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Run as a script, this folder comes first on sys.path, and its numbers.py would shadow the standard
+    # library's `numbers` (which torch imports). Nothing here is imported from this folder, so drop it.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
+
+PRESETS = {
+    "tiny": dict(d_model=32, n_layer=1, vocab=64),
+    "cpu-small": dict(d_model=256, n_layer=4, vocab=4096),
+    "gpt2-124m": dict(d_model=768, n_layer=12, vocab=50257),
+}
+
+
+class GPTShaped(nn.Module):
+    """The parameter shapes of a GPT-2 stack (embeddings, per block qkv/proj/fc/proj Linear layers and two
+    LayerNorms, a final LayerNorm; the head is tied to the token embedding). Never run forward here."""
+
+    def __init__(self, d_model: int, n_layer: int, vocab: int, n_ctx: int = 1024) -> None:
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d_model), nn.Embedding(n_ctx, d_model)
+        blocks = []
+        for _ in range(n_layer):
+            blocks += [
+                nn.LayerNorm(d_model),
+                nn.Linear(d_model, 3 * d_model),
+                nn.Linear(d_model, d_model),
+                nn.LayerNorm(d_model),
+                nn.Linear(d_model, 4 * d_model),
+                nn.Linear(4 * d_model, d_model),
+            ]
+        self.blocks = nn.ModuleList(blocks)
+        self.ln_f = nn.LayerNorm(d_model)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the optimizers are built on: the model, its parameters and two memories of rank ``k``."""
+
+    model: nn.Module
+    params: list[torch.Tensor]
+    dense: DenseMemory
+    layerwise: LayerwiseMemory
+    k: int
+
+
+def build(preset: str, k: int, device: torch.device, seed: int = 0) -> Setup:
+    """A GPT-shaped model with random gradients, a dense memory of k directions and k per layer."""
+    torch.manual_seed(seed)
+    model = GPTShaped(**PRESETS[preset]).to(device)
+    params = list(model.parameters())
+    for p in params:
+        p.grad = torch.randn_like(p)
+    dense = DenseMemory(params, k_per_task=k)
+    basis = torch.randn(dense.numel, k, device=device) / dense.numel**0.5  # timing only: orthonormality is irrelevant
+    dense.load_state_dict({"basis": basis, "n_tasks": 1, "n_dropped": 0})
+    layerwise = LayerwiseMemory(model)
+    for i, U in enumerate(layerwise.bases):
+        if U.ndim == 1:
+            layerwise.bases[i] = torch.randperm(layerwise.layers[i].num_embeddings, device=device)[:k]
+        else:
+            layerwise.bases[i] = torch.linalg.qr(torch.randn(U.shape[0], k, device=device))[0]
+    return Setup(model, params, dense, layerwise, k)
+
+
+def _adamw(params, impl: str) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, **{impl: True})
+
+
+def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], object]]]:
+    """Name -> factory of a zero-argument step function. The first entry is the reference."""
+    ref = "fused" if fused_ok else "foreach"
+    sgd = lambda: torch.optim.SGD(s.params, lr=1e-3, momentum=0.9, foreach=True)  # noqa: E731
+    out: dict[str, Callable[[], Callable[[], object]]] = {
+        f"AdamW ({ref}, reference)": lambda: _adamw(s.params, ref).step,
+        "AdamW (foreach)": lambda: _adamw(s.params, "foreach").step,
+        "SGD momentum (foreach)": lambda: sgd().step,
+        "HybridAdamW, no memory": lambda: HybridAdamW(s.params, lr=1e-4).step,
+        "HybridAdamW + layer-wise projection": lambda: HybridAdamW(s.params, lr=1e-4, memory=s.layerwise).step,
+        "HybridAdamW + dense projection": lambda: HybridAdamW(s.params, lr=1e-4, memory=s.dense).step,
+        f"Guard(AdamW {ref}) layer-wise update": lambda: ForgettingGuard(_adamw(s.params, ref), s.layerwise).step,
+        f"Guard(AdamW {ref}) dense update": lambda: ForgettingGuard(_adamw(s.params, ref), s.dense).step,
+        "GPM: Guard(SGD) layer-wise gradient": lambda: ForgettingGuard(sgd(), s.layerwise, project="gradient").step,
+        "OGD: Guard(SGD) dense gradient": lambda: ForgettingGuard(sgd(), s.dense, project="gradient").step,
+        "layer-wise projection alone": lambda: lambda: s.layerwise.project_([p.grad.clone() for p in s.params]),
+    }
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_it(fn: Callable[[], object], device: torch.device, warmup: int, iters: int, repeats: int) -> float:
+    """Median over ``repeats`` of the mean time of ``iters`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        _sync(device)
+        samples.append((time.perf_counter() - t0) / iters)
+    return sorted(samples)[len(samples) // 2]
+
+
+def copy_bandwidth(device: torch.device, n_bytes: int, warmup: int, iters: int, repeats: int) -> float:
+    """Achieved memory bandwidth (bytes/s) of a large device copy: it reads and writes ``n_bytes`` each."""
+    x = torch.empty(n_bytes // 4, dtype=torch.float32, device=device).normal_()
+    y = torch.empty_like(x)
+    t = time_it(lambda: y.copy_(x), device, warmup, iters, repeats)
+    return 2 * n_bytes / t
+
+
+def run(
+    preset: str, k: int, device: torch.device, warmup: int, iters: int, repeats: int, bandwidth: float | None
+) -> list[tuple[str, float]]:
+    """The table of ``(label, ratio)`` rows the script prints."""
+    s = build(preset, k, device)
+    fused_ok = True
+    try:
+        _adamw(s.params, "fused").step()
+    except (RuntimeError, ValueError):
+        fused_ok = False
+    for p in s.params:
+        p.grad = torch.randn_like(p)
+    times = {}
+    for name, factory in candidates(s, fused_ok).items():
+        times[name] = time_it(factory(), device, warmup, iters, repeats)
+    ref = next(iter(times.values()))
+    rows = [(name, t / ref) for name, t in times.items()]
+    grads = [p.grad.clone() for p in s.params]
+    t_dense = time_it(lambda: s.dense.project_(grads), device, warmup, iters, repeats)
+    bytes_per = s.dense.basis.element_size()
+    bw = bandwidth or copy_bandwidth(device, max(2 * k * s.dense.numel * bytes_per // 4, 2**26), warmup, iters, repeats)
+    limit = 2 * k * s.dense.numel * bytes_per / bw
+    rows.append(("dense projection alone / AdamW reference", t_dense / ref))
+    rows.append(("dense projection / bandwidth limit 2*k*n*bytes/bw", t_dense / limit))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    parser.add_argument("--k", type=int, default=16, help="memory directions (dense) and basis vectors per layer")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s; default: measured by a copy")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    preset = args.preset or ("gpt2-124m" if device.type == "cuda" else "cpu-small")
+    rows = run(preset, args.k, device, args.warmup, args.iters, args.repeats, args.bandwidth)
+    n = sum(p.numel() for p in GPTShaped(**PRESETS[preset]).parameters())
+    width = max(len(r[0]) for r in rows)
+    lines = [f"# {preset}: {n / 1e6:.1f}M parameters, k = {args.k}, device {device.type}, float32; ratios only"]
+    lines += [f"{name:<{width}}  {ratio:6.2f}x" for name, ratio in rows]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
