@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 from .acceptance import Certificate, armijo_on_params, skip_step
 from .line_search import ArmijoResult
 from .memory import ProjectionMemory
-from .tensor_lists import copy_list, dot, sq_norm
+from .tensor_lists import copy_list, dot, grads_of, sq_norm
 from .wrapper import OptimizerWrapper
 
 __all__ = ["ForgettingGuard"]
@@ -107,25 +107,16 @@ class ForgettingGuard(OptimizerWrapper):
             for p in mem:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
-        if not self.armijo and (self.project == "gradient" or self.memory.linear_split):
-            residual = self._step_without_search(mem)
+        if not self.armijo:
+            if self.project == "gradient" or self.memory.linear_split:
+                residual = self._step_in_place(mem)
+            else:  # a projection that does not split into linear halves (tied weights): from a copy
+                origin, residual = self._step_from_copy(params, mem)
+                torch._foreach_add_(params, origin)
             self._record(None, loss, closure, residual, None)
             return loss
-        raw = copy_list([p.grad if p.grad is not None else torch.zeros_like(p) for p in params]) if self.armijo else []
-        if self.project == "gradient":
-            self.memory.project_([p.grad for p in mem])
-        origin = copy_list(params)
-        self.base.step()
-        for p, w in zip(params, origin, strict=True):
-            p.sub_(w)  # p now holds the base optimizer's update
-        if self.project == "update":
-            self.memory.project_(mem)
-        residual = self.memory.residual(mem) if self.certify else None
-        if not self.armijo:  # a memory whose projection does not split (tied weights): from a copy
-            for p, w in zip(params, origin, strict=True):
-                p.add_(w)
-            self._record(None, loss, closure, residual, None)
-            return loss
+        raw = copy_list(grads_of(params))
+        origin, residual = self._step_from_copy(params, mem)
         update = copy_list(params)
         search = armijo_on_params(
             params,
@@ -141,7 +132,18 @@ class ForgettingGuard(OptimizerWrapper):
         self._record(search, loss, closure, residual, update)
         return loss
 
-    def _step_without_search(self, mem: list[Tensor]) -> float | None:
+    def _step_from_copy(self, params: list[Tensor], mem: list[Tensor]) -> tuple[list[Tensor], float | None]:
+        """``base.step()`` from a copy ``w0`` of the parameters; leaves the projected update in ``p``."""
+        if self.project == "gradient":
+            self.memory.project_([p.grad for p in mem])
+        origin = copy_list(params)
+        self.base.step()
+        torch._foreach_sub_(params, origin)
+        if self.project == "update":
+            self.memory.project_(mem)
+        return origin, (self.memory.residual(mem) if self.certify else None)
+
+    def _step_in_place(self, mem: list[Tensor]) -> float | None:
         """The full projected step; returns ``||Q^T d||`` when certifying.
 
         In update mode the projection is linear, so ``w1 - Q Q^T (w1 - w0)`` needs only the memory's
