@@ -89,6 +89,10 @@ class LayerwiseMemory:
         max_new_per_task: most basis vectors one task adds to one layer (the budget ``k``).
         freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, raw
             attention projections), so eq. (12) holds for the whole model; otherwise they are left free.
+
+    Grouped convolutions, string paddings ("same") and non-zero padding modes are not covered (they count
+    as uncovered). Under data parallelism, build the memory from the same old-task batches on every rank,
+    or load one rank's ``state_dict()`` everywhere: the projection then commutes with the gradient all-reduce.
     """
 
     def __init__(
