@@ -54,7 +54,7 @@ def test_matches_the_functional_potential_descent_step(problem: QuadraticProblem
         assert torch.allclose(w.detach(), ref, rtol=1e-10, atol=1e-10)
 
 
-@settings(max_examples=60)
+@settings(max_examples=30)
 @given(quadratic_problems(), st.sampled_from([1e-3, 0.5, 50.0]))
 def test_phi_never_increases_across_accepted_steps(problem: QuadraticProblem, lr: float) -> None:
     w = problem.w0.clone().requires_grad_(True)

@@ -107,9 +107,15 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
         f"Guard(AdamW {ref}) dense update": lambda: ForgettingGuard(_adamw(s.params, ref), s.dense).step,
         "GPM: Guard(SGD) layer-wise gradient": lambda: ForgettingGuard(sgd(), s.layerwise, project="gradient").step,
         "OGD: Guard(SGD) dense gradient": lambda: ForgettingGuard(sgd(), s.dense, project="gradient").step,
-        "layer-wise projection alone": lambda: lambda: s.layerwise.project_([p.grad.clone() for p in s.params]),
+        "layer-wise projection alone": lambda: _projection(s.layerwise, s.params),
+        "dense projection alone": lambda: _projection(s.dense, s.params),
     }
     return out
+
+
+def _projection(memory, params: list[torch.Tensor]) -> Callable[[], object]:
+    grads = [p.grad.clone() for p in params]  # projecting again costs the same: the work does not shrink
+    return lambda: memory.project_(grads)
 
 
 def _sync(device: torch.device) -> None:
@@ -117,27 +123,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_it(fn: Callable[[], object], device: torch.device, warmup: int, iters: int, repeats: int) -> float:
-    """Median over ``repeats`` of the mean time of ``iters`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(iters):
+def time_all(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, iters: int, repeats: int
+) -> dict[str, float]:
+    """Per function, the median over ``repeats`` rounds of the mean time of ``iters`` calls.
+
+    Rounds interleave the functions (each round times every function once), so a change in the machine's
+    load during the run shifts all of them alike and the ratios stay meaningful.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
             fn()
-        _sync(device)
-        samples.append((time.perf_counter() - t0) / iters)
-    return sorted(samples)[len(samples) // 2]
-
-
-def copy_bandwidth(device: torch.device, n_bytes: int, warmup: int, iters: int, repeats: int) -> float:
-    """Achieved memory bandwidth (bytes/s) of a large device copy: it reads and writes ``n_bytes`` each."""
-    x = torch.empty(n_bytes // 4, dtype=torch.float32, device=device).normal_()
-    y = torch.empty_like(x)
-    t = time_it(lambda: y.copy_(x), device, warmup, iters, repeats)
-    return 2 * n_bytes / t
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            _sync(device)
+            samples[name].append((time.perf_counter() - t0) / iters)
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in samples.items()}
 
 
 def run(
@@ -152,18 +158,18 @@ def run(
         fused_ok = False
     for p in s.params:
         p.grad = torch.randn_like(p)
-    times = {}
-    for name, factory in candidates(s, fused_ok).items():
-        times[name] = time_it(factory(), device, warmup, iters, repeats)
+    fns = {name: factory() for name, factory in candidates(s, fused_ok).items()}
+    n_bytes = max(2 * k * s.dense.numel * s.dense.basis.element_size() // 4, 2**26)
+    x = torch.empty(n_bytes // 4, dtype=torch.float32, device=device).normal_()
+    y = torch.empty_like(x)
+    fns["copy"] = lambda: y.copy_(x)
+    times = time_all(fns, device, warmup, iters, repeats)
+    t_copy = times.pop("copy")  # reads and writes n_bytes
+    bw = bandwidth or 2 * n_bytes / t_copy
     ref = next(iter(times.values()))
     rows = [(name, t / ref) for name, t in times.items()]
-    grads = [p.grad.clone() for p in s.params]
-    t_dense = time_it(lambda: s.dense.project_(grads), device, warmup, iters, repeats)
-    bytes_per = s.dense.basis.element_size()
-    bw = bandwidth or copy_bandwidth(device, max(2 * k * s.dense.numel * bytes_per // 4, 2**26), warmup, iters, repeats)
-    limit = 2 * k * s.dense.numel * bytes_per / bw
-    rows.append(("dense projection alone / AdamW reference", t_dense / ref))
-    rows.append(("dense projection / bandwidth limit 2*k*n*bytes/bw", t_dense / limit))
+    limit = 2 * k * s.dense.numel * s.dense.basis.element_size() / bw
+    rows.append(("dense projection / bandwidth limit 2*k*n*bytes/bw", times["dense projection alone"] / limit))
     return rows
 
 
