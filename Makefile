@@ -34,7 +34,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check --quiet $(TORCH_PIN) -e '.[workflow,test]'
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet $(TORCH_PIN) -e '.[workflow,test,hf]'
 	touch $@
 
 # TeX Live from Debian when any tool or style is missing (needs root or sudo, and apt-get).

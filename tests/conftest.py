@@ -15,8 +15,9 @@ import torch
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
-# Workflow scripts are plain files run by Snakemake; tests import their pure functions from here.
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+# Workflow scripts are plain files run by Snakemake; tests import their pure functions from here
+# (appended, not prepended, so no script name can shadow a standard-library module).
+sys.path.append(str(ROOT / "workflow" / "scripts"))
 
 settings.register_profile(
     "ci",

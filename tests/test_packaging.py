@@ -14,8 +14,9 @@ tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 def _pyproject_requirements() -> dict[str, Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = [*project["dependencies"], *project["optional-dependencies"]["workflow"]]
-    reqs += project["optional-dependencies"]["test"]
+    reqs = list(project["dependencies"])
+    for extra in ("workflow", "test", "hf"):
+        reqs += project["optional-dependencies"][extra]
     return {Requirement(r).name.lower(): Requirement(r) for r in reqs}
 
 

@@ -1,4 +1,4 @@
-"""The code blocks of docs/usage.md run as written, on a tiny model and random data."""
+"""The code blocks of the README's usage section run as written, on a tiny model and random data."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _blocks(text: str) -> list[str]:
 
 
 def test_usage_blocks_run(repo_root) -> None:
-    blocks = _blocks((repo_root / "docs" / "usage.md").read_text())
+    blocks = _blocks((repo_root / "README.md").read_text())
     assert len(blocks) == 3
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))

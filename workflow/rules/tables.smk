@@ -42,7 +42,7 @@ rule numbers:
     conda:
         ENV
     script:
-        "../scripts/numbers.py"
+        "../scripts/paper_numbers.py"
 
 
 PAPER_INPUTS += [*rules.tab_forgetting.output, *rules.tab_sympy_certificates.output, *rules.numbers.output]
