@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 
 import pytest
 import torch
@@ -69,14 +68,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_guarded_update_equals_single_process(tmp_path, monkeypatch) -> None:
+def test_two_process_guarded_update_equals_single_process(tmp_path) -> None:
     """Dense and layer-wise memories, ForgettingGuard(AdamW), three steps on half a batch per rank."""
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
     out = str(tmp_path / "params")
-    # Spawned workers inherit sys.path; workflow/scripts (put first by conftest) holds a numbers.py that
-    # would shadow the standard library's in a fresh interpreter.
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if not p.endswith(os.path.join("workflow", "scripts"))])
     mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
     for kind, rank in [(k, r) for k in KINDS for r in range(2)]:
         single, got = _train(kind), torch.load(f"{out}.{rank}")[kind]

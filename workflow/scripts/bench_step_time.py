@@ -12,14 +12,6 @@ Gradients are fixed random tensors, so a step is the optimizer's work alone (no 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __name__ == "__main__":
-    # Run as a script, this folder comes first on sys.path, and its numbers.py would shadow the standard
-    # library's `numbers` (which torch imports). Nothing here is imported from this folder, so drop it.
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import time
 from collections.abc import Callable
