@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .acceptance import Certificate, armijo_on_params, skip_step
-from .line_search import ArmijoResult
+from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
 from .tensor_lists import copy_list, dot, grads_of, sq_norm
 from .wrapper import OptimizerWrapper
@@ -63,12 +63,7 @@ class ForgettingGuard(OptimizerWrapper):
         super().__init__(base)
         if project not in _MODES:
             raise ValueError(f"Invalid project: {project}")
-        if not 0.0 < c < 1.0:
-            raise ValueError(f"Invalid c: {c}")
-        if not 0.0 < shrink < 1.0:
-            raise ValueError(f"Invalid shrink: {shrink}")
-        if max_trials < 1:
-            raise ValueError(f"Invalid max_trials: {max_trials}")
+        check_armijo_args(c, shrink, max_trials)
         owned = {id(p) for g in base.param_groups for p in g["params"]}
         if any(id(p) not in owned for p in memory.params):
             raise ValueError("Invalid memory: it covers parameters the base optimizer does not update")

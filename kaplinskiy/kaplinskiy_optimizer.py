@@ -17,8 +17,9 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .acceptance import Certificate, armijo_on_params, skip_step
-from .line_search import ArmijoResult
+from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
+from .param_groups import check_group_keys, check_memory_covers_projected_groups
 from .tensor_lists import assign_, copy_list, dot, grads_of, sq_norm
 
 __all__ = ["Kaplinskiy"]
@@ -53,24 +54,14 @@ class Kaplinskiy(Optimizer):
     ) -> None:
         if not lr >= 0.0:
             raise ValueError(f"Invalid lr: {lr}")
-        if not 0.0 < c < 1.0:
-            raise ValueError(f"Invalid c: {c}")
-        if not 0.0 < shrink < 1.0:
-            raise ValueError(f"Invalid shrink: {shrink}")
-        if max_trials < 1:
-            raise ValueError(f"Invalid max_trials: {max_trials}")
+        check_armijo_args(c, shrink, max_trials)
         defaults = dict(lr=lr, project=True, armijo=armijo, c=c, shrink=shrink, max_trials=max_trials)
         super().__init__(params, defaults)
         self.memory = memory
-        if memory is not None:
-            projected = {id(p) for g in self.param_groups if g["project"] for p in g["params"]}
-            if any(id(p) not in projected for p in memory.params):
-                raise ValueError("Invalid memory: it covers parameters outside the groups with project=True")
+        check_memory_covers_projected_groups(self.param_groups, memory)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        unknown = set(param_group) - {"params", *self.defaults}
-        if unknown:
-            raise ValueError(f"Invalid param group key: {sorted(unknown)[0]}")
+        check_group_keys(param_group, self.defaults)
         super().add_param_group(param_group)
 
     @property

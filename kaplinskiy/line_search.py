@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-__all__ = ["ArmijoResult", "armijo_backtrack", "armijo_condition"]
+__all__ = ["ArmijoResult", "armijo_backtrack", "armijo_condition", "check_armijo_args"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,16 @@ def armijo_condition(phi_new: float, phi0: float, eta: float, slope: float, c: f
     return math.isfinite(phi_new) and phi_new <= phi0 + c * eta * slope
 
 
+def check_armijo_args(c: float, shrink: float, max_trials: int) -> None:
+    """Raise ``ValueError`` naming the first bad Armijo setting: 0 < c < 1, 0 < shrink < 1, max_trials >= 1."""
+    if not 0.0 < c < 1.0:
+        raise ValueError(f"Invalid c: {c}")
+    if not 0.0 < shrink < 1.0:
+        raise ValueError(f"Invalid shrink: {shrink}")
+    if max_trials < 1:
+        raise ValueError(f"Invalid max_trials: {max_trials}")
+
+
 def armijo_backtrack(
     phi_at: Callable[[float], float],
     phi0: float,
@@ -57,12 +67,7 @@ def armijo_backtrack(
     """
     if not eta0 > 0.0:
         raise ValueError(f"Invalid eta0: {eta0}")
-    if not 0.0 < c < 1.0:
-        raise ValueError(f"Invalid c: {c}")
-    if not 0.0 < shrink < 1.0:
-        raise ValueError(f"Invalid shrink: {shrink}")
-    if max_trials < 1:
-        raise ValueError(f"Invalid max_trials: {max_trials}")
+    check_armijo_args(c, shrink, max_trials)
     if not math.isfinite(phi0):
         raise ValueError(f"Invalid phi0: {phi0} (the potential at the current point must be finite)")
     if not (math.isfinite(slope) and slope < 0.0):
