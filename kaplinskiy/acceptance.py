@@ -82,11 +82,11 @@ class Certificate:
         return asdict(self)
 
 
-def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str) -> bool:
+def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str, *, skip_zero: bool = True) -> bool:
     """Whether to skip the step before anything is touched, from one pass over the gradients.
 
-    A NaN or infinite ``loss`` or gradient skips it with a :class:`NonFiniteStepWarning`; an all-zero
-    gradient skips it silently (nothing to learn, so parameters and state stay as they are).
+    A NaN or infinite ``loss`` or gradient skips it with a :class:`NonFiniteStepWarning`; with ``skip_zero``
+    an all-zero gradient skips it silently (nothing to learn, so parameters and state stay as they are).
     """
     peaks = max_abs(grads)
     bad_loss = loss is not None and not math.isfinite(float(loss))
@@ -98,7 +98,7 @@ def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str) ->
             stacklevel=3,
         )
         return True
-    return bool((peaks == 0).all())
+    return skip_zero and bool((peaks == 0).all())
 
 
 def evaluate_closure(closure: Callable[[], Tensor | float]) -> float:

@@ -8,9 +8,14 @@ optimizer's, and ``state_dict`` nests the wrapper's own small record under one k
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
+from torch import Tensor
 from torch.optim import Optimizer
+
+from .acceptance import skip_step
 
 __all__ = ["OptimizerWrapper"]
 
@@ -66,6 +71,19 @@ class OptimizerWrapper(Optimizer):
         self.base.load_state_dict(state_dict)
         if own is not None:
             self.wrapper_state = dict(own)
+
+    def _begin_step(self, closure: Callable[[], Tensor | float] | None) -> tuple[Any, bool]:
+        """Evaluate ``closure`` with grad enabled; ``True`` means skip: a loss or gradient is non-finite.
+
+        A skipped step raises :class:`~kaplinskiy.NonFiniteStepWarning` and touches nothing. A zero gradient is
+        not skipped here: a wrapper may add its own term (a penalty, a replay gradient) to it.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grads = [p.grad for p in self._params() if p.grad is not None]
+        return loss, skip_step(loss, grads, type(self).__name__, skip_zero=False)
 
     def _params(self) -> list[Any]:
         return [p for g in self.param_groups for p in g["params"]]

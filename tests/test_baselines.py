@@ -230,3 +230,32 @@ def test_wrappers_validate_and_round_trip() -> None:
     other.load_state_dict(opt.state_dict())
     assert other.wrapper_state == opt.wrapper_state and other.param_groups[0]["lr"] == LR
     assert math.isfinite(float(loss(XB, YB).detach()))
+
+
+@pytest.mark.parametrize("kind", ["anchored", "replay", "agem"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_wrappers_reject_a_non_finite_gradient_bit_identically(kind: str, bad: float) -> None:
+    """A NaN/inf gradient: a NonFiniteStepWarning, and parameters and momentum state stay bit-identical."""
+    from kaplinskiy import NonFiniteStepWarning
+
+    model = _net()
+    loss = lambda x, y: nn.functional.cross_entropy(model(x), y)  # noqa: E731
+    base = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    make = {
+        "anchored": lambda: Anchored(base, ElasticAnchor(model.parameters(), lam=1.0, fisher="identity")),
+        "replay": lambda: Replay(base, _buffer(), loss, batch_size=3),
+        "agem": lambda: AGEM(base, _buffer(), loss, batch_size=3),
+    }
+    opt = make[kind]()
+    opt.zero_grad()
+    loss(XB, YB).backward()
+    opt.step()  # a finite step first, so there is momentum state to protect
+    before = [p.detach().clone() for p in model.parameters()]
+    state = [base.state[p]["momentum_buffer"].clone() for p in model.parameters()]
+    opt.zero_grad()
+    loss(XB, YB).backward()
+    next(model.parameters()).grad[0, 0] = bad
+    with pytest.warns(NonFiniteStepWarning):
+        opt.step()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    assert all(torch.equal(s, base.state[p]["momentum_buffer"]) for s, p in zip(state, model.parameters(), strict=True))

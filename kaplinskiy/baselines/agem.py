@@ -56,10 +56,9 @@ class AGEM(OptimizerWrapper):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
         """Project the current gradient when it conflicts with the memory's, then step the base optimizer."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss, skip = self._begin_step(closure)
+        if skip:
+            return loss
         if len(self.buffer):
             params = self._params()
             g = [t.clone() for t in grads_of(params)]

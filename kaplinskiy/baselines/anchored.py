@@ -33,10 +33,9 @@ class Anchored(OptimizerWrapper):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
         """Add the penalty's gradient to ``p.grad`` and step the base optimizer."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss, skip = self._begin_step(closure)
+        if skip:
+            return loss
         self.anchor.add_gradient_()
         self.base.step()
         self.wrapper_state["step"] += 1

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ..acceptance import skip_step
 from ..replay import ReplayBuffer
 from ..wrapper import OptimizerWrapper
 
@@ -43,14 +44,15 @@ class Replay(OptimizerWrapper):
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
         """Accumulate the replay gradient (when the buffer has samples) and step the base optimizer."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss, skip = self._begin_step(closure)
+        if skip:
+            return loss
         if len(self.buffer) and self.gamma > 0:
             x, y = self.buffer.sample(self.batch_size)
             with torch.enable_grad():
                 (self.gamma * self.replay_loss(x, y)).backward()
+            if skip_step(None, [p.grad for p in self._params() if p.grad is not None], "Replay", skip_zero=False):
+                return loss  # a non-finite replay gradient: nothing stepped
         self.base.step()
         self.wrapper_state["step"] += 1
         return loss
