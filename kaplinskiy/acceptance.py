@@ -101,6 +101,24 @@ def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str, *,
     return skip_zero and bool((peaks == 0).all())
 
 
+def old_task_gradient(params: Sequence[Tensor], old_task_closure: Callable[[], Tensor | float]) -> list[Tensor]:
+    """``grad L_A`` at the current parameters, from a closure that calls ``backward()`` on the old-task loss.
+
+    The parameters' own ``.grad`` (the new task's) is put back afterwards, so the caller's step is unchanged;
+    a parameter the old loss does not reach gets a zero gradient. One forward and backward pass.
+    """
+    saved = [p.grad for p in params]
+    for p in params:
+        p.grad = None
+    try:
+        with torch.enable_grad():
+            old_task_closure()
+        return [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+    finally:
+        for p, g in zip(params, saved, strict=True):
+            p.grad = g
+
+
 def evaluate_closure(closure: Callable[[], Tensor | float]) -> float:
     """Phi at the current parameters, forward only (the closure runs under ``torch.no_grad()``)."""
     try:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, skip_step
+from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
 from .tensor_lists import copy_list, dot, grads_of, sq_norm
@@ -83,8 +83,17 @@ class ForgettingGuard(OptimizerWrapper):
         return self.wrapper_state["certificate"]
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
-        """Project, step the base optimizer, project its update, and (optionally) accept it by Armijo."""
+    def step(
+        self,
+        closure: Callable[[], Tensor | float] | None = None,
+        old_task_closure: Callable[[], Tensor | float] | None = None,
+    ) -> Any:
+        """Project, step the base optimizer, project its update, and (optionally) accept it by Armijo.
+
+        With ``old_task_closure`` (a closure that calls ``backward()`` on L_A), the certificate also holds
+        ``grad L_A . d`` for the step ``d`` actually taken (eq. 12), at the cost of one more forward and
+        backward pass and a copy of the parameters.
+        """
         if self.armijo and closure is None:
             raise RuntimeError(
                 "ForgettingGuard(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)"
@@ -97,6 +106,9 @@ class ForgettingGuard(OptimizerWrapper):
         grads = [p.grad for p in params if p.grad is not None]
         if skip_step(loss, grads, "ForgettingGuard"):
             return loss
+        witness = None
+        if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
+            witness = (old_task_gradient(params, old_task_closure), copy_list(params))
         mem = self.memory.params
         if self.project == "gradient":
             for p in mem:
@@ -108,7 +120,7 @@ class ForgettingGuard(OptimizerWrapper):
             else:  # a projection that does not split into linear halves (tied weights): from a copy
                 origin, residual = self._step_from_copy(params, mem)
                 torch._foreach_add_(params, origin)
-            self._record(None, loss, closure, residual, None)
+            self._record(None, loss, closure, residual, None, witness)
             return loss
         raw = copy_list(grads_of(params))
         origin, residual = self._step_from_copy(params, mem)
@@ -124,7 +136,7 @@ class ForgettingGuard(OptimizerWrapper):
             shrink=self.shrink,
             max_trials=self.max_trials,
         )
-        self._record(search, loss, closure, residual, update)
+        self._record(search, loss, closure, residual, update, witness)
         return loss
 
     def _step_from_copy(self, params: list[Tensor], mem: list[Tensor]) -> tuple[list[Tensor], float | None]:
@@ -165,9 +177,14 @@ class ForgettingGuard(OptimizerWrapper):
         closure: Any,
         residual: float | None,
         update: list[Tensor] | None,
+        witness: tuple[list[Tensor], list[Tensor]] | None = None,
     ) -> None:
         """Count the step and store its certificate; without a search the step is taken whole (t = 1)."""
         self.guard_state["step"] += 1
+        old_slope = None
+        if witness is not None:
+            grad_a, w0 = witness
+            old_slope = dot(grad_a, torch._foreach_sub(self._params(), w0))
         lr = float(self.param_groups[0]["lr"])
         if search is None:
             cert = Certificate(
@@ -179,13 +196,21 @@ class ForgettingGuard(OptimizerWrapper):
                 phi_after=None,
                 slope=None,
                 n_trials=0,
-                forward_passes=int(closure is not None),
+                forward_passes=int(closure is not None) + int(witness is not None),
                 step_norm=None,
                 memory_residual=residual,
+                old_task_slope=old_slope,
             )
         else:
             norm = search.eta * sq_norm(update) ** 0.5
+            passes = 1 + search.n_trials + int(witness is not None)
             cert = Certificate.from_search(
-                self.guard_state["step"], search, lr, 1 + search.n_trials, step_norm=norm, memory_residual=residual
+                self.guard_state["step"],
+                search,
+                lr,
+                passes,
+                step_norm=norm,
+                memory_residual=residual,
+                old_task_slope=old_slope,
             )
         self.guard_state["certificate"] = cert.as_dict()

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, skip_step
+from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
@@ -162,8 +162,16 @@ class HybridAdamW(Optimizer):
         return all_p, all_g, all_u
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
-        """One AdamW step, projected where flagged, Armijo-accepted when asked."""
+    def step(
+        self,
+        closure: Callable[[], Tensor | float] | None = None,
+        old_task_closure: Callable[[], Tensor | float] | None = None,
+    ) -> Any:
+        """One AdamW step, projected where flagged, Armijo-accepted when asked.
+
+        With ``old_task_closure`` (it calls ``backward()`` on L_A) the certificate holds ``grad L_A . d`` for the
+        proposed update ``d`` (eq. 12); one more forward and backward pass.
+        """
         if self.armijo and closure is None:
             raise RuntimeError("HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)")
         loss = None
@@ -175,6 +183,9 @@ class HybridAdamW(Optimizer):
             return loss
         grads_before = copy_list(present) if self.armijo else None
         params, _, update = self._propose()
+        old_slope = None
+        if old_task_closure is not None:
+            old_slope = dot(old_task_gradient(params, old_task_closure), update)
         lr = float(self.param_groups[0]["lr"])
         if self.armijo:
             slope = dot(grads_before, update)
@@ -196,7 +207,8 @@ class HybridAdamW(Optimizer):
             phi = None if loss is None else float(loss)
             search, passes, norm = ArmijoResult(1.0, phi, None, None, 0, True), int(closure is not None), None
         self.hybrid_state["step"] += 1
+        passes += int(old_task_closure is not None)
         self.hybrid_state["certificate"] = Certificate.from_search(
-            self.hybrid_state["step"], search, lr, passes, step_norm=norm
+            self.hybrid_state["step"], search, lr, passes, step_norm=norm, old_task_slope=old_slope
         ).as_dict()
         return loss

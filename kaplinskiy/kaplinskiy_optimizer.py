@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, skip_step
+from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
@@ -102,11 +102,7 @@ class Kaplinskiy(Optimizer):
         slope = dot(grads, d)
         passes, old_slope = 1, None
         if old_task_closure is not None:
-            for p in params:
-                p.grad = None
-            with torch.enable_grad():
-                old_task_closure()
-            old_slope, passes = dot(grads_of(params), d), passes + 1
+            old_slope, passes = dot(old_task_gradient(params, old_task_closure), d), passes + 1
         group = self.param_groups[0]
         origin = copy_list(params)
         if group["armijo"]:

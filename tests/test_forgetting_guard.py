@@ -36,9 +36,11 @@ def _check_eq12(case: TaskPair, guard: ForgettingGuard, lr: float) -> None:
     _backward_b(case, guard)
     gb_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params))
     w0 = [p.detach().clone() for p in params]
-    guard.step()
+    guard.step(old_task_closure=lambda: case.loss_a().backward())
     d = [p.detach() - w for p, w in zip(params, w0, strict=True)]
     num = abs(sum(float((a * b).sum()) for a, b in zip(ga, d, strict=True)))
+    certified = guard.certificate["old_task_slope"]  # the certificate measures the same eq. (12) residual
+    assert abs(abs(certified) - num) <= 1e-9 * (1.0 + num)
     ga_norm = math.sqrt(sum(float(a.pow(2).sum()) for a in ga))
     n = sum(p.numel() for p in params)
     scale = ga_norm * (lr * (math.sqrt(n) + gb_norm) + math.sqrt(sum(float(t.pow(2).sum()) for t in d)))
@@ -241,3 +243,22 @@ def test_update_mode_with_tied_weights_takes_the_copy_path() -> None:
         nn.functional.cross_entropy(model(torch.tensor([[3, 4, 5]]))[0], torch.tensor([4, 5, 6])).backward()
         guard.step()
     assert torch.equal(model.tok.weight.detach()[:3], before[:3]) and guard.certificate["memory_residual"] < 1e-12
+
+
+@pytest.mark.parametrize("armijo", [False, True])
+def test_certificate_measures_grad_LA_dot_d_when_it_is_not_zero(armijo: bool) -> None:
+    """With a memory that misses grad L_A (threshold 0.95 keeps part of A's input space free), the certified
+    grad L_A . d equals the one measured from the parameters, and is not zero: the certificate can fail."""
+    case, guard = _setup(seed=3, armijo=armijo)
+    params = list(case.model.parameters())
+    ga = case.grad_a()
+    w0 = [p.detach().clone() for p in params]
+    closure = _closure(case, guard)
+    if not armijo:
+        closure()
+    guard.step(closure if armijo else None, old_task_closure=lambda: case.loss_a().backward())
+    measured = sum(float((a * (p.detach() - w)).sum()) for a, p, w in zip(ga, params, w0, strict=True))
+    cert = guard.certificate
+    assert cert["old_task_slope"] == pytest.approx(measured, rel=1e-9, abs=1e-15)
+    assert abs(measured) > 1e-8
+    assert cert["forward_passes"] >= 1 + int(armijo)  # the old-task pass (+ the closure under Armijo)

@@ -168,3 +168,20 @@ def test_bad_arguments_are_named() -> None:
         HybridAdamW([{"params": model.parameters(), "nesterov": True}])
     with pytest.raises(RuntimeError, match="closure"):
         HybridAdamW(model.parameters(), armijo=True).step()
+
+
+def test_certificate_holds_grad_LA_dot_d_of_the_update() -> None:
+    """old_task_closure puts grad L_A . d in the certificate; d is the update actually applied."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    xa, ya, xb, yb = torch.randn(5, 3), torch.randint(2, (5,)), torch.randn(6, 3), torch.randint(2, (6,))
+    opt = HybridAdamW(model.parameters(), lr=1e-2)
+    params = list(model.parameters())
+    ga = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xa), ya), params)
+    w0 = [p.detach().clone() for p in params]
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(xb), yb).backward()
+    opt.step(old_task_closure=lambda: torch.nn.functional.cross_entropy(model(xa), ya).backward())
+    measured = sum(float((a * (p.detach() - w)).sum()) for a, p, w in zip(ga, params, w0, strict=True))
+    assert opt.certificate["old_task_slope"] == pytest.approx(measured, rel=1e-9)
+    assert abs(measured) > 1e-8
