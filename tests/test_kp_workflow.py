@@ -14,7 +14,7 @@ import pytest
 import torch
 from aggregate_kp import aggregate
 from kp_arms import ARMS, GRADIENT_METHODS, run_arm
-from kp_profiles import data_profile, median_cost, performance_profile
+from kp_profiles import data_profile, median_cost, performance_profile, shared_problems
 from numbers_kp import key, kp_numbers
 from run_kp_cell import cost_to_reach, run_cell, start_point, thin
 from tab_kp_benchmark import benchmark_table, defects_table
@@ -41,6 +41,14 @@ def test_performance_profile_ratios() -> None:
     assert rho == {"a": [1 / 3, 2 / 3, 2 / 3], "b": [1 / 3, 2 / 3, 2 / 3]}
     with pytest.raises(ValueError, match="Invalid costs_by_arm"):
         performance_profile({"a": [1.0], "b": [1.0, 2.0]}, [1.0])
+
+
+def test_shared_problems_keeps_the_intersection_in_one_order() -> None:
+    a = [{"function": "f", "dim": 2, "start": s, "x": s} for s in (2, 0, 1)]
+    b = [{"function": "f", "dim": 2, "start": s, "x": 10 + s} for s in (1, 2)]
+    shared = shared_problems({"a": a, "b": b, "c": []}, ["a", "b", "c"])
+    assert [p["x"] for p in shared["a"]] == [1, 2] and [p["x"] for p in shared["b"]] == [11, 12]
+    assert "c" not in shared
 
 
 def test_starts_are_shared_and_in_the_box() -> None:
@@ -114,7 +122,13 @@ def test_tables_have_as_many_cells_as_columns(summary: dict) -> None:
 
 
 def test_numbers_are_letter_only_macros(summary: dict) -> None:
-    params = {"headline_arm": "kp_beam", "target_functions": ["sphere"], "minpy_nm_reference_evals": 917, "cell": CELL}
+    params = {
+        "headline_arm": "kp_beam",
+        "target_functions": ["sphere"],
+        "minpy_nm_reference_evals": 917,
+        "cell": CELL,
+        "defect_arms": ["minpy_potential_shipped"],
+    }
     lines = kp_numbers(summary, params, "summary.json")
     names = [line.split("{", 2)[1].rstrip("}").lstrip("\\") for line in lines]
     assert len(names) == len(set(names)) and all(n.isalpha() for n in names)

@@ -135,6 +135,7 @@ rule numbers_kp:
         headline_arm=config["kp_benchmark"]["headline_arm"],
         target_functions=config["kp_benchmark"]["target_functions"],
         minpy_nm_reference_evals=config["kp_benchmark"]["minpy_nm_reference_evals"],
+        defect_arms=config["kp_benchmark"]["defect_arms"],
         cell=_kp_cell_params(config["kp_benchmark"]),
     log:
         "results/logs/tables/numbers_kp.log",

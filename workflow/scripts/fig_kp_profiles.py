@@ -9,19 +9,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from kp_profiles import data_profile, performance_profile
+from kp_profiles import data_profile, performance_profile, shared_problems
 
 matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "font.size": 7})
 
 
 def common_costs(summary: dict[str, Any], arms: list[str], key: str) -> tuple[dict[str, list], list[int]]:
     """Each arm's cost to ``key`` on the problems every arm in ``arms`` ran, in one order, and their dimensions."""
-    tables = {
-        arm: {(p["function"], p["dim"], p["start"]): p["cost_to"][key] for p in summary["problems"][arm]}
-        for arm in arms
-    }
-    shared = sorted(set.intersection(*(set(t) for t in tables.values()))) if tables else []
-    return {arm: [tables[arm][p] for p in shared] for arm in arms}, [p[1] for p in shared]
+    shared = shared_problems(summary["problems"], arms)
+    first = next(iter(shared.values()), [])
+    return {arm: [p["cost_to"][key] for p in ps] for arm, ps in shared.items()}, [p["dim"] for p in first]
 
 
 def style(arm: str) -> dict[str, Any]:
@@ -43,7 +40,9 @@ def plot(summary: dict[str, Any], arms: list[str], labels: dict[str, str], out: 
     budget_units = max(c["budget"] / (c["dim"] + 1) for c in summary["cells"])
     kappas = np.logspace(0, np.log10(budget_units), 200)
     taus = np.logspace(0, 3, 200)
-    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.4), constrained_layout=True)
+    palette = plt.get_cmap("tab20").colors
+    colors = {arm: palette[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20] for i, arm in enumerate(arms)}
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 2.9), constrained_layout=True)
     for key, ax in zip((summary["tol"], summary["tol_multimodal"]), axes[:2], strict=True):
         costs, dims = common_costs(summary, arms, key)
         for arm in arms:
@@ -55,10 +54,11 @@ def plot(summary: dict[str, Any], arms: list[str], labels: dict[str, str], out: 
     axes[0].set_ylabel("fraction of problems solved")
     costs, _ = common_costs(summary, arms, summary["tol"])
     for arm, rho in performance_profile(costs, taus).items():
-        axes[2].step(taus, rho, where="post", label=labels.get(arm, arm), **style(arm))
+        axes[2].step(taus, rho, where="post", label=labels.get(arm, arm), color=colors[arm], **style(arm))
     axes[2].set(xscale="log", ylim=(0, 1.02), xlabel=r"within a factor $\tau$ of the cheapest arm",
                 title=rf"performance profile, ${tex_tol(summary['tol'])}$")  # fmt: skip
-    axes[2].legend(frameon=False, fontsize=5.5, loc="lower right")
+    handles, names = axes[2].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 6), frameon=False, fontsize=6)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, metadata={"CreationDate": None, "ModDate": None})
     plt.close(fig)

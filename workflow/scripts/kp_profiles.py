@@ -47,3 +47,14 @@ def performance_profile(
         ratios = [math.inf if c is None or b is None else c / max(b, 1e-300) for c, b in zip(costs, best, strict=True)]
         out[arm] = [sum(r <= t for r in ratios) / max(n_problems, 1) for t in taus]
     return out
+
+
+def shared_problems(problems: dict[str, list[dict]], arms: Sequence[str]) -> dict[str, list[dict]]:
+    """Each arm's records of the problems that every arm in ``arms`` ran, in one (function, dim, start) order.
+
+    ``problems`` maps an arm to its list of problem records (with keys function, dim, start), as in the
+    benchmark summary; arms with no records are dropped from the result.
+    """
+    tables = {a: {(p["function"], p["dim"], p["start"]): p for p in problems[a]} for a in arms if problems.get(a)}
+    keys = sorted(set.intersection(*(set(t) for t in tables.values()))) if tables else []
+    return {a: [t[k] for k in keys] for a, t in tables.items()}

@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from kp_profiles import shared_problems
 from latex_format import fmt
 
 FUNCTION_NAMES = {
@@ -28,13 +29,13 @@ def _tex_tol(key: str) -> str:
     return rf"$10^{{{int(exponent)}}}$" if mantissa == "1" else key
 
 
-def cell_text(data: dict[str, Any] | None, key: str, starts: int) -> str:
-    """``k/N (median cost)``; the cost is ``--`` when fewer than half of the starts succeeded."""
+def cell_text(data: dict[str, Any] | None, key: str) -> str:
+    """``k (median cost)``: starts solved and their median cost, ``--`` when fewer than half succeeded."""
     if data is None:
         return "n/a"
     med = data["median_cost"][key]
     cost = "--" if not math.isfinite(med) else f"{med:.0f}"
-    return f"{data['solved'][key]}/{starts} ({cost})"
+    return f"{data['solved'][key]} ({cost})"
 
 
 def benchmark_table(summary: dict[str, Any], arms: list[str], labels: dict[str, str]) -> str:
@@ -47,31 +48,32 @@ def benchmark_table(summary: dict[str, Any], arms: list[str], labels: dict[str, 
         name = FUNCTION_NAMES.get(cell["function"], cell["function"])
         for i, key in enumerate(keys):
             row = [name if i == 0 else "", str(cell["dim"]) if i == 0 else "", rf"solved to {_tex_tol(key)}"]
-            row += [cell_text(cell["arms"].get(a), key, cell["starts"]) for a in arms]
+            row += [cell_text(cell["arms"].get(a), key) for a in arms]
             lines.append(" & ".join(row) + r" \\")
         gaps = [cell["arms"][a]["median_final_gap"] if a in cell["arms"] else math.nan for a in arms]
-        lines.append(" & ".join(["", "", "median final gap", *(f"${fmt(g, 2)}$" for g in gaps)]) + r" \\")
+        lines.append(" & ".join(["", "", "median final gap", *(f"${fmt(g, 1)}$" for g in gaps)]) + r" \\")
         lines.append(r"\addlinespace")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
 def defects_table(summary: dict[str, Any], arms: list[str], labels: dict[str, str]) -> str:
-    """One row per minpy arm: problems run, solved at both tolerances, median final gap."""
+    """One row per minpy arm, all on the problems every listed arm ran: solved at both tolerances, median final gap."""
     arms = [a for a in arms if a in summary["arms"]]
     tol, loose = summary["tol"], summary["tol_multimodal"]
+    shared = shared_problems(summary["problems"], arms)
     lines = [
-        r"\begin{tabular}{lrrrr}",
+        r"\begin{tabular}{lrrr}",
         r"\toprule",
-        rf"arm & problems & solved to {_tex_tol(tol)} & solved to {_tex_tol(loose)} & median final gap \\",
+        rf"arm & solved to {_tex_tol(tol)} & solved to {_tex_tol(loose)} & median final gap \\",
         r"\midrule",
     ]
     for arm in arms:
-        ps = summary["problems"][arm]
-        over = summary["overall"][arm]
+        ps = shared.get(arm, [])
+        solved = [sum(p["cost_to"][t] is not None for p in ps) for t in (tol, loose)]
         gap = statistics.median(p["final_gap"] for p in ps) if ps else math.nan
-        row = [labels.get(arm, arm), str(over["problems"]), str(over["solved"][tol]), str(over["solved"][loose])]
-        lines.append(" & ".join([*row, f"${fmt(gap, 2)}$"]) + r" \\")
+        row = [labels.get(arm, arm), *(f"{k}/{len(ps)}" for k in solved), f"${fmt(gap, 2)}$"]
+        lines.append(" & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
