@@ -66,4 +66,6 @@ def plot(summary: dict[str, Any], arms: list[str], labels: dict[str, str], out: 
 
 if __name__ == "__main__":
     sm = snakemake
-    plot(json.loads(Path(sm.input[0]).read_text()), list(sm.params.arms), dict(sm.params.labels), Path(sm.output[0]))
+    # The labels are LaTeX for the tables; matplotlib's mathtext reads the math but not the en dash.
+    labels = {arm: text.replace("--", "\u2013") for arm, text in dict(sm.params.labels).items()}
+    plot(json.loads(Path(sm.input[0]).read_text()), list(sm.params.arms), labels, Path(sm.output[0]))

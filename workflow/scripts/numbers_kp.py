@@ -6,6 +6,7 @@ name in words (``KpSolvedSphereTwoKpBeam``).
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def target_numbers(summary: dict[str, Any], arm: str, functions: list[str], tol:
         "runs": len(costs),
         "solved": len(solved),
         "max": max(solved) if solved else math.inf,
-        "median": sorted(solved)[len(solved) // 2] if solved else math.inf,
+        "median": statistics.median(solved) if solved else math.inf,
     }
 
 
