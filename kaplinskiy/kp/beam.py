@@ -25,7 +25,15 @@ from .kernel import potential_gradient
 from .level import LEVELS, dispersion, perspective_centroid
 from .sampling import SAMPLERS
 
-__all__ = ["as_bound", "as_counter", "beam_proposal", "check_beam_options", "minimize_beam", "minimize_one_sample"]
+__all__ = [
+    "as_bound",
+    "as_counter",
+    "beam_proposal",
+    "beam_proposer",
+    "check_beam_options",
+    "minimize_beam",
+    "minimize_one_sample",
+]
 
 CENTERS = ("perspective", "current")
 
@@ -72,6 +80,46 @@ def beam_proposal(
     return Proposal(base, g.direction, c, math.sqrt(dispersion(fu, c))), u, fu
 
 
+def beam_proposer(
+    counter: CountedObjective,
+    K: int,
+    generator: torch.Generator | None,
+    *,
+    lam: float,
+    level: str,
+    sampling: str,
+    center: str,
+    lower: Tensor | None,
+    upper: Tensor | None,
+) -> Callable[[Tensor, float, float, int], tuple[Proposal, Tensor, Tensor] | None]:
+    """``propose(m, f_m, sigma, budget)``: one :func:`beam_proposal` per call, with at most ``budget`` samples,
+    carrying the level from call to call (the record level needs the previous one; the first uses f(m))."""
+    previous: list[float | None] = [None]
+
+    def propose(m: Tensor, f_m: float, sigma: float, budget: int) -> tuple[Proposal, Tensor, Tensor] | None:
+        prior = previous[0] if previous[0] is not None else f_m
+        out = beam_proposal(
+            counter,
+            m,
+            f_m,
+            sigma,
+            min(K, budget),
+            generator,
+            lam=lam,
+            level=level,
+            sampling=sampling,
+            center=center,
+            previous_level=prior,
+            lower=lower,
+            upper=upper,
+        )
+        if out is not None:
+            previous[0] = out[0].level
+        return out
+
+    return propose
+
+
 def check_beam_options(level: str, sampling: str, center: str, lam: float, n: int, K: int) -> None:
     """Raise ``ValueError`` naming the first invalid beam option."""
     if level not in (*LEVELS, "current"):
@@ -115,29 +163,13 @@ def minimize_beam(
     check_beam_options(level, sampling, center, lam, n, K)
     counter = as_counter(f)
     lo, hi = as_bound(lower, x0), as_bound(upper, x0)
-    state: dict[str, float | None] = {"c": None}
+    beam = beam_proposer(
+        counter, K, generator, lam=lam, level=level, sampling=sampling, center=center, lower=lo, upper=hi
+    )
 
     def propose(m: Tensor, f_m: float, sigma: float, budget: int) -> Proposal | None:
-        previous = state["c"] if state["c"] is not None else f_m
-        out = beam_proposal(
-            counter,
-            m,
-            f_m,
-            sigma,
-            min(K, budget),
-            generator,
-            lam=lam,
-            level=level,
-            sampling=sampling,
-            center=center,
-            previous_level=previous,
-            lower=lo,
-            upper=hi,
-        )
-        if out is None:
-            return None
-        state["c"] = out[0].level
-        return out[0]
+        out = beam(m, f_m, sigma, budget)
+        return None if out is None else out[0]
 
     return descend(counter, x0, propose, options or DescentOptions(), lower=lo, upper=hi, callback=callback)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .beam import as_bound, as_counter, beam_proposal, check_beam_options
+from .beam import as_bound, as_counter, beam_proposer, check_beam_options
 from .counting import CountedObjective, OptimizeResult
 from .descent import DescentOptions, Proposal, Trial, descend
 from .kernel import kernel_log_weights
@@ -118,29 +118,16 @@ def minimize_second_order(
         raise ValueError(f"Invalid sigma_max_memory: {sigma_max_memory}")
     counter = as_counter(f)
     lo, hi = as_bound(lower, x0), as_bound(upper, x0)
-    state: dict[str, float | None] = {"c": None, "sigma": 1.0}
+    state: dict[str, float] = {"sigma": 1.0}
+    beam = beam_proposer(
+        counter, K, generator, lam=lam, level=level, sampling=sampling, center=center, lower=lo, upper=hi
+    )
 
     def propose(m: Tensor, f_m: float, sigma: float, budget: int) -> Proposal | None:
-        previous = state["c"] if state["c"] is not None else f_m
-        out = beam_proposal(
-            counter,
-            m,
-            f_m,
-            sigma,
-            min(K, budget),
-            generator,
-            lam=lam,
-            level=level,
-            sampling=sampling,
-            center=center,
-            previous_level=previous,
-            lower=lo,
-            upper=hi,
-        )
+        out = beam(m, f_m, sigma, budget)
         if out is None:
             return None
         proposal, u, fu = out
-        state["c"] = proposal.level
         g = proposal.direction
         diff = u - proposal.base
         r = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
