@@ -35,3 +35,56 @@ def two_task_runs():
     """Every record of the two-task benchmark: one per arm and seed."""
     cfg = config["two_task"]
     return expand("results/two_task/{arm}/seed{seed}.json", arm=list(cfg["arms"]), seed=cfg["seeds"])
+
+
+# --- The Kaplinskii-Propoi benchmark (rules in kp_benchmark.smk) ---
+from kaplinskiy.kp import OBJECTIVES
+
+# The library modules the cells run; a change in them reruns the cells.
+KP_LIBRARY = sorted(str(p) for p in Path("kaplinskiy/kp").glob("*.py"))
+
+
+def _check_kp_benchmark(cfg):
+    arms = cfg["arms"]
+    for key in ("run_arms", "figure_arms", "table_arms", "defect_arms"):
+        for name in cfg[key]:
+            if name not in arms:
+                raise ValueError(f"Invalid config kp_benchmark.{key}: {name!r} is not one of the arms {sorted(arms)}")
+    if cfg["headline_arm"] not in cfg["run_arms"]:
+        raise ValueError(f"Invalid config kp_benchmark.headline_arm: {cfg['headline_arm']!r} is not in run_arms")
+    for name in cfg["functions"]:
+        if name not in OBJECTIVES:
+            raise ValueError(f"Invalid config kp_benchmark.functions: {name!r} is not one of {sorted(OBJECTIVES)}")
+    for name in cfg["target_functions"]:
+        if name not in cfg["functions"] or 2 not in kp_dims(name):
+            raise ValueError(f"Invalid config kp_benchmark.target_functions: {name!r} is not run in 2-D")
+
+
+def kp_dims(function):
+    """The dimensions a function runs in: its own for fixed-dimension functions, else the configured ones."""
+    o = OBJECTIVES[function]
+    return list(o.dims) if o.dims is not None else [n for n in config["kp_benchmark"]["dims"] if o.supports(n)]
+
+
+_check_kp_benchmark(config["kp_benchmark"])
+
+
+def kp_cells():
+    """Every record of the KP benchmark: one per function, dimension and arm (an arm may cap the dimension)."""
+    cfg = config["kp_benchmark"]
+    return [
+        f"results/kp_benchmark/{function}/d{dim}/{arm}.json"
+        for function in cfg["functions"]
+        for dim in kp_dims(function)
+        for arm in cfg["run_arms"]
+        if dim <= cfg["arms"][arm].get("max_dim", dim)
+    ]
+
+
+def _kp_cell_params(cfg):
+    keys = ("starts", "budget_per_dim", "gradient_cost_per_dim", "sigma0_frac", "stop_at_target")
+    return {k: cfg[k] for k in keys}
+
+
+def _kp_labels(cfg):
+    return {name: arm["label"] for name, arm in cfg["arms"].items()}
