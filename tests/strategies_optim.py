@@ -115,3 +115,17 @@ BASE_OPTIMIZERS: dict[str, Callable] = {
 if hasattr(torch.optim, "Muon"):
     BASE_OPTIMIZERS["muon"] = _muon
 """Torch optimizers the guard is tested around (Muon where this torch has it; Lion in its own test)."""
+
+
+def full_memory(kind: str, case: TaskPair):
+    """A memory that holds all of task A: ``"dense"`` (per-sample loss gradients, OGD) or ``"layerwise"``
+    (every direction of each layer's input space, GPM with threshold 1), so grad L_A lies in its span."""
+    from kaplinskiy import DenseMemory, LayerwiseMemory, sample_loss
+
+    if kind == "dense":
+        mem = DenseMemory(case.model.parameters(), k_per_task=64)
+        mem.add_task(case.model, case.xa, case.ya, sample_loss)
+        return mem
+    mem = LayerwiseMemory(case.model, threshold=1.0)
+    mem.add_task([case.xa])
+    return mem

@@ -9,20 +9,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies_optim import BASE_OPTIMIZERS, TaskPair, TiedLM, eq12_tolerance, mlp, task_pairs
+from strategies_optim import BASE_OPTIMIZERS, TaskPair, TiedLM, eq12_tolerance, full_memory, mlp, task_pairs
 from torch import nn
 
-from kaplinskiy import DenseMemory, ForgettingGuard, LayerwiseMemory, NonFiniteStepWarning, l2sp_penalty, sample_loss
-
-
-def _memory(kind: str, case: TaskPair):
-    if kind == "dense":
-        mem = DenseMemory(case.model.parameters(), k_per_task=64)
-        mem.add_task(case.model, case.xa, case.ya, sample_loss)
-    else:
-        mem = LayerwiseMemory(case.model, threshold=1.0)
-        mem.add_task([case.xa])
-    return mem
+from kaplinskiy import ForgettingGuard, LayerwiseMemory, NonFiniteStepWarning, l2sp_penalty
 
 
 def _backward_b(case: TaskPair, opt) -> None:
@@ -62,7 +52,7 @@ def test_guarded_update_is_orthogonal_to_grad_LA(case: TaskPair, base_name: str,
     for _ in range(warm):
         _backward_b(case, base)
         base.step()
-    guard = ForgettingGuard(base, _memory(kind, case), project="update", certify=True)
+    guard = ForgettingGuard(base, full_memory(kind, case), project="update", certify=True)
     _check_eq12(case, guard, lr)
     assert guard.certificate["memory_residual"] <= 1e-10
 
@@ -71,7 +61,9 @@ def test_guarded_update_is_orthogonal_to_grad_LA(case: TaskPair, base_name: str,
 @given(task_pairs(), st.sampled_from(["dense", "layerwise"]))
 def test_guarded_gradient_with_plain_sgd_is_orthogonal(case: TaskPair, kind: str) -> None:
     """Eq. (12) for project="gradient" around plain SGD (a linear update), biases included."""
-    guard = ForgettingGuard(torch.optim.SGD(case.model.parameters(), lr=0.1), _memory(kind, case), project="gradient")
+    guard = ForgettingGuard(
+        torch.optim.SGD(case.model.parameters(), lr=0.1), full_memory(kind, case), project="gradient"
+    )
     _check_eq12(case, guard, 0.1)
 
 
@@ -82,7 +74,7 @@ def test_guard_around_lion() -> None:
         mlp(3, 4, 3, True), torch.randn(5, 3), torch.randint(3, (5,)), torch.randn(4, 3), torch.randint(3, (4,))
     )
     base = lion.Lion(case.model.parameters(), lr=0.01, weight_decay=0.1)
-    _check_eq12(case, ForgettingGuard(base, _memory("layerwise", case)), 0.01)
+    _check_eq12(case, ForgettingGuard(base, full_memory("layerwise", case)), 0.01)
 
 
 def _setup(seed: int = 0, armijo: bool = False, lrs=(0.05, 0.01)):

@@ -9,9 +9,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies_optim import TaskPair, eq12_tolerance, mlp, task_pairs
+from strategies_optim import TaskPair, eq12_tolerance, full_memory, mlp, task_pairs
 
-from kaplinskiy import DenseMemory, ElasticAnchor, HybridAdamW, LayerwiseMemory, NonFiniteStepWarning, sample_loss
+from kaplinskiy import ElasticAnchor, HybridAdamW, LayerwiseMemory, NonFiniteStepWarning
 
 
 def _case(seed: int = 0) -> TaskPair:
@@ -64,12 +64,7 @@ def test_projected_adamw_update_is_orthogonal_to_grad_LA(case: TaskPair, kind: s
     opt = HybridAdamW(case.model.parameters(), lr=0.05, weight_decay=0.1)
     for _ in range(warm):
         opt.step(_closure(case, opt))
-    if kind == "dense":
-        mem = DenseMemory(case.model.parameters(), k_per_task=64)
-        mem.add_task(case.model, case.xa, case.ya, sample_loss)
-    else:
-        mem = LayerwiseMemory(case.model, threshold=1.0)
-        mem.add_task([case.xa])
+    mem = full_memory(kind, case)
     projected = HybridAdamW(case.model.parameters(), lr=0.05, weight_decay=0.1, memory=mem)
     projected.load_state_dict({**opt.state_dict(), "param_groups": projected.state_dict()["param_groups"]})
     ga = case.grad_a()

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import QuadraticProblem, quadratic_problems
-from strategies_optim import TaskPair, eq12_tolerance, mlp, task_pairs
+from strategies_optim import TaskPair, eq12_tolerance, full_memory, mlp, task_pairs
 
 from kaplinskiy import (
     DenseMemory,
@@ -19,7 +19,6 @@ from kaplinskiy import (
     NonFiniteStepWarning,
     orthonormal_basis,
     potential_descent_step,
-    sample_loss,
 )
 
 
@@ -93,12 +92,7 @@ def _lm_closures(case: TaskPair, opt):
 @given(task_pairs(), st.sampled_from(["dense", "layerwise"]))
 def test_certificate_reports_eq12(case: TaskPair, kind: str) -> None:
     """With grad L_A in the memory's span, the certificate's grad L_A . d vanishes and the step was taken."""
-    if kind == "dense":
-        mem = DenseMemory(case.model.parameters(), k_per_task=64)
-        mem.add_task(case.model, case.xa, case.ya, sample_loss)
-    else:
-        mem = LayerwiseMemory(case.model, threshold=1.0)
-        mem.add_task([case.xa])
+    mem = full_memory(kind, case)
     opt = Kaplinskiy(case.model.parameters(), lr=0.5, memory=mem)
     ga_norm = sum(float(g.pow(2).sum()) for g in case.grad_a()) ** 0.5
     opt.step(*_lm_closures(case, opt))
