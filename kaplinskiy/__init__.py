@@ -15,7 +15,7 @@ from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
 from .memory import ProjectionMemory
 from .memory_dense import DenseMemory, orthonormal_extension
 from .memory_layerwise import LayerwiseMemory, energy_basis_update
-from .per_sample import ground_truth_logit, per_sample_gradients, sample_loss
+from .per_sample import IGNORE_INDEX, causal_lm_targets, ground_truth_logit, per_sample_gradients, sample_loss
 from .potential import l2sp_penalty, potential
 from .potential_descent import StepCertificate, potential_descent_step
 from .projection import complement_projector, orthonormal_basis, project_out, projected_direction
@@ -25,6 +25,7 @@ from .wrapper import OptimizerWrapper
 __version__ = "0.1.0"
 
 __all__ = [
+    "IGNORE_INDEX",
     "ArmijoResult",
     "Certificate",
     "DenseMemory",
@@ -42,6 +43,7 @@ __all__ = [
     "adamw_update",
     "armijo_backtrack",
     "armijo_condition",
+    "causal_lm_targets",
     "complement_projector",
     "empirical_fisher_diagonal",
     "energy_basis_update",

@@ -12,17 +12,62 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-__all__ = ["ground_truth_logit", "per_sample_gradients", "sample_loss"]
+__all__ = ["IGNORE_INDEX", "causal_lm_targets", "ground_truth_logit", "per_sample_gradients", "sample_loss"]
+
+IGNORE_INDEX = -100
+"""A target position that counts in no loss or logit (the torch and Hugging Face convention)."""
 
 
-def ground_truth_logit(output: Tensor, target: Tensor) -> Tensor:
-    """OGD-GTL: the model output of the true class, ``f_y(x)`` (one sample, ``output`` of shape ``(1, C)``)."""
-    return output.reshape(-1).gather(0, target.reshape(1)).squeeze(0)
+def _logits_and_targets(output: Tensor | object, target: Tensor) -> tuple[Tensor, Tensor]:
+    """One sample's ``(positions, classes)`` logits and ``(positions,)`` targets.
+
+    ``output`` is a tensor of shape ``(1, C)`` (a classifier) or ``(1, T, V)`` (a token model), or a Hugging Face
+    ``ModelOutput`` with ``.logits``; ``target`` holds one class per position, ``IGNORE_INDEX`` for positions
+    that do not count.
+    """
+    logits = getattr(output, "logits", output)
+    logits = logits.reshape(-1, logits.shape[-1])
+    target = target.reshape(-1)
+    if target.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"Invalid target: {target.shape[0]} positions for an output with {logits.shape[0]} positions"
+        )
+    return logits, target
 
 
-def sample_loss(output: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy of one sample: ``-log softmax(f(x))_y``."""
-    return torch.nn.functional.cross_entropy(output.reshape(1, -1), target.reshape(1))
+def ground_truth_logit(output: Tensor | object, target: Tensor) -> Tensor:
+    """OGD-GTL: the model output of the true class, ``f_y(x)``.
+
+    For a classifier (``output`` of shape ``(1, C)``) this is one logit. For a token model (``(1, T, V)``, or a
+    Hugging Face output with ``.logits``) it is the mean, over the positions whose target is not
+    :data:`IGNORE_INDEX`, of the true token's logit: one direction per sequence, as OGD stores one per sample.
+    """
+    logits, target = _logits_and_targets(output, target)
+    valid = target != IGNORE_INDEX
+    picked = logits.gather(1, target.clamp_min(0)[:, None]).squeeze(1)
+    return (picked * valid).sum() / valid.sum().clamp_min(1)
+
+
+def sample_loss(output: Tensor | object, target: Tensor) -> Tensor:
+    """Cross-entropy of one sample, ``-log softmax(f(x))_y``, averaged over its counted positions."""
+    logits, target = _logits_and_targets(output, target)
+    valid = target != IGNORE_INDEX
+    nll = torch.nn.functional.cross_entropy(logits, target.clamp_min(0), reduction="none")
+    return (nll * valid).sum() / valid.sum().clamp_min(1)
+
+
+def causal_lm_targets(input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """Next-token targets aligned with a causal LM's output positions: ``y[:, t] = x[:, t + 1]``.
+
+    The last position and padded positions (``attention_mask == 0``) get :data:`IGNORE_INDEX`. Pass them with
+    ``input_ids`` to :func:`per_sample_gradients` or ``DenseMemory.add_task`` for a Hugging Face causal LM
+    (whose ``labels`` argument shifts internally; here the shift is explicit).
+    """
+    targets = torch.full_like(input_ids, IGNORE_INDEX)
+    targets[..., :-1] = input_ids[..., 1:]
+    if attention_mask is not None:
+        targets[..., :-1] = targets[..., :-1].masked_fill(attention_mask[..., 1:] == 0, IGNORE_INDEX)
+    return targets
 
 
 def _names_of(model: nn.Module, params: Sequence[Tensor]) -> list[str]:
