@@ -56,28 +56,53 @@ def _is_hf_conv1d(module: nn.Module) -> bool:
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
 
 
+def _conv_padding(module: nn.Conv1d | nn.Conv2d) -> list[int]:
+    """The ``F.pad`` widths (last dimension first) that the convolution applies to its input.
+
+    ``padding="same"`` pads ``dilation * (kernel - 1)`` in all, the extra one on the right, as torch does.
+    """
+    pads: list[int] = []
+    for d in reversed(range(len(module.kernel_size))):
+        if module.padding == "valid":
+            pads += [0, 0]
+        elif module.padding == "same":
+            total = module.dilation[d] * (module.kernel_size[d] - 1)
+            pads += [total // 2, total - total // 2]
+        else:
+            pads += [module.padding[d], module.padding[d]]
+    return pads
+
+
+def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
+    """The input patches one output position sees, as rows (``N' x in/groups * prod(kernel)``).
+
+    Each group's patches are rows of their own, so the basis spans the union of the groups' input spaces: a
+    grouped (or depthwise) weight's rows each lie in their group's space, and the projection stays exact.
+    """
+    mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+    x = F.pad(x, _conv_padding(module), mode=mode)
+    kernel, dilation, stride = module.kernel_size, module.dilation, module.stride
+    if isinstance(module, nn.Conv1d):  # as a Conv2d of height one
+        x, kernel, dilation, stride = x.unsqueeze(2), (1, *kernel), (1, *dilation), (1, *stride)
+    n, c = x.shape[:2]
+    x = x.reshape(n * module.groups, c // module.groups, *x.shape[2:])
+    rows = F.unfold(x, kernel, dilation, 0, stride).transpose(1, 2)
+    return rows.reshape(-1, rows.shape[-1])
+
+
 def _representations(module: nn.Module, x: Tensor) -> Tensor:
     """The rows ``x_s`` (``N x in_eff``) whose span the layer's weight gradient rows live in."""
-    if isinstance(module, nn.Linear) or _is_hf_conv1d(module):
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        rows = _conv_patches(module, x)
+    else:  # nn.Linear or Hugging Face's Conv1D
         rows = x.reshape(-1, x.shape[-1])
-    elif isinstance(module, nn.Conv2d):
-        rows = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride).transpose(1, 2)
-        rows = rows.reshape(-1, rows.shape[-1])
-    else:  # nn.Conv1d, as a Conv2d of height one
-        k, s, p, dil = module.kernel_size[0], module.stride[0], module.padding[0], module.dilation[0]
-        rows = F.unfold(x.unsqueeze(2), (1, k), (1, dil), (0, p), (1, s)).transpose(1, 2)
-        rows = rows.reshape(-1, rows.shape[-1])
     if getattr(module, "bias", None) is not None:
         rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)
     return rows
 
 
 def _check_supported(module: nn.Module) -> bool:
-    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-        if module.groups != 1 or (isinstance(module.padding, str)):
-            return False
-        return module.padding_mode == "zeros"
-    return isinstance(module, (nn.Linear, nn.Embedding)) or _is_hf_conv1d(module)
+    return isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)) or _is_hf_conv1d(module)
 
 
 class LayerwiseMemory:
@@ -90,8 +115,9 @@ class LayerwiseMemory:
         freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, raw
             attention projections), so eq. (12) holds for the whole model; otherwise they are left free.
 
-    Grouped convolutions, string paddings ("same") and non-zero padding modes are not covered (they count
-    as uncovered). Under data parallelism, build the memory from the same old-task batches on every rank,
+    Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
+    groups share one basis of the union of their input spaces); Conv3d and transposed convolutions count as
+    uncovered. Under data parallelism, build the memory from the same old-task batches on every rank,
     or load one rank's ``state_dict()`` everywhere: the projection then commutes with the gradient all-reduce.
     """
 

@@ -112,6 +112,37 @@ def test_conv1d_and_eq12() -> None:
     assert _eq12_ratio(ga, d, g_norm) <= eq12_tolerance(100)
 
 
+_CONVS = [  # sized so that one old input spans a proper subspace of each layer's patch space
+    lambda: nn.Conv2d(8, 6, 3, padding="same", groups=2),
+    lambda: nn.Conv2d(4, 4, 2, padding="same"),  # even kernel: the extra pad goes right
+    lambda: nn.Conv2d(2, 2, 5, padding=2, groups=2, bias=False),  # depthwise
+    lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"),
+    lambda: nn.Conv2d(2, 3, (3, 2), padding=(1, 2), stride=2, padding_mode="circular"),
+    lambda: nn.Conv2d(2, 3, 3, padding="valid", padding_mode="replicate"),
+    lambda: nn.Conv1d(4, 2, 4, padding="same", groups=2, padding_mode="replicate"),
+    lambda: nn.Conv1d(2, 2, 3, padding=2, dilation=2, stride=2, padding_mode="circular"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("make", _CONVS, ids=lambda make: repr(make()))
+def test_every_convolution_keeps_its_old_outputs(make) -> None:
+    """For any padding, padding mode, dilation and groups, a projected step leaves conv(x_A) where it was."""
+    conv = make()
+    x = torch.randn(1, conv.in_channels, *(3, 4)[: conv.weight.ndim - 2])
+    mem = LayerwiseMemory(conv, threshold=1.0)
+    assert mem.layers == [conv]
+    mem.add_task([x])
+    assert 0 < mem.bases[0].shape[1] < mem.bases[0].shape[0]  # a proper subspace: the test can fail
+    before = conv(x).detach()
+    d = [torch.randn_like(p) for p in mem.params]
+    mem.project_(d)
+    with torch.no_grad():
+        for p, step in zip(mem.params, d, strict=True):
+            p.add_(step)
+    assert torch.allclose(conv(x), before, rtol=0, atol=1e-10 * (1 + before.abs().max().item()))
+
+
 def _lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     logits = model(ids[:, :-1])
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
