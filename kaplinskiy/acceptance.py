@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -78,8 +78,8 @@ class Certificate:
         )
 
     def as_dict(self) -> dict[str, float | int | bool | None]:
-        """Plain Python values, for a JSON record or ``state_dict``."""
-        return asdict(self)
+        """Plain Python values, for a JSON record or ``state_dict`` (no deep copy: the fields are scalars)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str, *, skip_zero: bool = True) -> bool:
@@ -89,8 +89,9 @@ def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str, *,
     an all-zero gradient skips it silently (nothing to learn, so parameters and state stay as they are).
     """
     peaks = max_abs(grads)
+    finite, zero = torch.stack([torch.isfinite(peaks).all(), (peaks == 0).all()]).tolist()  # one synchronisation
     bad_loss = loss is not None and not math.isfinite(float(loss))
-    if bad_loss or not bool(torch.isfinite(peaks).all()):
+    if bad_loss or not finite:
         what = "loss" if bad_loss else "gradient"
         warnings.warn(
             f"{who}: non-finite {what}; step rejected, parameters and state unchanged",
@@ -98,7 +99,7 @@ def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str, *,
             stacklevel=3,
         )
         return True
-    return skip_zero and bool((peaks == 0).all())
+    return skip_zero and zero
 
 
 def old_task_gradient(params: Sequence[Tensor], old_task_closure: Callable[[], Tensor | float]) -> list[Tensor]:

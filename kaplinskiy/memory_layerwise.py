@@ -12,6 +12,7 @@ threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -160,6 +161,7 @@ class LayerwiseMemory:
             else:
                 d_in = (w.shape[0] if _is_hf_conv1d(m) else w[0].numel()) + (m.bias is not None)
                 self.bases.append(torch.zeros(d_in, 0, dtype=w.dtype, device=w.device))
+        self._factor_cache: dict[int, _BasisFactors] = {}
         self.n_tasks = 0
 
     @torch.no_grad()
@@ -220,15 +222,25 @@ class LayerwiseMemory:
         wi, bi = self._slots[i]
         return tensors[wi], (tensors[bi] if bi is not None else None)
 
+    def _factors(self, i: int) -> _BasisFactors:
+        """Layer ``i``'s basis split into weight rows and bias row; views, rebuilt only when the basis is replaced."""
+        cached = self._factor_cache.get(i)
+        if cached is None or cached.basis is not self.bases[i]:
+            cached = _BasisFactors.of(self.bases[i], has_bias=self._slots[i][1] is not None)
+            self._factor_cache[i] = cached
+        return cached
+
     @torch.no_grad()
     def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """Per covered layer ``[D_W, d_b] U`` (the protected rows for an embedding), then, when frozen, the
         uncovered tensors themselves. Linear in ``D``; :meth:`subtract_` removes exactly this part."""
         out = []
         for i, m in enumerate(self.layers):
-            U = self.bases[i]
             w, b = self._views(tensors, i)
-            out.append(w[U] if isinstance(m, nn.Embedding) else _layer_coefficients(m, U, w, b))
+            if isinstance(m, nn.Embedding):
+                out.append(w[self.bases[i]])
+            else:
+                out.append(self._factors(i).coefficients(w, b, transposed=_is_hf_conv1d(m)))
         if self.freeze_uncovered:
             out.extend(tensors[j].clone() for j in self._uncovered)
         return out
@@ -242,27 +254,14 @@ class LayerwiseMemory:
         for i, m in enumerate(self.layers):
             if self._size(i) == 0:
                 continue
+            w, b = self._views(tensors, i)
             if isinstance(m, nn.Embedding):
-                self._views(tensors, i)[0].index_put_((self.bases[i],), -coefficients[i], accumulate=True)
+                w.index_put_((self.bases[i],), -coefficients[i], accumulate=True)
             else:
-                self._subtract_layer(tensors, i, coefficients[i])
+                self._factors(i).subtract_(w, b, coefficients[i], transposed=_is_hf_conv1d(m))
         if self.freeze_uncovered:
             for j, C in zip(self._uncovered, coefficients[len(self.layers) :], strict=True):
                 tensors[j].sub_(C)
-
-    def _subtract_layer(self, tensors: Sequence[Tensor], i: int, C: Tensor) -> None:
-        m, U = self.layers[i], self.bases[i]
-        w, b = self._views(tensors, i)
-        if _is_hf_conv1d(m):  # W is (in, out): the input space is on the left
-            d_w = w.shape[0]
-            w.addmm_(U[:d_w], C, alpha=-1)
-            if b is not None:
-                b.sub_(U[d_w] @ C)
-        else:
-            d_w = w[0].numel()
-            w.view(w.shape[0], -1).addmm_(C, U[:d_w].T, alpha=-1)
-            if b is not None:
-                b.sub_(C @ U[d_w])
 
     @torch.no_grad()
     def project_(self, tensors: Sequence[Tensor]) -> None:
@@ -277,12 +276,12 @@ class LayerwiseMemory:
                 continue
             w, b = self._views(tensors, i)
             if isinstance(m, nn.Embedding):
-                w[self.bases[i]] = 0
+                w.index_fill_(0, self.bases[i], 0)
                 continue
-            self._subtract_layer(tensors, i, _layer_coefficients(m, self.bases[i], w, b))
+            factors, transposed = self._factors(i), _is_hf_conv1d(m)
+            factors.subtract_(w, b, factors.coefficients(w, b, transposed=transposed), transposed=transposed)
         if self.freeze_uncovered:
-            for j in self._uncovered:
-                tensors[j].zero_()
+            torch._foreach_zero_([tensors[j] for j in self._uncovered])
 
     def residual(self, tensors: Sequence[Tensor]) -> float:
         """The norm of all per-layer coefficients ``D U``: 0 when ``D`` is orthogonal to every layer's memory."""
@@ -307,12 +306,44 @@ class LayerwiseMemory:
         self.n_tasks = int(state["n_tasks"])
 
 
-def _layer_coefficients(module: nn.Module, U: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    """``[D_W, d_b] U``: the part of a layer's direction that acts on the stored input space."""
-    if _is_hf_conv1d(module):
-        d_w = w.shape[0]
-        C = U[:d_w].T @ w
-        return C + U[d_w][:, None] * b[None, :] if b is not None else C
-    d_w = w[0].numel()
-    C = w.reshape(w.shape[0], -1) @ U[:d_w]
-    return C + b[:, None] * U[d_w][None, :] if b is not None else C
+@dataclass(frozen=True)
+class _BasisFactors:
+    """A layer's basis ``U`` (``in_eff x r``) as the views the per-layer products use: ``U_w`` (weight rows, and
+    its transpose) and ``u_b`` (the bias row, the input of 1), so a projection is a few BLAS calls per layer."""
+
+    basis: Tensor
+    U_w: Tensor
+    U_w_T: Tensor
+    u_b: Tensor | None
+
+    @classmethod
+    def of(cls, U: Tensor, has_bias: bool) -> _BasisFactors:
+        d_w = U.shape[0] - int(has_bias)
+        return cls(U, U[:d_w], U[:d_w].T, U[d_w] if has_bias else None)
+
+    def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
+        """``C = D_W U_w + d_b u_b^T`` (``out x r``); ``transposed`` for HF Conv1D, whose ``W`` is ``(in, out)``."""
+        if transposed:
+            C = torch.mm(self.U_w_T, w)  # (r, out)
+            return C.addr_(self.u_b, b) if b is not None else C
+        C = torch.mm(_as_matrix(w), self.U_w)
+        return C.addr_(b, self.u_b) if b is not None else C
+
+    def subtract_(self, w: Tensor, b: Tensor | None, C: Tensor, *, transposed: bool) -> None:
+        """``D_W <- D_W - C U_w^T`` and ``d_b <- d_b - C u_b``, in place."""
+        if transposed:
+            w.addmm_(self.U_w, C, alpha=-1)
+            if b is not None:
+                b.addmv_(C.T, self.u_b, alpha=-1)
+            return
+        if w.ndim == 2 or w.is_contiguous():
+            _as_matrix(w).addmm_(C, self.U_w_T, alpha=-1)
+        else:  # a convolution weight in another memory format (channels_last): no matrix view of it exists
+            w.sub_(torch.mm(C, self.U_w_T).view(w.shape))
+        if b is not None:
+            b.addmv_(C, self.u_b, alpha=-1)
+
+
+def _as_matrix(w: Tensor) -> Tensor:
+    """A weight as ``out x in_eff`` (a view for Linear and contiguous Conv weights)."""
+    return w if w.ndim == 2 else w.reshape(w.shape[0], -1)

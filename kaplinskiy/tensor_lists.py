@@ -25,17 +25,32 @@ def copy_list(tensors: Sequence[Tensor]) -> list[Tensor]:
 
 
 def max_abs(tensors: Sequence[Tensor]) -> Tensor:
-    """The largest ``|entry|`` of each tensor (NaN where a tensor holds a NaN), by ``aminmax``.
+    """The largest ``|entry|`` of each non-empty tensor (NaN where a tensor holds a NaN), in float32.
 
-    One pass per tensor, no overflow (unlike a 2-norm) and no temporary of the tensor's size (unlike
-    ``isfinite``); reading the result is one host synchronisation.
+    No overflow (unlike a 2-norm), no temporary of a tensor's size (unlike ``isfinite``), and reading the result
+    is one host synchronisation. On CUDA one fused multi-tensor reduction; on CPU, where that kernel is a slow
+    per-tensor loop, one ``aminmax`` per tensor (measured 4x faster there). Both propagate NaN.
     """
+    nonempty = [t.detach() for t in tensors if t.numel()]
+    if not nonempty:
+        return torch.zeros(0, dtype=torch.float32)
+    peaks = _peaks_fused(nonempty) if nonempty[0].is_cuda else _peaks_by_aminmax(nonempty)
+    home = peaks[0]
+    if any(p.device != home.device or p.dtype != home.dtype for p in peaks):
+        peaks = [p.to(home.device, torch.float32) for p in peaks]
+    return torch.stack(peaks).float()
+
+
+def _peaks_fused(tensors: list[Tensor]) -> list[Tensor]:
+    return list(torch._foreach_norm(tensors, float("inf")))
+
+
+def _peaks_by_aminmax(tensors: list[Tensor]) -> list[Tensor]:
     peaks = []
     for t in tensors:
-        if t.numel():
-            lo, hi = torch.aminmax(t.detach())
-            peaks.append(torch.maximum(lo.abs(), hi.abs()).float())
-    return torch.stack(peaks) if peaks else torch.zeros(0)
+        lo, hi = torch.aminmax(t)
+        peaks.append(torch.maximum(lo.abs(), hi.abs()))
+    return peaks
 
 
 def all_finite(tensors: Sequence[Tensor]) -> bool:

@@ -212,3 +212,32 @@ def test_tied_weights_are_projected_by_both_layers() -> None:
     assert torch.all(d[0][:3] == 0) and (d[0] @ mem.bases[1]).abs().max() < 1e-12
     loss = nn.functional.cross_entropy(model(ids)[0], torch.tensor([1, 2, 3]))
     assert _eq12_ratio(_grads(model, loss), d, g_norm) <= eq12_tolerance(28)
+
+
+def test_channels_last_gradients_are_projected_like_contiguous_ones() -> None:
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    mem = LayerwiseMemory(conv, threshold=0.9)
+    mem.add_task([torch.randn(1, 3, 3, 3)])
+    d = [torch.randn_like(p) for p in mem.params]
+    strided = [d[0].to(memory_format=torch.channels_last), d[1].clone()]
+    assert not strided[0].is_contiguous()
+    mem.project_(d)
+    mem.project_(strided)
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-12) for a, b in zip(d, strided, strict=True))
+
+
+def test_hugging_face_gpt2_conv1d_layers_and_eq12() -> None:
+    """GPT-2's attention and MLP are HF ``Conv1D`` (``W`` is ``in x out``): covered, and eq. (12) holds for the
+    whole model once LayerNorms are frozen (GPT-2 built from a config, no download)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(vocab_size=16, n_positions=8, n_embd=8, n_layer=1, n_head=2)
+    model = transformers.GPT2LMHeadModel(config).to(torch.float64).eval()
+    ids = torch.randint(0, 16, (2, 5))
+    mem = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    assert sum(type(m).__name__ == "Conv1D" for m in mem.layers) == 4
+    mem.add_task([ids])
+    d = [torch.randn_like(p) for p in mem.params]
+    g_norm = _norm(d)
+    mem.project_(d)
+    loss = model(ids, labels=ids).loss
+    assert _eq12_ratio(_grads(model, loss), d, g_norm) <= eq12_tolerance(sum(p.numel() for p in mem.params))
