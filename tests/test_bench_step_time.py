@@ -22,3 +22,23 @@ def test_benchmark_memories_have_the_requested_rank() -> None:
     s = build("tiny", 3, torch.device("cpu"))
     assert s.dense.rank == 3
     assert all((U.numel() if U.ndim == 1 else U.shape[1]) == 3 for U in s.layerwise.bases)
+
+
+def test_record_holds_ratios_targets_and_provenance(tmp_path, monkeypatch, capsys) -> None:
+    import json
+    import sys
+
+    from bench_step_time import TARGETS, main
+
+    torch.set_default_dtype(torch.float32)
+    out = tmp_path / "bench" / "record.json"
+    argv = ["bench_step_time.py", "--preset", "tiny", "--k", "2", "--warmup", "0", "--iters", "1", "--repeats", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out)])
+    main()
+    record = json.loads(out.read_text())
+    assert record["preset"] == "tiny" and record["k"] == 2 and record["device"] == "cpu"
+    assert {t["row"] for t in record["targets"]} == set(TARGETS)  # fused AdamW exists on CPU in torch >= 2.4
+    assert all(isinstance(t["met"], bool) and t["met"] == (t["ratio"] <= t["limit"]) for t in record["targets"])
+    assert record["ratios"][next(iter(record["ratios"]))] == 1.0
+    assert record["provenance"]["torch"] == torch.__version__
+    assert "target: dense projection" in capsys.readouterr().out

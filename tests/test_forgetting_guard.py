@@ -254,3 +254,25 @@ def test_certificate_measures_grad_LA_dot_d_when_it_is_not_zero(armijo: bool) ->
     assert cert["old_task_slope"] == pytest.approx(measured, rel=1e-9, abs=1e-15)
     assert abs(measured) > 1e-8
     assert cert["forward_passes"] >= 1 + int(armijo)  # the old-task pass (+ the closure under Armijo)
+
+
+@settings(max_examples=30)
+@given(task_pairs(bias=True), st.sampled_from(["dense", "layerwise"]))
+def test_guarded_torch_adamw_takes_the_projected_adamw_step_of_hybrid_adamw(case: TaskPair, kind: str) -> None:
+    """ForgettingGuard(torch.optim.AdamW, memory) and HybridAdamW(memory) take the same steps (to rounding):
+    the guard is the fast way to the Adam-NSCL-style projected AdamW update, with torch's own AdamW kernels."""
+    from kaplinskiy import HybridAdamW
+
+    twin = copy.deepcopy(case.model)
+    memory = full_memory(kind, case)
+    kw = dict(lr=0.05, betas=(0.8, 0.95), eps=1e-8, weight_decay=0.1)
+    guard = ForgettingGuard(torch.optim.AdamW(case.model.parameters(), foreach=False, **kw), memory)
+    other = TaskPair(twin, case.xa, case.ya, case.xb, case.yb)
+    hybrid = HybridAdamW(twin.parameters(), memory=full_memory(kind, other), **kw)
+    for _ in range(3):
+        for opt, pair in ((guard, case), (hybrid, other)):
+            opt.zero_grad()
+            pair.loss_b().backward()
+            opt.step()
+    for a, b in zip(case.model.parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)

@@ -6,16 +6,23 @@ twice: once for ``Q^T g``, once for ``g - Q c``), with the bandwidth measured in
 
     python workflow/scripts/bench_step_time.py                      # CPU-sized GPT-like model
     python workflow/scripts/bench_step_time.py --preset gpt2-124m   # on a GPU, the issue's reference size
+    python workflow/scripts/bench_step_time.py --out results/bench/step_time_h100.json   # also a JSON record
 
 Gradients are fixed random tensors, so a step is the optimizer's work alone (no forward or backward pass).
+The record holds every ratio, the machine and code provenance, and the two targets checked on this run:
+the guarded (exactly projected) AdamW step with layer-wise memory <= 1.3x fused AdamW, and the dense
+projection within 1.25x of its bandwidth limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -165,6 +172,49 @@ def run(
     return rows
 
 
+TARGETS = {  # row -> the ratio it must not exceed (issue 4)
+    "Guard(AdamW fused) layer-wise update": 1.3,
+    "dense projection / bandwidth limit 2*k*n*bytes/bw": 1.25,
+}
+
+
+def target_checks(rows: list[tuple[str, float]]) -> list[dict[str, object]]:
+    """Each target whose row was measured (a fused AdamW reference is needed for the first), met or not."""
+    ratios = dict(rows)
+    return [
+        {"row": name, "ratio": ratios[name], "limit": limit, "met": ratios[name] <= limit}
+        for name, limit in TARGETS.items()
+        if name in ratios
+    ]
+
+
+def device_name(device: torch.device) -> str:
+    """The accelerator's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def write_record(path: Path, args: argparse.Namespace, preset: str, device: torch.device, rows, n: int) -> None:
+    """The ratios, the targets and where they were measured, as JSON (the provenance of workflow records)."""
+    from provenance import provenance
+
+    record = {
+        "what": "optimizer step time relative to AdamW in the same run (bench_step_time.py)",
+        "preset": preset,
+        "n_params": n,
+        "k": args.k,
+        "device": device.type,
+        "device_name": device_name(device),
+        "timing": {"warmup": args.warmup, "iters": args.iters, "repeats": args.repeats, "statistic": "median"},
+        "ratios": dict(rows),
+        "targets": target_checks(rows),
+        "provenance": provenance(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
@@ -174,15 +224,23 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s; default: measured by a copy")
+    parser.add_argument("--out", type=Path, default=None, help="also write the ratios as a JSON record here")
     args = parser.parse_args()
+    if args.k < 1:
+        parser.error(f"--k must be at least 1, got {args.k}")
     device = torch.device(args.device)
     preset = args.preset or ("gpt2-124m" if device.type == "cuda" else "cpu-small")
     rows = run(preset, args.k, device, args.warmup, args.iters, args.repeats, args.bandwidth)
     n = sum(p.numel() for p in GPTShaped(**PRESETS[preset]).parameters())
     width = max(len(r[0]) for r in rows)
-    lines = [f"# {preset}: {n / 1e6:.1f}M parameters, k = {args.k}, device {device.type}, float32; ratios only"]
+    lines = [f"# {preset}: {n / 1e6:.1f}M parameters, k = {args.k}, {device_name(device)}, float32; ratios only"]
     lines += [f"{name:<{width}}  {ratio:6.2f}x" for name, ratio in rows]
+    for check in target_checks(rows):
+        verdict = "met" if check["met"] else "NOT met"
+        lines.append(f"target: {check['row']} <= {check['limit']}x: {verdict} ({check['ratio']:.2f}x)")
     print("\n".join(lines))
+    if args.out is not None:
+        write_record(args.out, args, preset, device, rows, n)
 
 
 if __name__ == "__main__":
