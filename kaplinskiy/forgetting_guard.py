@@ -9,6 +9,13 @@ base optimizer. ``step`` is pre-process, ``base.step()``, post-process:
 * ``project="update"``: ``w+ = w + P_perp (base(w) - w)`` after ``base.step()`` (Adam-NSCL's idea, for any
   optimizer: AdamW, Muon, Lion...). Eq. (12) holds for every base optimizer, weight decay included.
 * ``armijo=True`` (needs a closure): the projected step is scaled by backtracking until Phi decreases (eq. 13).
+
+In update mode a guarded step leaves the memory's coordinates ``Q^T w`` where they were before it, so with
+``reuse_coefficients=True`` they are computed once and kept: a step then reads the covered weights twice
+instead of three times. The kept coordinates are dropped whenever a covered parameter is replaced or changed
+in place through a torch operation (its version counter moves) or the memory changes; a write through
+``p.data`` is invisible to torch's version counters, so leave the flag off when anything else moves the
+parameters that way between steps (weight averaging through ``.data``, for example).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class ForgettingGuard(OptimizerWrapper):
         armijo: accept the step by backtracking on the closure's Phi (eq. 13).
         c, shrink, max_trials: the Armijo constant, backtracking factor and trial cap.
         certify: measure ``||Q^T d||`` for the certificate (one more pass over the memory).
+        reuse_coefficients: keep ``Q^T w`` from one update-mode step to the next (see the module docstring).
 
     The last step's :class:`~kaplinskiy.Certificate` is ``guard.certificate`` (a dict); it and the step
     counter travel in ``state_dict()["forgetting_guard"]``. The memory has its own ``state_dict``.
@@ -59,6 +67,7 @@ class ForgettingGuard(OptimizerWrapper):
         shrink: float = 0.5,
         max_trials: int = 20,
         certify: bool = False,
+        reuse_coefficients: bool = False,
     ) -> None:
         super().__init__(base)
         if project not in _MODES:
@@ -69,6 +78,8 @@ class ForgettingGuard(OptimizerWrapper):
             raise ValueError("Invalid memory: it covers parameters the base optimizer does not update")
         self.memory = memory
         self.project, self.armijo, self.certify = project, armijo, certify
+        self.reuse_coefficients = reuse_coefficients
+        self._kept: tuple[list[tuple[Tensor, int]], list[tuple[Tensor, int]], list[Tensor]] | None = None
         self.c, self.shrink, self.max_trials = c, shrink, max_trials
         self.wrapper_state["certificate"] = None
 
@@ -162,13 +173,22 @@ class ForgettingGuard(OptimizerWrapper):
             residual = self.memory.residual(grads) if self.certify else None
             self.base.step()
             return residual
-        before = self.memory.coefficients(mem)
+        before = self._coefficients_before(mem)
         self.base.step()
         self.memory.subtract_(mem, torch._foreach_sub(self.memory.coefficients(mem), before))
+        if self.reuse_coefficients:  # Q^T w is back at `before` (Q^T Q = I)
+            self._kept = (_stamp(mem), _stamp(self.memory.stored_tensors()), before)
         if not self.certify:
             return None
         left = torch._foreach_sub(self.memory.coefficients(mem), before)
         return float(sum(float(c.double().pow(2).sum()) for c in left) ** 0.5)
+
+    def _coefficients_before(self, mem: list[Tensor]) -> list[Tensor]:
+        """``Q^T w``: the kept coordinates when nothing has moved since the last step, else computed."""
+        kept, self._kept = self._kept, None
+        if kept is not None and _unchanged(kept[0], mem) and _unchanged(kept[1], self.memory.stored_tensors()):
+            return kept[2]
+        return self.memory.coefficients(mem)
 
     def _record(
         self,
@@ -214,3 +234,15 @@ class ForgettingGuard(OptimizerWrapper):
                 old_task_slope=old_slope,
             )
         self.guard_state["certificate"] = cert.as_dict()
+
+
+def _stamp(tensors: list[Tensor]) -> list[tuple[Tensor, int]]:
+    """Each tensor with its version counter (the reference keeps it alive, so identity cannot be reused)."""
+    return [(t, t._version) for t in tensors]
+
+
+def _unchanged(stamp: list[tuple[Tensor, int]], tensors: list[Tensor]) -> bool:
+    """The same tensors as stamped, none changed in place since."""
+    if len(stamp) != len(tensors):
+        return False
+    return all(t is s and t._version == v for (s, v), t in zip(stamp, tensors, strict=True))

@@ -38,6 +38,10 @@ class ProjectionMemory(Protocol):
         ``subtract_(w1, coefficients(w1) - coefficients(w0))`` without a copy of ``w0``."""
         ...
 
+    def stored_tensors(self) -> list[Tensor]:
+        """The tensors that hold the memory (its bases): a change to the memory replaces or edits one of them."""
+        ...
+
     def residual(self, tensors: Sequence[Tensor]) -> float:
         """``||Q^T d||`` for the tensors ``d`` (aligned with ``params``): 0 after ``project_``."""
         ...

@@ -165,6 +165,10 @@ class DenseMemory:
         if self.rank:
             self.subtract_(tensors, self.coefficients(tensors))
 
+    def stored_tensors(self) -> list[Tensor]:
+        """The stored directions (``r x n``); :meth:`add_directions` and :meth:`load_state_dict` replace them."""
+        return [self._directions]
+
     def residual(self, tensors: Sequence[Tensor]) -> float:
         """``||Q^T d||``: how far ``d`` is from orthogonal to the memory (eq. 12 on the stored span)."""
         return float(self.coefficients(tensors)[0].norm()) if self.rank else 0.0

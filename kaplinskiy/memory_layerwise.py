@@ -283,6 +283,10 @@ class LayerwiseMemory:
         if self.freeze_uncovered:
             torch._foreach_zero_([tensors[j] for j in self._uncovered])
 
+    def stored_tensors(self) -> list[Tensor]:
+        """The per-layer bases; :meth:`add_task` and :meth:`load_state_dict` replace them."""
+        return list(self.bases)
+
     def residual(self, tensors: Sequence[Tensor]) -> float:
         """The norm of all per-layer coefficients ``D U``: 0 when ``D`` is orthogonal to every layer's memory."""
         total = sum(

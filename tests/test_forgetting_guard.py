@@ -276,3 +276,63 @@ def test_guarded_torch_adamw_takes_the_projected_adamw_step_of_hybrid_adamw(case
             opt.step()
     for a, b in zip(case.model.parameters(), twin.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _guarded_pair(case: TaskPair, kind: str):
+    """Two guards over twin models and twin memories, one reusing the memory coordinates Q^T w."""
+    twin = TaskPair(copy.deepcopy(case.model), case.xa, case.ya, case.xb, case.yb)
+    guards = []
+    for pair, reuse in ((case, False), (twin, True)):
+        base = torch.optim.AdamW(pair.model.parameters(), lr=0.05, weight_decay=0.1)
+        guards.append(ForgettingGuard(base, full_memory(kind, pair), certify=True, reuse_coefficients=reuse))
+    return (case, guards[0]), (twin, guards[1])
+
+
+def _step_both(pairs) -> None:
+    for pair, guard in pairs:
+        _backward_b(pair, guard)
+        guard.step()
+        assert guard.certificate["memory_residual"] <= 1e-10  # eq. (12) on the memory, with or without reuse
+
+
+def _same_parameters(pairs) -> bool:
+    (a, _), (b, _) = pairs
+    return all(
+        torch.allclose(x, y, rtol=1e-10, atol=1e-12)
+        for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True)
+    )
+
+
+@settings(max_examples=30)
+@given(task_pairs(), st.sampled_from(["dense", "layerwise"]))
+def test_reused_coefficients_give_the_same_steps_with_fewer_passes(case: TaskPair, kind: str) -> None:
+    pairs = _guarded_pair(case, kind)
+    memory = pairs[1][1].memory
+    calls = []
+    original = memory.coefficients
+    memory.coefficients = lambda tensors: calls.append(1) or original(tensors)
+    for _ in range(4):
+        _step_both(pairs)
+    assert _same_parameters(pairs)
+    assert len(calls) == 1 + 4 + 4  # once to start, then once per step; the certificate's check once per step
+
+
+@pytest.mark.parametrize("kind", ["dense", "layerwise"])
+@pytest.mark.parametrize("change", ["parameter", "memory"])
+def test_reused_coefficients_are_dropped_when_something_else_moves(kind: str, change: str) -> None:
+    """A parameter changed in place between steps, or a memory that grew, makes the guard recompute Q^T w;
+    keeping the stale coordinates would project the outside change away and the twins would part."""
+    model = mlp(6, 5, 3, bias=True)  # two old samples span part of each layer's input space: room to grow
+    case = TaskPair(model, torch.randn(2, 6), torch.randint(3, (2,)), torch.randn(6, 6), torch.randint(3, (6,)))
+    pairs = _guarded_pair(case, kind)
+    _step_both(pairs)
+    for pair, guard in pairs:
+        if change == "parameter":
+            with torch.no_grad():
+                next(pair.model.parameters()).add_(0.3)
+        elif kind == "dense":
+            guard.memory.add_directions(torch.randn(guard.memory.numel, 2, generator=torch.Generator().manual_seed(1)))
+        else:
+            assert sum(guard.memory.add_task([torch.randn(2, 6, generator=torch.Generator().manual_seed(1))])) > 0
+    _step_both(pairs)
+    assert _same_parameters(pairs)

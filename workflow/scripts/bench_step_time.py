@@ -9,6 +9,8 @@ twice: once for ``Q^T g``, once for ``g - Q c``), with the bandwidth measured in
     python workflow/scripts/bench_step_time.py --out results/bench/step_time_h100.json   # also a JSON record
 
 Gradients are fixed random tensors, so a step is the optimizer's work alone (no forward or backward pass).
+All rows step the same weights; a guard that keeps ``Q^T w`` (``reuse_coefficients=True``) recomputes it on the
+first of its ``--iters`` calls in each round, after the other rows moved the weights, so its ratio is pessimistic.
 The record holds every ratio, the machine and code provenance, and the two targets checked on this run:
 the guarded (exactly projected) AdamW step with layer-wise memory <= 1.3x fused AdamW, and the dense
 projection within 1.25x of its bandwidth limit.
@@ -103,6 +105,9 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
         "HybridAdamW + layer-wise projection": lambda: HybridAdamW(s.params, lr=1e-4, memory=s.layerwise).step,
         "HybridAdamW + dense projection": lambda: HybridAdamW(s.params, lr=1e-4, memory=s.dense).step,
         f"Guard(AdamW {ref}) layer-wise update": lambda: ForgettingGuard(_adamw(s.params, ref), s.layerwise).step,
+        f"Guard(AdamW {ref}) layer-wise update, Q^T w kept": lambda: ForgettingGuard(
+            _adamw(s.params, ref), s.layerwise, reuse_coefficients=True
+        ).step,
         f"Guard(AdamW {ref}) dense update": lambda: ForgettingGuard(_adamw(s.params, ref), s.dense).step,
         "GPM: Guard(SGD) layer-wise gradient": lambda: ForgettingGuard(sgd(), s.layerwise, project="gradient").step,
         "OGD: Guard(SGD) dense gradient": lambda: ForgettingGuard(sgd(), s.dense, project="gradient").step,
@@ -174,6 +179,7 @@ def run(
 
 TARGETS = {  # row -> the ratio it must not exceed (issue 4)
     "Guard(AdamW fused) layer-wise update": 1.3,
+    "Guard(AdamW fused) layer-wise update, Q^T w kept": 1.3,
     "dense projection / bandwidth limit 2*k*n*bytes/bw": 1.25,
 }
 
