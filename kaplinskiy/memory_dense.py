@@ -183,5 +183,5 @@ class DenseMemory:
         basis = state["basis"]
         if basis.ndim != 2 or basis.shape[0] != self.numel:
             raise ValueError(f"Invalid state: basis of shape {tuple(basis.shape)} for {self.numel} parameters")
-        self._directions = basis.T.to(self._directions).contiguous().clone()
+        self._directions = basis.T.to(self._directions).clone(memory_format=torch.contiguous_format)
         self.n_tasks, self.n_dropped = int(state["n_tasks"]), int(state["n_dropped"])
