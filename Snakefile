@@ -10,6 +10,7 @@ include: "workflow/rules/experiments.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/kp_benchmark.smk"
+include: "workflow/rules/step_time.smk"
 include: "workflow/rules/paper.smk"
 
 

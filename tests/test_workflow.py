@@ -31,7 +31,8 @@ def test_lint_is_clean() -> None:
 def test_dry_run_plans_every_stage() -> None:
     res = snakemake("-n", "--forceall", *SMOKE)
     assert res.returncode == 0, res.stderr
-    for rule in ("derivation", "two_task_run", "fig_forgetting_curves", "tab_forgetting", "numbers", "paper"):
+    stages = ("derivation", "two_task_run", "fig_forgetting_curves", "tab_forgetting", "numbers", "step_time_local")
+    for rule in (*stages, "tab_step_time", "paper"):
         assert rule in res.stdout, f"rule {rule} is not planned"
 
 
@@ -41,6 +42,8 @@ def test_dry_run_plans_every_stage() -> None:
         ({"two_task": {"learning_rate": 0.1}}, "'learning_rate' was unexpected"),
         ({"two_task": {"lr": -0.5}}, "two_task.lr: -0.5"),
         ({"two_task": {"armijo": {"c": 2.0}}}, "two_task.armijo.c: 2.0"),
+        ({"step_time": {"preset": "gpt3"}}, "step_time.preset: 'gpt3' is not one of"),
+        ({"step_time": {"records": ["h100.json"]}}, "step_time.records.0: 'h100.json' does not match"),
         ({"surprise": 1}, "'surprise' was unexpected"),
         ({"two_task": {"headline": {"baseline": "nope", "method": "potential"}}}, "two_task.headline.baseline"),
     ],

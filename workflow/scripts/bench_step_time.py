@@ -198,27 +198,46 @@ def device_name(device: torch.device) -> str:
     """The accelerator's name, or the CPU's."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def write_record(path: Path, args: argparse.Namespace, preset: str, device: torch.device, rows, n: int) -> None:
-    """The ratios, the targets and where they were measured, as JSON (the provenance of workflow records)."""
+def default_preset(device: torch.device) -> str:
+    """The issue's reference size on a GPU, a CPU-sized GPT-like model otherwise."""
+    return "gpt2-124m" if device.type == "cuda" else "cpu-small"
+
+
+def measure(
+    preset: str, k: int, device: torch.device, warmup: int, iters: int, repeats: int, bandwidth: float | None = None
+) -> dict[str, object]:
+    """One measurement as a record: every ratio, the targets, the machine and the code's provenance."""
     from provenance import provenance
 
-    record = {
+    rows = run(preset, k, device, warmup, iters, repeats, bandwidth)
+    return {
         "what": "optimizer step time relative to AdamW in the same run (bench_step_time.py)",
         "preset": preset,
-        "n_params": n,
-        "k": args.k,
+        "n_params": sum(p.numel() for p in GPTShaped(**PRESETS[preset]).parameters()),
+        "k": k,
         "device": device.type,
         "device_name": device_name(device),
-        "timing": {"warmup": args.warmup, "iters": args.iters, "repeats": args.repeats, "statistic": "median"},
+        "timing": {"warmup": warmup, "iters": iters, "repeats": repeats, "statistic": "median"},
         "ratios": dict(rows),
         "targets": target_checks(rows),
         "provenance": provenance(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def report(record: dict) -> str:
+    """The printed table: one ratio per row, then the targets."""
+    ratios = record["ratios"]
+    width = max(len(name) for name in ratios)
+    head = f"# {record['preset']}: {record['n_params'] / 1e6:.1f}M parameters, k = {record['k']}, "
+    lines = [head + f"{record['device_name']}, float32; ratios only"]
+    lines += [f"{name:<{width}}  {ratio:6.2f}x" for name, ratio in ratios.items()]
+    for check in record["targets"]:
+        verdict = "met" if check["met"] else "NOT met"
+        lines.append(f"target: {check['row']} <= {check['limit']}x: {verdict} ({check['ratio']:.2f}x)")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -230,23 +249,17 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s; default: measured by a copy")
-    parser.add_argument("--out", type=Path, default=None, help="also write the ratios as a JSON record here")
+    parser.add_argument("--out", type=Path, default=None, help="also write the record as JSON here")
     args = parser.parse_args()
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
     device = torch.device(args.device)
-    preset = args.preset or ("gpt2-124m" if device.type == "cuda" else "cpu-small")
-    rows = run(preset, args.k, device, args.warmup, args.iters, args.repeats, args.bandwidth)
-    n = sum(p.numel() for p in GPTShaped(**PRESETS[preset]).parameters())
-    width = max(len(r[0]) for r in rows)
-    lines = [f"# {preset}: {n / 1e6:.1f}M parameters, k = {args.k}, {device_name(device)}, float32; ratios only"]
-    lines += [f"{name:<{width}}  {ratio:6.2f}x" for name, ratio in rows]
-    for check in target_checks(rows):
-        verdict = "met" if check["met"] else "NOT met"
-        lines.append(f"target: {check['row']} <= {check['limit']}x: {verdict} ({check['ratio']:.2f}x)")
-    print("\n".join(lines))
+    preset = args.preset or default_preset(device)
+    record = measure(preset, args.k, device, args.warmup, args.iters, args.repeats, args.bandwidth)
+    print(report(record))
     if args.out is not None:
-        write_record(args.out, args, preset, device, rows, n)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Number formatting shared by the table and number scripts (one place, so they always agree)."""
+"""Number and macro formatting shared by the table and number scripts (one place, so they always agree)."""
 
 import math
 
@@ -17,3 +17,27 @@ def fmt(x: float, digits: int = 3) -> str:
 def pm(mean: float, std: float, digits: int = 3) -> str:
     """``mean \\pm std`` in math mode."""
     return rf"${fmt(mean, digits)} \pm {fmt(std, 2)}$"
+
+
+def macro(name: str, value: str, source: str) -> str:
+    """``\\newcommand{\\name}{value}`` with a comment naming the source file."""
+    if not name.isalpha():
+        raise ValueError(f"Invalid macro name: {name!r} (letters only)")
+    return f"\\newcommand{{\\{name}}}{{{value}}} % from {source}"
+
+
+def escape(text: str) -> str:
+    """Plain text safe in LaTeX's text mode (the characters LaTeX treats specially are escaped)."""
+    special = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
+    return "".join(special.get(ch, ch) for ch in text)

@@ -11,16 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from kp_profiles import shared_problems
-from latex_format import fmt
+from latex_format import fmt, macro
 
 DIGITS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
-
-
-def macro(name: str, value: str, source: str) -> str:
-    """``\\newcommand{\\name}{value}`` with a comment naming the source file."""
-    if not name.isalpha():
-        raise ValueError(f"Invalid macro name: {name!r} (letters only)")
-    return f"\\newcommand{{\\{name}}}{{{value}}} % from {source}"
 
 
 def key(name: str | int) -> str:

@@ -4,15 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from latex_format import fmt
-
-
-def macro(name: str, value: str, source: str) -> str:
-    """``\\newcommand{\\name}{value}`` with a comment naming the source file."""
-    if not name.isalpha():
-        raise ValueError(f"Invalid macro name: {name!r} (letters only)")
-    return f"\\newcommand{{\\{name}}}{{{value}}} % from {source}"
-
+from latex_format import fmt, macro
 
 DIGITS = dict(
     zip("0123456789", ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"), strict=True)

@@ -1,0 +1,55 @@
+"""The cost section's table and sentences follow the step-time records: one column each, GPU verdicts when a
+CUDA record exists, and an explicit "not measured" otherwise."""
+
+from __future__ import annotations
+
+import json
+
+from bench_step_time import TARGETS
+from tab_step_time import DENSE_LIMIT, GUARD, gpu_sentence, main, table
+
+
+def _record(device: str, name: str, guard: float, dense: float) -> dict:
+    ratios = {"AdamW (fused, reference)": 1.0, GUARD: guard, DENSE_LIMIT: dense}
+    targets = [
+        {"row": row, "ratio": ratios[row], "limit": limit, "met": ratios[row] <= limit}
+        for row, limit in TARGETS.items()
+        if row in ratios
+    ]
+    return {
+        "device": device,
+        "device_name": name,
+        "preset": "gpt2-124m",
+        "n_params": 124_439_808,
+        "k": 16,
+        "ratios": ratios,
+        "targets": targets,
+    }
+
+
+def test_one_column_per_record_and_missing_rows_as_dashes() -> None:
+    cpu, gpu = _record("cpu", "CPU (x86_64, 2 threads)", 3.3, 1.2), _record("cuda", "NVIDIA H100 80GB HBM3", 1.2, 1.1)
+    del gpu["ratios"]["AdamW (fused, reference)"]
+    body = table([cpu, gpu])
+    assert r"\begin{tabular}{lrr}" in body and r"CPU (x86\_64, 2 threads) & NVIDIA H100 80GB HBM3 \\" in body
+    assert r"AdamW (fused, reference) & 1.00 & -- \\" in body
+    assert r"Guard(AdamW fused) layer-wise update & 3.30 & 1.20 \\" in body
+
+
+def test_gpu_sentence_says_unverified_without_a_cuda_record_and_the_verdicts_with_one() -> None:
+    cpu = _record("cpu", "CPU", 3.3, 1.2)
+    assert "No GPU measurement is recorded yet" in gpu_sentence([cpu])
+    sentence = gpu_sentence([cpu, _record("cuda", "NVIDIA H100", 1.2, 1.4)])
+    assert sentence.startswith("On NVIDIA H100") and "1.20$\\times$ (target 1.3$\\times$, met)" in sentence
+    assert "1.40$\\times$ (target 1.25$\\times$, not met)" in sentence and "No GPU" not in sentence
+
+
+def test_main_writes_macros_that_name_their_sources(tmp_path) -> None:
+    local, other = tmp_path / "local.json", tmp_path / "h100.json"
+    local.write_text(json.dumps(_record("cpu", "CPU", 3.3, 1.2)))
+    other.write_text(json.dumps(_record("cuda", "NVIDIA H100", 1.2, 1.1)))
+    main(local, [other], tmp_path / "tab.tex", tmp_path / "numbers.tex")
+    numbers = (tmp_path / "numbers.tex").read_text().splitlines()[1:]
+    assert all(line.startswith("\\newcommand{\\StepTime") and f"% from {local}" in line for line in numbers)
+    assert any("StepTimeGpuSentence" in line and str(other) in line and "On NVIDIA H100" in line for line in numbers)
+    assert "\\newcommand{\\StepTimeLocalGuard}{3.30}" in "\n".join(numbers)

@@ -1,0 +1,45 @@
+# The cost of a guarded step: step times relative to fused AdamW on this machine (GPU where present), plus the
+# committed records of other machines (config step_time.records) -> the table and sentences of paper/sections/cost.tex.
+
+
+# The library modules whose speed is measured (a change in them measures again).
+STEP_TIME_LIBRARY = [
+    f"kaplinskiy/{m}.py"
+    for m in ("forgetting_guard", "wrapper", "acceptance", "tensor_lists", "memory_dense", "memory_layerwise",
+              "hybrid_adamw")
+]
+
+
+rule step_time_local:
+    input:
+        library=STEP_TIME_LIBRARY,
+        code=["workflow/scripts/bench_step_time.py", "workflow/scripts/provenance.py"],
+    output:
+        "results/step_time/local.json",
+    params:
+        cfg={k: v for k, v in config["step_time"].items() if k != "records"},
+    log:
+        "results/logs/step_time/local.log",
+    threads: workflow.cores  # alone on the machine: timings of concurrent jobs would disturb each other
+    conda:
+        ENV
+    script:
+        "../scripts/run_step_time.py"
+
+
+rule tab_step_time:
+    input:
+        local=rules.step_time_local.output[0],
+        records=config["step_time"]["records"],
+    output:
+        table="paper/generated/tab_step_time.tex",
+        numbers="paper/generated/numbers_step_time.tex",
+    log:
+        "results/logs/tables/tab_step_time.log",
+    conda:
+        ENV
+    script:
+        "../scripts/tab_step_time.py"
+
+
+PAPER_INPUTS += [*rules.tab_step_time.output]
