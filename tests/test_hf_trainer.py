@@ -72,3 +72,32 @@ def test_trainer_runs_a_guarded_optimizer_and_its_scheduler(tmp_path, kind: str)
     assert torch.equal(wte.detach()[seen], before[seen])
     assert not torch.equal(wte.detach()[16:], before[16:])
     assert sched.get_last_lr()[0] == pytest.approx(0.0)
+
+
+@pytest.mark.slow
+def test_trainer_resumes_a_guarded_run_from_its_checkpoint(tmp_path) -> None:
+    """A run stopped at step 3 and resumed from the Trainer's checkpoint (optimizer.pt holds the guard's state
+    next to AdamW's) ends where the uninterrupted run ends; the memory is saved and loaded by the user."""
+    torch.set_default_dtype(torch.float32)
+    new_ids = torch.randint(16, 32, (24, 8))
+
+    def train(out, resume=None, memory_state=None):
+        model = _tiny_gpt2()
+        mem = LayerwiseMemory(model, threshold=0.99)
+        if memory_state is None:
+            mem.add_task([torch.randint(0, 16, (4, 8), generator=torch.Generator().manual_seed(3))])
+        else:
+            mem.load_state_dict(memory_state)
+        opt = ForgettingGuard(torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1), mem)
+        sched = transformers.get_linear_schedule_with_warmup(opt, num_warmup_steps=1, num_training_steps=6)
+        args = _args(out)
+        args.save_strategy, args.save_steps = "steps", 3
+        trainer = transformers.Trainer(model=model, args=args, train_dataset=_Tokens(new_ids), optimizers=(opt, sched))
+        trainer.train(resume_from_checkpoint=resume)
+        return model, mem, opt
+
+    full, mem, opt = train(tmp_path / "full")
+    resumed, _, opt_resumed = train(tmp_path / "resumed", tmp_path / "full" / "checkpoint-3", mem.state_dict())
+    assert opt_resumed.certificate["step"] == opt.certificate["step"] == 6
+    for a, b in zip(full.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
