@@ -113,6 +113,7 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
         "OGD: Guard(SGD) dense gradient": lambda: ForgettingGuard(sgd(), s.dense, project="gradient").step,
         "layer-wise projection alone": lambda: _projection(s.layerwise, s.params),
         "dense projection alone": lambda: _projection(s.dense, s.params),
+        "dense projection, naive: flat g, Q (n x k)": lambda: _naive_dense_projection(s.dense),
     }
     return out
 
@@ -120,6 +121,13 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
 def _projection(memory, params: list[torch.Tensor]) -> Callable[[], object]:
     grads = [p.grad.clone() for p in params]  # projecting again costs the same: the work does not shrink
     return lambda: memory.project_(grads)
+
+
+def _naive_dense_projection(dense: DenseMemory) -> Callable[[], object]:
+    """The issue's "naive" reference: one flat gradient and a contiguous ``n x k`` basis, ``g - Q (Q^T g)``."""
+    Q = dense.basis.contiguous()
+    g = torch.randn(dense.numel, dtype=Q.dtype, device=Q.device)
+    return lambda: g.sub_(Q @ (Q.T @ g))
 
 
 def _sync(device: torch.device) -> None:
