@@ -62,7 +62,9 @@ class Certificate:
     old_task_slope: float | None = None
 
     @classmethod
-    def from_search(cls, step: int, search: ArmijoResult, lr: float, forward_passes: int, **extra: float | None):
+    def from_search(
+        cls, step: int, search: ArmijoResult, lr: float, forward_passes: int, **extra: float | None
+    ) -> Certificate:
         """Build from an :class:`ArmijoResult` whose ``eta`` is the accepted fraction ``t``."""
         return cls(
             step=step,

@@ -61,7 +61,9 @@ class ElasticAnchor:
         self.n_tasks = 0
 
     @torch.no_grad()
-    def consolidate(self, model: nn.Module | None = None, inputs: Tensor | None = None, targets: Tensor | None = None):
+    def consolidate(
+        self, model: nn.Module | None = None, inputs: Tensor | None = None, targets: Tensor | None = None
+    ) -> None:
         """End of a task: anchor at the current weights and accumulate that task's Fisher (online EWC)."""
         self.anchors = [p.detach().clone() for p in self.params]
         if self.kind != "identity":

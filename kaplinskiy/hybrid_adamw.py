@@ -102,6 +102,7 @@ class HybridAdamW(Optimizer):
         check_memory_covers_projected_groups(self.param_groups, memory)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as ``torch.optim`` does, rejecting keys this optimizer does not know."""
         check_group_keys(param_group, self.defaults)
         super().add_param_group(param_group)
 
@@ -111,9 +112,11 @@ class HybridAdamW(Optimizer):
         return self.hybrid_state["certificate"]
 
     def state_dict(self) -> dict[str, Any]:
+        """``torch.optim``'s state dict plus the step counter and last certificate under ``"hybrid"``."""
         return {**super().state_dict(), "hybrid": dict(self.hybrid_state)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
         state_dict = dict(state_dict)
         hybrid = state_dict.pop("hybrid", None)
         super().load_state_dict(state_dict)

@@ -61,6 +61,7 @@ class Kaplinskiy(Optimizer):
         check_memory_covers_projected_groups(self.param_groups, memory)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as ``torch.optim`` does, rejecting keys this optimizer does not know."""
         check_group_keys(param_group, self.defaults)
         super().add_param_group(param_group)
 

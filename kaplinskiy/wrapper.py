@@ -40,14 +40,17 @@ class OptimizerWrapper(Optimizer):
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
+        """The base optimizer's groups (so LR schedulers set its learning rates)."""
         return self.base.param_groups
 
     @property
     def state(self) -> Any:
+        """The base optimizer's per-parameter state."""
         return self.base.state
 
     @property
     def defaults(self) -> dict[str, Any]:
+        """The base optimizer's defaults."""
         return self.base.defaults
 
     def __getstate__(self) -> dict[str, Any]:
@@ -57,15 +60,19 @@ class OptimizerWrapper(Optimizer):
         self.__dict__.update(state)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """The base optimizer's ``zero_grad``."""
         self.base.zero_grad(set_to_none=set_to_none)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group to the base optimizer."""
         self.base.add_param_group(param_group)
 
     def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state dict, with the wrapper's own record under ``state_key``."""
         return {**self.base.state_dict(), self.state_key: dict(self.wrapper_state)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (a plain base-optimizer state dict also loads)."""
         state_dict = dict(state_dict)
         own = state_dict.pop(self.state_key, None)
         self.base.load_state_dict(state_dict)
