@@ -36,7 +36,10 @@ def empirical_fisher_diagonal(
     loss: Callable[[Tensor, Tensor], Tensor] = sample_loss,
     chunk_size: int | None = None,
 ) -> list[Tensor]:
-    """``F_ii = (1/N) sum_s (d/dw_i loss(f(x_s), y_s))^2`` with the observed labels (eq. 6's F_A, empirical)."""
+    """``F_ii = (1/N) sum_s (d/dw_i loss(f(x_s), y_s))^2`` with the observed labels (eq. 6's F_A, empirical).
+
+    For a token model a sample is a sequence and its loss the mean over counted positions (:func:`sample_loss`).
+    """
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     G = per_sample_gradients(model, loss, inputs, targets, params, chunk_size=chunk_size)
     return _split(G.pow(2).mean(0), params)
@@ -61,7 +64,14 @@ def true_fisher_diagonal(
 
     def log_probs(values: tuple[Tensor, ...], x: Tensor) -> Tensor:
         state = {**frozen, **buffers, **dict(zip(names, values, strict=True))}
-        return torch.log_softmax(functional_call(model, state, (x.unsqueeze(0),)).reshape(-1), dim=0)
+        out = functional_call(model, state, (x.unsqueeze(0),))
+        logits = getattr(out, "logits", out)
+        if logits.ndim != 2:
+            raise ValueError(
+                f"Invalid model output: true_fisher_diagonal needs class logits of shape (1, C), got "
+                f"{tuple(logits.shape)}; for a token model use empirical_fisher_diagonal (one sequence per sample)"
+            )
+        return torch.log_softmax(logits.reshape(-1), dim=0)
 
     def one(values: tuple[Tensor, ...], x: Tensor) -> tuple[Tensor, ...]:
         jac = jacrev(log_probs)(values, x)  # per parameter: (C, *shape)

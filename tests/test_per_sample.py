@@ -106,3 +106,17 @@ def test_ogd_gtl_memory_on_a_hugging_face_causal_lm() -> None:
         num = abs(sum(float((a * b).sum()) for a, b in zip(grad, g, strict=True)))
         norm = sum(float((a * a).sum()) for a in grad) ** 0.5 * sum(float((b * b).sum()) for b in g) ** 0.5
         assert num <= eq12_tolerance(n) * norm
+
+
+def test_fishers_on_a_token_model() -> None:
+    """The empirical Fisher takes sequences (the square of each sequence's loss gradient); the true Fisher,
+    defined here for class logits, refuses token outputs instead of mixing positions into one softmax."""
+    from kaplinskiy import empirical_fisher_diagonal, true_fisher_diagonal
+
+    model, ids = _TinyLM(5, 3), torch.randint(0, 5, (3, 4))
+    targets = causal_lm_targets(ids)
+    fisher = empirical_fisher_diagonal(model, ids, targets)
+    G = per_sample_gradients(model, sample_loss, ids, targets)
+    assert torch.allclose(torch.cat([f.reshape(-1) for f in fisher]), G.pow(2).mean(0))
+    with pytest.raises(ValueError, match="true_fisher_diagonal needs class logits"):
+        true_fisher_diagonal(model, ids)
