@@ -60,7 +60,8 @@ class DenseMemory:
         max_vectors: most directions in all; further ones are dropped and counted in ``n_dropped``.
         drop_tol: relative singular-value threshold below which a candidate counts as dependent
             (default ``sqrt(eps)`` of the basis dtype).
-        dtype: storage dtype of the basis (default: the parameters' dtype).
+        dtype: storage dtype of the basis (default: the parameters' dtype, at least float32: a basis kept in
+            bfloat16 or float16 would not stay orthonormal, and QR does not run in them).
     """
 
     def __init__(
@@ -79,7 +80,7 @@ class DenseMemory:
             raise ValueError(f"Invalid k_per_task: {k_per_task}")
         if max_vectors is not None and max_vectors < 1:
             raise ValueError(f"Invalid max_vectors: {max_vectors}")
-        self.dtype = dtype or self.params[0].dtype
+        self.dtype = dtype or torch.promote_types(self.params[0].dtype, torch.float32)
         if drop_tol is None:
             drop_tol = torch.finfo(self.dtype).eps ** 0.5
         if not 0.0 <= drop_tol < 1.0:

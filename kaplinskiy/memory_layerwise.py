@@ -160,7 +160,8 @@ class LayerwiseMemory:
                 self.bases.append(torch.zeros(0, dtype=torch.long, device=w.device))
             else:
                 d_in = (w.shape[0] if _is_hf_conv1d(m) else w[0].numel()) + (m.bias is not None)
-                self.bases.append(torch.zeros(d_in, 0, dtype=w.dtype, device=w.device))
+                basis_dtype = torch.promote_types(w.dtype, torch.float32)  # eigh and orthonormality need >= fp32
+                self.bases.append(torch.zeros(d_in, 0, dtype=basis_dtype, device=w.device))
         self._factor_cache: dict[int, _BasisFactors] = {}
         self.n_tasks = 0
 
@@ -226,7 +227,8 @@ class LayerwiseMemory:
         """Layer ``i``'s basis split into weight rows and bias row; views, rebuilt only when the basis is replaced."""
         cached = self._factor_cache.get(i)
         if cached is None or cached.basis is not self.bases[i]:
-            cached = _BasisFactors.of(self.bases[i], has_bias=self._slots[i][1] is not None)
+            dtype = self.params[self._slots[i][0]].dtype  # products in the weights' precision (bf16 models)
+            cached = _BasisFactors.of(self.bases[i], has_bias=self._slots[i][1] is not None, dtype=dtype)
             self._factor_cache[i] = cached
         return cached
 
@@ -321,9 +323,11 @@ class _BasisFactors:
     u_b: Tensor | None
 
     @classmethod
-    def of(cls, U: Tensor, has_bias: bool) -> _BasisFactors:
+    def of(cls, U: Tensor, has_bias: bool, dtype: torch.dtype) -> _BasisFactors:
+        """Views of ``U`` (or of one cast of it, when the weights have another dtype)."""
+        cast = U.to(dtype)
         d_w = U.shape[0] - int(has_bias)
-        return cls(U, U[:d_w], U[:d_w].T, U[d_w] if has_bias else None)
+        return cls(U, cast[:d_w], cast[:d_w].T, cast[d_w] if has_bias else None)
 
     def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
         """``C = D_W U_w + d_b u_b^T`` (``out x r``); ``transposed`` for HF Conv1D, whose ``W`` is ``(in, out)``."""
