@@ -283,7 +283,8 @@ class LayerwiseMemory:
             factors, transposed = self._factors(i), _is_hf_conv1d(m)
             factors.subtract_(w, b, factors.coefficients(w, b, transposed=transposed), transposed=transposed)
         if self.freeze_uncovered:
-            torch._foreach_zero_([tensors[j] for j in self._uncovered])
+            for j in self._uncovered:
+                tensors[j].zero_()
 
     def stored_tensors(self) -> list[Tensor]:
         """The per-layer bases; :meth:`add_task` and :meth:`load_state_dict` replace them."""

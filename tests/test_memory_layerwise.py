@@ -241,3 +241,15 @@ def test_hugging_face_gpt2_conv1d_layers_and_eq12() -> None:
     mem.project_(d)
     loss = model(ids, labels=ids).loss
     assert _eq12_ratio(_grads(model, loss), d, g_norm) <= eq12_tolerance(sum(p.numel() for p in mem.params))
+
+
+def test_freezing_with_every_parameter_covered_is_the_plain_projection() -> None:
+    model = nn.Sequential(nn.Linear(3, 2))
+    frozen, plain = LayerwiseMemory(model, freeze_uncovered=True), LayerwiseMemory(model)
+    for mem in (frozen, plain):
+        mem.add_task([torch.randn(2, 3, generator=torch.Generator().manual_seed(0))])
+    a = [torch.randn_like(p) for p in frozen.params]
+    b = [t.clone() for t in a]
+    frozen.project_(a)
+    plain.project_(b)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
