@@ -113,6 +113,8 @@ class LayerwiseMemory:
         model: the network; every supported submodule with a trainable weight is covered.
         threshold: GPM's energy threshold in (0, 1], one float or one per covered layer.
         max_new_per_task: most basis vectors one task adds to one layer (the budget ``k``).
+        max_per_layer: most basis vectors (protected rows, for an embedding) a layer holds over all tasks;
+            a task that would go beyond it adds only its most energetic directions up to the cap.
         freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, raw
             attention projections), so eq. (12) holds for the whole model; otherwise they are left free.
 
@@ -128,6 +130,7 @@ class LayerwiseMemory:
         *,
         threshold: float | Sequence[float] = 0.97,
         max_new_per_task: int | None = None,
+        max_per_layer: int | None = None,
         freeze_uncovered: bool = False,
     ) -> None:
         self.model = model
@@ -142,7 +145,10 @@ class LayerwiseMemory:
                 raise ValueError(f"Invalid threshold: {t}")
         if max_new_per_task is not None and max_new_per_task < 1:
             raise ValueError(f"Invalid max_new_per_task: {max_new_per_task}")
+        if max_per_layer is not None and max_per_layer < 1:
+            raise ValueError(f"Invalid max_per_layer: {max_per_layer}")
         self.thresholds, self.max_new_per_task, self.freeze_uncovered = thresholds, max_new_per_task, freeze_uncovered
+        self.max_per_layer = max_per_layer
         self.params = [p for p in model.parameters() if p.requires_grad]
         index = {id(p): i for i, p in enumerate(self.params)}
         self._slots = [
@@ -198,7 +204,7 @@ class LayerwiseMemory:
         for i, (m, s) in enumerate(zip(self.layers, stats, strict=True)):
             before = self._size(i)
             if s is not None:
-                self.bases[i] = self._grow(m, self.bases[i], s, self.thresholds[i])
+                self.bases[i] = self._grow(m, self.bases[i], s, self.thresholds[i], self._room(i))
             gained.append(self._size(i) - before)
         self.n_tasks += 1
         return gained
@@ -206,7 +212,14 @@ class LayerwiseMemory:
     def _size(self, i: int) -> int:
         return self.bases[i].numel() if self.bases[i].ndim == 1 else self.bases[i].shape[1]
 
-    def _grow(self, module: nn.Module, U: Tensor, s: Tensor, threshold: float) -> Tensor:
+    def _room(self, i: int) -> int | None:
+        """How many vectors layer ``i`` may still gain from one task: the per-task and the total budget."""
+        caps = [c for c in (self.max_new_per_task,) if c is not None]
+        if self.max_per_layer is not None:
+            caps.append(max(self.max_per_layer - self._size(i), 0))
+        return min(caps) if caps else None
+
+    def _grow(self, module: nn.Module, U: Tensor, s: Tensor, threshold: float, room: int | None) -> Tensor:
         if isinstance(module, nn.Embedding):
             counts = s.clone()
             counts[U] = 0  # rows already protected carry their energy already
@@ -214,10 +227,10 @@ class LayerwiseMemory:
             order = torch.argsort(counts, descending=True)
             before = torch.cumsum(counts[order], 0) - counts[order]
             r = int(((before < threshold * total - kept) & (counts[order] > 0)).sum())
-            if self.max_new_per_task is not None:
-                r = min(r, self.max_new_per_task)
+            if room is not None:
+                r = min(r, room)
             return torch.cat([U, order[:r].to(U)])
-        return energy_basis_update(U, s, threshold, self.max_new_per_task)
+        return energy_basis_update(U, s, threshold, room)
 
     def _views(self, tensors: Sequence[Tensor], i: int) -> tuple[Tensor, Tensor | None]:
         wi, bi = self._slots[i]

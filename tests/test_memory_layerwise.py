@@ -80,6 +80,20 @@ def test_budget_per_task_caps_each_layer() -> None:
     assert mem.add_task([torch.randn(20, 6)]) == [2, 2]
 
 
+def test_total_budget_caps_each_layer_over_tasks() -> None:
+    """With at most 3 vectors per layer, a second task adds what is left of the budget and a third adds nothing;
+    an embedding's protected rows obey the same cap."""
+    model = nn.Sequential(nn.Embedding(10, 6), nn.Linear(6, 5))
+    mem = LayerwiseMemory(model, threshold=1.0, max_new_per_task=2, max_per_layer=3)
+    tokens = lambda lo: torch.arange(lo, lo + 4)[None, :]  # noqa: E731
+    assert mem.add_task([tokens(0)]) == [2, 2]
+    assert mem.add_task([tokens(4)]) == [1, 1]
+    assert mem.add_task([tokens(6)]) == [0, 0]
+    assert [mem.bases[0].numel(), mem.bases[1].shape[1]] == [3, 3]
+    with pytest.raises(ValueError, match="Invalid max_per_layer"):
+        LayerwiseMemory(model, max_per_layer=0)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_convolutions_and_eq12(bias: bool) -> None:
     model = nn.Sequential(
