@@ -15,7 +15,9 @@ In update mode a guarded step leaves the memory's coordinates ``Q^T w`` where th
 instead of three times. The kept coordinates are dropped whenever a covered parameter is replaced or changed
 in place through a torch operation (its version counter moves) or the memory changes; a write through
 ``p.data`` is invisible to torch's version counters, so leave the flag off when anything else moves the
-parameters that way between steps (weight averaging through ``.data``, for example).
+parameters that way between steps (weight averaging through ``.data``, for example). The kept coordinates are
+not saved in ``state_dict()``: a run resumed from a checkpoint recomputes them once, so it matches the
+uninterrupted run to rounding rather than bit for bit (with the flag off, it matches bit for bit).
 """
 
 from __future__ import annotations
