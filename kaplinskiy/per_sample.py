@@ -63,6 +63,10 @@ def causal_lm_targets(input_ids: Tensor, attention_mask: Tensor | None = None) -
     ``input_ids`` to :func:`per_sample_gradients` or ``DenseMemory.add_task`` for a Hugging Face causal LM
     (whose ``labels`` argument shifts internally; here the shift is explicit).
     """
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"Invalid attention_mask: shape {tuple(attention_mask.shape)} for input_ids {tuple(input_ids.shape)}"
+        )
     targets = torch.full_like(input_ids, IGNORE_INDEX)
     targets[..., :-1] = input_ids[..., 1:]
     if attention_mask is not None:

@@ -78,6 +78,8 @@ def test_causal_lm_targets_shift_and_mask() -> None:
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     assert causal_lm_targets(ids).tolist() == [[6, 7, 8, -100], [2, 0, 0, -100]]
     assert causal_lm_targets(ids, mask).tolist() == [[6, 7, 8, -100], [2, -100, -100, -100]]
+    with pytest.raises(ValueError, match="Invalid attention_mask"):
+        causal_lm_targets(ids, mask[:, :3])
 
 
 def test_target_positions_must_match_the_output() -> None:
