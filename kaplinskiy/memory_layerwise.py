@@ -52,6 +52,17 @@ def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int |
     return torch.cat([U, N], dim=1)
 
 
+def _progress(items: Iterable[Any], show: bool, desc: str, unit: str) -> Iterable[Any]:
+    """``items``, under a tqdm bar when ``show`` (tqdm is an optional dependency)."""
+    if not show:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ImportError("progress=True needs tqdm: pip install tqdm") from err
+    return tqdm(items, desc=desc, unit=unit)
+
+
 def _is_hf_conv1d(module: nn.Module) -> bool:
     """Hugging Face's GPT-2 ``Conv1D``: ``y = x W + b`` with ``W`` of shape ``(in, out)``."""
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
@@ -172,10 +183,17 @@ class LayerwiseMemory:
         self.n_tasks = 0
 
     @torch.no_grad()
-    def add_task(self, batches: Iterable[Any], forward: Callable[[nn.Module, Any], Any] | None = None) -> list[int]:
+    def add_task(
+        self,
+        batches: Iterable[Any],
+        forward: Callable[[nn.Module, Any], Any] | None = None,
+        *,
+        progress: bool = False,
+    ) -> list[int]:
         """Record each layer's inputs on the old task's ``batches`` and grow the bases (GPM's memory update).
 
         ``forward(model, batch)`` runs the model (default ``model(batch)``); only the inputs matter.
+        ``progress=True`` shows tqdm bars over the batches and over the layers' eigendecompositions.
         Returns the number of basis vectors (or protected rows) each layer gained.
         """
         stats: list[Tensor | None] = [None] * len(self.layers)
@@ -195,13 +213,14 @@ class LayerwiseMemory:
         model_forward = forward or (lambda model, batch: model(batch))
         handles = [m.register_forward_pre_hook(recorder(i, m)) for i, m in enumerate(self.layers)]
         try:
-            for batch in batches:
+            for batch in _progress(batches, progress, "LayerwiseMemory: old-task batches", "batch"):
                 model_forward(self.model, batch)
         finally:
             for h in handles:
                 h.remove()
         gained = []
-        for i, (m, s) in enumerate(zip(self.layers, stats, strict=True)):
+        layers = _progress(list(zip(self.layers, stats, strict=True)), progress, "LayerwiseMemory: bases", "layer")
+        for i, (m, s) in enumerate(layers):
             before = self._size(i)
             if s is not None:
                 self.bases[i] = self._grow(m, self.bases[i], s, self.thresholds[i], self._room(i))

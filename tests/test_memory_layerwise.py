@@ -267,3 +267,14 @@ def test_freezing_with_every_parameter_covered_is_the_plain_projection() -> None
     frozen.project_(a)
     plain.project_(b)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_progress_bars_go_to_stderr_and_change_nothing(capsys) -> None:
+    pytest.importorskip("tqdm")
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    batches = [torch.randn(2, 4, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    quiet, shown = LayerwiseMemory(model), LayerwiseMemory(model)
+    assert quiet.add_task(batches) == shown.add_task(batches, progress=True)
+    assert all(torch.equal(a, b) for a, b in zip(quiet.bases, shown.bases, strict=True))
+    err = capsys.readouterr().err
+    assert "old-task batches" in err and "3/3" in err and "bases" in err
