@@ -53,3 +53,12 @@ def test_main_writes_macros_that_name_their_sources(tmp_path) -> None:
     assert all(line.startswith("\\newcommand{\\StepTime") and f"% from {local}" in line for line in numbers)
     assert any("StepTimeGpuSentence" in line and str(other) in line and "On NVIDIA H100" in line for line in numbers)
     assert "\\newcommand{\\StepTimeLocalGuard}{3.30}" in "\n".join(numbers)
+
+
+def test_a_preset_note_travels_into_the_machine_description() -> None:
+    from tab_step_time import machine
+
+    record = _record("cuda", "Small GPU", 1.2, 1.1)
+    assert "did not fit" not in machine(record)
+    record["preset_note"] = "gpt2-124m did not fit in this GPU's memory; cpu-small measured instead"
+    assert machine(record).endswith("gpt2-124m did not fit in this GPU's memory; cpu-small measured instead")

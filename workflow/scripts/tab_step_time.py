@@ -26,8 +26,11 @@ def row_label(name: str) -> str:
 
 
 def machine(record: dict[str, Any]) -> str:
-    """Where a record was measured: the device's name and the model size."""
-    return f"{escape(record['device_name'])}, {escape(record['preset'])} ({record['n_params'] / 1e6:.3g}M parameters)"
+    """Where a record was measured: the device's name and the model size (and why, if the size was not the
+    one asked for)."""
+    where = f"{escape(record['device_name'])}, {escape(record['preset'])} ({record['n_params'] / 1e6:.3g}M parameters)"
+    note = record.get("preset_note")
+    return where if not note else f"{where}; {escape(note)}"
 
 
 def table(records: list[dict[str, Any]]) -> str:
