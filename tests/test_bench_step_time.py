@@ -42,3 +42,16 @@ def test_record_holds_ratios_targets_and_provenance(tmp_path, monkeypatch, capsy
     assert record["ratios"][next(iter(record["ratios"]))] == 1.0
     assert record["provenance"]["torch"] == torch.__version__
     assert "target: dense projection" in capsys.readouterr().out
+
+
+def test_the_twin_has_its_own_weights_and_the_same_bases() -> None:
+    from bench_step_time import layerwise_twin
+
+    torch.set_default_dtype(torch.float32)
+    s = build("tiny", 2, torch.device("cpu"))
+    params, memory = layerwise_twin(s)
+    assert all(
+        p is not q and torch.equal(p, q) and torch.equal(p.grad, q.grad) for p, q in zip(params, s.params, strict=True)
+    )
+    assert all(torch.equal(a, b) for a, b in zip(memory.bases, s.layerwise.bases, strict=True))
+    assert all(a is b for a, b in zip(memory.params, params, strict=True))
