@@ -51,6 +51,9 @@ class ForgettingGuard(OptimizerWrapper):
         c, shrink, max_trials: the Armijo constant, backtracking factor and trial cap.
         certify: measure ``||Q^T d||`` for the certificate (one more pass over the memory).
         reuse_coefficients: keep ``Q^T w`` from one update-mode step to the next (see the module docstring).
+        check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero,
+            at the cost of one pass over the gradients and one host synchronisation per step. Turn it off only
+            where something else already skips such steps (a ``GradScaler`` does, under mixed precision).
 
     The last step's :class:`~kaplinskiy.Certificate` is ``guard.certificate`` (a dict); it and the step
     counter travel in ``state_dict()["forgetting_guard"]``. The memory has its own ``state_dict``.
@@ -70,6 +73,7 @@ class ForgettingGuard(OptimizerWrapper):
         max_trials: int = 20,
         certify: bool = False,
         reuse_coefficients: bool = False,
+        check_finite: bool = True,
     ) -> None:
         super().__init__(base)
         if project not in _MODES:
@@ -80,7 +84,7 @@ class ForgettingGuard(OptimizerWrapper):
             raise ValueError("Invalid memory: it covers parameters the base optimizer does not update")
         self.memory = memory
         self.project, self.armijo, self.certify = project, armijo, certify
-        self.reuse_coefficients = reuse_coefficients
+        self.reuse_coefficients, self.check_finite = reuse_coefficients, check_finite
         self._kept: tuple[list[tuple[Tensor, int]], list[tuple[Tensor, int]], list[Tensor]] | None = None
         self.c, self.shrink, self.max_trials = c, shrink, max_trials
         self.wrapper_state["certificate"] = None
@@ -117,7 +121,7 @@ class ForgettingGuard(OptimizerWrapper):
                 loss = closure()
         params = self._params()
         grads = [p.grad for p in params if p.grad is not None]
-        if skip_step(loss, grads, "ForgettingGuard"):
+        if self.check_finite and skip_step(loss, grads, "ForgettingGuard"):
             return loss
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
@@ -177,7 +181,7 @@ class ForgettingGuard(OptimizerWrapper):
             return residual
         before = self._coefficients_before(mem)
         self.base.step()
-        self.memory.subtract_(mem, torch._foreach_sub(self.memory.coefficients(mem), before))
+        self.memory.restore_(mem, before)
         if self.reuse_coefficients:  # Q^T w is back at `before` (Q^T Q = I)
             self._kept = (_stamp(mem), _stamp(self.memory.stored_tensors()), before)
         if not self.certify:

@@ -3,7 +3,8 @@
 A memory covers a fixed list of parameters (``memory.params``). ``project_(tensors)`` applies
 ``P_perp(G_A)`` in place to tensors shaped like those parameters (gradients or updates), so that a
 direction ``d`` built from them satisfies ``G_A^T d = 0`` and, with ``grad L_A`` in span(G_A), eq. (12).
-``coefficients`` and ``subtract_`` split that projection into two linear halves. ``residual(tensors)``
+``coefficients`` and ``subtract_`` split that projection into two linear halves; ``restore_`` projects
+a step taken from a point whose coefficients were kept. ``residual(tensors)``
 measures what is left, ``||G_A^T d||`` over an orthonormal basis of the memory, for the step certificate.
 """
 
@@ -36,6 +37,11 @@ class ProjectionMemory(Protocol):
         """Remove the part with the given coordinates in place; ``project_(t)`` is
         ``subtract_(t, coefficients(t))``, and by linearity an update ``w1 - w0`` is projected by
         ``subtract_(w1, coefficients(w1) - coefficients(w0))`` without a copy of ``w0``."""
+        ...
+
+    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor]) -> None:
+        """``subtract_(t, coefficients(t) - reference)`` in place: the coordinates of ``t`` become ``reference``
+        again. With ``reference = coefficients(w0)``, this projects the step from ``w0`` to ``t`` (eq. 11)."""
         ...
 
     def stored_tensors(self) -> list[Tensor]:

@@ -161,6 +161,11 @@ class DenseMemory:
             else:
                 t.sub_((coef @ block).view(t.shape).to(t.dtype))
 
+    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor]) -> None:
+        """``d <- d - Q (Q^T d - c_ref)``: the coordinates of ``d`` become ``c_ref`` again (eq. 11 on a step)."""
+        if self.rank:
+            self.subtract_(tensors, torch._foreach_sub(self.coefficients(tensors), list(reference)))
+
     def project_(self, tensors: Sequence[Tensor]) -> None:
         """Eq. (11) without the sign, in place: ``d <- d - Q (Q^T d)``; reads ``Q`` twice, ``2 r n`` numbers."""
         if self.rank:

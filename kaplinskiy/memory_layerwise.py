@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
+from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available
+
 __all__ = ["LayerwiseMemory", "energy_basis_update"]
 
 
@@ -128,6 +130,10 @@ class LayerwiseMemory:
             a task that would go beyond it adds only its most energetic directions up to the cap.
         freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, raw
             attention projections), so eq. (12) holds for the whole model; otherwise they are left free.
+        backend: ``"auto"`` projects all Linear/Conv layers in one grouped Triton launch on CUDA when Triton is
+            installed (:mod:`kaplinskiy.layerwise_kernel`), else layer by layer with BLAS; ``"torch"`` always
+            uses BLAS; ``"triton"`` requires the grouped kernel. Both compute the same projection (the kernel
+            keeps coefficients in float32).
 
     Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
     groups share one basis of the union of their input spaces); Conv3d and transposed convolutions count as
@@ -143,7 +149,11 @@ class LayerwiseMemory:
         max_new_per_task: int | None = None,
         max_per_layer: int | None = None,
         freeze_uncovered: bool = False,
+        backend: str = "auto",
     ) -> None:
+        if backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"Invalid backend: {backend}")
+        self.backend = backend
         self.model = model
         self.layers = [m for m in model.modules() if _check_supported(m) and m.weight.requires_grad]
         if not self.layers:
@@ -169,6 +179,7 @@ class LayerwiseMemory:
         slots = [i for pair in self._slots for i in pair if i is not None]
         owned = set(slots)
         self.linear_split = len(owned) == len(slots)  # no parameter shared by two covered layers
+        self._shared = {i for i in owned if slots.count(i) > 1}
         self._uncovered = [i for i in range(len(self.params)) if i not in owned]
         self.bases: list[Tensor] = []
         for m in self.layers:
@@ -180,6 +191,10 @@ class LayerwiseMemory:
                 basis_dtype = torch.promote_types(w.dtype, torch.float32)  # eigh and orthonormality need >= fp32
                 self.bases.append(torch.zeros(d_in, 0, dtype=basis_dtype, device=w.device))
         self._factor_cache: dict[int, _BasisFactors] = {}
+        self._plan: RowPlan | None = None
+        self._plan_layers: frozenset[int] = frozenset()
+        self._plan_key: tuple[Any, ...] | None = None
+        self._plan_bases: list[Tensor] = []
         self.n_tasks = 0
 
     @torch.no_grad()
@@ -264,14 +279,47 @@ class LayerwiseMemory:
             self._factor_cache[i] = cached
         return cached
 
+    def _grouped(self, tensors: Sequence[Tensor]) -> tuple[RowPlan | None, frozenset[int]]:
+        """The grouped kernel's plan for these tensors and the layers it takes (none on the BLAS path).
+
+        The plan is kept while the tensors (addresses, strides) and the bases are the same objects, so a
+        training step pays a key of a few microseconds, not a rebuild."""
+        usable = grouped_kernel_available(tensors[0].device, interpreted=self.backend == "triton")
+        if self.backend == "torch" or not usable:
+            if self.backend == "triton":
+                raise RuntimeError("backend='triton' needs Triton and CUDA tensors (or TRITON_INTERPRET=1)")
+            return None, frozenset()
+        key = (tuple(map(Tensor.data_ptr, tensors)), tuple(t.stride() for t in tensors), tuple(map(id, self.bases)))
+        if self._plan_key != key:
+            chosen, layers = [], []
+            for i, m in enumerate(self.layers):
+                w, b = self._views(tensors, i)
+                if isinstance(m, nn.Embedding) or not 0 < self._size(i) <= MAX_RANK or w.dtype != tensors[0].dtype:
+                    continue
+                if self._slots[i][0] in self._shared:  # one launch must not write one tensor from two layers
+                    continue
+                if w.ndim > 2 and not w.is_contiguous():  # no matrix view (channels_last convolutions)
+                    continue
+                chosen.append(i)
+                f = self._factors(i)
+                layers.append(RowLayer(w, b, f.contiguous_basis, f.transposed_basis, _is_hf_conv1d(m)))
+            self._plan = RowPlan(layers) if layers else None
+            self._plan_layers = frozenset(chosen)
+            self._plan_key, self._plan_bases = key, list(self.bases)  # the bases stay alive: ids stay unique
+        return self._plan, self._plan_layers
+
     @torch.no_grad()
     def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """Per covered layer ``[D_W, d_b] U`` (the protected rows for an embedding), then, when frozen, the
         uncovered tensors themselves. Linear in ``D``; :meth:`subtract_` removes exactly this part."""
+        plan, grouped = self._grouped(tensors)
+        from_kernel = iter(plan.split(plan.run(compute=True, store=True))) if plan is not None else iter(())
         out = []
         for i, m in enumerate(self.layers):
             w, b = self._views(tensors, i)
-            if isinstance(m, nn.Embedding):
+            if i in grouped:
+                out.append(next(from_kernel))
+            elif isinstance(m, nn.Embedding):
                 out.append(w[self.bases[i]])
             else:
                 out.append(self._factors(i).coefficients(w, b, transposed=_is_hf_conv1d(m)))
@@ -281,21 +329,50 @@ class LayerwiseMemory:
 
     @torch.no_grad()
     def subtract_(self, tensors: Sequence[Tensor], coefficients: Sequence[Tensor]) -> None:
-        """``G <- G - C U^T`` per layer (bias folded in as an input of 1), in place with ``addmm_``.
+        """``G <- G - C U^T`` per layer (bias folded in as an input of 1), in place.
 
         Valid as one half of the projection only when ``linear_split`` (no weight shared by two layers).
         """
+        self._apply_(tensors, coefficients, compute=False)
+
+    @torch.no_grad()
+    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor]) -> None:
+        """``D <- D - (coefficients(D) - C_ref) U^T``: move ``D`` along the memory until its coordinates are
+        ``C_ref`` again (an embedding's protected rows are set back). With ``C_ref = coefficients(w0)`` taken
+        before a step, this projects the step ``w1 - w0`` (eq. 11) with no copy of ``w0``.
+
+        Valid only when ``linear_split`` (no weight shared by two layers).
+        """
+        self._apply_(tensors, reference, compute=True)
+
+    def _apply_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], *, compute: bool) -> None:
+        """``D <- D - (C(D) - ref) U^T`` when ``compute``, else ``D <- D - ref U^T``: one layer at a time, or
+        every layer the grouped kernel takes in one launch."""
+        plan, grouped = self._grouped(tensors)
+        if plan is not None:
+            flat = plan.flatten([reference[i] for i in sorted(grouped)])
+            plan.run(compute=compute, reference=flat, apply=True)
         for i, m in enumerate(self.layers):
-            if self._size(i) == 0:
+            if self._size(i) == 0 or i in grouped:
                 continue
             w, b = self._views(tensors, i)
             if isinstance(m, nn.Embedding):
-                w.index_put_((self.bases[i],), -coefficients[i], accumulate=True)
-            else:
-                self._factors(i).subtract_(w, b, coefficients[i], transposed=_is_hf_conv1d(m))
+                if compute:
+                    w.index_copy_(0, self.bases[i], reference[i].to(w.dtype))
+                else:
+                    w.index_put_((self.bases[i],), -reference[i], accumulate=True)
+                continue
+            factors, transposed = self._factors(i), _is_hf_conv1d(m)
+            C = reference[i]
+            if compute:
+                C = factors.coefficients(w, b, transposed=transposed) - C.to(factors.U_w.dtype)
+            factors.subtract_(w, b, C, transposed=transposed)
         if self.freeze_uncovered:
-            for j, C in zip(self._uncovered, coefficients[len(self.layers) :], strict=True):
-                tensors[j].sub_(C)
+            for j, C in zip(self._uncovered, reference[len(self.layers) :], strict=True):
+                if compute:
+                    tensors[j].copy_(C)
+                else:
+                    tensors[j].sub_(C)
 
     @torch.no_grad()
     def project_(self, tensors: Sequence[Tensor]) -> None:
@@ -303,10 +380,13 @@ class LayerwiseMemory:
 
         Layers are projected one after the other, so a weight shared by two layers (a tied embedding and
         LM head) ends in the intersection of both complements: the two projectors act on different sides
-        of the matrix and commute.
+        of the matrix and commute. (The grouped kernel takes only the layers whose weights are their own.)
         """
+        plan, grouped = self._grouped(tensors)
+        if plan is not None:
+            plan.run(compute=True, apply=True)
         for i, m in enumerate(self.layers):
-            if self._size(i) == 0:
+            if self._size(i) == 0 or i in grouped:
                 continue
             w, b = self._views(tensors, i)
             if isinstance(m, nn.Embedding):
@@ -354,13 +434,16 @@ class _BasisFactors:
     U_w: Tensor
     U_w_T: Tensor
     u_b: Tensor | None
+    contiguous_basis: Tensor  # float32, row-major: what the grouped kernel reads
+    transposed_basis: Tensor  # its transpose, row-major
 
     @classmethod
     def of(cls, U: Tensor, has_bias: bool, dtype: torch.dtype) -> _BasisFactors:
         """Views of ``U`` (or of one cast of it, when the weights have another dtype)."""
         cast = U.to(dtype)
         d_w = U.shape[0] - int(has_bias)
-        return cls(U, cast[:d_w], cast[:d_w].T, cast[d_w] if has_bias else None)
+        flat = U.to(torch.float32).contiguous()
+        return cls(U, cast[:d_w], cast[:d_w].T, cast[d_w] if has_bias else None, flat, flat.T.contiguous())
 
     def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
         """``C = D_W U_w + d_b u_b^T`` (``out x r``); ``transposed`` for HF Conv1D, whose ``W`` is ``(in, out)``."""

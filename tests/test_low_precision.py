@@ -17,24 +17,17 @@ def _model(dtype: torch.dtype) -> nn.Module:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("kind", ["layerwise", "dense"])
-def test_a_guarded_low_precision_step_keeps_the_old_outputs_to_that_precision(dtype, kind) -> None:
+def test_a_guarded_low_precision_step_keeps_the_old_outputs_to_that_precision(dtype) -> None:
+    """GPM's guarantee is exact for the first layer's pre-activations (they are linear in its weights): a guarded
+    step keeps them to the dtype's rounding, where an unguarded one moves them far beyond it."""
     model = _model(dtype)
-    xa, ya = torch.randn(3, 6, dtype=dtype), torch.randint(3, (3,))
-    if kind == "layerwise":
-        memory = LayerwiseMemory(model, threshold=1.0)
-        memory.add_task([xa])
-        assert all(U.dtype == torch.float32 for U in memory.bases)
-        probe = model[0]  # GPM keeps each covered layer's old pre-activations
-    else:
-        memory = DenseMemory(model.parameters(), k_per_task=3)
-        memory.add_task(model, xa, ya)  # OGD-GTL: the old samples' true-class logits stay put to first order
-        assert memory.basis.dtype == torch.float32
-        probe = model
+    xa = torch.randn(3, 6, dtype=dtype)
+    memory = LayerwiseMemory(model, threshold=1.0)
+    memory.add_task([xa])
+    assert all(U.dtype == torch.float32 for U in memory.bases)
     free, guarded = _model(dtype), model
     free.load_state_dict(model.state_dict())
-    before = probe(xa).detach().float()
-    free_probe = free[0] if kind == "layerwise" else free
+    before = model[0](xa).detach().float()
     for net, opt in (
         (guarded, ForgettingGuard(torch.optim.SGD(guarded.parameters(), lr=LR), memory)),
         (free, torch.optim.SGD(free.parameters(), lr=LR)),
@@ -42,10 +35,37 @@ def test_a_guarded_low_precision_step_keeps_the_old_outputs_to_that_precision(dt
         opt.zero_grad()
         nn.functional.cross_entropy(net(torch.randn(8, 6, dtype=dtype)).float(), torch.randint(3, (8,))).backward()
         opt.step()
-    moved_free = (free_probe(xa).detach().float() - before).abs().max().item()
-    moved = probe(xa).detach().float() - before
-    if kind == "dense":
-        moved = moved.gather(1, ya[:, None])
+    moved_free = (free[0](xa).detach().float() - before).abs().max().item()
+    moved = (model[0](xa).detach().float() - before).abs().max().item()
     eps = torch.finfo(dtype).eps
-    assert moved_free > 30 * eps * before.abs().max().item()  # the unguarded step moves them well beyond rounding
-    assert moved.abs().max().item() <= max(0.05 * moved_free, 8 * eps * before.abs().max().item())
+    assert moved_free > 20 * eps * before.abs().max().item()  # the unguarded step moves them well beyond rounding
+    assert moved <= max(0.05 * moved_free, 8 * eps * before.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_guarded_low_precision_dense_step_is_orthogonal_to_the_memory_up_to_rounding(dtype) -> None:
+    """OGD-GTL's guarantee is first order: the step taken, ``w1 - w0``, is orthogonal to the stored directions
+    (eq. 12) up to the rounding of ``w1`` to the dtype, ``||Q^T (w1 - w0)|| <= eps ||w1||``. (The old logits
+    themselves move at second order, which a large step makes visible: that is not what OGD promises.)"""
+    model = _model(dtype)
+    xa, ya = torch.randn(3, 6, dtype=dtype), torch.randint(3, (3,))
+    memory = DenseMemory(model.parameters(), k_per_task=3)
+    memory.add_task(model, xa, ya)
+    assert memory.basis.dtype == torch.float32
+    free = _model(dtype)
+    free.load_state_dict(model.state_dict())
+    w0 = [p.detach().float().clone() for p in model.parameters()]
+    residuals, rounding = [], []
+    for net, opt in (
+        (model, ForgettingGuard(torch.optim.SGD(model.parameters(), lr=LR), memory)),
+        (free, torch.optim.SGD(free.parameters(), lr=LR)),
+    ):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(torch.randn(8, 6, dtype=dtype)).float(), torch.randint(3, (8,))).backward()
+        opt.step()
+        w1 = [p.detach().float() for p in net.parameters()]
+        residuals.append(memory.residual([a - b for a, b in zip(w1, w0, strict=True)]))
+        rounding.append(torch.finfo(dtype).eps * sum(float(t.pow(2).sum()) for t in w1) ** 0.5)
+    guarded, free_residual = residuals
+    assert free_residual > 5 * rounding[1]  # the unguarded step has a large component along the memory
+    assert guarded <= rounding[0]

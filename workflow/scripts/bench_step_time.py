@@ -101,9 +101,9 @@ def layerwise_twin(s: Setup) -> tuple[list[torch.Tensor], LayerwiseMemory]:
     return params, memory
 
 
-def _kept_guard(s: Setup, impl: str) -> Callable[[], object]:
+def _kept_guard(s: Setup, impl: str, check_finite: bool = True) -> Callable[[], object]:
     params, memory = layerwise_twin(s)
-    return ForgettingGuard(_adamw(params, impl), memory, reuse_coefficients=True).step
+    return ForgettingGuard(_adamw(params, impl), memory, reuse_coefficients=True, check_finite=check_finite).step
 
 
 def _adamw(params, impl: str) -> torch.optim.Optimizer:
@@ -123,14 +123,29 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
         "HybridAdamW + dense projection": lambda: HybridAdamW(s.params, lr=1e-4, memory=s.dense).step,
         f"Guard(AdamW {ref}) layer-wise update": lambda: ForgettingGuard(_adamw(s.params, ref), s.layerwise).step,
         f"Guard(AdamW {ref}) layer-wise update, Q^T w kept": lambda: _kept_guard(s, ref),
+        f"Guard(AdamW {ref}) layer-wise update, Q^T w kept, no finite check": lambda: _kept_guard(s, ref, False),
         f"Guard(AdamW {ref}) dense update": lambda: ForgettingGuard(_adamw(s.params, ref), s.dense).step,
         "GPM: Guard(SGD) layer-wise gradient": lambda: ForgettingGuard(sgd(), s.layerwise, project="gradient").step,
         "OGD: Guard(SGD) dense gradient": lambda: ForgettingGuard(sgd(), s.dense, project="gradient").step,
         "layer-wise projection alone": lambda: _projection(s.layerwise, s.params),
+        "layer-wise projection alone, per-layer BLAS": lambda: _projection(_blas_twin(s.layerwise), s.params),
         "dense projection alone": lambda: _projection(s.dense, s.params),
         "dense projection, naive: flat g, Q (n x k)": lambda: _naive_dense_projection(s.dense),
     }
     return out
+
+
+def _blas_twin(memory: LayerwiseMemory) -> LayerwiseMemory:
+    """The same bases, projected layer by layer with BLAS (``backend="torch"``)."""
+    twin = LayerwiseMemory(memory.model, backend="torch")
+    twin.load_state_dict(memory.state_dict())
+    return twin
+
+
+def layerwise_backend(memory: LayerwiseMemory) -> str:
+    """Which path the layer-wise rows took: the grouped Triton kernel or per-layer BLAS."""
+    plan, _ = memory._grouped(memory.params)
+    return "torch (per-layer BLAS)" if plan is None else "triton (grouped kernel)"
 
 
 def _projection(memory, params: list[torch.Tensor]) -> Callable[[], object]:
@@ -203,6 +218,7 @@ def run(
 TARGETS = {  # row -> the ratio it must not exceed (issue 4)
     "Guard(AdamW fused) layer-wise update": 1.3,
     "Guard(AdamW fused) layer-wise update, Q^T w kept": 1.3,
+    "Guard(AdamW fused) layer-wise update, Q^T w kept, no finite check": 1.3,
     "dense projection / bandwidth limit 2*k*n*bytes/bw": 1.25,
 }
 
@@ -236,6 +252,7 @@ def measure(
     from provenance import provenance
 
     rows = run(preset, k, device, warmup, iters, repeats, bandwidth)
+    backend = layerwise_backend(build("tiny", 1, device).layerwise)
     return {
         "what": "optimizer step time relative to AdamW in the same run (bench_step_time.py)",
         "preset": preset,
@@ -243,6 +260,7 @@ def measure(
         "k": k,
         "device": device.type,
         "device_name": device_name(device),
+        "layerwise_backend": backend,
         "timing": {"warmup": warmup, "iters": iters, "repeats": repeats, "statistic": "median"},
         "ratios": dict(rows),
         "targets": target_checks(rows),
@@ -256,11 +274,43 @@ def report(record: dict) -> str:
     width = max(len(name) for name in ratios)
     head = f"# {record['preset']}: {record['n_params'] / 1e6:.1f}M parameters, k = {record['k']}, "
     lines = [head + f"{record['device_name']}, float32; ratios only"]
+    lines.append(f"# layer-wise memory: {record.get('layerwise_backend', 'torch (per-layer BLAS)')}")
     lines += [f"{name:<{width}}  {ratio:6.2f}x" for name, ratio in ratios.items()]
     for check in record["targets"]:
         verdict = "met" if check["met"] else "NOT met"
         lines.append(f"target: {check['row']} <= {check['limit']}x: {verdict} ({check['ratio']:.2f}x)")
     return "\n".join(lines)
+
+
+def profile_rows(preset: str, k: int, device: torch.device, names: list[str], top: int = 12) -> str:
+    """A kernel-level breakdown (torch.profiler) of a few rows: where a step's time goes, and whether the host
+    (Python and launches) or the device is the bottleneck. For development; the record holds ratios only."""
+    from torch.profiler import ProfilerActivity, profile
+
+    s = build(preset, k, device)
+    fused_ok = device.type == "cuda"
+    factories = candidates(s, fused_ok)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    out = []
+    for name in names:
+        fn = factories[name]()
+        for _ in range(3):
+            fn()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            fn()
+        host = (time.perf_counter() - t0) / 10  # time to issue a step (no synchronisation inside the loop)
+        _sync(device)
+        wall = (time.perf_counter() - t0) / 10
+        with profile(activities=activities) as prof:
+            for _ in range(5):
+                fn()
+            _sync(device)
+        out.append(f"## {name}: host issue {host * 1e3:.3f} ms/step, wall {wall * 1e3:.3f} ms/step")
+        out.append(prof.key_averages().table(sort_by=sort, row_limit=top))
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -273,11 +323,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s; default: measured by a copy")
     parser.add_argument("--out", type=Path, default=None, help="also write the record as JSON here")
+    parser.add_argument("--profile", nargs="*", default=None, metavar="ROW", help="kernel breakdown of these rows")
     args = parser.parse_args()
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
     device = torch.device(args.device)
     preset = args.preset or default_preset(device)
+    if args.profile is not None:
+        print(profile_rows(preset, args.k, device, args.profile))
+        return
     record = measure(preset, args.k, device, args.warmup, args.iters, args.repeats, args.bandwidth)
     print(report(record))
     if args.out is not None:

@@ -17,6 +17,13 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+def _optional_version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
 def provenance() -> dict[str, Any]:
     """Git commit (and whether the tree had uncommitted changes), versions, platform and UTC time."""
     import numpy
@@ -32,6 +39,7 @@ def provenance() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": numpy.__version__,
+        "triton": _optional_version("triton"),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "torch_threads": torch.get_num_threads(),

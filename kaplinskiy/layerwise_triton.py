@@ -1,0 +1,105 @@
+"""The Triton kernel of :mod:`kaplinskiy.layerwise_kernel` (eq. 11 for many layers in one launch).
+
+One program takes ``BM`` rows of one layer (which layer and which rows: ``blocks``; the layer's addresses,
+strides, sizes and rank: its row of ``table``, see ``RowPlan``), forms ``C = D_W U_w + d_b u_b^T`` over the
+full width, optionally subtracts a reference ``C_ref``, stores ``C`` and/or applies ``D <- D - C U^T``. Imported
+only where Triton is installed; ``tl`` is a module global so that Triton's CPU interpreter can run it.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def layer_rows(
+    table,
+    blocks,
+    ref_base,
+    out_base,
+    DTYPE: tl.constexpr,  # 0 float32, 1 bfloat16, 2 float16
+    COMPUTE: tl.constexpr,  # C = D U (+ bias); else C = C_ref
+    HAS_REF: tl.constexpr,  # C -= C_ref
+    STORE: tl.constexpr,  # write C
+    APPLY: tl.constexpr,  # D -= C U^T
+    BM: tl.constexpr,
+    BK: tl.constexpr,
+    BR: tl.constexpr,
+    LAYOUT: tl.constexpr,  # 0: any strides; 1: row-major (unit column stride); 2: column-major (HF Conv1D)
+    ALIGNED: tl.constexpr,  # addresses and strides allow 16-byte vector access
+):
+    if DTYPE == 0:
+        elem = tl.float32
+    elif DTYPE == 1:
+        elem = tl.bfloat16
+    else:
+        elem = tl.float16
+    pid = tl.program_id(0)
+    layer = tl.load(blocks + 2 * pid)
+    row0 = tl.load(blocks + 2 * pid + 1)
+    entry = table + layer * 12
+    w_addr = tl.load(entry + 0)
+    s_row, s_col = tl.load(entry + 1), tl.load(entry + 2)
+    if ALIGNED:
+        w_addr = tl.multiple_of(w_addr, 16)
+        if LAYOUT == 1:
+            s_row = tl.multiple_of(s_row, 4)
+        if LAYOUT == 2:
+            s_col = tl.multiple_of(s_col, 4)
+    w = w_addr.to(tl.pointer_type(elem))
+    rows, cols = tl.load(entry + 3), tl.load(entry + 4)
+    b_addr = tl.load(entry + 5)
+    u = tl.load(entry + 6).to(tl.pointer_type(tl.float32))
+    r = tl.load(entry + 7)
+    c_off, c_srow, c_scol = tl.load(entry + 8), tl.load(entry + 9), tl.load(entry + 10)
+    u_t = tl.load(entry + 11).to(tl.pointer_type(tl.float32))
+    m = row0 + tl.arange(0, BM)
+    m_ok = m < rows
+    j = tl.arange(0, BR)
+    j_ok = j < r
+    c_idx = c_off + m[:, None] * c_srow + j[None, :] * c_scol
+    c_ok = m_ok[:, None] & j_ok[None, :]
+    has_b = b_addr != 0
+    if COMPUTE:
+        acc = tl.zeros((BM, BR), dtype=tl.float32)
+        for k0 in range(0, cols, BK):
+            k = k0 + tl.arange(0, BK)
+            k_ok = k < cols
+            x = tl.load(_tile(w, m, k, s_row, s_col, LAYOUT), mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+            uk = tl.load(u + k[:, None] * r + j[None, :], mask=k_ok[:, None] & j_ok[None, :], other=0.0)
+            acc = tl.dot(x.to(tl.float32), uk, acc, input_precision="ieee")
+        if has_b:
+            u_b = tl.load(u + cols * r + j, mask=j_ok, other=0.0)  # the bias row of U (an input of 1)
+            bias = tl.load(b_addr.to(tl.pointer_type(elem)) + m, mask=m_ok, other=0.0).to(tl.float32)
+            acc += bias[:, None] * u_b[None, :]
+        if HAS_REF:
+            acc -= tl.load(ref_base + c_idx, mask=c_ok, other=0.0)
+    else:
+        acc = tl.load(ref_base + c_idx, mask=c_ok, other=0.0)
+    if STORE:
+        tl.store(out_base + c_idx, acc, mask=c_ok)
+    if APPLY:
+        for k0 in range(0, cols, BK):
+            k = k0 + tl.arange(0, BK)
+            k_ok = k < cols
+            ptrs = _tile(w, m, k, s_row, s_col, LAYOUT)
+            ok = m_ok[:, None] & k_ok[None, :]
+            # U^T row-major (r x cols, +1 with a bias): a tile contiguous along k, no transpose in registers
+            ut_ptrs = u_t + j[:, None] * (cols + has_b.to(tl.int64)) + k[None, :]
+            ut = tl.load(ut_ptrs, mask=j_ok[:, None] & k_ok[None, :], other=0.0)
+            x = tl.load(ptrs, mask=ok, other=0.0).to(tl.float32) - tl.dot(acc, ut, input_precision="ieee")
+            tl.store(ptrs, x.to(elem), mask=ok)
+        if has_b:
+            u_b = tl.load(u + cols * r + j, mask=j_ok, other=0.0)
+            bias_ptrs = b_addr.to(tl.pointer_type(elem)) + m
+            bias = tl.load(bias_ptrs, mask=m_ok, other=0.0).to(tl.float32) - tl.sum(acc * u_b[None, :], axis=1)
+            tl.store(bias_ptrs, bias.to(elem), mask=m_ok)
+
+
+@triton.jit
+def _tile(w, m, k, s_row, s_col, LAYOUT: tl.constexpr):
+    """The addresses of the ``rows m x columns k`` tile of a layer's matrix."""
+    if LAYOUT == 1:
+        return w + m[:, None] * s_row + k[None, :]
+    if LAYOUT == 2:
+        return w + m[:, None] + k[None, :] * s_col
+    return w + m[:, None] * s_row + k[None, :] * s_col

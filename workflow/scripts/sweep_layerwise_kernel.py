@@ -1,0 +1,71 @@
+"""Development sweep of the grouped layer-wise Triton kernel (kaplinskiy/layerwise_kernel.py) on a GPU.
+
+For GPT-2 124M shapes with k = 16 basis vectors per layer, checks each variant against the per-layer BLAS
+projection, then times ``project_``, ``restore_``, ``coefficients`` and ``subtract_`` as CUDA-graph replays
+(device time alone, no host overhead) and in passes over the covered weights at the copy bandwidth measured in
+the same run. The chosen block sizes are the defaults of ``layerwise_kernel``; the runs that chose them are in
+workflow/records/step_time/h100_kernel_notes.md.
+
+    PYTHONPATH=. python workflow/scripts/sweep_layerwise_kernel.py
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+import triton.testing
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_step_time as bench
+
+import kaplinskiy.layerwise_kernel as lk
+
+VARIANTS = [(16, 64, 4), (16, 128, 4), (32, 64, 4), (32, 128, 4), (64, 64, 4), (64, 128, 8)]  # BM, BK, warps
+
+
+def median_ms(fn) -> float:
+    return triton.testing.do_bench(fn, warmup=30, rep=200, return_mode="median")
+
+
+def device_ms(fn) -> float:
+    """Median time of ``fn`` replayed from a CUDA graph: the device's work alone."""
+    fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return median_ms(graph.replay)
+
+
+def main() -> None:
+    s = bench.build("gpt2-124m", 16, torch.device("cuda"))
+    mem, blas = s.layerwise, bench._blas_twin(s.layerwise)
+    grads = [p.grad.clone() for p in s.params]
+    expected = [g.clone() for g in grads]
+    blas.project_(expected)
+    covered = sum(m.weight.numel() for m in mem.layers if not isinstance(m, torch.nn.Embedding))
+    x = torch.empty(2**28, device="cuda")
+    y = torch.empty_like(x)
+    bandwidth = 2 * x.numel() * 4 / (median_ms(lambda: y.copy_(x)) * 1e-3)
+    one = covered * 4 / bandwidth * 1e3
+    print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; one pass over {covered / 1e6:.1f}M weights: {one:.3f} ms")
+    print(f"per-layer BLAS project_: {device_ms(lambda: blas.project_(grads)):.3f} ms of device time")
+    reference = mem.coefficients(s.params)
+    for bm, bk, warps in VARIANTS:
+        lk._BM, lk._BK, lk._WARPS = bm, bk, warps
+        mem._plan_key = None
+        g = [t.clone() for t in grads]
+        mem.project_(g)
+        err = max(float((a - b).abs().max()) for a, b in zip(g, expected, strict=True))
+        times = {
+            "project_": device_ms(lambda: mem.project_(grads)),
+            "restore_": device_ms(lambda: mem.restore_(s.params, reference)),
+            "coefficients": device_ms(lambda: mem.coefficients(s.params)),
+            "subtract_": device_ms(lambda: mem.subtract_(grads, reference)),
+        }
+        cells = ", ".join(f"{k} {t:.3f} ms ({t / one:.1f} passes)" for k, t in times.items())
+        print(f"BM={bm:3d} BK={bk:3d} warps={warps}: max |kernel - BLAS| {err:.1e}; {cells}")
+
+
+if __name__ == "__main__":
+    main()
