@@ -41,6 +41,7 @@ def test_record_holds_ratios_targets_and_provenance(tmp_path, monkeypatch, capsy
     assert all(isinstance(t["met"], bool) and t["met"] == (t["ratio"] <= t["limit"]) for t in record["targets"])
     assert record["ratios"][next(iter(record["ratios"]))] == 1.0
     assert record["provenance"]["torch"] == torch.__version__
+    assert len(record["provenance"]["source_sha256"]) == 64  # names the code where .git is stale or absent
     assert "target: dense projection" in capsys.readouterr().out
 
 

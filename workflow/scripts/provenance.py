@@ -24,6 +24,17 @@ def _optional_version(module: str) -> str | None:
         return None
 
 
+def source_digest() -> str:
+    """SHA-256 over the library's and the workflow scripts' Python sources (paths and contents, sorted): names
+    the code even where ``.git`` is absent or stale (a copy of the working tree on another machine)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*ROOT.glob("kaplinskiy/**/*.py"), *ROOT.glob("workflow/scripts/*.py")]):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def provenance() -> dict[str, Any]:
     """Git commit (and whether the tree had uncommitted changes), versions, platform and UTC time."""
     import numpy
@@ -35,6 +46,7 @@ def provenance() -> dict[str, Any]:
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
+        "source_sha256": source_digest(),
         "kaplinskiy": kaplinskiy.__version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
