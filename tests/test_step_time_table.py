@@ -62,3 +62,17 @@ def test_a_preset_note_travels_into_the_machine_description() -> None:
     assert "did not fit" not in machine(record)
     record["preset_note"] = "gpt2-124m did not fit in this GPU's memory; cpu-small measured instead"
     assert machine(record).endswith("gpt2-124m did not fit in this GPU's memory; cpu-small measured instead")
+
+
+def test_a_cuda_record_names_its_layerwise_path_and_compares_it_with_per_layer_blas() -> None:
+    from tab_step_time import GROUPED, PER_LAYER
+
+    record = _record("cuda", "NVIDIA H100", 1.2, 1.1)
+    assert "kernel" not in gpu_sentence([record])  # an older record, without the rows: no clause
+    record["layerwise_backend"] = "triton (grouped kernel)"
+    record["ratios"] |= {GROUPED: 0.66, PER_LAYER: 2.64}
+    sentence = gpu_sentence([record])
+    assert "layer-wise memory by triton (grouped kernel)" in sentence
+    assert "in 0.25 of the time of per-layer BLAS calls (0.66$\\times$ against 2.64$\\times$ fused AdamW)" in sentence
+    record["layerwise_backend"] = "torch (per-layer BLAS)"  # both rows took the same path: nothing to compare
+    assert "of the time of" not in gpu_sentence([record])
