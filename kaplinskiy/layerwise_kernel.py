@@ -113,7 +113,10 @@ class RowPlan:
         row_unit = all(row[1] == 1 for row in rows)
         self.layout = 1 if col_unit else 2 if row_unit else 0
         vec = 16 // layers[0].w.element_size()
-        self.aligned = all(row[0] % 16 == 0 and row[1 if col_unit else 2] % vec == 0 for row in rows)
+        unit = 4 if col_unit else 3  # the contiguous extent: columns (row-major) or rows (column-major)
+        self.aligned = all(
+            row[0] % 16 == 0 and row[1 if col_unit else 2] % vec == 0 and row[unit] % 4 == 0 for row in rows
+        )
 
     def run(
         self, *, compute: bool, reference: Tensor | None = None, store: bool = False, apply: bool = False

@@ -47,6 +47,11 @@ def layer_rows(
             s_col = tl.multiple_of(s_col, 4)
     w = w_addr.to(tl.pointer_type(elem))
     rows, cols = tl.load(entry + 3), tl.load(entry + 4)
+    if ALIGNED:  # a mask bound that is a multiple of 4 keeps the masked loads 16 bytes wide
+        if LAYOUT == 1:
+            cols = tl.multiple_of(cols, 4)
+        if LAYOUT == 2:
+            rows = tl.multiple_of(rows, 4)
     b_addr = tl.load(entry + 5)
     u = tl.load(entry + 6).to(tl.pointer_type(tl.float32))
     r = tl.load(entry + 7)

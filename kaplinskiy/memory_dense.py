@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .dense_kernel import DensePlan
+from .layerwise_kernel import grouped_kernel_available
 from .per_sample import ground_truth_logit, per_sample_gradients
 
 __all__ = ["DenseMemory", "orthonormal_extension"]
@@ -62,6 +64,9 @@ class DenseMemory:
             (default ``sqrt(eps)`` of the basis dtype).
         dtype: storage dtype of the basis (default: the parameters' dtype, at least float32: a basis kept in
             bfloat16 or float16 would not stay orthonormal, and QR does not run in them).
+        backend: ``"auto"`` projects all tensors in two grouped Triton launches on CUDA when Triton is installed
+            and the basis is float32 (:mod:`kaplinskiy.dense_kernel`), else tensor by tensor with BLAS;
+            ``"torch"`` always uses BLAS; ``"triton"`` requires the grouped kernels.
     """
 
     def __init__(
@@ -72,7 +77,13 @@ class DenseMemory:
         max_vectors: int | None = None,
         drop_tol: float | None = None,
         dtype: torch.dtype | None = None,
+        backend: str = "auto",
     ) -> None:
+        if backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"Invalid backend: {backend}")
+        self.backend = backend
+        self._plan: DensePlan | None = None
+        self._plan_key: tuple[object, ...] | None = None
         self.params = list(params)
         if len(self.params) == 0:
             raise ValueError("Invalid params: the memory needs at least one parameter")
@@ -143,9 +154,30 @@ class DenseMemory:
         G = per_sample_gradients(model, fn, inputs, targets, self.params, chunk_size=chunk_size)
         return self.add_directions(G.T)
 
+    def _grouped(self, tensors: Sequence[Tensor]) -> DensePlan | None:
+        """The grouped kernels' plan for these tensors, kept while they and the basis are the same objects."""
+        usable = grouped_kernel_available(tensors[0].device, interpreted=self.backend == "triton")
+        eligible = usable and self.dtype == torch.float32 and all(t.is_contiguous() for t in tensors)
+        eligible = eligible and len({t.dtype for t in tensors}) == 1
+        if self.backend == "torch" or not eligible:
+            if self.backend == "triton":
+                raise RuntimeError(
+                    "backend='triton' needs Triton, CUDA tensors (or TRITON_INTERPRET=1), a float32 "
+                    "basis and contiguous tensors of one dtype"
+                )
+            return None
+        key = (tuple(map(Tensor.data_ptr, tensors)), id(self._directions))
+        if self._plan_key != key:
+            self._plan = DensePlan(tensors, self._directions)
+            self._plan_key = key  # the plan keeps the directions alive: the id stays unique
+        return self._plan
+
     @torch.no_grad()
     def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """``[Q^T d]`` for the tensors ``d`` aligned with ``params`` (linear in ``d``; one read of ``Q``)."""
+        plan = self._grouped(tensors) if self.rank else None
+        if plan is not None:
+            return [plan.coefficients()]
         coef = self._directions.new_zeros(self.rank)
         for block, t in zip(self._blocks(), tensors, strict=True):
             coef.addmv_(block, t.reshape(-1).to(block.dtype))
@@ -155,6 +187,10 @@ class DenseMemory:
     def subtract_(self, tensors: Sequence[Tensor], coefficients: Sequence[Tensor]) -> None:
         """``d <- d - Q c`` in place, block by block (one read of ``Q``, no temporary of size ``n``)."""
         (coef,) = coefficients
+        plan = self._grouped(tensors) if self.rank else None
+        if plan is not None:
+            plan.subtract_(coef)
+            return
         for block, t in zip(self._blocks(), tensors, strict=True):
             if t.is_contiguous() and t.dtype == block.dtype:
                 t.view(-1).addmv_(block.T, coef, alpha=-1)

@@ -29,9 +29,7 @@ def _logits_and_targets(output: Tensor | object, target: Tensor) -> tuple[Tensor
     logits = logits.reshape(-1, logits.shape[-1])
     target = target.reshape(-1)
     if target.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"Invalid target: {target.shape[0]} positions for an output with {logits.shape[0]} positions"
-        )
+        raise ValueError(f"Invalid target: {target.shape[0]} positions for an output with {logits.shape[0]} positions")
     return logits, target
 
 

@@ -130,6 +130,7 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
         "layer-wise projection alone": lambda: _projection(s.layerwise, s.params),
         "layer-wise projection alone, per-layer BLAS": lambda: _projection(_blas_twin(s.layerwise), s.params),
         "dense projection alone": lambda: _projection(s.dense, s.params),
+        "dense projection alone, per-tensor BLAS": lambda: _projection(_dense_blas_twin(s.dense), s.params),
         "dense projection, naive: flat g, Q (n x k)": lambda: _naive_dense_projection(s.dense),
     }
     return out
@@ -140,6 +141,19 @@ def _blas_twin(memory: LayerwiseMemory) -> LayerwiseMemory:
     twin = LayerwiseMemory(memory.model, backend="torch")
     twin.load_state_dict(memory.state_dict())
     return twin
+
+
+def _dense_blas_twin(memory: DenseMemory) -> DenseMemory:
+    """The same basis, projected tensor by tensor with BLAS (``backend="torch"``)."""
+    twin = DenseMemory(memory.params, k_per_task=memory.k_per_task, backend="torch")
+    twin.load_state_dict(memory.state_dict())
+    return twin
+
+
+def dense_backend(memory: DenseMemory) -> str:
+    """Which path the dense rows took: the grouped Triton kernels or per-tensor BLAS."""
+    grouped = memory._grouped(memory.params) is not None
+    return "triton (grouped kernels)" if grouped else "torch (per-tensor BLAS)"
 
 
 def layerwise_backend(memory: LayerwiseMemory) -> str:
@@ -252,7 +266,8 @@ def measure(
     from provenance import provenance
 
     rows = run(preset, k, device, warmup, iters, repeats, bandwidth)
-    backend = layerwise_backend(build("tiny", 1, device).layerwise)
+    probe = build("tiny", 1, device)
+    backend, dense = layerwise_backend(probe.layerwise), dense_backend(probe.dense)
     return {
         "what": "optimizer step time relative to AdamW in the same run (bench_step_time.py)",
         "preset": preset,
@@ -261,6 +276,7 @@ def measure(
         "device": device.type,
         "device_name": device_name(device),
         "layerwise_backend": backend,
+        "dense_backend": dense,
         "timing": {"warmup": warmup, "iters": iters, "repeats": repeats, "statistic": "median"},
         "ratios": dict(rows),
         "targets": target_checks(rows),
@@ -275,6 +291,7 @@ def report(record: dict) -> str:
     head = f"# {record['preset']}: {record['n_params'] / 1e6:.1f}M parameters, k = {record['k']}, "
     lines = [head + f"{record['device_name']}, float32; ratios only"]
     lines.append(f"# layer-wise memory: {record.get('layerwise_backend', 'torch (per-layer BLAS)')}")
+    lines.append(f"# dense memory: {record.get('dense_backend', 'torch (per-tensor BLAS)')}")
     lines += [f"{name:<{width}}  {ratio:6.2f}x" for name, ratio in ratios.items()]
     for check in record["targets"]:
         verdict = "met" if check["met"] else "NOT met"

@@ -1,0 +1,76 @@
+"""A dense memory's projection (eq. 11, ``g <- g - Q (Q^T g - c_ref)``) over all parameter tensors in two
+grouped Triton launches, on CUDA.
+
+Per parameter tensor, :class:`~kaplinskiy.DenseMemory` otherwise runs two matrix-vector products (one per
+half of the projection): 300 launches for GPT-2's 148 tensors, several of them too small to stream at full
+bandwidth. Here one launch forms every block's share of the coordinates ``Q^T g`` (then summed in a fixed
+order, so the result does not depend on scheduling) and a second subtracts ``Q c``: two streaming reads of the
+basis, the projection's bandwidth floor ``2 r n``. Kernels in :mod:`kaplinskiy.dense_triton`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["DensePlan"]
+
+_BLOCK, _WARPS = 4096, 8
+_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+
+
+class DensePlan:
+    """The launch table of a fixed list of contiguous tensors over a basis of directions (``r x n``)."""
+
+    def __init__(self, tensors: Sequence[Tensor], directions: Tensor) -> None:
+        dtype = tensors[0].dtype
+        if dtype not in _DTYPES or any(t.dtype != dtype or not t.is_contiguous() for t in tensors):
+            raise ValueError("Invalid tensors: one plan takes contiguous tensors of one floating dtype")
+        if directions.dtype != torch.float32 or not directions.is_contiguous():
+            raise ValueError("Invalid directions: the kernels read a contiguous float32 basis")
+        rows, blocks, offset = [], [], 0
+        for i, t in enumerate(tensors):
+            rows.append([t.data_ptr(), t.numel(), offset])
+            blocks += [(i, s) for s in range(0, t.numel(), _BLOCK)]
+            offset += t.numel()
+        if offset != directions.shape[1]:
+            raise ValueError(f"Invalid tensors: {offset} entries for a basis over {directions.shape[1]}")
+        device = directions.device
+        self.directions, self.dtype = directions, dtype
+        self.table = torch.tensor(rows, dtype=torch.int64, device=device)
+        self.blocks = torch.tensor(blocks, dtype=torch.int64, device=device)
+        vec = 16 // tensors[0].element_size()
+        self.aligned = (
+            vec >= 4 and offset % 4 == 0 and all(p % 16 == 0 and m % 4 == 0 and o % 4 == 0 for p, m, o in rows)
+        )
+
+    def _launch(self, kernel, out: Tensor) -> None:
+        r, n = self.directions.shape
+        kernel[(self.blocks.shape[0],)](
+            self.directions,
+            n,
+            r,
+            self.table,
+            self.blocks,
+            out,
+            DTYPE=_DTYPES[self.dtype],
+            BLOCK=_BLOCK,
+            ALIGNED=self.aligned,
+            num_warps=_WARPS,
+        )
+
+    def coefficients(self) -> Tensor:
+        """``Q^T g`` (float32, length ``r``): per-block shares from one launch, summed in block order."""
+        from .dense_triton import dense_partial_dots
+
+        partial = torch.empty(self.blocks.shape[0], self.directions.shape[0], device=self.directions.device)
+        self._launch(dense_partial_dots, partial)
+        return partial.sum(0)
+
+    def subtract_(self, coefficients: Tensor) -> None:
+        """``g <- g - Q c`` in place, in one launch."""
+        from .dense_triton import dense_apply
+
+        self._launch(dense_apply, coefficients.to(torch.float32).contiguous())

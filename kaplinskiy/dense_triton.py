@@ -1,0 +1,68 @@
+"""The Triton kernels of :mod:`kaplinskiy.dense_kernel` (eq. 11 on a dense memory, every tensor in one launch).
+
+The basis is stored direction by direction (``r x n``, row-major) and a parameter tensor owns the columns
+``[offset, offset + numel)``. One program takes ``BLOCK`` consecutive entries of one tensor (``blocks``: which
+tensor and where; ``table``: its address, size and offset): :func:`dense_partial_dots` writes their share of
+each coordinate ``Q_j^T g`` (summed over programs afterwards, in a fixed order), :func:`dense_apply` subtracts
+``sum_j c_j Q_j`` from them. Each reads the basis once, streaming: the projection reads it twice, its floor.
+Imported only where Triton is installed; ``tl`` is a module global so that Triton's CPU interpreter can run it.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _entries(table, blocks, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    pid = tl.program_id(0)
+    t = tl.load(blocks + 2 * pid)
+    start = tl.load(blocks + 2 * pid + 1)
+    g_addr = tl.load(table + 3 * t)
+    numel = tl.load(table + 3 * t + 1)
+    first = tl.load(table + 3 * t + 2) + start  # the first column of the basis these entries meet
+    if ALIGNED:  # lets the loads be 16 bytes wide (a mask's bound that is a multiple of 4 included)
+        g_addr = tl.multiple_of(g_addr, 16)
+        numel = tl.multiple_of(numel, 4)
+        first = tl.multiple_of(first, 4)
+        start = tl.multiple_of(start, 4)
+    idx = start + tl.arange(0, BLOCK)
+    return pid, g_addr, idx, idx < numel, first + tl.arange(0, BLOCK)
+
+
+@triton.jit
+def dense_partial_dots(
+    directions, n, r, table, blocks, partial, DTYPE: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr
+):
+    if DTYPE == 0:
+        elem = tl.float32
+    elif DTYPE == 1:
+        elem = tl.bfloat16
+    else:
+        elem = tl.float16
+    pid, g_addr, idx, ok, cols = _entries(table, blocks, BLOCK, ALIGNED)
+    g = tl.load(g_addr.to(tl.pointer_type(elem)) + idx, mask=ok, other=0.0).to(tl.float32)
+    q_ptrs = directions + cols
+    for j in range(0, r):  # the pointers advance a row at a time: 64-bit, wherever r * n passes 2^31
+        q = tl.load(q_ptrs, mask=ok, other=0.0)
+        tl.store(partial + pid * r + j, tl.sum(q * g, axis=0))
+        q_ptrs += n
+
+
+@triton.jit
+def dense_apply(
+    directions, n, r, table, blocks, coefficients, DTYPE: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr
+):
+    if DTYPE == 0:
+        elem = tl.float32
+    elif DTYPE == 1:
+        elem = tl.bfloat16
+    else:
+        elem = tl.float16
+    _, g_addr, idx, ok, cols = _entries(table, blocks, BLOCK, ALIGNED)
+    g_ptrs = g_addr.to(tl.pointer_type(elem)) + idx
+    g = tl.load(g_ptrs, mask=ok, other=0.0).to(tl.float32)
+    q_ptrs = directions + cols
+    for j in range(0, r):
+        g -= tl.load(coefficients + j) * tl.load(q_ptrs, mask=ok, other=0.0)
+        q_ptrs += n
+    tl.store(g_ptrs, g.to(elem), mask=ok)

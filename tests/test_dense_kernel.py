@@ -1,0 +1,99 @@
+"""The grouped Triton kernels of a dense memory compute what the per-tensor BLAS path computes (eq. 11).
+
+Runs on CUDA, or on the CPU under Triton's interpreter (``TRITON_INTERPRET=1``, set here when there is no GPU);
+skipped where Triton is not installed (CI installs the CPU torch wheel alone).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # read when Triton is imported: set it first
+triton = pytest.importorskip("triton")
+
+import kaplinskiy.dense_kernel as dense_kernel  # noqa: E402
+from kaplinskiy import DenseMemory  # noqa: E402
+from kaplinskiy.layerwise_kernel import grouped_kernel_available  # noqa: E402
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+pytestmark = pytest.mark.skipif(
+    not grouped_kernel_available(DEVICE, interpreted=True), reason="needs CUDA, or TRITON_INTERPRET=1 before Triton"
+)
+SHAPES = [(7, 5), (300,), (3, 3, 2), (1,), (64, 33)]  # odd sizes: masks at every block's edge
+
+
+@pytest.fixture(autouse=True)
+def _small_blocks(monkeypatch):
+    """Blocks of 64 entries, so that the tensors above span several blocks each (and the interpreter is quick)."""
+    monkeypatch.setattr(dense_kernel, "_BLOCK", 64)
+
+
+def memories(dtype: torch.dtype = torch.float32, r: int = 5) -> tuple[DenseMemory, DenseMemory, list[torch.Tensor]]:
+    """The kernels' memory and BLAS's, with the same random orthonormal basis of ``r`` directions."""
+    params = [torch.randn(s, device=DEVICE, dtype=dtype) for s in SHAPES]
+    kernel, blas = DenseMemory(params, backend="triton"), DenseMemory(params, backend="torch")
+    n = kernel.numel
+    basis = torch.linalg.qr(torch.randn(n, r, device=DEVICE, dtype=torch.float64))[0].float()
+    for m in (kernel, blas):
+        m.load_state_dict({"basis": basis, "n_tasks": 1, "n_dropped": 0})
+    return kernel, blas, params
+
+
+def close(a: list[torch.Tensor], b: list[torch.Tensor], tol: float) -> None:
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x.float(), y.float(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("r", [1, 5, 17])
+def test_project_matches_blas(r: int) -> None:
+    kernel, blas, params = memories(r=r)
+    g = [torch.randn_like(p) for p in params]
+    h = [t.clone() for t in g]
+    close(kernel.coefficients(g), blas.coefficients(h), 1e-5)
+    kernel.project_(g)
+    blas.project_(h)
+    close(g, h, 1e-5)
+    assert blas.residual(g) < 1e-5
+
+
+def test_restore_projects_a_step_without_a_copy() -> None:
+    kernel, blas, params = memories()
+    w0 = [torch.randn_like(p) for p in params]
+    step = [torch.randn_like(p) for p in params]
+    expected = [s.clone() for s in step]
+    blas.project_(expected)
+    w = [a + s for a, s in zip(w0, step, strict=True)]
+    kernel.restore_(w, kernel.coefficients(w0))
+    close(w, [a + s for a, s in zip(w0, expected, strict=True)], 1e-5)
+
+
+def test_a_tensor_left_out_would_be_caught() -> None:
+    """The check has teeth: a gradient the kernel did not touch keeps its component along the memory."""
+    kernel, blas, params = memories()
+    g = [torch.randn_like(p) for p in params]
+    kept = g[2].clone()
+    kernel.project_(g)
+    assert blas.residual(g) < 1e-5
+    g[2] = kept
+    assert blas.residual(g) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_tensors(dtype: torch.dtype) -> None:
+    kernel, blas, params = memories(dtype)
+    g = [torch.randn_like(p) for p in params]
+    h = [t.clone() for t in g]
+    kernel.project_(g)
+    blas.project_(h)
+    close(g, h, 3e-2)
+
+
+def test_auto_uses_the_kernels_on_cuda_only() -> None:
+    kernel, _, params = memories()
+    auto = DenseMemory(params)
+    auto.load_state_dict(kernel.state_dict())
+    assert (auto._grouped(params) is not None) == (DEVICE.type == "cuda")
