@@ -24,27 +24,30 @@ _DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 class DensePlan:
     """The launch table of a fixed list of contiguous tensors over a basis of directions (``r x n``)."""
 
-    def __init__(self, tensors: Sequence[Tensor], directions: Tensor) -> None:
+    def __init__(self, tensors: Sequence[Tensor], directions: Tensor, layout: DensePlan | None = None) -> None:
         dtype = tensors[0].dtype
         if dtype not in _DTYPES or any(t.dtype != dtype or not t.is_contiguous() for t in tensors):
             raise ValueError("Invalid tensors: one plan takes contiguous tensors of one floating dtype")
         if directions.dtype != torch.float32 or not directions.is_contiguous():
             raise ValueError("Invalid directions: the kernels read a contiguous float32 basis")
-        rows, blocks, offset = [], [], 0
-        for i, t in enumerate(tensors):
-            rows.append([t.data_ptr(), t.numel(), offset])
-            blocks += [(i, s) for s in range(0, t.numel(), _BLOCK)]
-            offset += t.numel()
-        if offset != directions.shape[1]:
-            raise ValueError(f"Invalid tensors: {offset} entries for a basis over {directions.shape[1]}")
+        sizes = tuple(t.numel() for t in tensors)
+        if sum(sizes) != directions.shape[1]:
+            raise ValueError(f"Invalid tensors: {sum(sizes)} entries for a basis over {directions.shape[1]}")
         device = directions.device
-        self.directions, self.dtype = directions, dtype
+        self.directions, self.dtype, self.sizes = directions, dtype, sizes
+        offsets = [0]
+        for size in sizes[:-1]:
+            offsets.append(offsets[-1] + size)
+        if layout is not None and layout.sizes == sizes and layout.directions is directions:
+            self.blocks = layout.blocks  # the same sizes: the block list (tens of thousands of rows) is reused
+        else:
+            starts = [(i, s) for i, size in enumerate(sizes) for s in range(0, size, _BLOCK)]
+            self.blocks = torch.tensor(starts, dtype=torch.int64, device=device)
+        rows = [[t.data_ptr(), size, o] for t, size, o in zip(tensors, sizes, offsets, strict=True)]
         self.table = torch.tensor(rows, dtype=torch.int64, device=device)
-        self.blocks = torch.tensor(blocks, dtype=torch.int64, device=device)
         vec = 16 // tensors[0].element_size()
-        self.aligned = (
-            vec >= 4 and offset % 4 == 0 and all(p % 16 == 0 and m % 4 == 0 and o % 4 == 0 for p, m, o in rows)
-        )
+        aligned = all(p % 16 == 0 and m % 4 == 0 and o % 4 == 0 for p, m, o in rows)
+        self.aligned = vec >= 4 and aligned
 
     def _launch(self, kernel, out: Tensor) -> None:
         r, n = self.directions.shape

@@ -168,7 +168,7 @@ class DenseMemory:
             return None
         key = (tuple(map(Tensor.data_ptr, tensors)), id(self._directions))
         if self._plan_key != key:
-            self._plan = DensePlan(tensors, self._directions)
+            self._plan = DensePlan(tensors, self._directions, layout=self._plan)
             self._plan_key = key  # the plan keeps the directions alive: the id stays unique
         return self._plan
 

@@ -97,3 +97,15 @@ def test_auto_uses_the_kernels_on_cuda_only() -> None:
     auto = DenseMemory(params)
     auto.load_state_dict(kernel.state_dict())
     assert (auto._grouped(params) is not None) == (DEVICE.type == "cuda")
+
+
+def test_fresh_tensors_of_the_same_sizes_reuse_the_block_list_and_get_their_own_addresses() -> None:
+    kernel, blas, params = memories()
+    for _ in range(2):  # e.g. gradients reallocated every step
+        g = [torch.randn_like(p) for p in params]
+        h = [t.clone() for t in g]
+        blocks = kernel._plan.blocks if kernel._plan is not None else None
+        kernel.project_(g)
+        blas.project_(h)
+        close(g, h, 1e-5)
+    assert kernel._plan.blocks is blocks
