@@ -84,15 +84,15 @@ class RowLayer:
 class RowPlan:
     """The launch table of a fixed list of layers (their tensors' addresses, strides and bases)."""
 
-    def __init__(self, layers: list[RowLayer]) -> None:
+    def __init__(self, layers: list[RowLayer], layout: RowPlan | None = None) -> None:
         device, dtype = layers[0].w.device, layers[0].w.dtype
         if any(lay.w.dtype != dtype or lay.w.device != device for lay in layers):
             raise ValueError("Invalid layers: one plan takes weights of one dtype on one device")
         if any(lay.rank > MAX_RANK for lay in layers):
             raise ValueError(f"Invalid layers: the grouped kernel takes bases of at most {MAX_RANK} vectors")
         self.layers, self.device, self.dtype = layers, device, dtype
-        rows, blocks, offset = [], [], 0
-        for i, lay in enumerate(layers):
+        rows, offset = [], 0
+        for lay in layers:
             w = lay.w if lay.w.ndim == 2 else lay.w.reshape(lay.w.shape[0], -1)
             s_row, s_col = (w.stride(1), w.stride(0)) if lay.transposed else (w.stride(0), w.stride(1))
             cols = w.shape[0] if lay.transposed else w.shape[1]
@@ -100,14 +100,19 @@ class RowPlan:
             b_addr = lay.b.data_ptr() if lay.b is not None else 0
             rows.append([w.data_ptr(), s_row, s_col, lay.rows, cols, b_addr, lay.U.data_ptr(), lay.rank, offset])
             rows[-1] += [c_srow, c_scol, lay.U_T.data_ptr()]
-            blocks += [(i, r0) for r0 in range(0, lay.rows, _BM)]
             offset += lay.rows * lay.rank
         self.numel = offset
         self.sizes = [lay.rows * lay.rank for lay in layers]
         self.shapes = [lay.coefficient_shape() for lay in layers]
         self._last_split: tuple[Tensor | None, list[Tensor]] = (None, [])
         self.table = torch.tensor(rows, dtype=torch.int64, device=device)
-        self.blocks = torch.tensor(blocks, dtype=torch.int64, device=device)
+        self.row_counts = [lay.rows for lay in layers]
+        if layout is not None and layout.row_counts == self.row_counts and layout.block_rows == _BM:
+            self.blocks = layout.blocks  # the same layers' shapes: the block list (thousands of rows) is reused
+        else:
+            blocks = [(i, r0) for i, n_rows in enumerate(self.row_counts) for r0 in range(0, n_rows, _BM)]
+            self.blocks = torch.tensor(blocks, dtype=torch.int64, device=device)
+        self.block_rows = _BM
         self.block_r = max(16, 1 << (max(lay.rank for lay in layers) - 1).bit_length())
         col_unit = all(row[2] == 1 for row in rows)
         row_unit = all(row[1] == 1 for row in rows)

@@ -303,7 +303,7 @@ class LayerwiseMemory:
                 chosen.append(i)
                 f = self._factors(i)
                 layers.append(RowLayer(w, b, f.contiguous_basis, f.transposed_basis, _is_hf_conv1d(m)))
-            self._plan = RowPlan(layers) if layers else None
+            self._plan = RowPlan(layers, layout=self._plan) if layers else None
             self._plan_layers = frozenset(chosen)
             self._plan_key, self._plan_bases = key, list(self.bases)  # the bases stay alive: ids stay unique
         return self._plan, self._plan_layers
