@@ -70,9 +70,10 @@ def test_a_cuda_record_names_its_layerwise_path_and_compares_it_with_per_layer_b
     record = _record("cuda", "NVIDIA H100", 1.2, 1.1)
     assert "kernel" not in gpu_sentence([record])  # an older record, without the rows: no clause
     record["layerwise_backend"] = "triton (grouped kernel)"
+    record["dense_backend"] = "triton (grouped kernels)"
     record["ratios"] |= {GROUPED: 0.66, PER_LAYER: 2.64}
     sentence = gpu_sentence([record])
-    assert "layer-wise memory by triton (grouped kernel)" in sentence
+    assert "layer-wise memory by triton (grouped kernel), dense memory by triton (grouped kernels)" in sentence
     assert "in 0.25 of the time of per-layer BLAS calls (0.66$\\times$ against 2.64$\\times$ fused AdamW)" in sentence
     record["layerwise_backend"] = "torch (per-layer BLAS)"  # both rows took the same path: nothing to compare
     assert "of the time of" not in gpu_sentence([record])

@@ -34,6 +34,8 @@ def machine(record: dict[str, Any]) -> str:
     where = f"{escape(record['device_name'])}, {escape(record['preset'])} ({record['n_params'] / 1e6:.3g}M parameters)"
     if record["device"] == "cuda" and record.get("layerwise_backend"):
         where += f", layer-wise memory by {escape(record['layerwise_backend'])}"
+    if record["device"] == "cuda" and record.get("dense_backend"):
+        where += f", dense memory by {escape(record['dense_backend'])}"
     note = record.get("preset_note")
     return where if not note else f"{where}; {escape(note)}"
 
