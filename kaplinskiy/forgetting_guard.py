@@ -22,6 +22,7 @@ uninterrupted run to rounding rather than bit for bit (with the flag off, it mat
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
+from .acceptance import Certificate, NonFiniteStepWarning, armijo_on_params, old_task_gradient, skip_step
+from .deferred_check import PendingVerdict, device_verdict, found_inf, takes_found_inf
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
 from .tensor_lists import copy_list, dot, grads_of, sq_norm
@@ -54,6 +56,15 @@ class ForgettingGuard(OptimizerWrapper):
         check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero,
             at the cost of one pass over the gradients and one host synchronisation per step. Turn it off only
             where something else already skips such steps (a ``GradScaler`` does, under mixed precision).
+        defer_check: make that check's decision on the device, without a host synchronisation: the base
+            optimizer skips the step through its ``found_inf`` flag (torch's fused Adam, AdamW and SGD take one)
+            and the warning for a rejected step comes when its verdict reaches the host (a later step, or reading
+            ``certificate``). It needs a base that takes ``found_inf``, update mode without Armijo and a memory
+            without tied weights. Off by default: its CUDA path has not yet been run on a GPU (it is tested on
+            the CPU, where fused AdamW takes ``found_inf`` too). Parameters and state stay bit-identical
+            through a skipped step either way (up to the sign of a zero weight, where a skipped projection
+            subtracts a signed zero; and a skipped first step creates the base optimizer's zero state, as
+            under a GradScaler).
 
     The last step's :class:`~kaplinskiy.Certificate` is ``guard.certificate`` (a dict); it and the step
     counter travel in ``state_dict()["forgetting_guard"]``. The memory has its own ``state_dict``.
@@ -74,6 +85,7 @@ class ForgettingGuard(OptimizerWrapper):
         certify: bool = False,
         reuse_coefficients: bool = False,
         check_finite: bool = True,
+        defer_check: bool = False,
     ) -> None:
         super().__init__(base)
         if project not in _MODES:
@@ -85,9 +97,18 @@ class ForgettingGuard(OptimizerWrapper):
         self.memory = memory
         self.project, self.armijo, self.certify = project, armijo, certify
         self.reuse_coefficients, self.check_finite = reuse_coefficients, check_finite
+        deferrable = check_finite and project == "update" and not armijo and memory.linear_split
+        if defer_check and not (deferrable and takes_found_inf(base)):
+            raise ValueError(
+                "Invalid defer_check: it needs a base optimizer that takes found_inf (torch's fused Adam, AdamW or "
+                "SGD), check_finite, project='update', no Armijo search and a memory without tied weights"
+            )
+        self.defer_check = defer_check
+        self._pending: list[PendingVerdict] = []
         self._kept: tuple[list[tuple[Tensor, int]], list[tuple[Tensor, int]], list[Tensor]] | None = None
         self.c, self.shrink, self.max_trials = c, shrink, max_trials
         self.wrapper_state["certificate"] = None
+        self.wrapper_state["skipped"] = 0
 
     @property
     def guard_state(self) -> dict[str, Any]:
@@ -96,8 +117,34 @@ class ForgettingGuard(OptimizerWrapper):
 
     @property
     def certificate(self) -> dict[str, Any] | None:
-        """The last step's certificate as plain values (``None`` before the first step)."""
+        """The last step's certificate as plain values (``None`` before the first step). With a deferred check,
+        reading it waits for the pending verdicts, so that ``accepted`` is final."""
+        self._settle(wait=True)
         return self.wrapper_state["certificate"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state and the guard's record (pending verdicts are read first)."""
+        self._settle(wait=True)
+        return super().state_dict()
+
+    def _settle(self, *, wait: bool) -> None:
+        """Read the verdicts that have reached the host (all of them, when ``wait``), oldest first: a rejected
+        step warns, is counted in ``guard_state["skipped"]`` and, if it is the last one, marks its certificate."""
+        while self._pending and (wait or self._pending[0].ready()):
+            pending = self._pending.pop(0)
+            bad, zero = pending.read()
+            if bad:
+                warnings.warn(
+                    f"ForgettingGuard: non-finite loss or gradient at step {pending.step}; the step was skipped on "
+                    "the device, parameters and state unchanged",
+                    NonFiniteStepWarning,
+                    stacklevel=3,
+                )
+            if bad or zero:
+                self.guard_state["skipped"] = self.guard_state.get("skipped", 0) + 1
+                cert = self.wrapper_state["certificate"]
+                if cert is not None and cert["step"] == pending.step:
+                    cert.update(accepted=False, eta=0.0, t=0.0)
 
     @torch.no_grad()
     def step(
@@ -121,7 +168,11 @@ class ForgettingGuard(OptimizerWrapper):
                 loss = closure()
         params = self._params()
         grads = [p.grad for p in params if p.grad is not None]
-        if self.check_finite and skip_step(loss, grads, "ForgettingGuard"):
+        verdict = None
+        if self.defer_check:
+            self._settle(wait=False)
+            verdict = device_verdict(loss, grads)
+        elif self.check_finite and skip_step(loss, grads, "ForgettingGuard"):
             return loss
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
@@ -132,6 +183,11 @@ class ForgettingGuard(OptimizerWrapper):
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
         if not self.armijo:
+            if verdict is not None:
+                residual = self._step_in_place(mem, skip=verdict.amax())
+                self._record(None, loss, closure, residual, None, witness)
+                self._pending.append(PendingVerdict(verdict, self.guard_state["step"]))
+                return loss
             if self.project == "gradient" or self.memory.linear_split:
                 residual = self._step_in_place(mem)
             else:  # a projection that does not split into linear halves (tied weights): from a copy
@@ -167,11 +223,12 @@ class ForgettingGuard(OptimizerWrapper):
             self.memory.project_(mem)
         return origin, (self.memory.residual(mem) if self.certify else None)
 
-    def _step_in_place(self, mem: list[Tensor]) -> float | None:
+    def _step_in_place(self, mem: list[Tensor], skip: Tensor | None = None) -> float | None:
         """The full projected step; returns ``||Q^T d||`` when certifying.
 
         In update mode the projection is linear, so ``w1 - Q Q^T (w1 - w0)`` needs only the memory's
-        coordinates of ``w0`` taken before ``base.step()``: no copy of the parameters is made.
+        coordinates of ``w0`` taken before ``base.step()``: no copy of the parameters is made. ``skip`` (a
+        device flag, update mode) is handed to the base optimizer as ``found_inf`` and to the projection.
         """
         if self.project == "gradient":
             grads = [p.grad for p in mem]
@@ -180,8 +237,13 @@ class ForgettingGuard(OptimizerWrapper):
             self.base.step()
             return residual
         before = self._coefficients_before(mem)
-        self.base.step()
-        self.memory.restore_(mem, before)
+        if skip is None:
+            self.base.step()
+            self.memory.restore_(mem, before)
+        else:
+            with found_inf(self.base, skip):
+                self.base.step()
+            self.memory.restore_(mem, before, skip=skip)
         if self.reuse_coefficients:  # Q^T w is back at `before` (Q^T Q = I)
             self._kept = (_stamp(mem), _stamp(self.memory.stored_tensors()), before)
         if not self.certify:

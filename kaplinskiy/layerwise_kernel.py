@@ -124,7 +124,13 @@ class RowPlan:
         )
 
     def run(
-        self, *, compute: bool, reference: Tensor | None = None, store: bool = False, apply: bool = False
+        self,
+        *,
+        compute: bool,
+        reference: Tensor | None = None,
+        store: bool = False,
+        apply: bool = False,
+        skip: Tensor | None = None,
     ) -> Tensor | None:
         """One launch; returns the flat float32 coefficients when ``store``."""
         if not compute and reference is None:
@@ -136,8 +142,10 @@ class RowPlan:
             self.blocks,
             ref,
             out,
+            skip.to(torch.float32) if skip is not None else out,
             DTYPE=_DTYPES[self.dtype],
             COMPUTE=compute,
+            HAS_SKIP=skip is not None,
             HAS_REF=compute and reference is not None,
             STORE=store,
             APPLY=apply,

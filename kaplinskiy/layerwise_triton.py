@@ -16,8 +16,10 @@ def layer_rows(
     blocks,
     ref_base,
     out_base,
+    skip,  # a 0-dim flag: 1 leaves every tensor as it is (a skipped step)
     DTYPE: tl.constexpr,  # 0 float32, 1 bfloat16, 2 float16
     COMPUTE: tl.constexpr,  # C = D U (+ bias); else C = C_ref
+    HAS_SKIP: tl.constexpr,
     HAS_REF: tl.constexpr,  # C -= C_ref
     STORE: tl.constexpr,  # write C
     APPLY: tl.constexpr,  # D -= C U^T
@@ -80,6 +82,8 @@ def layer_rows(
             acc -= tl.load(ref_base + c_idx, mask=c_ok, other=0.0)
     else:
         acc = tl.load(ref_base + c_idx, mask=c_ok, other=0.0)
+    if HAS_SKIP:
+        acc = acc * (1.0 - tl.load(skip))
     if STORE:
         tl.store(out_base + c_idx, acc, mask=c_ok)
     if APPLY:

@@ -39,9 +39,10 @@ class ProjectionMemory(Protocol):
         ``subtract_(w1, coefficients(w1) - coefficients(w0))`` without a copy of ``w0``."""
         ...
 
-    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor]) -> None:
+    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], skip: Tensor | None = None) -> None:
         """``subtract_(t, coefficients(t) - reference)`` in place: the coordinates of ``t`` become ``reference``
-        again. With ``reference = coefficients(w0)``, this projects the step from ``w0`` to ``t`` (eq. 11)."""
+        again. With ``reference = coefficients(w0)``, this projects the step from ``w0`` to ``t`` (eq. 11).
+        ``skip``, a 0-dim device flag, makes it a no-op where it is 1 (a step the base optimizer skipped)."""
         ...
 
     def stored_tensors(self) -> list[Tensor]:

@@ -197,10 +197,12 @@ class DenseMemory:
             else:
                 t.sub_((coef @ block).view(t.shape).to(t.dtype))
 
-    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor]) -> None:
-        """``d <- d - Q (Q^T d - c_ref)``: the coordinates of ``d`` become ``c_ref`` again (eq. 11 on a step)."""
+    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], skip: Tensor | None = None) -> None:
+        """``d <- d - Q (Q^T d - c_ref)``: the coordinates of ``d`` become ``c_ref`` again (eq. 11 on a step);
+        nothing moves where the device flag ``skip`` is 1."""
         if self.rank:
-            self.subtract_(tensors, torch._foreach_sub(self.coefficients(tensors), list(reference)))
+            (coef,) = torch._foreach_sub(self.coefficients(tensors), list(reference))
+            self.subtract_(tensors, [coef if skip is None else coef * (1 - skip.to(coef))])
 
     def project_(self, tensors: Sequence[Tensor]) -> None:
         """Eq. (11) without the sign, in place: ``d <- d - Q (Q^T d)``; reads ``Q`` twice, ``2 r n`` numbers."""

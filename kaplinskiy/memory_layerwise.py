@@ -336,22 +336,25 @@ class LayerwiseMemory:
         self._apply_(tensors, coefficients, compute=False)
 
     @torch.no_grad()
-    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor]) -> None:
+    def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], skip: Tensor | None = None) -> None:
         """``D <- D - (coefficients(D) - C_ref) U^T``: move ``D`` along the memory until its coordinates are
         ``C_ref`` again (an embedding's protected rows are set back). With ``C_ref = coefficients(w0)`` taken
-        before a step, this projects the step ``w1 - w0`` (eq. 11) with no copy of ``w0``.
+        before a step, this projects the step ``w1 - w0`` (eq. 11) with no copy of ``w0``. Where the device flag
+        ``skip`` is 1 (a step the base optimizer skipped), nothing moves.
 
         Valid only when ``linear_split`` (no weight shared by two layers).
         """
-        self._apply_(tensors, reference, compute=True)
+        self._apply_(tensors, reference, compute=True, skip=skip)
 
-    def _apply_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], *, compute: bool) -> None:
+    def _apply_(
+        self, tensors: Sequence[Tensor], reference: Sequence[Tensor], *, compute: bool, skip: Tensor | None = None
+    ) -> None:
         """``D <- D - (C(D) - ref) U^T`` when ``compute``, else ``D <- D - ref U^T``: one layer at a time, or
         every layer the grouped kernel takes in one launch."""
         plan, grouped = self._grouped(tensors)
         if plan is not None:
             flat = plan.flatten([reference[i] for i in sorted(grouped)])
-            plan.run(compute=compute, reference=flat, apply=True)
+            plan.run(compute=compute, reference=flat, apply=True, skip=skip)
         for i, m in enumerate(self.layers):
             if self._size(i) == 0 or i in grouped:
                 continue
@@ -366,6 +369,8 @@ class LayerwiseMemory:
             C = reference[i]
             if compute:
                 C = factors.coefficients(w, b, transposed=transposed) - C.to(factors.U_w.dtype)
+            if skip is not None:
+                C = C * (1 - skip.to(C))
             factors.subtract_(w, b, C, transposed=transposed)
         if self.freeze_uncovered:
             for j, C in zip(self._uncovered, reference[len(self.layers) :], strict=True):

@@ -39,7 +39,7 @@ def device_ms(fn) -> float:
 
 def main() -> None:
     s = bench.build("gpt2-124m", 16, torch.device("cuda"))
-    mem, blas = s.layerwise, bench._blas_twin(s.layerwise)
+    mem, blas = s.layerwise, bench._twin(s.layerwise, "torch")
     grads = [p.grad.clone() for p in s.params]  # timed in place: projected again and again
     original = [g.clone() for g in grads]
     expected = [g.clone() for g in grads]

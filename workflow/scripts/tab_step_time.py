@@ -14,11 +14,13 @@ from latex_format import escape, macro
 GUARD = "Guard(AdamW fused) layer-wise update"
 GUARD_KEPT = "Guard(AdamW fused) layer-wise update, Q^T w kept"
 GUARD_UNCHECKED = "Guard(AdamW fused) layer-wise update, Q^T w kept, no finite check"
+GUARD_DEVICE = "Guard(AdamW fused) layer-wise update, Q^T w kept, device check"
 DENSE_LIMIT = "dense projection / bandwidth limit 2*k*n*bytes/bw"
 GROUPED, PER_LAYER = "layer-wise projection alone", "layer-wise projection alone, per-layer BLAS"
 ROW_LABELS = {  # rows whose names hold math; the others are escaped as they are
     GUARD_KEPT: r"Guard(AdamW fused) layer-wise update, $Q^\top w$ kept",
     GUARD_UNCHECKED: r"Guard(AdamW fused) layer-wise update, $Q^\top w$ kept, no finite check",
+    GUARD_DEVICE: r"Guard(AdamW fused) layer-wise update, $Q^\top w$ kept, device check",
     DENSE_LIMIT: r"dense projection / its bandwidth limit $2kn\,\mathrm{bytes}/\mathrm{bandwidth}$",
 }
 
@@ -61,6 +63,7 @@ def verdicts(record: dict[str, Any]) -> str:
         GUARD: "the guarded layer-wise AdamW step",
         GUARD_KEPT: "the same with $Q^\\top w$ kept",
         GUARD_UNCHECKED: "the same without the finite check",
+        GUARD_DEVICE: "the same with the check made on the device",
         DENSE_LIMIT: "the dense projection against its bandwidth limit",
     }
     parts = []
