@@ -5,8 +5,9 @@ a few dozen at most). As separate BLAS calls they cost 4-5 kernel launches per l
 to fill a GPU, and the host's time to issue them exceeds the device's time to run them (measured on an H100,
 GPT-2 124M shapes: 3.5 ms to issue the projection, 1.3 ms of kernels, against 1.3 ms for the fused AdamW
 step). Here one program takes ``BM`` rows of one layer's matrix, forms their coefficients
-``C = D_W U_w + d_b u_b^T - C_ref`` over the full width, and then subtracts ``C U^T`` from the same rows (their
-second read mostly hits L2): one launch for all layers, two passes over the weights. Products are float32 in
+``C = D_W U_w + d_b u_b^T - C_ref`` over the full width, and then subtracts ``C U^T`` from the same rows: one
+launch for all layers, two or three passes over the weights at best (measured on an H100: 4.5-5 passes' time,
+0.24 of the per-layer BLAS calls'; workflow/records/step_time/h100_kernel_notes.md). Products are float32 in
 IEEE arithmetic (no TF32), whatever the weights' dtype.
 
 Triton is imported on first use: without it (or on the CPU) the memory uses its per-layer BLAS path.
@@ -28,7 +29,6 @@ MAX_RANK = 64  # larger bases make the products compute-bound: per-layer BLAS do
 # (GPT-2 124M shapes, r = 16; 16-row programs beat 32-128, and IEEE float32 beat 3xTF32 there).
 _BM, _BK, _WARPS, _STAGES = 16, 64, 4, 3
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
-_TABLE_COLUMNS = 12
 
 
 @functools.cache

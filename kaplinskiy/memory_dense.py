@@ -166,7 +166,7 @@ class DenseMemory:
                     "basis and contiguous tensors of one dtype"
                 )
             return None
-        key = (tuple(map(Tensor.data_ptr, tensors)), id(self._directions))
+        key = (tuple(map(Tensor.data_ptr, tensors)), tuple(map(Tensor.numel, tensors)), id(self._directions))
         if self._plan_key != key:
             self._plan = DensePlan(tensors, self._directions, layout=self._plan)
             self._plan_key = key  # the plan keeps the directions alive: the id stays unique

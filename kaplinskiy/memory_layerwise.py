@@ -289,7 +289,8 @@ class LayerwiseMemory:
             if self.backend == "triton":
                 raise RuntimeError("backend='triton' needs Triton and CUDA tensors (or TRITON_INTERPRET=1)")
             return None, frozenset()
-        key = (tuple(map(Tensor.data_ptr, tensors)), tuple(t.stride() for t in tensors), tuple(map(id, self.bases)))
+        layout = tuple((t.shape, t.stride()) for t in tensors)
+        key = (tuple(map(Tensor.data_ptr, tensors)), layout, tuple(map(id, self.bases)))
         if self._plan_key != key:
             chosen, layers = [], []
             for i, m in enumerate(self.layers):
