@@ -13,6 +13,7 @@ certificate is read).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -35,8 +36,8 @@ def device_verdict(loss: Tensor | float | None, grads: Sequence[Tensor]) -> Tens
     bad = ~torch.isfinite(peaks).all()
     if isinstance(loss, Tensor):
         bad = bad | ~torch.isfinite(loss.detach().to(peaks.device)).all()
-    elif loss is not None:
-        bad = bad | torch.tensor(not torch.isfinite(torch.tensor(float(loss))), device=peaks.device)
+    elif loss is not None and not math.isfinite(float(loss)):
+        bad = torch.ones_like(bad)
     return torch.stack([bad, (peaks == 0).all() & ~bad]).float()
 
 

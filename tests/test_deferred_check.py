@@ -95,7 +95,8 @@ def test_a_rejected_step_changes_nothing_and_warns_when_its_verdict_arrives(
     assert guard.certificate["accepted"] and not _identical(before, _snapshot(case, guard))
 
 
-def test_a_non_finite_loss_from_the_closure_is_rejected_too() -> None:
+@pytest.mark.parametrize("as_float", [False, True])
+def test_a_non_finite_loss_from_the_closure_is_rejected_too(as_float: bool) -> None:
     case = _case()
     guard = _guard(case, "layerwise", True)
     _backward(case, guard)
@@ -106,7 +107,7 @@ def test_a_non_finite_loss_from_the_closure_is_rejected_too() -> None:
         guard.zero_grad()
         loss = case.loss_b()
         loss.backward()
-        return loss * float("inf")
+        return float("inf") if as_float else loss * float("inf")
 
     with pytest.warns(NonFiniteStepWarning):
         guard.step(closure)
