@@ -201,7 +201,7 @@ class DenseMemory:
         """``d <- d - Q (Q^T d - c_ref)``: the coordinates of ``d`` become ``c_ref`` again (eq. 11 on a step);
         nothing moves where the device flag ``skip`` is 1."""
         if self.rank:
-            (coef,) = torch._foreach_sub(self.coefficients(tensors), list(reference))
+            coef = self.coefficients(tensors)[0] - reference[0]
             self.subtract_(tensors, [coef if skip is None else coef * (1 - skip.to(coef))])
 
     def project_(self, tensors: Sequence[Tensor]) -> None:

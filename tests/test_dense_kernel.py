@@ -1,28 +1,19 @@
 """The grouped Triton kernels of a dense memory compute what the per-tensor BLAS path computes (eq. 11).
 
-Runs on CUDA, or on the CPU under Triton's interpreter (``TRITON_INTERPRET=1``, set here when there is no GPU);
-skipped where Triton is not installed (CI installs the CPU torch wheel alone).
+Runs on CUDA, or on the CPU under Triton's interpreter; skipped where Triton is not installed (CI installs the
+CPU torch wheel alone). The set-up is shared: tests/triton_kernels.py.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from triton_kernels import DEVICE, requires_kernels
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # read when Triton is imported: set it first
-triton = pytest.importorskip("triton")
+import kaplinskiy.dense_kernel as dense_kernel
+from kaplinskiy import DenseMemory
 
-import kaplinskiy.dense_kernel as dense_kernel  # noqa: E402
-from kaplinskiy import DenseMemory  # noqa: E402
-from kaplinskiy.layerwise_kernel import grouped_kernel_available  # noqa: E402
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-pytestmark = pytest.mark.skipif(
-    not grouped_kernel_available(DEVICE, interpreted=True), reason="needs CUDA, or TRITON_INTERPRET=1 before Triton"
-)
+pytestmark = requires_kernels
 SHAPES = [(7, 5), (300,), (3, 3, 2), (1,), (64, 33)]  # odd sizes: masks at every block's edge
 
 

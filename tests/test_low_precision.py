@@ -16,6 +16,20 @@ def _model(dtype: torch.dtype) -> nn.Module:
     return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype)
 
 
+def _step_guarded_and_free(model: nn.Module, memory, dtype: torch.dtype) -> nn.Module:
+    """One large SGD step on a random new-task batch: guarded on ``model``, unguarded on a twin (returned)."""
+    free = _model(dtype)
+    free.load_state_dict(model.state_dict())
+    for net, opt in (
+        (model, ForgettingGuard(torch.optim.SGD(model.parameters(), lr=LR), memory)),
+        (free, torch.optim.SGD(free.parameters(), lr=LR)),
+    ):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(torch.randn(8, 6, dtype=dtype)).float(), torch.randint(3, (8,))).backward()
+        opt.step()
+    return free
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_a_guarded_low_precision_step_keeps_the_old_outputs_to_that_precision(dtype) -> None:
     """GPM's guarantee is exact for the first layer's pre-activations (they are linear in its weights): a guarded
@@ -25,16 +39,8 @@ def test_a_guarded_low_precision_step_keeps_the_old_outputs_to_that_precision(dt
     memory = LayerwiseMemory(model, threshold=1.0)
     memory.add_task([xa])
     assert all(U.dtype == torch.float32 for U in memory.bases)
-    free, guarded = _model(dtype), model
-    free.load_state_dict(model.state_dict())
     before = model[0](xa).detach().float()
-    for net, opt in (
-        (guarded, ForgettingGuard(torch.optim.SGD(guarded.parameters(), lr=LR), memory)),
-        (free, torch.optim.SGD(free.parameters(), lr=LR)),
-    ):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(torch.randn(8, 6, dtype=dtype)).float(), torch.randint(3, (8,))).backward()
-        opt.step()
+    free = _step_guarded_and_free(model, memory, dtype)
     moved_free = (free[0](xa).detach().float() - before).abs().max().item()
     moved = (model[0](xa).detach().float() - before).abs().max().item()
     eps = torch.finfo(dtype).eps
@@ -52,17 +58,10 @@ def test_a_guarded_low_precision_dense_step_is_orthogonal_to_the_memory_up_to_ro
     memory = DenseMemory(model.parameters(), k_per_task=3)
     memory.add_task(model, xa, ya)
     assert memory.basis.dtype == torch.float32
-    free = _model(dtype)
-    free.load_state_dict(model.state_dict())
     w0 = [p.detach().float().clone() for p in model.parameters()]
+    free = _step_guarded_and_free(model, memory, dtype)
     residuals, rounding = [], []
-    for net, opt in (
-        (model, ForgettingGuard(torch.optim.SGD(model.parameters(), lr=LR), memory)),
-        (free, torch.optim.SGD(free.parameters(), lr=LR)),
-    ):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(torch.randn(8, 6, dtype=dtype)).float(), torch.randint(3, (8,))).backward()
-        opt.step()
+    for net in (model, free):
         w1 = [p.detach().float() for p in net.parameters()]
         residuals.append(memory.residual([a - b for a, b in zip(w1, w0, strict=True)]))
         rounding.append(torch.finfo(dtype).eps * sum(float(t.pow(2).sum()) for t in w1) ** 0.5)
