@@ -11,14 +11,17 @@ basis, the projection's bandwidth floor ``2 r n``. Kernels in :mod:`kaplinskiy.d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from .kernel_launch import Launch
+
 __all__ = ["DensePlan"]
 
 _BLOCK, _WARPS = 4096, 8
-_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class DensePlan:
@@ -35,6 +38,7 @@ class DensePlan:
             raise ValueError(f"Invalid tensors: {sum(sizes)} entries for a basis over {directions.shape[1]}")
         device = directions.device
         self.directions, self.dtype, self.sizes = directions, dtype, sizes
+        self.like = tensors[0]  # the kernels read its type only
         offsets = [0]
         for size in sizes[:-1]:
             offsets.append(offsets[-1] + size)
@@ -49,31 +53,24 @@ class DensePlan:
         aligned = all(p % 16 == 0 and m % 4 == 0 and o % 4 == 0 for p, m, o in rows)
         self.aligned = vec >= 4 and aligned
 
-    def _launch(self, kernel, out: Tensor) -> None:
+    def launch(self, kernel: Any, out: Tensor) -> Launch:
+        """``kernel`` (:func:`dense_partial_dots` writing to ``out``, or :func:`dense_apply` reading the
+        coefficients from it) over every block of every tensor."""
         r, n = self.directions.shape
-        kernel[(self.blocks.shape[0],)](
-            self.directions,
-            n,
-            r,
-            self.table,
-            self.blocks,
-            out,
-            DTYPE=_DTYPES[self.dtype],
-            BLOCK=_BLOCK,
-            ALIGNED=self.aligned,
-            num_warps=_WARPS,
-        )
+        args = (self.directions, n, r, self.table, self.blocks, out, self.like)
+        constants = {"BLOCK": _BLOCK, "ALIGNED": self.aligned}
+        return Launch(kernel, (self.blocks.shape[0],), args, constants, {"num_warps": _WARPS})
 
     def coefficients(self) -> Tensor:
         """``Q^T g`` (float32, length ``r``): per-block shares from one launch, summed in block order."""
         from .dense_triton import dense_partial_dots
 
         partial = torch.empty(self.blocks.shape[0], self.directions.shape[0], device=self.directions.device)
-        self._launch(dense_partial_dots, partial)
+        self.launch(dense_partial_dots, partial)()
         return partial.sum(0)
 
     def subtract_(self, coefficients: Tensor) -> None:
         """``g <- g - Q c`` in place, in one launch."""
         from .dense_triton import dense_apply
 
-        self._launch(dense_apply, coefficients.to(torch.float32).contiguous())
+        self.launch(dense_apply, coefficients.to(torch.float32).contiguous())()

@@ -13,34 +13,27 @@ import triton.language as tl
 
 
 @triton.jit
-def _entries(table, blocks, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+def _entries(table, blocks, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
     pid = tl.program_id(0)
     t = tl.load(blocks + 2 * pid)
     start = tl.load(blocks + 2 * pid + 1)
-    g_addr = tl.load(table + 3 * t)
+    g = tl.load(table + 3 * t).to(like.dtype)
     numel = tl.load(table + 3 * t + 1)
     first = tl.load(table + 3 * t + 2) + start  # the first column of the basis these entries meet
-    if ALIGNED:  # lets the loads be 16 bytes wide (a mask's bound that is a multiple of 4 included)
-        g_addr = tl.multiple_of(g_addr, 16)
+    if ALIGNED:  # lets the accesses be 16 bytes wide (a mask's bound that is a multiple of 4 included)
+        g = tl.multiple_of(g, 16)  # on the pointer: a hint on the integer address does not survive the cast
         numel = tl.multiple_of(numel, 4)
         first = tl.multiple_of(first, 4)
         start = tl.multiple_of(start, 4)
     idx = start + tl.arange(0, BLOCK)
-    return pid, g_addr, idx, idx < numel, first + tl.arange(0, BLOCK)
+    return pid, g + idx, idx < numel, first + tl.arange(0, BLOCK)
 
 
 @triton.jit
-def dense_partial_dots(
-    directions, n, r, table, blocks, partial, DTYPE: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr
-):
-    if DTYPE == 0:
-        elem = tl.float32
-    elif DTYPE == 1:
-        elem = tl.bfloat16
-    else:
-        elem = tl.float16
-    pid, g_addr, idx, ok, cols = _entries(table, blocks, BLOCK, ALIGNED)
-    g = tl.load(g_addr.to(tl.pointer_type(elem)) + idx, mask=ok, other=0.0).to(tl.float32)
+def dense_partial_dots(directions, n, r, table, blocks, partial, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """``like``: any tensor of the gradients' dtype (only its type is read)."""
+    pid, g_ptrs, ok, cols = _entries(table, blocks, like, BLOCK, ALIGNED)
+    g = tl.load(g_ptrs, mask=ok, other=0.0).to(tl.float32)
     q_ptrs = directions + cols
     for j in range(0, r):  # the pointers advance a row at a time: 64-bit, wherever r * n passes 2^31
         q = tl.load(q_ptrs, mask=ok, other=0.0)
@@ -49,20 +42,12 @@ def dense_partial_dots(
 
 
 @triton.jit
-def dense_apply(
-    directions, n, r, table, blocks, coefficients, DTYPE: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr
-):
-    if DTYPE == 0:
-        elem = tl.float32
-    elif DTYPE == 1:
-        elem = tl.bfloat16
-    else:
-        elem = tl.float16
-    _, g_addr, idx, ok, cols = _entries(table, blocks, BLOCK, ALIGNED)
-    g_ptrs = g_addr.to(tl.pointer_type(elem)) + idx
+def dense_apply(directions, n, r, table, blocks, coefficients, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """``like``: any tensor of the gradients' dtype (only its type is read)."""
+    _, g_ptrs, ok, cols = _entries(table, blocks, like, BLOCK, ALIGNED)
     g = tl.load(g_ptrs, mask=ok, other=0.0).to(tl.float32)
     q_ptrs = directions + cols
     for j in range(0, r):
         g -= tl.load(coefficients + j) * tl.load(q_ptrs, mask=ok, other=0.0)
         q_ptrs += n
-    tl.store(g_ptrs, g.to(elem), mask=ok)
+    tl.store(g_ptrs, g.to(like.dtype.element_ty), mask=ok)

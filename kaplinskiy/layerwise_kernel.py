@@ -22,13 +22,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_RANK", "RowLayer", "RowPlan", "grouped_kernel_available"]
+from .kernel_launch import Launch
+
+__all__ = ["MAX_RANK", "RowLayer", "RowPlan", "grouped_kernel_available", "padded"]
 
 MAX_RANK = 64  # larger bases make the products compute-bound: per-layer BLAS does those better
 # Rows per program, columns per inner step, warps, pipeline stages: the fastest of 40 variants swept on an H100
 # (GPT-2 124M shapes, r = 16; 16-row programs beat 32-128, and IEEE float32 beat 3xTF32 there).
 _BM, _BK, _WARPS, _STAGES = 16, 64, 4, 3
-_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def padded(x: Tensor, multiple: int = 4) -> Tensor:
+    """A float32 copy of the matrix ``x`` whose rows are padded with zeros to a multiple of ``multiple``."""
+    out = x.new_zeros(x.shape[0], -(-x.shape[1] // multiple) * multiple, dtype=torch.float32)
+    out[:, : x.shape[1]] = x
+    return out
 
 
 @functools.cache
@@ -59,22 +68,21 @@ def _kernel() -> Any:
 @dataclass(frozen=True)
 class RowLayer:
     """One layer as the kernel sees it: ``w`` read as a ``rows x cols`` matrix (``transposed``: stored
-    ``cols x rows``, Hugging Face's Conv1D), its bias or ``None``, and its float32 basis ``U``
-    (``cols (+1 for the bias) x r``, contiguous)."""
+    ``cols x rows``, Hugging Face's Conv1D), its bias or ``None``, and its float32 basis of ``rank`` vectors
+    twice: ``U`` (``cols (+1 for the bias) x r_pad``, contiguous, zero beyond column ``rank``) and ``U_T``
+    (``rank x cols (+1)``, unit column stride, any row stride). Padding both to rows of a multiple of 4 floats
+    (:func:`padded`) lets the kernel read them 16 bytes at a time."""
 
     w: Tensor
     b: Tensor | None
     U: Tensor
-    U_T: Tensor  # U^T, row-major (r x cols+1)
+    U_T: Tensor
     transposed: bool
+    rank: int
 
     @property
     def rows(self) -> int:
         return self.w.shape[1] if self.transposed else self.w.shape[0]
-
-    @property
-    def rank(self) -> int:
-        return self.U.shape[1]
 
     def coefficient_shape(self) -> tuple[int, int]:
         """``C`` is ``rows x r`` (``r x rows`` for a transposed layer, as the BLAS path returns it)."""
@@ -86,10 +94,12 @@ class RowPlan:
 
     def __init__(self, layers: list[RowLayer], layout: RowPlan | None = None) -> None:
         device, dtype = layers[0].w.device, layers[0].w.dtype
-        if any(lay.w.dtype != dtype or lay.w.device != device for lay in layers):
-            raise ValueError("Invalid layers: one plan takes weights of one dtype on one device")
+        if dtype not in _DTYPES or any(lay.w.dtype != dtype or lay.w.device != device for lay in layers):
+            raise ValueError("Invalid layers: one plan takes weights of one floating dtype on one device")
         if any(lay.rank > MAX_RANK for lay in layers):
             raise ValueError(f"Invalid layers: the grouped kernel takes bases of at most {MAX_RANK} vectors")
+        if any(not (lay.U.is_contiguous() and lay.U.shape[1] >= lay.rank and lay.U_T.stride(1) == 1) for lay in layers):
+            raise ValueError("Invalid layers: U must be contiguous with at least rank columns, U_T row-major")
         self.layers, self.device, self.dtype = layers, device, dtype
         rows, offset = [], 0
         for lay in layers:
@@ -99,7 +109,7 @@ class RowPlan:
             c_srow, c_scol = (1, lay.rows) if lay.transposed else (lay.rank, 1)
             b_addr = lay.b.data_ptr() if lay.b is not None else 0
             rows.append([w.data_ptr(), s_row, s_col, lay.rows, cols, b_addr, lay.U.data_ptr(), lay.rank, offset])
-            rows[-1] += [c_srow, c_scol, lay.U_T.data_ptr()]
+            rows[-1] += [c_srow, c_scol, lay.U_T.data_ptr(), lay.U.stride(0), lay.U_T.stride(0)]
             offset += lay.rows * lay.rank
         self.numel = offset
         self.sizes = [lay.rows * lay.rank for lay in layers]
@@ -117,10 +127,19 @@ class RowPlan:
         col_unit = all(row[2] == 1 for row in rows)
         row_unit = all(row[1] == 1 for row in rows)
         self.layout = 1 if col_unit else 2 if row_unit else 0
-        vec = 16 // layers[0].w.element_size()
+        self.vec = 16 // layers[0].w.element_size()
         unit = 4 if col_unit else 3  # the contiguous extent: columns (row-major) or rows (column-major)
-        self.aligned = all(
-            row[0] % 16 == 0 and row[1 if col_unit else 2] % vec == 0 and row[unit] % 4 == 0 for row in rows
+        # 16-byte accesses: the weights' address, their stride and extent along the contiguous axis; the bases'
+        # addresses and row strides (LayerwiseMemory pads them)
+        self.aligned = self.layout != 0 and all(
+            row[0] % 16 == 0
+            and row[1 if col_unit else 2] % self.vec == 0
+            and row[unit] % self.vec == 0
+            and row[6] % 16 == 0
+            and row[11] % 16 == 0
+            and row[12] % 4 == 0
+            and row[13] % 4 == 0
+            for row in rows
         )
 
     def run(
@@ -133,31 +152,41 @@ class RowPlan:
         skip: Tensor | None = None,
     ) -> Tensor | None:
         """One launch; returns the flat float32 coefficients when ``store``."""
+        out = torch.empty(self.numel if store else 1, dtype=torch.float32, device=self.device)
+        self.launch(out, compute=compute, reference=reference, apply=apply, skip=skip, store=store)()
+        return out if store else None
+
+    def launch(
+        self,
+        out: Tensor,
+        *,
+        compute: bool,
+        reference: Tensor | None = None,
+        store: bool = False,
+        apply: bool = False,
+        skip: Tensor | None = None,
+    ) -> Launch:
+        """The launch :meth:`run` makes, writing the coefficients (when ``store``) to ``out``."""
         if not compute and reference is None:
             raise ValueError("Invalid run: without compute, the coefficients come from reference")
-        out = torch.empty(self.numel if store else 1, dtype=torch.float32, device=self.device)
         ref = reference if reference is not None else out
-        _kernel()[(self.blocks.shape[0],)](
-            self.table,
-            self.blocks,
-            ref,
-            out,
-            skip.to(torch.float32) if skip is not None else out,
-            DTYPE=_DTYPES[self.dtype],
-            COMPUTE=compute,
-            HAS_SKIP=skip is not None,
-            HAS_REF=compute and reference is not None,
-            STORE=store,
-            APPLY=apply,
-            BM=_BM,
-            BK=_BK,
-            BR=self.block_r,
-            LAYOUT=self.layout,
-            ALIGNED=self.aligned,
-            num_warps=_WARPS,
-            num_stages=_STAGES,
-        )
-        return out if store else None
+        flag = skip.to(torch.float32) if skip is not None else out
+        constants = {
+            "COMPUTE": compute,
+            "HAS_SKIP": skip is not None,
+            "HAS_REF": compute and reference is not None,
+            "STORE": store,
+            "APPLY": apply,
+            "BM": self.block_rows,
+            "BK": _BK,
+            "BR": self.block_r,
+            "LAYOUT": self.layout,
+            "ALIGNED": self.aligned,
+            "VEC": self.vec,
+        }
+        args = (self.table, self.blocks, ref, out, flag, self.layers[0].w)
+        options = {"num_warps": _WARPS, "num_stages": _STAGES}
+        return Launch(_kernel(), (self.blocks.shape[0],), args, constants, options)
 
     def split(self, flat: Tensor) -> list[Tensor]:
         """The flat coefficients as one view per layer, in the BLAS path's shapes."""

@@ -17,7 +17,7 @@ def layer_rows(
     ref_base,
     out_base,
     skip,  # a 0-dim flag: 1 leaves every tensor as it is (a skipped step)
-    DTYPE: tl.constexpr,  # 0 float32, 1 bfloat16, 2 float16
+    weights,  # any tensor of the weights' dtype: only its type is read
     COMPUTE: tl.constexpr,  # C = D U (+ bias); else C = C_ref
     HAS_SKIP: tl.constexpr,
     HAS_REF: tl.constexpr,  # C -= C_ref
@@ -28,37 +28,31 @@ def layer_rows(
     BR: tl.constexpr,
     LAYOUT: tl.constexpr,  # 0: any strides; 1: row-major (unit column stride); 2: column-major (HF Conv1D)
     ALIGNED: tl.constexpr,  # addresses and strides allow 16-byte vector access
+    VEC: tl.constexpr,  # elements per 16 bytes
 ):
-    if DTYPE == 0:
-        elem = tl.float32
-    elif DTYPE == 1:
-        elem = tl.bfloat16
-    else:
-        elem = tl.float16
+    elem = weights.dtype.element_ty
     pid = tl.program_id(0)
     layer = tl.load(blocks + 2 * pid)
-    row0 = tl.load(blocks + 2 * pid + 1)
-    entry = table + layer * 12
-    w_addr = tl.load(entry + 0)
+    row0 = tl.multiple_of(tl.load(blocks + 2 * pid + 1), BM)  # blocks start every BM rows (RowPlan)
+    entry = table + layer * 14
+    w = tl.load(entry + 0).to(weights.dtype)
     s_row, s_col = tl.load(entry + 1), tl.load(entry + 2)
-    if ALIGNED:
-        w_addr = tl.multiple_of(w_addr, 16)
-        if LAYOUT == 1:
-            s_row = tl.multiple_of(s_row, 4)
-        if LAYOUT == 2:
-            s_col = tl.multiple_of(s_col, 4)
-    w = w_addr.to(tl.pointer_type(elem))
     rows, cols = tl.load(entry + 3), tl.load(entry + 4)
-    if ALIGNED:  # a mask bound that is a multiple of 4 keeps the masked loads 16 bytes wide
-        if LAYOUT == 1:
-            cols = tl.multiple_of(cols, 4)
+    if ALIGNED:  # the hint goes on the pointer itself: one on the integer address does not survive the cast
+        w = tl.multiple_of(w, 16)
+        if LAYOUT == 1:  # and a mask bound that is a multiple of VEC keeps the masked accesses 16 bytes wide
+            s_row, cols = tl.multiple_of(s_row, VEC), tl.multiple_of(cols, VEC)
         if LAYOUT == 2:
-            rows = tl.multiple_of(rows, 4)
+            s_col, rows = tl.multiple_of(s_col, VEC), tl.multiple_of(rows, VEC)
     b_addr = tl.load(entry + 5)
     u = tl.load(entry + 6).to(tl.pointer_type(tl.float32))
     r = tl.load(entry + 7)
     c_off, c_srow, c_scol = tl.load(entry + 8), tl.load(entry + 9), tl.load(entry + 10)
     u_t = tl.load(entry + 11).to(tl.pointer_type(tl.float32))
+    u_stride, ut_stride = tl.load(entry + 12), tl.load(entry + 13)  # U's row: r_pad floats, zero past r
+    if ALIGNED:
+        u, u_t = tl.multiple_of(u, 16), tl.multiple_of(u_t, 16)
+        u_stride, ut_stride = tl.multiple_of(u_stride, 4), tl.multiple_of(ut_stride, 4)
     m = row0 + tl.arange(0, BM)
     m_ok = m < rows
     j = tl.arange(0, BR)
@@ -72,11 +66,12 @@ def layer_rows(
             k = k0 + tl.arange(0, BK)
             k_ok = k < cols
             x = tl.load(_tile(w, m, k, s_row, s_col, LAYOUT), mask=m_ok[:, None] & k_ok[None, :], other=0.0)
-            uk = tl.load(u + k[:, None] * r + j[None, :], mask=k_ok[:, None] & j_ok[None, :], other=0.0)
+            uk_ok = k_ok[:, None] & (j < u_stride)[None, :]  # the padding is read too: zeros, 16-byte loads
+            uk = tl.load(u + k[:, None] * u_stride + j[None, :], mask=uk_ok, other=0.0)
             acc = tl.dot(x.to(tl.float32), uk, acc, input_precision="ieee")
         if has_b:
-            u_b = tl.load(u + cols * r + j, mask=j_ok, other=0.0)  # the bias row of U (an input of 1)
-            bias = tl.load(b_addr.to(tl.pointer_type(elem)) + m, mask=m_ok, other=0.0).to(tl.float32)
+            u_b = tl.load(u + cols * u_stride + j, mask=j_ok, other=0.0)  # the bias row of U (an input of 1)
+            bias = tl.load(b_addr.to(weights.dtype) + m, mask=m_ok, other=0.0).to(tl.float32)
             acc += bias[:, None] * u_b[None, :]
         if HAS_REF:
             acc -= tl.load(ref_base + c_idx, mask=c_ok, other=0.0)
@@ -92,14 +87,15 @@ def layer_rows(
             k_ok = k < cols
             ptrs = _tile(w, m, k, s_row, s_col, LAYOUT)
             ok = m_ok[:, None] & k_ok[None, :]
-            # U^T row-major (r x cols, +1 with a bias): a tile contiguous along k, no transpose in registers
-            ut_ptrs = u_t + j[:, None] * (cols + has_b.to(tl.int64)) + k[None, :]
-            ut = tl.load(ut_ptrs, mask=j_ok[:, None] & k_ok[None, :], other=0.0)
+            # U^T row-major (r x cols (+1), rows padded): a tile contiguous along k, no transpose in registers
+            ut_ptrs = u_t + j[:, None] * ut_stride + k[None, :]
+            ut_ok = j_ok[:, None] & (k < ut_stride)[None, :]  # past cols: bias column, padding; never stored
+            ut = tl.load(ut_ptrs, mask=ut_ok, other=0.0)
             x = tl.load(ptrs, mask=ok, other=0.0).to(tl.float32) - tl.dot(acc, ut, input_precision="ieee")
             tl.store(ptrs, x.to(elem), mask=ok)
         if has_b:
-            u_b = tl.load(u + cols * r + j, mask=j_ok, other=0.0)
-            bias_ptrs = b_addr.to(tl.pointer_type(elem)) + m
+            u_b = tl.load(u + cols * u_stride + j, mask=j_ok, other=0.0)
+            bias_ptrs = b_addr.to(weights.dtype) + m
             bias = tl.load(bias_ptrs, mask=m_ok, other=0.0).to(tl.float32) - tl.sum(acc * u_b[None, :], axis=1)
             tl.store(bias_ptrs, bias.to(elem), mask=m_ok)
 

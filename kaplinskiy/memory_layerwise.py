@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
-from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available
+from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, padded
 
 __all__ = ["LayerwiseMemory", "energy_basis_update"]
 
@@ -303,7 +303,7 @@ class LayerwiseMemory:
                     continue
                 chosen.append(i)
                 f = self._factors(i)
-                layers.append(RowLayer(w, b, f.contiguous_basis, f.transposed_basis, _is_hf_conv1d(m)))
+                layers.append(RowLayer(w, b, f.padded_basis, f.transposed_basis, _is_hf_conv1d(m), f.basis.shape[1]))
             self._plan = RowPlan(layers, layout=self._plan) if layers else None
             self._plan_layers = frozenset(chosen)
             self._plan_key, self._plan_bases = key, list(self.bases)  # the bases stay alive: ids stay unique
@@ -440,16 +440,16 @@ class _BasisFactors:
     U_w: Tensor
     U_w_T: Tensor
     u_b: Tensor | None
-    contiguous_basis: Tensor  # float32, row-major: what the grouped kernel reads
-    transposed_basis: Tensor  # its transpose, row-major
+    padded_basis: Tensor  # float32, rows padded with zeros to a multiple of 4: what the grouped kernel reads
+    transposed_basis: Tensor  # U^T, float32, row-major, rows padded likewise
 
     @classmethod
     def of(cls, U: Tensor, has_bias: bool, dtype: torch.dtype) -> _BasisFactors:
         """Views of ``U`` (or of one cast of it, when the weights have another dtype)."""
         cast = U.to(dtype)
         d_w = U.shape[0] - int(has_bias)
-        flat = U.to(torch.float32).contiguous()
-        return cls(U, cast[:d_w], cast[:d_w].T, cast[d_w] if has_bias else None, flat, flat.T.contiguous())
+        flat_t = padded(U.T)[:, : U.shape[0]]
+        return cls(U, cast[:d_w], cast[:d_w].T, cast[d_w] if has_bias else None, padded(U), flat_t)
 
     def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
         """``C = D_W U_w + d_b u_b^T`` (``out x r``); ``transposed`` for HF Conv1D, whose ``W`` is ``(in, out)``."""
