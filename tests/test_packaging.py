@@ -42,9 +42,10 @@ def test_environment_yml_versions_satisfy_pyproject() -> None:
             assert req.specifier == py[name].specifier, f"{name}: {req.specifier} != {py[name].specifier}"
 
 
-def test_makefile_pins_torch_like_environment_yml() -> None:
-    pin = str(_environment_requirements()["torch"])
-    assert f"TORCH_PIN ?= {pin}" in (ROOT / "Makefile").read_text()
+@pytest.mark.parametrize("name", ["torch", "triton"])
+def test_makefile_pins_like_environment_yml(name: str) -> None:
+    req = _environment_requirements()[name]
+    assert f"{name.upper()}_PIN ?= {req.name}{req.specifier}" in (ROOT / "Makefile").read_text()
 
 
 def test_ci_calls_the_readme_test_command() -> None:

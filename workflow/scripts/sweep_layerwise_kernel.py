@@ -20,7 +20,21 @@ import bench_step_time as bench
 
 import kaplinskiy.layerwise_kernel as lk
 
-VARIANTS = [(16, 64, 4), (16, 128, 4), (32, 64, 4), (32, 128, 4), (64, 64, 4), (64, 128, 8)]  # BM, BK, warps
+# BM, BK, warps, stages; the first is the default. v7's 16-byte accesses may move the best, so wider column steps
+# and more warps are in the list too.
+VARIANTS = [
+    (16, 64, 4, 3),
+    (16, 128, 4, 3),
+    (16, 256, 4, 3),
+    (16, 128, 8, 3),
+    (32, 64, 4, 3),
+    (32, 128, 4, 3),
+    (32, 128, 8, 3),
+    (64, 64, 4, 3),
+    (64, 128, 8, 3),
+    (16, 64, 4, 2),
+    (16, 128, 4, 4),
+]
 
 
 def median_ms(fn) -> float:
@@ -52,8 +66,8 @@ def main() -> None:
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; one pass over {covered / 1e6:.1f}M weights: {one:.3f} ms")
     print(f"per-layer BLAS project_: {device_ms(lambda: blas.project_(grads)):.3f} ms of device time")
     reference = mem.coefficients(s.params)
-    for bm, bk, warps in VARIANTS:
-        lk._BM, lk._BK, lk._WARPS = bm, bk, warps
+    for bm, bk, warps, stages in VARIANTS:
+        lk._BM, lk._BK, lk._WARPS, lk._STAGES = bm, bk, warps, stages
         mem._plan_key = None
         g = [t.clone() for t in original]
         mem.project_(g)
@@ -65,7 +79,7 @@ def main() -> None:
             "subtract_": device_ms(lambda: mem.subtract_(grads, reference)),
         }
         cells = ", ".join(f"{k} {t:.3f} ms ({t / one:.1f} passes)" for k, t in times.items())
-        print(f"BM={bm:3d} BK={bk:3d} warps={warps}: max |kernel - BLAS| {err:.1e}; {cells}")
+        print(f"BM={bm:3d} BK={bk:3d} warps={warps} stages={stages}: max |kernel - BLAS| {err:.1e}; {cells}")
 
 
 if __name__ == "__main__":
