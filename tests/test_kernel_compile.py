@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton (its compiler, not a GPU)"),
-]
+needs_triton = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None, reason="needs Triton (its compiler, not a GPU)"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +40,44 @@ def compile_report(tmp_path_factory: pytest.TempPathFactory, *args: str) -> list
     return kernels
 
 
+def test_access_widths_read_vectors_and_asynchronous_copies() -> None:
+    from compile_kernels import access_widths
+
+    ptx = """
+    ld.global.v4.b32 { %r1, %r2, %r3, %r4 }, [ %rd1 + 0 ];
+    @%p1 ld.global.b64 %rd2, [ %rd3 + 0 ];
+    ld.global.L1::evict_last.v2.b16 { %h1, %h2 }, [ %rd4 + 0 ];
+    @%p2 st.global.v4.b32 [ %rd5 + 0 ], { %r5, %r6, %r7, %r8 };
+    st.global.b32 [ %rd6 + 0 ], { %r9 };
+    cp.async.cg.shared.global [ %r10 + 0 ], [ %rd7 + 0 ], 0x10, %r11;
+    cp.async.ca.shared.global [ %r12 + 0 ], [ %rd8 + 0 ], 0x4, %r13;
+    ld.param.b64 %rd9, [kernel_param_0];
+    """
+    assert access_widths(ptx) == {"load": {4: 1, 8: 1, 16: 1}, "store": {4: 1, 16: 1}, "async copy": {4: 1, 16: 1}}
+
+
+def test_specialisation_follows_tritons_runtime() -> None:
+    """Tensors are typed pointers (divisible by 16 when aligned), ints i32/i64, 1 a constant, like Triton's JIT."""
+    from compile_kernels import specialisation
+
+    from kaplinskiy.kernel_launch import Launch
+
+    class Kernel:
+        arg_names = ("x", "y", "n", "one", "big", "odd", "BLOCK")
+
+    x = torch.zeros(8, dtype=torch.float32)
+    y = torch.zeros(9, dtype=torch.bfloat16)[1:]  # 2 bytes past an aligned address
+    launch = Launch(Kernel(), (1,), (x, y, 4096, 1, 2**40, 7), {"BLOCK": 64})
+    signature, constants, attrs = specialisation(launch)
+    assert signature == {
+        "x": "*fp32", "y": "*bf16", "n": "i32", "one": "constexpr", "big": "i64", "odd": "i32", "BLOCK": "constexpr"
+    }  # fmt: skip
+    assert constants == {"BLOCK": 64, "one": 1}
+    assert set(attrs) == {(0,), (2,), (4,)}
+    with pytest.raises(TypeError, match="Invalid launch"):
+        specialisation(Launch(Kernel(), (1,), (x, y, 2.5), {}))
+
+
 @pytest.fixture(scope="module")
 def hopper(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """Every launch kind on sm_90, half-precision weights as bfloat16 (float16 takes the same code)."""
@@ -52,6 +90,8 @@ def ampere(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return compile_report(tmp_path_factory, "--arch", "80", "--subset", "defaults")
 
 
+@pytest.mark.slow
+@needs_triton
 def test_every_launch_compiles(hopper: list[dict], ampere: list[dict]) -> None:
     kinds = {(k["kernel"], k.get("layout"), k["aligned"], k["dtype"]) for k in hopper}
     assert len(hopper) >= 40 and len(kinds) >= 12 and len(ampere) >= 2
@@ -59,6 +99,8 @@ def test_every_launch_compiles(hopper: list[dict], ampere: list[dict]) -> None:
     assert not failed, "\n".join(failed)
 
 
+@pytest.mark.slow
+@needs_triton
 def test_aligned_layer_tiles_move_16_bytes_per_access(hopper: list[dict], ampere: list[dict]) -> None:
     """Row-major and HF Conv1D weights, bases padded to rows of 4 floats: every tile copied to shared memory
     and every tile written back is 16 bytes per access (4-byte accesses took 4x the instructions on the H100
@@ -71,6 +113,8 @@ def test_aligned_layer_tiles_move_16_bytes_per_access(hopper: list[dict], ampere
             assert 16 in k["widths"]["store"], k["name"]
 
 
+@pytest.mark.slow
+@needs_triton
 def test_unaligned_tiles_fall_back_to_element_accesses(hopper: list[dict]) -> None:
     """The check above can fail: weights whose row length is not a multiple of 4 get element-wide accesses."""
     unaligned = [k for k in hopper if k["kernel"] == "layer_rows" and "unaligned" in k["name"]]
@@ -79,6 +123,8 @@ def test_unaligned_tiles_fall_back_to_element_accesses(hopper: list[dict]) -> No
         assert 16 not in k["widths"]["async copy"] and 16 not in k["widths"]["store"], k["name"]
 
 
+@pytest.mark.slow
+@needs_triton
 def test_dense_kernels_stream_16_bytes_per_access(hopper: list[dict]) -> None:
     dense = [k for k in hopper if k["kernel"].startswith("dense")]
     assert len(dense) >= 8
@@ -89,6 +135,8 @@ def test_dense_kernels_stream_16_bytes_per_access(hopper: list[dict]) -> None:
             assert (16 in k["widths"]["store"]) == k["aligned"], k["name"]
 
 
+@pytest.mark.slow
+@needs_triton
 def test_no_register_spills_at_the_default_rank(hopper: list[dict]) -> None:
     """Spilled registers go to local memory, traffic the projection's bandwidth floor does not count."""
     spilled = [k["name"] for k in hopper if k["spill_bytes"] and "rank 64" not in k["name"]]

@@ -49,7 +49,7 @@ def row_layer(rows: int, cols: int, rank: int, dtype: torch.dtype, *, hf_conv1d:
     :class:`~kaplinskiy.LayerwiseMemory` pads them."""
     w = torch.zeros((cols, rows) if hf_conv1d else (rows, cols), dtype=dtype)
     b = torch.zeros(rows, dtype=dtype) if bias else None
-    U = torch.zeros(cols + int(bias), rank)
+    U = torch.zeros(cols + int(bias), rank, dtype=torch.float32)
     return RowLayer(w, b, padded(U), padded(U.T)[:, : U.shape[0]], hf_conv1d, rank)
 
 
@@ -74,9 +74,9 @@ def row_plans() -> dict[str, RowPlan]:
 def row_launch(plan: RowPlan, mode: str) -> Launch:
     """The launch ``plan.run`` makes in ``mode`` (see ``ROW_MODES``)."""
     kw = dict(ROW_MODES[mode])
-    reference = torch.zeros(plan.numel) if kw.pop("reference", False) else None
-    skip = torch.zeros(()) if kw.pop("skip", False) else None
-    out = torch.zeros(plan.numel if kw.get("store") else 1)
+    reference = torch.zeros(plan.numel, dtype=torch.float32) if kw.pop("reference", False) else None
+    skip = torch.zeros((), dtype=torch.float32) if kw.pop("skip", False) else None
+    out = torch.zeros(plan.numel if kw.get("store") else 1, dtype=torch.float32)
     return plan.launch(out, reference=reference, skip=skip, **kw)
 
 
@@ -88,10 +88,10 @@ def dense_launches() -> dict[str, Launch]:
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         for aligned, sizes in ((True, (4096, 640)), (False, (4096, 37))):
             tensors = [torch.zeros(s, dtype=dtype) for s in sizes]
-            plan = DensePlan(tensors, torch.zeros(16, sum(sizes)))
+            plan = DensePlan(tensors, torch.zeros(16, sum(sizes), dtype=torch.float32))
             tag = f"{_TYPES[dtype]}{'' if aligned else ' unaligned'}"
-            out[f"dense_partial_dots {tag}"] = plan.launch(dense_partial_dots, torch.zeros(8, 16))
-            out[f"dense_apply {tag}"] = plan.launch(dense_apply, torch.zeros(16))
+            out[f"dense_partial_dots {tag}"] = plan.launch(dense_partial_dots, torch.zeros(8, 16, dtype=torch.float32))
+            out[f"dense_apply {tag}"] = plan.launch(dense_apply, torch.zeros(16, dtype=torch.float32))
     return out
 
 
@@ -117,9 +117,9 @@ def specialisation(launch: Launch) -> tuple[dict[str, str], dict[str, object], d
     return signature, constants, attrs
 
 
-_ACCESS = re.compile(r"\b(ld|st)\.global((?:\.[a-z0-9_:]+)*)")
+_ACCESS = re.compile(r"\b(ld|st)\.global((?:\.[A-Za-z0-9_:]+)*)")
 _ASYNC = re.compile(
-    r"\bcp\.async\.c[ag]\.shared\.global(?:\.[a-z0-9_:]+)*\s*\[[^\]]*\],\s*\[[^\]]*\],\s*(0x[0-9a-f]+|\d+)"
+    r"\bcp\.async\.c[ag]\.shared\.global(?:\.[A-Za-z0-9_:]+)*\s*\[[^\]]*\],\s*\[[^\]]*\],\s*(0x[0-9a-f]+|\d+)"
 )
 
 
