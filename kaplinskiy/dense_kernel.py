@@ -38,7 +38,9 @@ class DensePlan:
             raise ValueError(f"Invalid tensors: {sum(sizes)} entries for a basis over {directions.shape[1]}")
         device = directions.device
         self.directions, self.dtype, self.sizes = directions, dtype, sizes
-        self.like = tensors[0]  # the kernels read its type only
+        # the kernels read its type only; a tensor of its own, so the plan keeps no gradient alive (the memory
+        # keys plans on addresses, which a freed gradient's successor usually reuses)
+        self.like = torch.empty(1, dtype=dtype, device=directions.device)
         offsets = [0]
         for size in sizes[:-1]:
             offsets.append(offsets[-1] + size)
