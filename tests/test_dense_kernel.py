@@ -100,3 +100,17 @@ def test_fresh_tensors_of_the_same_sizes_reuse_the_block_list_and_get_their_own_
         blas.project_(h)
         close(g, h, 1e-5)
     assert kernel._plan.blocks is blocks
+
+
+def test_a_plan_keeps_no_tensor_it_projected_alive() -> None:
+    """Plans are keyed on addresses: one that held a gradient would stop the next one reusing its memory."""
+    import gc
+    import weakref
+
+    kernel, _, params = memories()
+    g = [torch.randn_like(p) for p in params]
+    kernel.project_(g)
+    refs = [weakref.ref(t) for t in g]
+    del g
+    gc.collect()
+    assert kernel._plan is not None and all(r() is None for r in refs)
