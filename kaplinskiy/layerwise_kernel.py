@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .kernel_launch import Launch
 
-__all__ = ["MAX_RANK", "RowLayer", "RowPlan", "grouped_kernel_available", "padded"]
+__all__ = ["MAX_RANK", "RowLayer", "RowPlan", "grouped_kernel_available", "padded_bases"]
 
 MAX_RANK = 64  # larger bases make the products compute-bound: per-layer BLAS does those better
 # Rows per program, columns per inner step, warps, pipeline stages: the fastest of 40 variants swept on an H100
@@ -33,11 +33,16 @@ _BM, _BK, _WARPS, _STAGES = 16, 64, 4, 3
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def padded(x: Tensor, multiple: int = 4) -> Tensor:
+def _padded(x: Tensor, multiple: int = 4) -> Tensor:
     """A float32 copy of the matrix ``x`` whose rows are padded with zeros to a multiple of ``multiple``."""
     out = x.new_zeros(x.shape[0], -(-x.shape[1] // multiple) * multiple, dtype=torch.float32)
     out[:, : x.shape[1]] = x
     return out
+
+
+def padded_bases(U: Tensor) -> tuple[Tensor, Tensor]:
+    """``U`` and ``U^T`` as :class:`RowLayer` takes them: float32, rows padded with zeros to 4 floats."""
+    return _padded(U), _padded(U.T)[:, : U.shape[0]]
 
 
 @functools.cache
@@ -71,7 +76,7 @@ class RowLayer:
     ``cols x rows``, Hugging Face's Conv1D), its bias or ``None``, and its float32 basis of ``rank`` vectors
     twice: ``U`` (``cols (+1 for the bias) x r_pad``, contiguous, zero beyond column ``rank``) and ``U_T``
     (``rank x cols (+1)``, unit column stride, any row stride). Padding both to rows of a multiple of 4 floats
-    (:func:`padded`) lets the kernel read them 16 bytes at a time."""
+    (:func:`padded_bases`) lets the kernel read them 16 bytes at a time."""
 
     w: Tensor
     b: Tensor | None

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
-from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, padded
+from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, padded_bases
 
 __all__ = ["LayerwiseMemory", "energy_basis_update"]
 
@@ -448,8 +448,7 @@ class _BasisFactors:
         """Views of ``U`` (or of one cast of it, when the weights have another dtype)."""
         cast = U.to(dtype)
         d_w = U.shape[0] - int(has_bias)
-        flat_t = padded(U.T)[:, : U.shape[0]]
-        return cls(U, cast[:d_w], cast[:d_w].T, cast[d_w] if has_bias else None, padded(U), flat_t)
+        return cls(U, cast[:d_w], cast[:d_w].T, cast[d_w] if has_bias else None, *padded_bases(U))
 
     def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
         """``C = D_W U_w + d_b u_b^T`` (``out x r``); ``transposed`` for HF Conv1D, whose ``W`` is ``(in, out)``."""

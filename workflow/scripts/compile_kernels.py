@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from kaplinskiy.dense_kernel import DensePlan
 from kaplinskiy.kernel_launch import Launch
-from kaplinskiy.layerwise_kernel import RowLayer, RowPlan, padded
+from kaplinskiy.layerwise_kernel import RowLayer, RowPlan, padded_bases
 
 _TYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int64: "i64"}
 # the guard's and the memories' calls of RowPlan.run: coefficients, project_, restore_ (+ skip), subtract_ (+ skip)
@@ -50,7 +50,7 @@ def row_layer(rows: int, cols: int, rank: int, dtype: torch.dtype, *, hf_conv1d:
     w = torch.zeros((cols, rows) if hf_conv1d else (rows, cols), dtype=dtype)
     b = torch.zeros(rows, dtype=dtype) if bias else None
     U = torch.zeros(cols + int(bias), rank, dtype=torch.float32)
-    return RowLayer(w, b, padded(U), padded(U.T)[:, : U.shape[0]], hf_conv1d, rank)
+    return RowLayer(w, b, *padded_bases(U), hf_conv1d, rank)
 
 
 def row_plans() -> dict[str, RowPlan]:
