@@ -181,11 +181,7 @@ def launches(subset: str = "all") -> dict[str, tuple[Launch, dict]]:
     """Every launch to check, with what describes it: ``all``, or ``defaults`` (float32 update projection)."""
     out = {}
     for plan_name, plan in row_plans().items():
-        modes = (
-            ROW_MODES
-            if plan_name.startswith(("row-major fp32", "HF Conv1D fp32", "mixed fp32", "row-major unaligned fp32"))
-            else ("restore_", "project_")
-        )
+        modes = ROW_MODES if plan.dtype == torch.float32 else ("restore_", "project_")
         if subset == "defaults":
             modes = ("restore_",) if plan_name in ("row-major fp32", "HF Conv1D fp32") else ()
         for mode in modes:
