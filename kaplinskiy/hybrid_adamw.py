@@ -9,7 +9,10 @@
 With every flag off the step is ``torch.optim.AdamW``'s (checked step for step in the tests). The update is
 computed with foreach kernels, as a list the projection and the line search can use; for the projected step
 without a line search, ``ForgettingGuard(torch.optim.AdamW(..., fused=True), memory)`` takes the same step
-(tested) with torch's fused kernel, and is the faster choice.
+(tested) with torch's fused kernel. ``fused=True`` (CUDA, Triton, a :class:`~kaplinskiy.LayerwiseMemory`, no
+line search) takes it in one grouped launch for every projected layer, AdamW and projection together
+(:mod:`kaplinskiy.adamw_rows_kernel`), and torch's fused AdamW for every other parameter; its step counts are
+float32 tensors on the parameters' device, as ``torch.optim.AdamW(fused=True)`` keeps them.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.optim.adamw import adamw as functional_adamw
 
 from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
+from .adamw_rows_kernel import AdamWRowPlan
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
+from .memory_layerwise import LayerwiseMemory
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
 from .tensor_lists import copy_list, dot, sq_norm
 
@@ -72,6 +78,12 @@ class HybridAdamW(Optimizer):
         memory: the projection memory G_A (``None``: no projection).
         armijo: scale the step back until eq. (13) holds on the closure's Phi (needs a closure).
         c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials.
+        fused: AdamW and the projection of every projected layer in one grouped Triton launch (CUDA; see the
+            module docstring); needs a :class:`~kaplinskiy.LayerwiseMemory` whose layers the grouped kernel
+            all takes (or no memory) and no Armijo search. Set for the whole optimizer, not per group.
+        check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero
+            (one pass over the gradients and a host synchronisation per step); turn it off only where something
+            else skips such steps (a ``GradScaler`` does).
     """
 
     def __init__(
@@ -87,6 +99,8 @@ class HybridAdamW(Optimizer):
         c: float = 1e-4,
         shrink: float = 0.5,
         max_trials: int = 20,
+        fused: bool = False,
+        check_finite: bool = True,
     ) -> None:
         if not lr >= 0.0:
             raise ValueError(f"Invalid lr: {lr}")
@@ -98,15 +112,23 @@ class HybridAdamW(Optimizer):
         if not weight_decay >= 0.0:
             raise ValueError(f"Invalid weight_decay: {weight_decay}")
         check_armijo_args(c, shrink, max_trials)
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, project=memory is not None)
+        if fused and armijo:
+            raise ValueError("Invalid fused: the fused kernel takes the step whole, without an Armijo search")
+        if fused and memory is not None and not isinstance(memory, LayerwiseMemory):
+            raise ValueError("Invalid fused: the fused kernel projects against a LayerwiseMemory")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, project=memory is not None, fused=fused)
         super().__init__(params, defaults)
         self.memory, self.armijo, self.c, self.shrink, self.max_trials = memory, armijo, c, shrink, max_trials
+        self.fused, self.check_finite = fused, check_finite
+        self._fused_plan: AdamWRowPlan | None = None
         self.hybrid_state: dict[str, Any] = {"step": 0, "certificate": None}
         check_memory_covers_projected_groups(self.param_groups, memory)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group as ``torch.optim`` does, rejecting keys this optimizer does not know."""
         check_group_keys(param_group, self.defaults)
+        if param_group.get("fused", self.defaults["fused"]) != self.defaults["fused"]:
+            raise ValueError("Invalid param group: fused is set for the whole optimizer, not per group")
         super().add_param_group(param_group)
 
     @property
@@ -185,7 +207,10 @@ class HybridAdamW(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         present = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
-        if skip_step(loss, present, "HybridAdamW"):
+        if self.check_finite and skip_step(loss, present, "HybridAdamW"):
+            return loss
+        if self.fused:
+            self._fused_step(loss, closure, old_task_closure)
             return loss
         grads_before = copy_list(present) if self.armijo else None
         params, _, update = self._propose()
@@ -212,9 +237,77 @@ class HybridAdamW(Optimizer):
             torch._foreach_add_(params, update)
             phi = None if loss is None else float(loss)
             search, passes, norm = ArmijoResult(1.0, phi, None, None, 0, True), int(closure is not None), None
-        self.hybrid_state["step"] += 1
         passes += int(old_task_closure is not None)
-        self.hybrid_state["certificate"] = Certificate.from_search(
-            self.hybrid_state["step"], search, lr, passes, step_norm=norm, old_task_slope=old_slope
-        ).as_dict()
+        self._record(search, lr, passes, norm, old_slope)
         return loss
+
+    def _record(self, search: ArmijoResult, lr: float, passes: int, norm: float | None, slope: float | None) -> None:
+        """Count the step and keep its certificate."""
+        self.hybrid_state["step"] += 1
+        self.hybrid_state["certificate"] = Certificate.from_search(
+            self.hybrid_state["step"], search, lr, passes, step_norm=norm, old_task_slope=slope
+        ).as_dict()
+
+    def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any) -> None:
+        """The step of ``fused=True``: the projected layers in one grouped launch (AdamW, then ``C = Delta U``
+        and ``w <- w - C U^T``), every other parameter through torch's fused AdamW (with lr 0, so that only its
+        moments move, for a parameter the memory freezes)."""
+        rows, layers = self.memory.fused_layers() if self.memory is not None else (None, [])
+        plan = self._fused_plan
+        if rows is None:
+            plan = None
+        elif plan is None or plan.rows is not rows:
+            plan = AdamWRowPlan(rows, layers)
+        self._fused_plan = plan
+        if plan is not None:
+            plan.check_gradients()
+        in_kernel = set(plan.tensors) if plan is not None else set()
+        frozen = set(self.memory.frozen_params()) if self.memory is not None else set()
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        witness = None
+        if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
+            witness = (old_task_gradient(params, old_task_closure), copy_list(params))
+        hyper = {}
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            rest: dict[bool, list[Tensor]] = {False: [], True: []}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if p in in_kernel:
+                    hyper[p] = (group["lr"], group["weight_decay"], beta1, beta2, group["eps"])
+                else:
+                    rest[p in frozen].append(p)
+            for is_frozen, ps in rest.items():
+                if ps:
+                    functional_adamw(
+                        ps,
+                        [p.grad for p in ps],
+                        [self.state[p]["exp_avg"] for p in ps],
+                        [self.state[p]["exp_avg_sq"] for p in ps],
+                        [],
+                        [self.state[p]["step"] for p in ps],
+                        fused=True,
+                        amsgrad=False,
+                        beta1=beta1,
+                        beta2=beta2,
+                        lr=0.0 if is_frozen else group["lr"],
+                        weight_decay=group["weight_decay"],
+                        eps=group["eps"],
+                        maximize=False,
+                    )
+        if plan is not None:
+            torch._foreach_add_([self.state[p]["step"] for p in plan.tensors], 1)
+            plan.launch(self.state, hyper)()
+        slope = None
+        if witness is not None:
+            slope = dot(witness[0], torch._foreach_sub(params, witness[1]))
+        phi = None if loss is None else float(loss)
+        search = ArmijoResult(1.0, phi, None, None, 0, True)
+        passes = int(closure is not None) + int(witness is not None)
+        self._record(search, float(self.param_groups[0]["lr"]), passes, None, slope)

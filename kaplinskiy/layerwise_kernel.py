@@ -127,7 +127,8 @@ class RowPlan:
         else:
             blocks = [(i, r0) for i, n_rows in enumerate(self.row_counts) for r0 in range(0, n_rows, _BM)]
             self.blocks = torch.tensor(blocks, dtype=torch.int64, device=device)
-        self.block_rows = _BM
+        self.block_rows, self.block_k = _BM, _BK
+        self.options = {"num_warps": _WARPS, "num_stages": _STAGES}
         self.block_r = max(16, 1 << (max(lay.rank for lay in layers) - 1).bit_length())
         col_unit = all(row[2] == 1 for row in rows)
         row_unit = all(row[1] == 1 for row in rows)
@@ -183,15 +184,14 @@ class RowPlan:
             "STORE": store,
             "APPLY": apply,
             "BM": self.block_rows,
-            "BK": _BK,
+            "BK": self.block_k,
             "BR": self.block_r,
             "LAYOUT": self.layout,
             "ALIGNED": self.aligned,
             "VEC": self.vec,
         }
         args = (self.table, self.blocks, ref, out, flag, self.layers[0].w)
-        options = {"num_warps": _WARPS, "num_stages": _STAGES}
-        return Launch(_kernel(), (self.blocks.shape[0],), args, constants, options)
+        return Launch(_kernel(), (self.blocks.shape[0],), args, constants, dict(self.options))
 
     def split(self, flat: Tensor) -> list[Tensor]:
         """The flat coefficients as one view per layer, in the BLAS path's shapes."""

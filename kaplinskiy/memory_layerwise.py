@@ -309,6 +309,27 @@ class LayerwiseMemory:
             self._plan_key, self._plan_bases = key, list(self.bases)  # the bases stay alive: ids stay unique
         return self._plan, self._plan_layers
 
+    def fused_layers(self) -> tuple[RowPlan | None, list[tuple[Tensor, Tensor | None]]]:
+        """The grouped kernel's plan over the parameters themselves and, in its order, each of its layers'
+        ``(weight, bias)`` parameters: what a fused optimizer step (``HybridAdamW(fused=True)``) projects.
+
+        Raises ``ValueError`` if a layer with a basis is left to the per-layer path (an embedding, a weight shared
+        by two layers, a basis above ``MAX_RANK``, no Triton or no CUDA): the fused step would not project it."""
+        plan, grouped = self._grouped(self.params)
+        left = [f"{i} ({type(m).__name__})" for i, m in enumerate(self.layers) if self._size(i) and i not in grouped]
+        if left:
+            raise ValueError(
+                f"Invalid memory for a fused step: the grouped kernel does not take layer {left[0]}"
+                + (f" and {len(left) - 1} more" if len(left) > 1 else "")
+                + "; it takes Linear, Conv and HF Conv1D layers with their own weights and at most "
+                + f"{MAX_RANK} basis vectors, on CUDA with Triton"
+            )
+        return plan, [self._views(self.params, i) for i in sorted(grouped)]
+
+    def frozen_params(self) -> list[Tensor]:
+        """The parameters no covered layer owns when ``freeze_uncovered`` (their steps are projected to zero)."""
+        return [self.params[j] for j in self._uncovered] if self.freeze_uncovered else []
+
     @torch.no_grad()
     def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """Per covered layer ``[D_W, d_b] U`` (the protected rows for an embedding), then, when frozen, the

@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from kaplinskiy.adamw_rows_kernel import AdamWRowPlan
 from kaplinskiy.dense_kernel import DensePlan
 from kaplinskiy.kernel_launch import Launch
 from kaplinskiy.layerwise_kernel import RowLayer, RowPlan, padded_bases
@@ -78,6 +79,18 @@ def row_launch(plan: RowPlan, mode: str) -> Launch:
     skip = torch.zeros((), dtype=torch.float32) if kw.pop("skip", False) else None
     out = torch.zeros(plan.numel if kw.get("store") else 1, dtype=torch.float32)
     return plan.launch(out, reference=reference, skip=skip, **kw)
+
+
+def adamw_launch(plan: RowPlan) -> Launch:
+    """The launch ``HybridAdamW(fused=True)`` makes over ``plan``'s layers: gradients and moments like the weights,
+    float32 step counts."""
+    pairs = [(lay.w, lay.b) for lay in plan.layers]
+    state, hyper = {}, {}
+    for p in (p for pair in pairs for p in pair if p is not None):
+        p.grad = torch.zeros_like(p)
+        state[p] = {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p), "step": torch.ones(())}
+        hyper[p] = (1e-3, 0.01, 0.9, 0.999, 1e-8)
+    return AdamWRowPlan(plan, pairs).launch(state, hyper)
 
 
 def dense_launches() -> dict[str, Launch]:
@@ -178,7 +191,8 @@ def compile_launch(launch: Launch, arch: int) -> dict:
 
 
 def launches(subset: str = "all") -> dict[str, tuple[Launch, dict]]:
-    """Every launch to check, with what describes it: ``all``, or ``defaults`` (float32 update projection)."""
+    """Every launch to check, with what describes it: ``all``, or ``defaults`` (float32 update projection and
+    fused AdamW step)."""
     out = {}
     for plan_name, plan in row_plans().items():
         modes = ROW_MODES if plan.dtype == torch.float32 else ("restore_", "project_")
@@ -194,6 +208,10 @@ def launches(subset: str = "all") -> dict[str, tuple[Launch, dict]]:
                 "dtype": str(plan.dtype),
             }
             out[f"layer_rows {mode} [{plan_name}]"] = (row_launch(plan, mode), info)
+        if subset == "all" or plan_name in ("row-major fp32", "HF Conv1D fp32"):
+            info = {"kernel": "adamw_layer_rows", "plan": plan_name, "mode": "step"}
+            info |= {"aligned": plan.aligned, "layout": plan.layout, "dtype": str(plan.dtype)}
+            out[f"adamw_layer_rows [{plan_name}]"] = (adamw_launch(plan), info)
     if subset == "all":
         for name, launch in dense_launches().items():
             info = {

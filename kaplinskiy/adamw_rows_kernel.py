@@ -1,0 +1,105 @@
+"""AdamW with its update projected layer by layer (eq. 11), every layer in one grouped Triton launch, on CUDA.
+
+``HybridAdamW(fused=True)`` uses it. ``ForgettingGuard(AdamW(fused=True), memory)`` moves the covered weights
+in two kernels: torch's fused AdamW (read ``w, g, m, v``, write ``w, m, v``), then the projection (read the new
+``w`` for its coefficients, again to subtract, write it: 2-3 passes more). Here one program takes ``BM`` rows of
+a layer and does both: the coefficients ``C = Delta U`` are accumulated while ``w + Delta`` is written, and the
+second sweep rereads rows the same program has just written. The floor is AdamW's own 7 passes, plus at most
+one read and one write of the covered weights where those rows have left the cache.
+
+The launch table of the layers is the projection's (:class:`~kaplinskiy.layerwise_kernel.RowPlan`); this plan
+adds, per layer, the addresses of the gradients, moments and step counts (``state``) and the hyperparameters
+(``hyper``), rebuilt only when a gradient is reallocated or a hyperparameter changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .kernel_launch import Launch
+from .layerwise_kernel import RowPlan
+
+__all__ = ["HYPER_KEYS", "AdamWRowPlan"]
+
+HYPER_KEYS = ("lr", "weight_decay", "beta1", "beta2", "eps")  # per tensor, in the kernel's order
+
+
+class AdamWRowPlan:
+    """The grouped AdamW-and-projection launch of the layers of ``rows``.
+
+    Args:
+        rows: the projection's plan over the parameters themselves (``LayerwiseMemory.fused_layers``).
+        params: each layer's ``(weight, bias)`` parameters, in ``rows``' order (bias ``None`` where it has none).
+    """
+
+    def __init__(self, rows: RowPlan, params: Sequence[tuple[Tensor, Tensor | None]]) -> None:
+        if len(params) != len(rows.layers):
+            raise ValueError(f"Invalid params: {len(params)} layers for a plan of {len(rows.layers)}")
+        self.rows, self.params = rows, list(params)
+        self.tensors = [p for pair in self.params for p in pair if p is not None]
+        self._state_key: tuple[int, ...] | None = None
+        self._hyper_key: tuple[float, ...] | None = None
+        self._state = self._hyper = torch.empty(0)
+        self._aligned = False
+
+    def launch(self, state: Mapping[Tensor, Mapping[str, Any]], hyper: Mapping[Tensor, Sequence[float]]) -> Launch:
+        """The launch that steps every layer of the plan: ``state[p]`` holds ``exp_avg``, ``exp_avg_sq`` and a
+        float32 ``step`` on ``p``'s device, already counting this step; ``hyper[p]`` is ``p``'s
+        ``(lr, weight_decay, beta1, beta2, eps)``. Every parameter needs a gradient."""
+        self._update_state(state)
+        values = tuple(float(x) for p in self.tensors for x in hyper[p])
+        if values != self._hyper_key:
+            rows = []
+            for w, b in self.params:
+                rows.append([*hyper[w], *(hyper[b] if b is not None else (0.0,) * len(HYPER_KEYS))])
+            self._hyper = torch.tensor(rows, dtype=torch.float32).to(self.rows.device)
+            self._hyper_key = values
+        from .adamw_rows_triton import adamw_layer_rows  # Triton compiles (or interprets) it on first launch
+
+        constants = {
+            "BM": self.rows.block_rows,
+            "BK": self.rows.block_k,
+            "BR": self.rows.block_r,
+            "LAYOUT": self.rows.layout,
+            "ALIGNED": self._aligned,
+            "VEC": self.rows.vec,
+        }
+        args = (self.rows.table, self._state, self._hyper, self.rows.blocks, self.rows.layers[0].w)
+        return Launch(adamw_layer_rows, (self.rows.blocks.shape[0],), args, constants, dict(self.rows.options))
+
+    def check_gradients(self) -> None:
+        """Raise ``RuntimeError`` if a parameter of the plan has no gradient (call before stepping anything)."""
+        if any(p.grad is None for p in self.tensors):
+            raise RuntimeError("Invalid step: the fused AdamW kernel needs a gradient for every projected layer")
+
+    def _update_state(self, state: Mapping[Tensor, Mapping[str, Any]]) -> None:
+        """The ``state`` table (``g, m, v, step`` addresses of weight then bias), rebuilt when one moved."""
+        self.check_gradients()
+        key = tuple(t.data_ptr() for p in self.tensors for t in (p.grad, state[p]["exp_avg"], state[p]["exp_avg_sq"]))
+        if key == self._state_key:
+            return
+        rows, aligned = [], self.rows.aligned
+        for w, b in self.params:
+            row = []
+            for p in (w, b):
+                if p is None:
+                    row += [0, 0, 0, 0]
+                    continue
+                tensors = (p.grad, state[p]["exp_avg"], state[p]["exp_avg_sq"])
+                if any(t.stride() != p.stride() or t.dtype != p.dtype for t in tensors):
+                    raise ValueError(
+                        "Invalid state: gradients and moments must have their parameter's strides and dtype"
+                    )
+                step = state[p]["step"]
+                if step.dtype != torch.float32 or step.device != p.device:
+                    raise ValueError("Invalid state: the step counts must be float32 tensors on the parameters' device")
+                row += [t.data_ptr() for t in tensors] + [step.data_ptr()]
+                if p is w:  # the weights' tiles are the vector accesses; a bias is read row by row
+                    aligned = aligned and all(t.data_ptr() % 16 == 0 for t in tensors)
+            rows.append(row)
+        self._state = torch.tensor(rows, dtype=torch.int64).to(self.rows.device)
+        self._state_key, self._aligned = key, aligned

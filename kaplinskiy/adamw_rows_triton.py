@@ -1,0 +1,110 @@
+"""The Triton kernel of :mod:`kaplinskiy.adamw_rows_kernel`: AdamW and the projection of its update (eq. 11)
+for many layers in one launch.
+
+One program takes ``BM`` rows of one layer (``blocks``, ``table``: as in :mod:`kaplinskiy.layerwise_triton`),
+and in one sweep over the columns reads ``w, g, m, v``, writes the new moments and ``w + Delta``, and
+accumulates ``C = Delta U``; a second sweep subtracts ``C U^T`` from the same rows, which the first sweep has
+just written (they are read again from the cache, not from memory, when they fit). The bias is an input of 1.
+Each layer's gradient, moments and step count are its row of ``state`` (``g, m, v, step`` of the weight,
+then of the bias); its hyperparameters are its row of ``hyper`` (``lr, wd, beta1, beta2, eps`` of the weight,
+then of the bias). The bias corrections are computed from the step count on the device, in float32, as
+torch's fused AdamW computes them.
+"""
+
+import triton
+import triton.language as tl
+
+from .layerwise_triton import basis_tile, layer_entry, subtract_rows, tile
+
+
+@triton.jit
+def adamw_layer_rows(
+    table,
+    state,
+    hyper,
+    blocks,
+    weights,  # any tensor of the weights' dtype: only its type is read
+    BM: tl.constexpr,
+    BK: tl.constexpr,
+    BR: tl.constexpr,
+    LAYOUT: tl.constexpr,  # 1: row-major (unit column stride); 2: column-major (HF Conv1D); 0: any strides
+    ALIGNED: tl.constexpr,  # addresses and strides allow 16-byte vector access
+    VEC: tl.constexpr,  # elements per 16 bytes
+):
+    elem = weights.dtype.element_ty
+    pid = tl.program_id(0)
+    layer = tl.load(blocks + 2 * pid)
+    row0 = tl.multiple_of(tl.load(blocks + 2 * pid + 1), BM)
+    w, s_row, s_col, rows, cols, b_addr, u, r, u_t, u_stride, ut_stride = layer_entry(
+        table, layer, weights, LAYOUT, ALIGNED, VEC
+    )
+    st = state + layer * 8
+    g, ma, va = tl.load(st + 0).to(weights.dtype), tl.load(st + 1).to(weights.dtype), tl.load(st + 2).to(weights.dtype)
+    if ALIGNED:  # the gradient and moments share the weight's strides (AdamWRowPlan checks)
+        g, ma, va = tl.multiple_of(g, 16), tl.multiple_of(ma, 16), tl.multiple_of(va, 16)
+    step = tl.load(tl.load(st + 3).to(tl.pointer_type(tl.float32)))
+    hp = hyper + layer * 10
+    lr, wd, beta1, beta2, eps = tl.load(hp + 0), tl.load(hp + 1), tl.load(hp + 2), tl.load(hp + 3), tl.load(hp + 4)
+    step_size, bc2_sqrt = bias_corrections(step, lr, beta1, beta2)
+    m = row0 + tl.arange(0, BM)
+    m_ok = m < rows
+    j = tl.arange(0, BR)
+    j_ok = j < r
+    acc = tl.zeros((BM, BR), dtype=tl.float32)
+    for k0 in range(0, cols, BK):
+        k = k0 + tl.arange(0, BK)
+        k_ok = k < cols
+        ok = m_ok[:, None] & k_ok[None, :]
+        x_ptrs, g_ptrs = tile(w, m, k, s_row, s_col, LAYOUT), tile(g, m, k, s_row, s_col, LAYOUT)
+        m_ptrs, v_ptrs = tile(ma, m, k, s_row, s_col, LAYOUT), tile(va, m, k, s_row, s_col, LAYOUT)
+        x = tl.load(x_ptrs, mask=ok, other=0.0).to(tl.float32)
+        grad = tl.load(g_ptrs, mask=ok, other=0.0).to(tl.float32)
+        mt = tl.load(m_ptrs, mask=ok, other=0.0).to(tl.float32)
+        vt = tl.load(v_ptrs, mask=ok, other=0.0).to(tl.float32)
+        d, mt, vt = adamw_delta(x, grad, mt, vt, lr, wd, beta1, beta2, eps, step_size, bc2_sqrt)
+        d = tl.where(ok, d, 0.0)
+        tl.store(m_ptrs, mt.to(elem), mask=ok)
+        tl.store(v_ptrs, vt.to(elem), mask=ok)
+        tl.store(x_ptrs, (x + d).to(elem), mask=ok)
+        acc = tl.dot(d, basis_tile(u, u_stride, k, k_ok, j), acc, input_precision="ieee")
+    if b_addr != 0:
+        b_st = state + layer * 8 + 4
+        b_hp = hyper + layer * 10 + 5
+        b_lr, b_wd, b_beta1, b_beta2 = tl.load(b_hp + 0), tl.load(b_hp + 1), tl.load(b_hp + 2), tl.load(b_hp + 3)
+        b_step = tl.load(tl.load(b_st + 3).to(tl.pointer_type(tl.float32)))
+        b_size, b_bc2 = bias_corrections(b_step, b_lr, b_beta1, b_beta2)
+        b_ptrs = b_addr.to(weights.dtype) + m
+        bm_ptrs, bv_ptrs = tl.load(b_st + 1).to(weights.dtype) + m, tl.load(b_st + 2).to(weights.dtype) + m
+        xb = tl.load(b_ptrs, mask=m_ok, other=0.0).to(tl.float32)
+        gb = tl.load(tl.load(b_st + 0).to(weights.dtype) + m, mask=m_ok, other=0.0).to(tl.float32)
+        mb = tl.load(bm_ptrs, mask=m_ok, other=0.0).to(tl.float32)
+        vb = tl.load(bv_ptrs, mask=m_ok, other=0.0).to(tl.float32)
+        db, mb, vb = adamw_delta(xb, gb, mb, vb, b_lr, b_wd, b_beta1, b_beta2, tl.load(b_hp + 4), b_size, b_bc2)
+        db = tl.where(m_ok, db, 0.0)
+        tl.store(bm_ptrs, mb.to(elem), mask=m_ok)
+        tl.store(bv_ptrs, vb.to(elem), mask=m_ok)
+        tl.store(b_ptrs, (xb + db).to(elem), mask=m_ok)
+        u_b = tl.load(u + cols * u_stride + j, mask=j_ok, other=0.0)  # the bias row of U (an input of 1)
+        acc += db[:, None] * u_b[None, :]
+    subtract_rows(
+        w, b_addr, u, u_t, u_stride, ut_stride, acc, m, m_ok, j, j_ok, s_row, s_col, cols, weights, BK, LAYOUT
+    )
+
+
+@triton.jit
+def bias_corrections(step, lr, beta1, beta2):
+    """``lr / (1 - beta1^t)`` and ``sqrt(1 - beta2^t)`` (AdamW's bias corrections), in float32."""
+    bc1 = 1.0 - tl.exp2(step * tl.log2(beta1))
+    bc2 = 1.0 - tl.exp2(step * tl.log2(beta2))
+    return lr / bc1, tl.sqrt(bc2)
+
+
+@triton.jit
+def adamw_delta(x, grad, m, v, lr, wd, beta1, beta2, eps, step_size, bc2_sqrt):
+    """AdamW's step ``Delta`` and new moments (Loshchilov & Hutter; the same formulas as
+    :func:`kaplinskiy.hybrid_adamw.adamw_update`): ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+    ``Delta = -lr wd w - lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps)``."""
+    m = m + (1.0 - beta1) * (grad - m)
+    v = beta2 * v + (1.0 - beta2) * grad * grad
+    d = -(lr * wd) * x - step_size * m / (tl.sqrt(v) / bc2_sqrt + eps)
+    return d, m, v

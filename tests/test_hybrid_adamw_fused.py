@@ -1,0 +1,184 @@
+"""HybridAdamW(fused=True): the grouped AdamW-and-projection kernel takes the step the foreach path takes.
+
+Runs on CUDA, or on the CPU under Triton's interpreter; skipped where Triton is not installed. The set-up is
+shared: tests/triton_kernels.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from triton_kernels import DEVICE, requires_kernels
+
+from kaplinskiy import DenseMemory, HybridAdamW, LayerwiseMemory, NonFiniteStepWarning
+
+pytestmark = requires_kernels
+
+
+class Net(nn.Module):
+    """Linear layers with and without bias, odd sizes (masks at every edge), a convolution, an embedding and
+    a LayerNorm (uncovered)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 6)
+        self.lin = nn.Linear(6, 37)
+        self.norm = nn.LayerNorm(37)
+        self.nob = nn.Linear(37, 5, bias=False)
+        self.conv = nn.Conv1d(5, 7, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.nob(self.norm(self.lin(self.emb(x))))
+        return self.conv(h.transpose(1, 2)).sum()
+
+
+def gpt2() -> nn.Module:
+    """A tiny GPT-2 (HF Conv1D layers, stored ``in x out``; a tied embedding and head)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_embd=24, n_layer=1, n_head=2, vocab_size=11, n_positions=8)
+    return transformers.GPT2LMHeadModel(config)
+
+
+MODELS = {"net": Net, "gpt2": gpt2}
+
+
+def setup(model: str, *, fused: bool, seed: int = 0, **kw) -> tuple[nn.Module, LayerwiseMemory, HybridAdamW]:
+    """A model, a memory with random bases on its Linear/Conv layers (none on embeddings, nor on GPT-2's head,
+    tied to its embedding) and an optimizer with weights and biases in groups of different lr and weight decay."""
+    torch.manual_seed(seed)
+    net = MODELS[model]().to(DEVICE, torch.float32)
+    memory = LayerwiseMemory(net, backend="triton" if fused else "torch", freeze_uncovered=kw.pop("freeze", False))
+    for i, U in enumerate(memory.bases):
+        if U.ndim == 2 and memory.layers[i] is not getattr(net, "lm_head", None):
+            r = min(U.shape[0] - 1, 1 + 5 * i % 17)
+            memory.bases[i] = torch.linalg.qr(torch.randn(U.shape[0], r, device=DEVICE, dtype=torch.float64))[0].to(U)
+    named = list(net.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if not n.endswith("bias")], "weight_decay": 0.1},
+        {"params": [p for n, p in named if n.endswith("bias")], "weight_decay": 0.0, "lr": 0.02},
+    ]
+    opt = HybridAdamW(groups, lr=0.05, betas=(0.8, 0.95), eps=1e-6, memory=memory, fused=fused, **kw)
+    return net, memory, opt
+
+
+def set_grads(net: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for p in net.parameters():
+        p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype).to(DEVICE)
+
+
+def run(net: nn.Module, opt: HybridAdamW, steps: range) -> None:
+    for t in steps:
+        set_grads(net, t)
+        opt.step()
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_fused_step_matches_the_foreach_step(model: str) -> None:
+    """Three steps: parameters and moments agree with the foreach path (bias corrections in float32 on the
+    device, as torch's fused AdamW computes them, hence the tolerance)."""
+    net, _, fused = setup(model, fused=True)
+    twin, _, ref = setup(model, fused=False)
+    run(net, fused, range(3))
+    run(twin, ref, range(3))
+    assert fused._fused_plan is not None and fused._fused_plan.rows.layout == (2 if model == "gpt2" else 1)
+    for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(fused.state[p][key], ref.state[q][key], rtol=1e-5, atol=1e-7)
+        assert float(fused.state[p]["step"]) == float(ref.state[q]["step"]) == 3.0
+        assert fused.state[p]["step"].dtype == torch.float32 and fused.state[p]["step"].device == p.device
+
+
+def test_fused_step_keeps_old_task_coordinates() -> None:
+    """Eq. (12): every projected layer's step is orthogonal to its basis, weight decay included."""
+    net, memory, opt = setup("net", fused=True)
+    before = [p.detach().clone() for p in memory.params]
+    run(net, opt, range(2))
+    moved = [p.detach() - b for p, b in zip(memory.params, before, strict=True)]
+    assert max(float(m.abs().max()) for m in moved) > 1e-2
+    assert memory.residual(moved) < 1e-5
+
+
+def test_frozen_parameters_keep_their_values_and_update_their_moments() -> None:
+    net, memory, opt = setup("net", fused=True, freeze=True)
+    frozen = memory.frozen_params()
+    assert frozen and all(any(p is q for q in frozen) for p in net.norm.parameters())
+    before = [p.detach().clone() for p in frozen]
+    run(net, opt, range(2))
+    assert all(torch.equal(p, b) for p, b in zip(frozen, before, strict=True))
+    assert all(float(opt.state[p]["exp_avg"].abs().max()) > 0 for p in frozen)
+
+
+def test_state_dict_round_trip_continues_bit_for_bit() -> None:
+    net, memory, opt = setup("net", fused=True)
+    run(net, opt, range(2))
+    saved_net, saved_opt = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+    run(net, opt, range(2, 4))
+    net2, memory2, opt2 = setup("net", fused=True, seed=1)
+    net2.load_state_dict(saved_net)
+    memory2.load_state_dict(memory.state_dict())
+    opt2.load_state_dict(saved_opt)
+    assert opt2.state[next(net2.parameters())]["step"].device == DEVICE
+    run(net2, opt2, range(2, 4))
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), net2.parameters(), strict=True))
+
+
+def test_non_finite_gradient_leaves_everything_bit_identical() -> None:
+    net, _, opt = setup("net", fused=True)
+    run(net, opt, range(1))
+    params = [p.detach().clone() for p in net.parameters()]
+    state = copy.deepcopy(opt.state_dict()["state"])
+    set_grads(net, 5)
+    net.lin.weight.grad[0, 0] = float("nan")
+    with pytest.warns(NonFiniteStepWarning):
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), params, strict=True))
+    for i, s in opt.state_dict()["state"].items():
+        assert all(torch.equal(s[k], state[i][k]) for k in s)
+
+
+def test_old_task_slope_is_certified() -> None:
+    """The certificate's ``grad L_A . d`` is ~0 for an old-task gradient inside the memory's span (eq. 12)."""
+    net, memory, opt = setup("net", fused=True)
+    set_grads(net, 7)
+    outside = [p.grad.clone() for p in memory.params]
+    memory.project_(outside)
+    inside = [p.grad - o for p, o in zip(memory.params, outside, strict=True)]
+    set_grads(net, 0)
+
+    def old_task() -> torch.Tensor:
+        for p, g in zip(memory.params, inside, strict=True):
+            p.grad = g.clone()
+        return torch.zeros(())
+
+    opt.step(old_task_closure=old_task)
+    cert = opt.certificate
+    assert cert is not None and cert["forward_passes"] == 1
+    scale = sum(float(g.norm()) for g in inside) * 0.05
+    assert scale > 0.1 and abs(cert["old_task_slope"]) < 1e-5 * scale
+
+
+def test_invalid_fused_uses_raise() -> None:
+    net = Net().to(DEVICE, torch.float32)
+    with pytest.raises(ValueError, match="Armijo"):
+        HybridAdamW(net.parameters(), fused=True, armijo=True)
+    with pytest.raises(ValueError, match="LayerwiseMemory"):
+        HybridAdamW(net.parameters(), fused=True, memory=DenseMemory(list(net.parameters())))
+    with pytest.raises(ValueError, match="whole optimizer"):
+        HybridAdamW([{"params": net.parameters(), "fused": True}])
+    memory = LayerwiseMemory(net, backend="triton")
+    memory.bases[0] = torch.arange(3, device=DEVICE)  # protected embedding rows: the kernel does not take them
+    opt = HybridAdamW(net.parameters(), memory=memory, fused=True)
+    set_grads(net, 0)
+    with pytest.raises(ValueError, match=r"layer 0 \(Embedding\)"):
+        opt.step()
+    net2, _, opt2 = setup("net", fused=True)
+    set_grads(net2, 0)
+    net2.lin.bias.grad = None
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="gradient for every projected layer"):
+        opt2.step()
