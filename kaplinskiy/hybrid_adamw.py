@@ -251,7 +251,7 @@ class HybridAdamW(Optimizer):
     def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any) -> None:
         """The step of ``fused=True``: the projected layers in one grouped launch (AdamW, then ``C = Delta U``
         and ``w <- w - C U^T``), every other parameter through torch's fused AdamW (with lr 0, so that only its
-        moments move, for a parameter the memory freezes)."""
+        moments move, for a parameter the memory freezes); an embedding's protected rows are set back."""
         rows, layers = self.memory.fused_layers() if self.memory is not None else (None, [])
         plan = self._fused_plan
         if rows is None:
@@ -263,10 +263,12 @@ class HybridAdamW(Optimizer):
             plan.check_gradients()
         in_kernel = set(plan.tensors) if plan is not None else set()
         frozen = set(self.memory.frozen_params()) if self.memory is not None else set()
+        protected = self.memory.protected_rows() if self.memory is not None else []
         params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
             witness = (old_task_gradient(params, old_task_closure), copy_list(params))
+        kept = [w[rows] for w, rows in protected]  # an embedding's old-task rows, set back after the step
         hyper = {}
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
@@ -304,6 +306,8 @@ class HybridAdamW(Optimizer):
         if plan is not None:
             torch._foreach_add_([self.state[p]["step"] for p in plan.tensors], 1)
             plan.launch(self.state, hyper)()
+        for (w, rows), values in zip(protected, kept, strict=True):
+            w.index_copy_(0, rows, values)
         slope = None
         if witness is not None:
             slope = dot(witness[0], torch._foreach_sub(params, witness[1]))

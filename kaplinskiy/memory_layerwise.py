@@ -313,10 +313,15 @@ class LayerwiseMemory:
         """The grouped kernel's plan over the parameters themselves and, in its order, each of its layers'
         ``(weight, bias)`` parameters: what a fused optimizer step (``HybridAdamW(fused=True)``) projects.
 
-        Raises ``ValueError`` if a layer with a basis is left to the per-layer path (an embedding, a weight shared
-        by two layers, a basis above ``MAX_RANK``, no Triton or no CUDA): the fused step would not project it."""
+        Embeddings are not in the plan: their protected rows are set back after the step (:meth:`protected_rows`).
+        Raises ``ValueError`` if another layer with a basis is left to the per-layer path (a weight shared by two
+        layers, a basis above ``MAX_RANK``, no Triton or no CUDA): the fused step would not project it."""
         plan, grouped = self._grouped(self.params)
-        left = [f"{i} ({type(m).__name__})" for i, m in enumerate(self.layers) if self._size(i) and i not in grouped]
+        left = [
+            f"{i} ({type(m).__name__})"
+            for i, m in enumerate(self.layers)
+            if self._size(i) and i not in grouped and not isinstance(m, nn.Embedding)
+        ]
         if left:
             raise ValueError(
                 f"Invalid memory for a fused step: the grouped kernel does not take layer {left[0]}"
@@ -325,6 +330,15 @@ class LayerwiseMemory:
                 + f"{MAX_RANK} basis vectors, on CUDA with Triton"
             )
         return plan, [self._views(self.params, i) for i in sorted(grouped)]
+
+    def protected_rows(self) -> list[tuple[Tensor, Tensor]]:
+        """Each embedding's weight with the indices of its protected rows (old tasks' tokens), where it has any:
+        a projected step leaves those rows where they were (eq. 11 for an embedding)."""
+        return [
+            (self._views(self.params, i)[0], U)
+            for i, (m, U) in enumerate(zip(self.layers, self.bases, strict=True))
+            if isinstance(m, nn.Embedding) and U.numel()
+        ]
 
     def frozen_params(self) -> list[Tensor]:
         """The parameters no covered layer owns when ``freeze_uncovered`` (their steps are projected to zero)."""

@@ -47,13 +47,16 @@ MODELS = {"net": Net, "gpt2": gpt2}
 
 
 def setup(model: str, *, fused: bool, seed: int = 0, **kw) -> tuple[nn.Module, LayerwiseMemory, HybridAdamW]:
-    """A model, a memory with random bases on its Linear/Conv layers (none on embeddings, nor on GPT-2's head,
-    tied to its embedding) and an optimizer with weights and biases in groups of different lr and weight decay."""
+    """A model, a memory with random bases on its Linear/Conv layers (none on GPT-2's head, tied to its
+    embedding) and protected embedding rows, and an optimizer with weights and biases in groups of different lr
+    and weight decay."""
     torch.manual_seed(seed)
     net = MODELS[model]().to(DEVICE, torch.float32)
     memory = LayerwiseMemory(net, backend="triton" if fused else "torch", freeze_uncovered=kw.pop("freeze", False))
     for i, U in enumerate(memory.bases):
-        if U.ndim == 2 and memory.layers[i] is not getattr(net, "lm_head", None):
+        if U.ndim == 1:
+            memory.bases[i] = torch.randperm(memory.layers[i].num_embeddings, device=DEVICE)[:3]
+        elif memory.layers[i] is not getattr(net, "lm_head", None):
             r = min(U.shape[0] - 1, 1 + 5 * i % 17)
             memory.bases[i] = torch.linalg.qr(torch.randn(U.shape[0], r, device=DEVICE, dtype=torch.float64))[0].to(U)
     named = list(net.named_parameters())
@@ -171,11 +174,13 @@ def test_invalid_fused_uses_raise() -> None:
         HybridAdamW(net.parameters(), fused=True, memory=DenseMemory(list(net.parameters())))
     with pytest.raises(ValueError, match="whole optimizer"):
         HybridAdamW([{"params": net.parameters(), "fused": True}])
-    memory = LayerwiseMemory(net, backend="triton")
-    memory.bases[0] = torch.arange(3, device=DEVICE)  # protected embedding rows: the kernel does not take them
-    opt = HybridAdamW(net.parameters(), memory=memory, fused=True)
-    set_grads(net, 0)
-    with pytest.raises(ValueError, match=r"layer 0 \(Embedding\)"):
+    tied = nn.ModuleDict({"emb": nn.Embedding(11, 6), "head": nn.Linear(6, 11, bias=False)}).to(DEVICE)
+    tied["head"].weight = tied["emb"].weight  # one weight in two layers: the grouped kernel does not take it
+    memory = LayerwiseMemory(tied, backend="triton")
+    memory.bases[1] = torch.linalg.qr(torch.randn(6, 2, device=DEVICE))[0]
+    opt = HybridAdamW(tied.parameters(), memory=memory, fused=True)
+    set_grads(tied, 0)
+    with pytest.raises(ValueError, match=r"layer 1 \(Linear\)"):
         opt.step()
     net2, _, opt2 = setup("net", fused=True)
     set_grads(net2, 0)
