@@ -3,7 +3,9 @@
 For GPT-2 124M shapes with k = 16 basis vectors per layer, checks each variant against the per-layer BLAS
 projection, then times ``project_``, ``restore_``, ``coefficients`` and ``subtract_`` as CUDA-graph replays
 (device time alone, no host overhead) and in passes over the covered weights at the copy bandwidth measured in
-the same run. The chosen block sizes are the defaults of ``layerwise_kernel``; the runs that chose them are in
+the same run. It also times the fused AdamW-and-projection kernel of ``HybridAdamW(fused=True)`` (the same
+block sizes) against torch's fused AdamW on the same covered layers (AdamW alone, the floor). The chosen
+block sizes are the defaults of ``layerwise_kernel``; the runs that chose them are in
 workflow/records/step_time/h100_kernel_notes.md.
 
     PYTHONPATH=. python workflow/scripts/sweep_layerwise_kernel.py
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_step_time as bench
 
 import kaplinskiy.layerwise_kernel as lk
+from kaplinskiy import HybridAdamW
 
 # BM, BK, warps, stages; the first is the default. v7's 16-byte accesses may move the best, so wider column steps
 # and more warps are in the list too.
@@ -80,6 +83,35 @@ def main() -> None:
         }
         cells = ", ".join(f"{k} {t:.3f} ms ({t / one:.1f} passes)" for k, t in times.items())
         print(f"BM={bm:3d} BK={bk:3d} warps={warps} stages={stages}: max |kernel - BLAS| {err:.1e}; {cells}")
+        print(f"    {fused_step(s, one)}", flush=True)
+
+
+def fused_step(s: bench.Setup, one: float) -> str:
+    """The fused AdamW-and-projection kernel's device time on the covered layers, against torch's fused AdamW
+    on the same tensors (wall time of its step, whose device time dominates), in passes over the weights."""
+    try:
+        return _fused_step(s, one)
+    except Exception as error:  # a variant that fails to compile or run is reported, and the sweep goes on
+        return f"fused AdamW kernel FAILED: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
+
+def _fused_step(s: bench.Setup, one: float) -> str:
+    params, memory = bench.layerwise_twin(s)
+    opt = HybridAdamW(params, lr=1e-4, weight_decay=0.1, memory=memory, fused=True, check_finite=False)
+    opt.step()
+    plan = opt._fused_plan
+    group = opt.param_groups[0]
+    hyper = {p: (group["lr"], group["weight_decay"], *group["betas"], group["eps"]) for p in plan.tensors}
+    kernel = device_ms(plan.launch(opt.state, hyper))
+    covered = [p.detach().clone().requires_grad_() for p in plan.tensors]
+    for p, q in zip(covered, plan.tensors, strict=True):
+        p.grad = q.grad.clone()
+    reference = torch.optim.AdamW(covered, lr=1e-4, weight_decay=0.1, fused=True)
+    adamw = median_ms(reference.step)
+    return (
+        f"fused AdamW + projection kernel {kernel:.3f} ms ({kernel / one:.1f} passes over the covered weights); "
+        f"torch fused AdamW on the same layers {adamw:.3f} ms ({adamw / one:.1f} passes): {kernel / adamw:.2f}x"
+    )
 
 
 if __name__ == "__main__":
