@@ -46,10 +46,16 @@ class AdamWRowPlan:
         self._state = self._hyper = torch.empty(0)
         self._aligned = False
 
-    def launch(self, state: Mapping[Tensor, Mapping[str, Any]], hyper: Mapping[Tensor, Sequence[float]]) -> Launch:
+    def launch(
+        self,
+        state: Mapping[Tensor, Mapping[str, Any]],
+        hyper: Mapping[Tensor, Sequence[float]],
+        skip: Tensor | None = None,
+    ) -> Launch:
         """The launch that steps every layer of the plan: ``state[p]`` holds ``exp_avg``, ``exp_avg_sq`` and a
         float32 ``step`` on ``p``'s device, already counting this step; ``hyper[p]`` is ``p``'s
-        ``(lr, weight_decay, beta1, beta2, eps)``. Every parameter needs a gradient."""
+        ``(lr, weight_decay, beta1, beta2, eps)``. Every parameter needs a gradient. Where the device flag
+        ``skip`` (a 0-dim float32 tensor) is 1, nothing is written."""
         self._update_state(state)
         values = tuple(float(x) for p in self.tensors for x in hyper[p])
         if values != self._hyper_key:
@@ -61,6 +67,7 @@ class AdamWRowPlan:
         from .adamw_rows_triton import adamw_layer_rows  # Triton compiles (or interprets) it on first launch
 
         constants = {
+            "HAS_SKIP": skip is not None,
             "BM": self.rows.block_rows,
             "BK": self.rows.block_k,
             "BR": self.rows.block_r,
@@ -68,7 +75,8 @@ class AdamWRowPlan:
             "ALIGNED": self._aligned,
             "VEC": self.rows.vec,
         }
-        args = (self.rows.table, self._state, self._hyper, self.rows.blocks, self.rows.layers[0].w)
+        flag = skip if skip is not None else self._hyper
+        args = (self.rows.table, self._state, self._hyper, self.rows.blocks, flag, self.rows.layers[0].w)
         return Launch(adamw_layer_rows, (self.rows.blocks.shape[0],), args, constants, dict(self.rows.options))
 
     def check_gradients(self) -> None:

@@ -23,7 +23,9 @@ def adamw_layer_rows(
     state,
     hyper,
     blocks,
+    skip,  # a 0-dim flag: 1 leaves every tensor as it is (a step rejected on the device)
     weights,  # any tensor of the weights' dtype: only its type is read
+    HAS_SKIP: tl.constexpr,
     BM: tl.constexpr,
     BK: tl.constexpr,
     BR: tl.constexpr,
@@ -46,6 +48,9 @@ def adamw_layer_rows(
     hp = hyper + layer * 10
     lr, wd, beta1, beta2, eps = tl.load(hp + 0), tl.load(hp + 1), tl.load(hp + 2), tl.load(hp + 3), tl.load(hp + 4)
     step_size, bc2_sqrt = bias_corrections(step, lr, beta1, beta2)
+    keep = True
+    if HAS_SKIP:
+        keep = tl.load(skip) == 0
     m = row0 + tl.arange(0, BM)
     m_ok = m < rows
     j = tl.arange(0, BR)
@@ -55,6 +60,7 @@ def adamw_layer_rows(
         k = k0 + tl.arange(0, BK)
         k_ok = k < cols
         ok = m_ok[:, None] & k_ok[None, :]
+        store_ok = tl.where(keep, ok, False)  # (keep: a scalar; & fails interpreted)
         x_ptrs, g_ptrs = tile(w, m, k, s_row, s_col, LAYOUT), tile(g, m, k, s_row, s_col, LAYOUT)
         m_ptrs, v_ptrs = tile(ma, m, k, s_row, s_col, LAYOUT), tile(va, m, k, s_row, s_col, LAYOUT)
         x = tl.load(x_ptrs, mask=ok, other=0.0).to(tl.float32)
@@ -63,9 +69,9 @@ def adamw_layer_rows(
         vt = tl.load(v_ptrs, mask=ok, other=0.0).to(tl.float32)
         d, mt, vt = adamw_delta(x, grad, mt, vt, lr, wd, beta1, beta2, eps, step_size, bc2_sqrt)
         d = tl.where(ok, d, 0.0)
-        tl.store(m_ptrs, mt.to(elem), mask=ok)
-        tl.store(v_ptrs, vt.to(elem), mask=ok)
-        tl.store(x_ptrs, (x + d).to(elem), mask=ok)
+        tl.store(m_ptrs, mt.to(elem), mask=store_ok)
+        tl.store(v_ptrs, vt.to(elem), mask=store_ok)
+        tl.store(x_ptrs, (x + d).to(elem), mask=store_ok)
         acc = tl.dot(d, basis_tile(u, u_stride, k, k_ok, j), acc, input_precision="ieee")
     if b_addr != 0:
         b_st = state + layer * 8 + 4
@@ -81,13 +87,14 @@ def adamw_layer_rows(
         vb = tl.load(bv_ptrs, mask=m_ok, other=0.0).to(tl.float32)
         db, mb, vb = adamw_delta(xb, gb, mb, vb, b_lr, b_wd, b_beta1, b_beta2, tl.load(b_hp + 4), b_size, b_bc2)
         db = tl.where(m_ok, db, 0.0)
-        tl.store(bm_ptrs, mb.to(elem), mask=m_ok)
-        tl.store(bv_ptrs, vb.to(elem), mask=m_ok)
-        tl.store(b_ptrs, (xb + db).to(elem), mask=m_ok)
+        b_ok = tl.where(keep, m_ok, False)
+        tl.store(bm_ptrs, mb.to(elem), mask=b_ok)
+        tl.store(bv_ptrs, vb.to(elem), mask=b_ok)
+        tl.store(b_ptrs, (xb + db).to(elem), mask=b_ok)
         u_b = tl.load(u + cols * u_stride + j, mask=j_ok, other=0.0)  # the bias row of U (an input of 1)
         acc += db[:, None] * u_b[None, :]
     subtract_rows(
-        w, b_addr, u, u_t, u_stride, ut_stride, acc, m, m_ok, j, j_ok, s_row, s_col, cols, weights, BK, LAYOUT
+        w, b_addr, u, u_t, u_stride, ut_stride, acc, m, m_ok, j, j_ok, s_row, s_col, cols, keep, weights, BK, LAYOUT
     )
 
 

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .acceptance import NonFiniteStepWarning
 from .tensor_lists import max_abs
 
-__all__ = ["PendingVerdict", "device_verdict", "found_inf", "takes_found_inf"]
+__all__ = ["PendingVerdict", "VerdictQueue", "device_verdict", "found_inf", "takes_found_inf"]
 
 
 def takes_found_inf(optimizer: Optimizer) -> bool:
@@ -79,3 +82,38 @@ class PendingVerdict:
             self._event.synchronize()
         bad, zero = self._host.tolist()
         return bool(bad), bool(zero)
+
+
+class VerdictQueue:
+    """The verdicts of an optimizer's deferred checks, read oldest first once they reach the host.
+
+    A rejected step warns (:class:`~kaplinskiy.NonFiniteStepWarning`); a skipped one (rejected, or a zero
+    gradient) is counted in the optimizer's record ``record["skipped"]`` and, if it is the last step, its
+    certificate ``record["certificate"]`` is marked as not accepted.
+    """
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self._pending: list[PendingVerdict] = []
+
+    def push(self, verdict: Tensor, step: int) -> None:
+        """Send step ``step``'s verdict to the host, without waiting."""
+        self._pending.append(PendingVerdict(verdict, step))
+
+    def settle(self, record: MutableMapping[str, Any], *, wait: bool) -> None:
+        """Read the verdicts that have arrived (all of them, when ``wait``) into ``record``."""
+        while self._pending and (wait or self._pending[0].ready()):
+            pending = self._pending.pop(0)
+            bad, zero = pending.read()
+            if bad:
+                warnings.warn(
+                    f"{self.who}: non-finite loss or gradient at step {pending.step}; the step was skipped on "
+                    "the device, parameters and state unchanged",
+                    NonFiniteStepWarning,
+                    stacklevel=4,
+                )
+            if bad or zero:
+                record["skipped"] = record.get("skipped", 0) + 1
+                cert = record.get("certificate")
+                if cert is not None and cert["step"] == pending.step:
+                    cert.update(accepted=False, eta=0.0, t=0.0)

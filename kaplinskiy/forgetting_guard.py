@@ -22,7 +22,6 @@ uninterrupted run to rounding rather than bit for bit (with the flag off, it mat
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +29,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, NonFiniteStepWarning, armijo_on_params, old_task_gradient, skip_step
-from .deferred_check import PendingVerdict, device_verdict, found_inf, takes_found_inf
+from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
+from .deferred_check import VerdictQueue, device_verdict, found_inf, takes_found_inf
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
 from .tensor_lists import copy_list, dot, grads_of, sq_norm
@@ -104,7 +103,7 @@ class ForgettingGuard(OptimizerWrapper):
                 "SGD), check_finite, project='update', no Armijo search and a memory without tied weights"
             )
         self.defer_check = defer_check
-        self._pending: list[PendingVerdict] = []
+        self._verdicts = VerdictQueue("ForgettingGuard")
         self._kept: tuple[list[tuple[Tensor, int]], list[tuple[Tensor, int]], list[Tensor]] | None = None
         self.c, self.shrink, self.max_trials = c, shrink, max_trials
         self.wrapper_state["certificate"] = None
@@ -128,23 +127,8 @@ class ForgettingGuard(OptimizerWrapper):
         return super().state_dict()
 
     def _settle(self, *, wait: bool) -> None:
-        """Read the verdicts that have reached the host (all of them, when ``wait``), oldest first: a rejected
-        step warns, is counted in ``guard_state["skipped"]`` and, if it is the last one, marks its certificate."""
-        while self._pending and (wait or self._pending[0].ready()):
-            pending = self._pending.pop(0)
-            bad, zero = pending.read()
-            if bad:
-                warnings.warn(
-                    f"ForgettingGuard: non-finite loss or gradient at step {pending.step}; the step was skipped on "
-                    "the device, parameters and state unchanged",
-                    NonFiniteStepWarning,
-                    stacklevel=3,
-                )
-            if bad or zero:
-                self.guard_state["skipped"] = self.guard_state.get("skipped", 0) + 1
-                cert = self.wrapper_state["certificate"]
-                if cert is not None and cert["step"] == pending.step:
-                    cert.update(accepted=False, eta=0.0, t=0.0)
+        """Read the deferred checks' verdicts that have reached the host (all of them, when ``wait``)."""
+        self._verdicts.settle(self.wrapper_state, wait=wait)
 
     @torch.no_grad()
     def step(
@@ -186,7 +170,7 @@ class ForgettingGuard(OptimizerWrapper):
             if verdict is not None:
                 residual = self._step_in_place(mem, skip=verdict.amax())
                 self._record(None, loss, closure, residual, None, witness)
-                self._pending.append(PendingVerdict(verdict, self.guard_state["step"]))
+                self._verdicts.push(verdict, self.guard_state["step"])
                 return loss
             if self.project == "gradient" or self.memory.linear_split:
                 residual = self._step_in_place(mem)

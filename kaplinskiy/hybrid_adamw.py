@@ -28,6 +28,7 @@ from torch.optim.adamw import adamw as functional_adamw
 
 from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
 from .adamw_rows_kernel import AdamWRowPlan
+from .deferred_check import VerdictQueue, device_verdict
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
 from .memory_layerwise import LayerwiseMemory
@@ -84,6 +85,10 @@ class HybridAdamW(Optimizer):
         check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero
             (one pass over the gradients and a host synchronisation per step); turn it off only where something
             else skips such steps (a ``GradScaler`` does).
+        defer_check: with ``fused=True``, make that check's decision on the device, without a host
+            synchronisation (as ``ForgettingGuard(defer_check=True)`` does): the kernels leave parameters and
+            state untouched when it rejects the step, and its warning comes when the verdict reaches the host (a
+            later step, or reading ``certificate``).
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class HybridAdamW(Optimizer):
         max_trials: int = 20,
         fused: bool = False,
         check_finite: bool = True,
+        defer_check: bool = False,
     ) -> None:
         if not lr >= 0.0:
             raise ValueError(f"Invalid lr: {lr}")
@@ -116,10 +122,13 @@ class HybridAdamW(Optimizer):
             raise ValueError("Invalid fused: the fused kernel takes the step whole, without an Armijo search")
         if fused and memory is not None and not isinstance(memory, LayerwiseMemory):
             raise ValueError("Invalid fused: the fused kernel projects against a LayerwiseMemory")
+        if defer_check and not (fused and check_finite):
+            raise ValueError("Invalid defer_check: it needs fused=True and check_finite=True")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, project=memory is not None, fused=fused)
         super().__init__(params, defaults)
         self.memory, self.armijo, self.c, self.shrink, self.max_trials = memory, armijo, c, shrink, max_trials
-        self.fused, self.check_finite = fused, check_finite
+        self.fused, self.check_finite, self.defer_check = fused, check_finite, defer_check
+        self._verdicts = VerdictQueue("HybridAdamW")
         self._fused_plan: AdamWRowPlan | None = None
         self.hybrid_state: dict[str, Any] = {"step": 0, "certificate": None}
         check_memory_covers_projected_groups(self.param_groups, memory)
@@ -133,11 +142,15 @@ class HybridAdamW(Optimizer):
 
     @property
     def certificate(self) -> dict[str, Any] | None:
-        """The last step's certificate as plain values (``None`` before the first step)."""
+        """The last step's certificate as plain values (``None`` before the first step). With a deferred check,
+        reading it waits for the pending verdicts, so that ``accepted`` is final."""
+        self._verdicts.settle(self.hybrid_state, wait=True)
         return self.hybrid_state["certificate"]
 
     def state_dict(self) -> dict[str, Any]:
-        """``torch.optim``'s state dict plus the step counter and last certificate under ``"hybrid"``."""
+        """``torch.optim``'s state dict plus the step counter and last certificate under ``"hybrid"`` (pending
+        verdicts are read first)."""
+        self._verdicts.settle(self.hybrid_state, wait=True)
         return {**super().state_dict(), "hybrid": dict(self.hybrid_state)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -207,6 +220,12 @@ class HybridAdamW(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         present = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if self.defer_check:
+            self._verdicts.settle(self.hybrid_state, wait=False)
+            verdict = device_verdict(loss, present)
+            self._fused_step(loss, closure, old_task_closure, skip=verdict.amax())
+            self._verdicts.push(verdict, self.hybrid_state["step"])
+            return loss
         if self.check_finite and skip_step(loss, present, "HybridAdamW"):
             return loss
         if self.fused:
@@ -248,10 +267,11 @@ class HybridAdamW(Optimizer):
             self.hybrid_state["step"], search, lr, passes, step_norm=norm, old_task_slope=slope
         ).as_dict()
 
-    def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any) -> None:
+    def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any, skip: Tensor | None = None) -> None:
         """The step of ``fused=True``: the projected layers in one grouped launch (AdamW, then ``C = Delta U``
         and ``w <- w - C U^T``), every other parameter through torch's fused AdamW (with lr 0, so that only its
-        moments move, for a parameter the memory freezes); an embedding's protected rows are set back."""
+        moments move, for a parameter the memory freezes); an embedding's protected rows are set back. Where the
+        device flag ``skip`` is 1, nothing moves (torch's ``found_inf``; the step counts are set back)."""
         rows, layers = self.memory.fused_layers() if self.memory is not None else (None, [])
         plan = self._fused_plan
         if rows is None:
@@ -302,10 +322,14 @@ class HybridAdamW(Optimizer):
                         weight_decay=group["weight_decay"],
                         eps=group["eps"],
                         maximize=False,
+                        found_inf=skip,
                     )
         if plan is not None:
-            torch._foreach_add_([self.state[p]["step"] for p in plan.tensors], 1)
-            plan.launch(self.state, hyper)()
+            steps = [self.state[p]["step"] for p in plan.tensors]
+            torch._foreach_add_(steps, 1)
+            plan.launch(self.state, hyper, skip)()
+            if skip is not None:
+                torch._foreach_sub_(steps, [skip] * len(steps))
         for (w, rows), values in zip(protected, kept, strict=True):
             w.index_copy_(0, rows, values)
         slope = None

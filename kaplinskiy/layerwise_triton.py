@@ -66,7 +66,7 @@ def layer_rows(
         tl.store(out_base + c_idx, acc, mask=c_ok)
     if APPLY:
         subtract_rows(
-            w, b_addr, u, u_t, u_stride, ut_stride, acc, m, m_ok, j, j_ok, s_row, s_col, cols, weights, BK, LAYOUT
+            w, b_addr, u, u_t, u_stride, ut_stride, acc, m, m_ok, j, j_ok, s_row, s_col, cols, True, weights, BK, LAYOUT
         )
 
 
@@ -117,17 +117,19 @@ def subtract_rows(
     s_row,
     s_col,
     cols,
+    keep,
     weights,
     BK: tl.constexpr,
     LAYOUT: tl.constexpr,
 ):
-    """``D <- D - C U^T`` on rows ``m`` of a layer (and its bias), ``C = acc``."""
+    """``D <- D - C U^T`` on rows ``m`` of a layer (and its bias), ``C = acc``; nothing is written unless
+    ``keep``."""
     elem = weights.dtype.element_ty
     for k0 in range(0, cols, BK):
         k = k0 + tl.arange(0, BK)
         k_ok = k < cols
         ptrs = tile(w, m, k, s_row, s_col, LAYOUT)
-        ok = m_ok[:, None] & k_ok[None, :]
+        ok = tl.where(keep, m_ok[:, None] & k_ok[None, :], False)  # (keep: a scalar; & fails interpreted)
         # U^T row-major (r x cols (+1), rows padded): a tile contiguous along k, no transpose in registers
         ut_ptrs = u_t + j[:, None] * ut_stride + k[None, :]
         ut_ok = j_ok[:, None] & (k < ut_stride)[None, :]  # past cols: bias column, padding; never stored
@@ -138,7 +140,7 @@ def subtract_rows(
         u_b = tl.load(u + cols * u_stride + j, mask=j_ok, other=0.0)
         bias_ptrs = b_addr.to(weights.dtype) + m
         bias = tl.load(bias_ptrs, mask=m_ok, other=0.0).to(tl.float32) - tl.sum(acc * u_b[None, :], axis=1)
-        tl.store(bias_ptrs, bias.to(elem), mask=m_ok)
+        tl.store(bias_ptrs, bias.to(elem), mask=tl.where(keep, m_ok, False))
 
 
 @triton.jit

@@ -187,3 +187,28 @@ def test_invalid_fused_uses_raise() -> None:
     net2.lin.bias.grad = None
     with warnings.catch_warnings(), pytest.raises(RuntimeError, match="gradient for every projected layer"):
         opt2.step()
+
+
+def test_deferred_check_takes_the_same_steps_and_skips_a_non_finite_one_on_the_device() -> None:
+    """``defer_check=True``: finite steps are the host-checked ones bit for bit; a NaN gradient leaves parameters,
+    moments and step counts bit-identical, and its warning comes when the verdict is read."""
+    net, _, opt = setup("net", fused=True, defer_check=True)
+    twin, _, ref = setup("net", fused=True)
+    run(net, opt, range(2))
+    run(twin, ref, range(2))
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), twin.parameters(), strict=True))
+    params = [p.detach().clone() for p in net.parameters()]
+    state = copy.deepcopy(opt.state_dict()["state"])
+    set_grads(net, 5)
+    net.nob.weight.grad[1, 2] = float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NonFiniteStepWarning)  # not yet: the verdict has not been read
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), params, strict=True))
+    with pytest.warns(NonFiniteStepWarning, match="step 3"):
+        cert = opt.certificate
+    assert cert is not None and not cert["accepted"] and opt.hybrid_state["skipped"] == 1
+    for i, s in opt.state_dict()["state"].items():
+        assert all(torch.equal(s[k], state[i][k]) for k in s)
+    with pytest.raises(ValueError, match="defer_check"):
+        HybridAdamW(net.parameters(), defer_check=True)

@@ -81,16 +81,16 @@ def row_launch(plan: RowPlan, mode: str) -> Launch:
     return plan.launch(out, reference=reference, skip=skip, **kw)
 
 
-def adamw_launch(plan: RowPlan) -> Launch:
+def adamw_launch(plan: RowPlan, skip: bool = False) -> Launch:
     """The launch ``HybridAdamW(fused=True)`` makes over ``plan``'s layers: gradients and moments like the weights,
-    float32 step counts."""
+    float32 step counts; ``skip``: with the device flag of ``defer_check=True``."""
     pairs = [(lay.w, lay.b) for lay in plan.layers]
     state, hyper = {}, {}
     for p in (p for pair in pairs for p in pair if p is not None):
         p.grad = torch.zeros_like(p)
         state[p] = {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p), "step": torch.ones(())}
         hyper[p] = (1e-3, 0.01, 0.9, 0.999, 1e-8)
-    return AdamWRowPlan(plan, pairs).launch(state, hyper)
+    return AdamWRowPlan(plan, pairs).launch(state, hyper, torch.zeros(()) if skip else None)
 
 
 def dense_launches() -> dict[str, Launch]:
@@ -209,9 +209,10 @@ def launches(subset: str = "all") -> dict[str, tuple[Launch, dict]]:
             }
             out[f"layer_rows {mode} [{plan_name}]"] = (row_launch(plan, mode), info)
         if subset == "all" or plan_name in ("row-major fp32", "HF Conv1D fp32"):
-            info = {"kernel": "adamw_layer_rows", "plan": plan_name, "mode": "step"}
-            info |= {"aligned": plan.aligned, "layout": plan.layout, "dtype": str(plan.dtype)}
-            out[f"adamw_layer_rows [{plan_name}]"] = (adamw_launch(plan), info)
+            for mode in ("step", "step skip") if plan.dtype == torch.float32 and subset == "all" else ("step",):
+                info = {"kernel": "adamw_layer_rows", "plan": plan_name, "mode": mode}
+                info |= {"aligned": plan.aligned, "layout": plan.layout, "dtype": str(plan.dtype)}
+                out[f"adamw_layer_rows {mode} [{plan_name}]"] = (adamw_launch(plan, mode == "step skip"), info)
     if subset == "all":
         for name, launch in dense_launches().items():
             info = {

@@ -16,6 +16,7 @@ GUARD_KEPT = "Guard(AdamW fused) layer-wise update, Q^T w kept"
 GUARD_UNCHECKED = "Guard(AdamW fused) layer-wise update, Q^T w kept, no finite check"
 GUARD_DEVICE = "Guard(AdamW fused) layer-wise update, Q^T w kept, device check"
 FUSED = "HybridAdamW(fused) layer-wise update"
+FUSED_DEVICE = "HybridAdamW(fused) layer-wise update, device check"
 FUSED_UNCHECKED = "HybridAdamW(fused) layer-wise update, no finite check"
 DENSE_LIMIT = "dense projection / bandwidth limit 2*k*n*bytes/bw"
 GROUPED, PER_LAYER = "layer-wise projection alone", "layer-wise projection alone, per-layer BLAS"
@@ -67,6 +68,7 @@ def verdicts(record: dict[str, Any]) -> str:
         GUARD_UNCHECKED: "the same without the finite check",
         GUARD_DEVICE: "the same with the check made on the device",
         FUSED: "the same step by HybridAdamW(fused=True), AdamW and projection in one launch",
+        FUSED_DEVICE: "that with its check made on the device",
         FUSED_UNCHECKED: "that without its finite check",
         DENSE_LIMIT: "the dense projection against its bandwidth limit",
     }
