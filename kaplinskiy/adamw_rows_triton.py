@@ -93,6 +93,8 @@ def adamw_layer_rows(
         tl.store(b_ptrs, (xb + db).to(elem), mask=b_ok)
         u_b = tl.load(u + cols * u_stride + j, mask=j_ok, other=0.0)  # the bias row of U (an input of 1)
         acc += db[:, None] * u_b[None, :]
+    # sweep 2 reads what other threads of this program wrote in sweep 1: a CTA barrier orders those accesses
+    tl.debug_barrier()
     subtract_rows(
         w, b_addr, u, u_t, u_stride, ut_stride, acc, m, m_ok, j, j_ok, s_row, s_col, cols, keep, weights, BK, LAYOUT
     )
