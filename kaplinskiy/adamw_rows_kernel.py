@@ -62,7 +62,7 @@ class AdamWRowPlan:
             rows = []
             for w, b in self.params:
                 rows.append([*hyper[w], *(hyper[b] if b is not None else (0.0,) * len(HYPER_KEYS))])
-            self._hyper = torch.tensor(rows, dtype=torch.float32).to(self.rows.device)
+            self._hyper = _upload(rows, torch.float32, self.rows.device)
             self._hyper_key = values
         from .adamw_rows_triton import adamw_layer_rows  # Triton compiles (or interprets) it on first launch
 
@@ -109,5 +109,14 @@ class AdamWRowPlan:
                 if p is w:  # the weights' tiles are the vector accesses; a bias is read row by row
                     aligned = aligned and all(t.data_ptr() % 16 == 0 for t in tensors)
             rows.append(row)
-        self._state = torch.tensor(rows, dtype=torch.int64).to(self.rows.device)
+        self._state = _upload(rows, torch.int64, self.rows.device)
         self._state_key, self._aligned = key, aligned
+
+
+def _upload(rows: list[list[Any]], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A small table on ``device`` without a host synchronisation: a CUDA copy from pinned memory, which torch's
+    host allocator keeps until the copy is done (a learning-rate schedule rebuilds the table every step)."""
+    table = torch.tensor(rows, dtype=dtype)
+    if device.type != "cuda":
+        return table.to(device)
+    return table.pin_memory().to(device, non_blocking=True)

@@ -212,3 +212,18 @@ def test_deferred_check_takes_the_same_steps_and_skips_a_non_finite_one_on_the_d
         assert all(torch.equal(s[k], state[i][k]) for k in s)
     with pytest.raises(ValueError, match="defer_check"):
         HybridAdamW(net.parameters(), defer_check=True)
+
+
+def test_a_learning_rate_schedule_reaches_the_kernel() -> None:
+    """The kernel's hyperparameter table follows the groups' lr from step to step (a scheduler rebuilds it)."""
+    runs = []
+    for fused in (True, False):
+        net, _, opt = setup("net", fused=fused)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + 3 * t))
+        for t in range(3):
+            set_grads(net, t)
+            opt.step()
+            schedule.step()
+        runs.append(list(net.parameters()))
+    for p, q in zip(*runs, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
