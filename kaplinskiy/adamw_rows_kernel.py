@@ -14,6 +14,7 @@ adds, per layer, the addresses of the gradients, moments and step counts (``stat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,7 +62,7 @@ class AdamWRowPlan:
         if values != self._hyper_key:
             rows = []
             for w, b in self.params:
-                rows.append([*hyper[w], *(hyper[b] if b is not None else (0.0,) * len(HYPER_KEYS))])
+                rows.append([*_table_row(hyper[w]), *(_table_row(hyper[b]) if b is not None else (0.0,) * 8)])
             self._hyper = _upload(rows, torch.float32, self.rows.device)
             self._hyper_key = values
         from .adamw_rows_triton import adamw_layer_rows  # Triton compiles (or interprets) it on first launch
@@ -111,6 +112,15 @@ class AdamWRowPlan:
             rows.append(row)
         self._state = _upload(rows, torch.int64, self.rows.device)
         self._state_key, self._aligned = key, aligned
+
+
+def _table_row(values: Sequence[float]) -> list[float]:
+    """A tensor's row of the kernel's ``hyper`` table from its ``(lr, weight_decay, beta1, beta2, eps)``:
+    ``lr, wd, eps, beta2, 1 - beta1, 1 - beta2, ln beta1, ln beta2``, the last four in float64 before their
+    rounding to float32 (``-inf`` for ``ln 0``)."""
+    lr, wd, beta1, beta2, eps = map(float, values)
+    logs = [math.log(b) if b > 0 else -math.inf for b in (beta1, beta2)]
+    return [lr, wd, eps, beta2, 1.0 - beta1, 1.0 - beta2, *logs]
 
 
 def _upload(rows: list[list[Any]], dtype: torch.dtype, device: torch.device) -> Tensor:

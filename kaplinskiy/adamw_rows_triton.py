@@ -6,9 +6,9 @@ and in one sweep over the columns reads ``w, g, m, v``, writes the new moments a
 accumulates ``C = Delta U``; a second sweep subtracts ``C U^T`` from the same rows, which the first sweep has
 just written (they are read again from the cache, not from memory, when they fit). The bias is an input of 1.
 Each layer's gradient, moments and step count are its row of ``state`` (``g, m, v, step`` of the weight,
-then of the bias); its hyperparameters are its row of ``hyper`` (``lr, wd, beta1, beta2, eps`` of the weight,
-then of the bias). The bias corrections are computed from the step count on the device, in float32, as
-torch's fused AdamW computes them.
+then of the bias); its hyperparameters are its row of ``hyper`` (``lr, wd, eps, beta2, 1 - beta1, 1 - beta2,
+ln beta1, ln beta2`` of the weight, then of the bias, from the host in float64). The bias corrections are computed
+from the step count on the device (it stays there, as torch's fused AdamW keeps it), without cancellation.
 """
 
 import triton
@@ -45,9 +45,7 @@ def adamw_layer_rows(
     if ALIGNED:  # the gradient and moments share the weight's strides (AdamWRowPlan checks)
         g, ma, va = tl.multiple_of(g, 16), tl.multiple_of(ma, 16), tl.multiple_of(va, 16)
     step = tl.load(tl.load(st + 3).to(tl.pointer_type(tl.float32)))
-    hp = hyper + layer * 10
-    lr, wd, beta1, beta2, eps = tl.load(hp + 0), tl.load(hp + 1), tl.load(hp + 2), tl.load(hp + 3), tl.load(hp + 4)
-    step_size, bc2_sqrt = bias_corrections(step, lr, beta1, beta2)
+    coef = step_coefficients(hyper + layer * 16, step)
     keep = True
     if HAS_SKIP:
         keep = tl.load(skip) == 0
@@ -67,7 +65,7 @@ def adamw_layer_rows(
         grad = tl.load(g_ptrs, mask=ok, other=0.0).to(tl.float32)
         mt = tl.load(m_ptrs, mask=ok, other=0.0).to(tl.float32)
         vt = tl.load(v_ptrs, mask=ok, other=0.0).to(tl.float32)
-        d, mt, vt = adamw_delta(x, grad, mt, vt, lr, wd, beta1, beta2, eps, step_size, bc2_sqrt)
+        d, mt, vt = adamw_delta(x, grad, mt, vt, coef)
         d = tl.where(ok, d, 0.0)
         tl.store(m_ptrs, mt.to(elem), mask=store_ok)
         tl.store(v_ptrs, vt.to(elem), mask=store_ok)
@@ -75,17 +73,15 @@ def adamw_layer_rows(
         acc = tl.dot(d, basis_tile(u, u_stride, k, k_ok, j), acc, input_precision="ieee")
     if b_addr != 0:
         b_st = state + layer * 8 + 4
-        b_hp = hyper + layer * 10 + 5
-        b_lr, b_wd, b_beta1, b_beta2 = tl.load(b_hp + 0), tl.load(b_hp + 1), tl.load(b_hp + 2), tl.load(b_hp + 3)
         b_step = tl.load(tl.load(b_st + 3).to(tl.pointer_type(tl.float32)))
-        b_size, b_bc2 = bias_corrections(b_step, b_lr, b_beta1, b_beta2)
+        b_coef = step_coefficients(hyper + layer * 16 + 8, b_step)
         b_ptrs = b_addr.to(weights.dtype) + m
         bm_ptrs, bv_ptrs = tl.load(b_st + 1).to(weights.dtype) + m, tl.load(b_st + 2).to(weights.dtype) + m
         xb = tl.load(b_ptrs, mask=m_ok, other=0.0).to(tl.float32)
         gb = tl.load(tl.load(b_st + 0).to(weights.dtype) + m, mask=m_ok, other=0.0).to(tl.float32)
         mb = tl.load(bm_ptrs, mask=m_ok, other=0.0).to(tl.float32)
         vb = tl.load(bv_ptrs, mask=m_ok, other=0.0).to(tl.float32)
-        db, mb, vb = adamw_delta(xb, gb, mb, vb, b_lr, b_wd, b_beta1, b_beta2, tl.load(b_hp + 4), b_size, b_bc2)
+        db, mb, vb = adamw_delta(xb, gb, mb, vb, b_coef)
         db = tl.where(m_ok, db, 0.0)
         b_ok = tl.where(keep, m_ok, False)
         tl.store(bm_ptrs, mb.to(elem), mask=b_ok)
@@ -101,19 +97,37 @@ def adamw_layer_rows(
 
 
 @triton.jit
-def bias_corrections(step, lr, beta1, beta2):
-    """``lr / (1 - beta1^t)`` and ``sqrt(1 - beta2^t)`` (AdamW's bias corrections), in float32."""
-    bc1 = 1.0 - tl.exp2(step * tl.log2(beta1))
-    bc2 = 1.0 - tl.exp2(step * tl.log2(beta2))
-    return lr / bc1, tl.sqrt(bc2)
+def step_coefficients(hp, step):
+    """A tensor's row of ``hyper`` at step ``t``: ``lr wd``, ``eps``, ``beta2``, ``1 - beta1``, ``1 - beta2``,
+    ``lr / (1 - beta1^t)`` and ``sqrt(1 - beta2^t)``. The complements and ``ln beta`` come from the host in float64:
+    ``1 - beta2`` formed in float32 from ``beta2 = 0.9999`` is off by 2e-4, and ``1 - beta2^t`` likewise."""
+    lr, wd, eps, beta2 = tl.load(hp + 0), tl.load(hp + 1), tl.load(hp + 2), tl.load(hp + 3)
+    one_minus_beta1, one_minus_beta2 = tl.load(hp + 4), tl.load(hp + 5)
+    bc1, bc2 = one_minus_power(step, tl.load(hp + 6)), one_minus_power(step, tl.load(hp + 7))
+    return lr * wd, eps, beta2, one_minus_beta1, one_minus_beta2, lr / bc1, tl.sqrt(bc2)
 
 
 @triton.jit
-def adamw_delta(x, grad, m, v, lr, wd, beta1, beta2, eps, step_size, bc2_sqrt):
+def one_minus_power(step, log_beta):
+    """``1 - beta^t = -expm1(t ln beta)`` to float32 precision, also where ``beta^t`` is near 1 (``beta2 = 0.999``
+    in early steps), where ``1 - exp(...)`` in float32 would lose 3-4 digits: the series of ``expm1`` for
+    ``|x| < 1/2`` (8 terms, relative error below 1e-8), ``exp(x) - 1`` beyond; ``beta = 0`` (``ln beta = -inf``)
+    gives 1."""
+    x = step * log_beta
+    small = x > -0.5
+    y = tl.where(small, x, 0.0)
+    series = y * (1 + y / 2 * (1 + y / 3 * (1 + y / 4 * (1 + y / 5 * (1 + y / 6 * (1 + y / 7 * (1 + y / 8)))))))
+    return -tl.where(small, series, tl.exp(x) - 1.0)
+
+
+@triton.jit
+def adamw_delta(x, grad, m, v, coef):
     """AdamW's step ``Delta`` and new moments (Loshchilov & Hutter; the same formulas as
-    :func:`kaplinskiy.hybrid_adamw.adamw_update`): ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
+    :func:`kaplinskiy.hybrid_adamw.adamw_update`), ``coef`` from :func:`step_coefficients`:
+    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
     ``Delta = -lr wd w - lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps)``."""
-    m = m + (1.0 - beta1) * (grad - m)
-    v = beta2 * v + (1.0 - beta2) * grad * grad
-    d = -(lr * wd) * x - step_size * m / (tl.sqrt(v) / bc2_sqrt + eps)
+    lr_wd, eps, beta2, one_minus_beta1, one_minus_beta2, step_size, bc2_sqrt = coef
+    m = m + one_minus_beta1 * (grad - m)
+    v = beta2 * v + one_minus_beta2 * grad * grad
+    d = -lr_wd * x - step_size * m / (tl.sqrt(v) / bc2_sqrt + eps)
     return d, m, v
