@@ -15,7 +15,7 @@ adds, per layer, the addresses of the gradients, moments and step counts (``stat
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -42,29 +42,30 @@ class AdamWRowPlan:
             raise ValueError(f"Invalid params: {len(params)} layers for a plan of {len(rows.layers)}")
         self.rows, self.params = rows, list(params)
         self.tensors = [p for pair in self.params for p in pair if p is not None]
-        self._state_key: tuple[int, ...] | None = None
-        self._hyper_key: tuple[float, ...] | None = None
+        index = {id(p): i for i, p in enumerate(self.tensors)}
+        self._slots = [(index[id(w)], index[id(b)] if b is not None else None) for w, b in self.params]
+        self._state_key: tuple[Any, ...] | None = None
+        self._hyper_key: list[tuple[float, ...]] | None = None
         self._state = self._hyper = torch.empty(0)
         self._aligned = False
 
     def launch(
         self,
-        state: Mapping[Tensor, Mapping[str, Any]],
-        hyper: Mapping[Tensor, Sequence[float]],
+        moments: Sequence[tuple[Tensor, Tensor, Tensor]],
+        hyper: Sequence[tuple[float, ...]],
         skip: Tensor | None = None,
     ) -> Launch:
-        """The launch that steps every layer of the plan: ``state[p]`` holds ``exp_avg``, ``exp_avg_sq`` and a
-        float32 ``step`` on ``p``'s device, already counting this step; ``hyper[p]`` is ``p``'s
-        ``(lr, weight_decay, beta1, beta2, eps)``. Every parameter needs a gradient. Where the device flag
-        ``skip`` (a 0-dim float32 tensor) is 1, nothing is written."""
-        self._update_state(state)
-        values = tuple(float(x) for p in self.tensors for x in hyper[p])
-        if values != self._hyper_key:
+        """The launch that steps every layer of the plan. Both lists follow :attr:`tensors`: ``moments[i]`` is
+        that tensor's ``(exp_avg, exp_avg_sq, step)``, the step a float32 tensor on its device that already counts
+        this step; ``hyper[i]`` its ``(lr, weight_decay, beta1, beta2, eps)``. Every tensor needs a gradient.
+        Where the device flag ``skip`` (a 0-dim float32 tensor) is 1, nothing is written."""
+        self._update_state(moments)
+        if hyper != self._hyper_key:
             rows = []
-            for w, b in self.params:
+            for w, b in self._slots:
                 rows.append([*_table_row(hyper[w]), *(_table_row(hyper[b]) if b is not None else (0.0,) * 8)])
             self._hyper = _upload(rows, torch.float32, self.rows.device)
-            self._hyper_key = values
+            self._hyper_key = list(hyper)
         from .adamw_rows_triton import adamw_layer_rows  # Triton compiles (or interprets) it on first launch
 
         constants = {
@@ -85,29 +86,29 @@ class AdamWRowPlan:
         if any(p.grad is None for p in self.tensors):
             raise RuntimeError("Invalid step: the fused AdamW kernel needs a gradient for every projected layer")
 
-    def _update_state(self, state: Mapping[Tensor, Mapping[str, Any]]) -> None:
-        """The ``state`` table (``g, m, v, step`` addresses of weight then bias), rebuilt when one moved."""
+    def _update_state(self, moments: Sequence[tuple[Tensor, Tensor, Tensor]]) -> None:
+        """The ``state`` table (``g, m, v, step`` addresses of weight then bias), rebuilt when one of them moved."""
         self.check_gradients()
-        key = tuple(t.data_ptr() for p in self.tensors for t in (p.grad, state[p]["exp_avg"], state[p]["exp_avg_sq"]))
+        key = (*(p.grad.data_ptr() for p in self.tensors), *(t.data_ptr() for m in moments for t in m))
         if key == self._state_key:
             return
         rows, aligned = [], self.rows.aligned
-        for w, b in self.params:
+        for slots in self._slots:
             row = []
-            for p in (w, b):
-                if p is None:
+            for i in slots:
+                if i is None:
                     row += [0, 0, 0, 0]
                     continue
-                tensors = (p.grad, state[p]["exp_avg"], state[p]["exp_avg_sq"])
+                p, (exp_avg, exp_avg_sq, step) = self.tensors[i], moments[i]
+                tensors = (p.grad, exp_avg, exp_avg_sq)
                 if any(t.stride() != p.stride() or t.dtype != p.dtype for t in tensors):
                     raise ValueError(
                         "Invalid state: gradients and moments must have their parameter's strides and dtype"
                     )
-                step = state[p]["step"]
                 if step.dtype != torch.float32 or step.device != p.device:
                     raise ValueError("Invalid state: the step counts must be float32 tensors on the parameters' device")
                 row += [t.data_ptr() for t in tensors] + [step.data_ptr()]
-                if p is w:  # the weights' tiles are the vector accesses; a bias is read row by row
+                if i == slots[0]:  # the weights' tiles are the vector accesses; a bias is read row by row
                     aligned = aligned and all(t.data_ptr() % 16 == 0 for t in tensors)
             rows.append(row)
         self._state = _upload(rows, torch.int64, self.rows.device)

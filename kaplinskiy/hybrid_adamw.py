@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,6 +37,18 @@ from .param_groups import check_group_keys, check_memory_covers_projected_groups
 from .tensor_lists import copy_list, dot, sq_norm
 
 __all__ = ["HybridAdamW", "adamw_update"]
+
+
+@dataclass
+class _FusedLists:
+    """What a fused step hands to its kernels: the parameters with a gradient; the kernel's tensors' moments and
+    step counts and their groups' indices (in the plan's order); per group, torch's fused AdamW calls."""
+
+    params: list[Tensor]
+    kernel_moments: list[Any]
+    kernel_groups: list[int]
+    rest: list[list[tuple[Any, ...]]]
+    kernel_steps: list[Tensor] = field(default_factory=list)
 
 
 def adamw_update(
@@ -130,12 +143,14 @@ class HybridAdamW(Optimizer):
         self.fused, self.check_finite, self.defer_check = fused, check_finite, defer_check
         self._verdicts = VerdictQueue("HybridAdamW")
         self._fused_plan: AdamWRowPlan | None = None
+        self._fused_cache: tuple[Any, _FusedLists] | None = None
         self.hybrid_state: dict[str, Any] = {"step": 0, "certificate": None}
         check_memory_covers_projected_groups(self.param_groups, memory)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group as ``torch.optim`` does, rejecting keys this optimizer does not know."""
         check_group_keys(param_group, self.defaults)
+        self._fused_cache = None
         if param_group.get("fused", self.defaults["fused"]) != self.defaults["fused"]:
             raise ValueError("Invalid param group: fused is set for the whole optimizer, not per group")
         super().add_param_group(param_group)
@@ -155,6 +170,7 @@ class HybridAdamW(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+        self._fused_cache = None  # it holds the state tensors being replaced
         state_dict = dict(state_dict)
         hybrid = state_dict.pop("hybrid", None)
         super().load_state_dict(state_dict)
@@ -219,7 +235,8 @@ class HybridAdamW(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        present = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        needed = self.check_finite or self.armijo  # a fused step without the check need not list them
+        present = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None] if needed else []
         if self.defer_check:
             self._verdicts.settle(self.hybrid_state, wait=False)
             verdict = device_verdict(loss, present)
@@ -281,61 +298,84 @@ class HybridAdamW(Optimizer):
         self._fused_plan = plan
         if plan is not None:
             plan.check_gradients()
-        in_kernel = set(plan.tensors) if plan is not None else set()
-        frozen = set(self.memory.frozen_params()) if self.memory is not None else set()
+        lists = self._fused_lists(plan)
         protected = self.memory.protected_rows() if self.memory is not None else []
-        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
-            witness = (old_task_gradient(params, old_task_closure), copy_list(params))
+            witness = (old_task_gradient(lists.params, old_task_closure), copy_list(lists.params))
         kept = [w[rows] for w, rows in protected]  # an embedding's old-task rows, set back after the step
-        hyper = {}
-        for group in self.param_groups:
+        hyper = []
+        for group, parts in zip(self.param_groups, lists.rest, strict=True):
             beta1, beta2 = group["betas"]
+            hyper.append((group["lr"], group["weight_decay"], beta1, beta2, group["eps"]))
+            for is_frozen, ps, exp_avgs, exp_avg_sqs, steps in parts:
+                functional_adamw(
+                    ps,
+                    [p.grad for p in ps],
+                    exp_avgs,
+                    exp_avg_sqs,
+                    [],
+                    steps,
+                    fused=True,
+                    amsgrad=False,
+                    beta1=beta1,
+                    beta2=beta2,
+                    lr=0.0 if is_frozen else group["lr"],
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    maximize=False,
+                    found_inf=skip,
+                )
+        if plan is not None:
+            torch._foreach_add_(lists.kernel_steps, 1)
+            plan.launch(lists.kernel_moments, [hyper[g] for g in lists.kernel_groups], skip)()
+            if skip is not None:
+                torch._foreach_sub_(lists.kernel_steps, [skip] * len(lists.kernel_steps))
+        for (w, rows), values in zip(protected, kept, strict=True):
+            w.index_copy_(0, rows, values)
+        slope = None
+        if witness is not None:
+            slope = dot(witness[0], torch._foreach_sub(lists.params, witness[1]))
+        phi = None if loss is None else float(loss)
+        search = ArmijoResult(1.0, phi, None, None, 0, True)
+        passes = int(closure is not None) + int(witness is not None)
+        self._record(search, float(self.param_groups[0]["lr"]), passes, None, slope)
+
+    def _fused_lists(self, plan: AdamWRowPlan | None) -> _FusedLists:
+        """Which parameters the kernel steps and which torch's fused AdamW does, with their state tensors (created
+        on a parameter's first step); kept while the plan, the groups and the parameters with a gradient stay the
+        same, so that a step does not rebuild them."""
+        with_grad = tuple(p.grad is not None for g in self.param_groups for p in g["params"])
+        key = (plan, len(self.param_groups), with_grad)
+        if self._fused_cache is not None and self._fused_cache[0] == key:
+            return self._fused_cache[1]
+        in_kernel = {id(p): i for i, p in enumerate(plan.tensors)} if plan is not None else {}
+        frozen = {id(p) for p in self.memory.frozen_params()} if self.memory is not None else set()
+        lists = _FusedLists([], [None] * len(in_kernel), [0] * len(in_kernel), [])
+        for gi, group in enumerate(self.param_groups):
             rest: dict[bool, list[Tensor]] = {False: [], True: []}
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                lists.params.append(p)
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if p in in_kernel:
-                    hyper[p] = (group["lr"], group["weight_decay"], beta1, beta2, group["eps"])
+                if id(p) in in_kernel:
+                    i = in_kernel[id(p)]
+                    lists.kernel_moments[i] = (state["exp_avg"], state["exp_avg_sq"], state["step"])
+                    lists.kernel_groups[i] = gi
                 else:
-                    rest[p in frozen].append(p)
-            for is_frozen, ps in rest.items():
-                if ps:
-                    functional_adamw(
-                        ps,
-                        [p.grad for p in ps],
-                        [self.state[p]["exp_avg"] for p in ps],
-                        [self.state[p]["exp_avg_sq"] for p in ps],
-                        [],
-                        [self.state[p]["step"] for p in ps],
-                        fused=True,
-                        amsgrad=False,
-                        beta1=beta1,
-                        beta2=beta2,
-                        lr=0.0 if is_frozen else group["lr"],
-                        weight_decay=group["weight_decay"],
-                        eps=group["eps"],
-                        maximize=False,
-                        found_inf=skip,
-                    )
-        if plan is not None:
-            steps = [self.state[p]["step"] for p in plan.tensors]
-            torch._foreach_add_(steps, 1)
-            plan.launch(self.state, hyper, skip)()
-            if skip is not None:
-                torch._foreach_sub_(steps, [skip] * len(steps))
-        for (w, rows), values in zip(protected, kept, strict=True):
-            w.index_copy_(0, rows, values)
-        slope = None
-        if witness is not None:
-            slope = dot(witness[0], torch._foreach_sub(params, witness[1]))
-        phi = None if loss is None else float(loss)
-        search = ArmijoResult(1.0, phi, None, None, 0, True)
-        passes = int(closure is not None) + int(witness is not None)
-        self._record(search, float(self.param_groups[0]["lr"]), passes, None, slope)
+                    rest[id(p) in frozen].append(p)
+            lists.rest.append(
+                [
+                    (is_frozen, ps, *([self.state[p][k] for p in ps] for k in ("exp_avg", "exp_avg_sq", "step")))
+                    for is_frozen, ps in rest.items()
+                    if ps
+                ]
+            )
+        lists.kernel_steps = [m[2] for m in lists.kernel_moments]
+        self._fused_cache = (key, lists)
+        return lists

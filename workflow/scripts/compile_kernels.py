@@ -84,13 +84,12 @@ def row_launch(plan: RowPlan, mode: str) -> Launch:
 def adamw_launch(plan: RowPlan, skip: bool = False) -> Launch:
     """The launch ``HybridAdamW(fused=True)`` makes over ``plan``'s layers: gradients and moments like the weights,
     float32 step counts; ``skip``: with the device flag of ``defer_check=True``."""
-    pairs = [(lay.w, lay.b) for lay in plan.layers]
-    state, hyper = {}, {}
-    for p in (p for pair in pairs for p in pair if p is not None):
+    fused = AdamWRowPlan(plan, [(lay.w, lay.b) for lay in plan.layers])
+    for p in fused.tensors:
         p.grad = torch.zeros_like(p)
-        state[p] = {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p), "step": torch.ones(())}
-        hyper[p] = (1e-3, 0.01, 0.9, 0.999, 1e-8)
-    return AdamWRowPlan(plan, pairs).launch(state, hyper, torch.zeros(()) if skip else None)
+    moments = [(torch.zeros_like(p), torch.zeros_like(p), torch.ones(())) for p in fused.tensors]
+    hyper = [(1e-3, 0.01, 0.9, 0.999, 1e-8)] * len(fused.tensors)
+    return fused.launch(moments, hyper, torch.zeros(()) if skip else None)
 
 
 def dense_launches() -> dict[str, Launch]:

@@ -101,8 +101,9 @@ def _fused_step(s: bench.Setup, one: float) -> str:
     opt.step()
     plan = opt._fused_plan
     group = opt.param_groups[0]
-    hyper = {p: (group["lr"], group["weight_decay"], *group["betas"], group["eps"]) for p in plan.tensors}
-    kernel = device_ms(plan.launch(opt.state, hyper))
+    hyper = [(group["lr"], group["weight_decay"], *group["betas"], group["eps"])] * len(plan.tensors)
+    moments = [tuple(opt.state[p][k] for k in ("exp_avg", "exp_avg_sq", "step")) for p in plan.tensors]
+    kernel = device_ms(plan.launch(moments, hyper))
     covered = [p.detach().clone().requires_grad_() for p in plan.tensors]
     for p, q in zip(covered, plan.tensors, strict=True):
         p.grad = q.grad.clone()
