@@ -243,3 +243,16 @@ def test_bias_corrections_keep_float32_precision_where_beta2_t_is_near_one() -> 
     assert len(pairs) >= 4
     for p, q, w in pairs:
         torch.testing.assert_close(p - w, q - w, rtol=1e-5, atol=1e-7)  # 1e-7: float32 rounding of w
+
+
+def test_loading_a_state_dict_into_a_running_optimizer_takes_effect() -> None:
+    """The fused step keeps its lists of state tensors between steps; loading a state dict replaces them."""
+    net, _, opt = setup("net", fused=True)
+    run(net, opt, range(2))
+    saved_net, saved_opt = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+    run(net, opt, range(2, 4))
+    after = [p.detach().clone() for p in net.parameters()]
+    net.load_state_dict(saved_net)
+    opt.load_state_dict(saved_opt)
+    run(net, opt, range(2, 4))
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), after, strict=True))
