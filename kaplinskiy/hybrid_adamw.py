@@ -10,8 +10,9 @@ With every flag off the step is ``torch.optim.AdamW``'s (checked step for step i
 computed with foreach kernels, as a list the projection and the line search can use; for the projected step
 without a line search, ``ForgettingGuard(torch.optim.AdamW(..., fused=True), memory)`` takes the same step
 (tested) with torch's fused kernel. ``fused=True`` (CUDA, Triton, a :class:`~kaplinskiy.LayerwiseMemory`, no
-line search) takes it in one grouped launch for every projected layer, AdamW and projection together
-(:mod:`kaplinskiy.adamw_rows_kernel`), and torch's fused AdamW for every other parameter; its step counts are
+line search) takes it in one grouped launch for every Linear/Conv layer the grouped kernel takes, AdamW and
+projection together (:mod:`kaplinskiy.adamw_rows_kernel`), and torch's fused AdamW for every other parameter
+(the layers the kernel does not take are projected around that step by the per-layer path); its step counts are
 float32 tensors on the parameters' device, as ``torch.optim.AdamW(fused=True)`` keeps them.
 """
 
@@ -92,9 +93,9 @@ class HybridAdamW(Optimizer):
         memory: the projection memory G_A (``None``: no projection).
         armijo: scale the step back until eq. (13) holds on the closure's Phi (needs a closure).
         c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials.
-        fused: AdamW and the projection of every projected layer in one grouped Triton launch (CUDA; see the
-            module docstring); needs a :class:`~kaplinskiy.LayerwiseMemory` whose layers the grouped kernel
-            all takes (or no memory) and no Armijo search. Set for the whole optimizer, not per group.
+        fused: AdamW and the projection of every Linear/Conv layer in one grouped Triton launch (CUDA; see the
+            module docstring); needs a :class:`~kaplinskiy.LayerwiseMemory` (or no memory) and no Armijo search.
+            Set for the whole optimizer, not per group.
         check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero
             (one pass over the gradients and a host synchronisation per step); turn it off only where something
             else skips such steps (a ``GradScaler`` does).
@@ -287,8 +288,10 @@ class HybridAdamW(Optimizer):
     def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any, skip: Tensor | None = None) -> None:
         """The step of ``fused=True``: the projected layers in one grouped launch (AdamW, then ``C = Delta U``
         and ``w <- w - C U^T``), every other parameter through torch's fused AdamW (with lr 0, so that only its
-        moments move, for a parameter the memory freezes); an embedding's protected rows are set back. Where the
-        device flag ``skip`` is 1, nothing moves (torch's ``found_inf``; the step counts are set back)."""
+        moments move, for a parameter the memory freezes); the layers the kernel does not take (embeddings' protected
+        rows, a weight tied to another layer) are projected by the per-layer path around it, from their coordinates
+        taken before the step. Where the device flag ``skip`` is 1, nothing moves (torch's ``found_inf``; the step
+        counts are set back)."""
         rows, layers = self.memory.fused_layers() if self.memory is not None else (None, [])
         plan = self._fused_plan
         if rows is None:
@@ -299,11 +302,10 @@ class HybridAdamW(Optimizer):
         if plan is not None:
             plan.check_gradients()
         lists = self._fused_lists(plan)
-        protected = self.memory.protected_rows() if self.memory is not None else []
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
             witness = (old_task_gradient(lists.params, old_task_closure), copy_list(lists.params))
-        kept = [w[rows] for w, rows in protected]  # an embedding's old-task rows, set back after the step
+        outside = self.memory.outside_coefficients() if self.memory is not None else {}  # set back after the step
         hyper = []
         for group, parts in zip(self.param_groups, lists.rest, strict=True):
             beta1, beta2 = group["betas"]
@@ -331,8 +333,8 @@ class HybridAdamW(Optimizer):
             plan.launch(lists.kernel_moments, [hyper[g] for g in lists.kernel_groups], skip)()
             if skip is not None:
                 torch._foreach_sub_(lists.kernel_steps, [skip] * len(lists.kernel_steps))
-        for (w, rows), values in zip(protected, kept, strict=True):
-            w.index_copy_(0, rows, values)
+        if outside:
+            self.memory.restore_outside_(outside, skip)
         slope = None
         if witness is not None:
             slope = dot(witness[0], torch._foreach_sub(lists.params, witness[1]))

@@ -311,34 +311,30 @@ class LayerwiseMemory:
 
     def fused_layers(self) -> tuple[RowPlan | None, list[tuple[Tensor, Tensor | None]]]:
         """The grouped kernel's plan over the parameters themselves and, in its order, each of its layers'
-        ``(weight, bias)`` parameters: what a fused optimizer step (``HybridAdamW(fused=True)``) projects.
-
-        Embeddings are not in the plan: their protected rows are set back after the step (:meth:`protected_rows`).
-        Raises ``ValueError`` if another layer with a basis is left to the per-layer path (a weight shared by two
-        layers, a basis above ``MAX_RANK``, no Triton or no CUDA): the fused step would not project it."""
+        ``(weight, bias)`` parameters: what a fused optimizer step (``HybridAdamW(fused=True)``) projects in its
+        kernel. The other layers with a basis (embeddings, a weight shared by two layers, a basis above
+        ``MAX_RANK``; every layer without Triton or CUDA) go through :meth:`outside_coefficients` and
+        :meth:`restore_outside_`."""
         plan, grouped = self._grouped(self.params)
-        left = [
-            f"{i} ({type(m).__name__})"
-            for i, m in enumerate(self.layers)
-            if self._size(i) and i not in grouped and not isinstance(m, nn.Embedding)
-        ]
-        if left:
-            raise ValueError(
-                f"Invalid memory for a fused step: the grouped kernel does not take layer {left[0]}"
-                + (f" and {len(left) - 1} more" if len(left) > 1 else "")
-                + "; it takes Linear, Conv and HF Conv1D layers with their own weights and at most "
-                + f"{MAX_RANK} basis vectors, on CUDA with Triton"
-            )
         return plan, [self._views(self.params, i) for i in sorted(grouped)]
 
-    def protected_rows(self) -> list[tuple[Tensor, Tensor]]:
-        """Each embedding's weight with the indices of its protected rows (old tasks' tokens), where it has any:
-        a projected step leaves those rows where they were (eq. 11 for an embedding)."""
-        return [
-            (self._views(self.params, i)[0], U)
-            for i, (m, U) in enumerate(zip(self.layers, self.bases, strict=True))
-            if isinstance(m, nn.Embedding) and U.numel()
-        ]
+    @torch.no_grad()
+    def outside_coefficients(self) -> dict[int, Tensor]:
+        """The coordinates (protected rows, for an embedding) of the parameters on each layer with a basis that the
+        grouped kernel does not take, by layer index: taken before a fused step, set back by
+        :meth:`restore_outside_` after it."""
+        _, grouped = self._grouped(self.params)
+        return {i: self._layer_coefficients(self.params, i) for i in self._outside(grouped)}
+
+    @torch.no_grad()
+    def restore_outside_(self, reference: dict[int, Tensor], skip: Tensor | None = None) -> None:
+        """``restore_`` on the layers of ``reference`` (from :meth:`outside_coefficients`), in place on the
+        parameters; nothing moves where the device flag ``skip`` is 1."""
+        for i, C in reference.items():
+            self._restore_layer_(self.params, i, C, compute=True, skip=skip)
+
+    def _outside(self, grouped: frozenset[int]) -> list[int]:
+        return [i for i in range(len(self.layers)) if self._size(i) and i not in grouped]
 
     def frozen_params(self) -> list[Tensor]:
         """The parameters no covered layer owns when ``freeze_uncovered`` (their steps are projected to zero)."""
@@ -351,14 +347,8 @@ class LayerwiseMemory:
         plan, grouped = self._grouped(tensors)
         from_kernel = iter(plan.split(plan.run(compute=True, store=True))) if plan is not None else iter(())
         out = []
-        for i, m in enumerate(self.layers):
-            w, b = self._views(tensors, i)
-            if i in grouped:
-                out.append(next(from_kernel))
-            elif isinstance(m, nn.Embedding):
-                out.append(w[self.bases[i]])
-            else:
-                out.append(self._factors(i).coefficients(w, b, transposed=_is_hf_conv1d(m)))
+        for i in range(len(self.layers)):
+            out.append(next(from_kernel) if i in grouped else self._layer_coefficients(tensors, i))
         if self.freeze_uncovered:
             out.extend(tensors[j].clone() for j in self._uncovered)
         return out
@@ -391,29 +381,41 @@ class LayerwiseMemory:
         if plan is not None:
             flat = plan.flatten([reference[i] for i in sorted(grouped)])
             plan.run(compute=compute, reference=flat, apply=True, skip=skip)
-        for i, m in enumerate(self.layers):
-            if self._size(i) == 0 or i in grouped:
-                continue
-            w, b = self._views(tensors, i)
-            if isinstance(m, nn.Embedding):
-                if compute:
-                    w.index_copy_(0, self.bases[i], reference[i].to(w.dtype))
-                else:
-                    w.index_put_((self.bases[i],), -reference[i], accumulate=True)
-                continue
-            factors, transposed = self._factors(i), _is_hf_conv1d(m)
-            C = reference[i]
-            if compute:
-                C = factors.coefficients(w, b, transposed=transposed) - C.to(factors.U_w.dtype)
-            if skip is not None:
-                C = C * (1 - skip.to(C))
-            factors.subtract_(w, b, C, transposed=transposed)
+        for i in self._outside(grouped):
+            self._restore_layer_(tensors, i, reference[i], compute=compute, skip=skip)
         if self.freeze_uncovered:
             for j, C in zip(self._uncovered, reference[len(self.layers) :], strict=True):
                 if compute:
                     tensors[j].copy_(C)
                 else:
                     tensors[j].sub_(C)
+
+    def _layer_coefficients(self, tensors: Sequence[Tensor], i: int) -> Tensor:
+        """Layer ``i``'s ``[D_W, d_b] U`` by the per-layer path (its protected rows, for an embedding)."""
+        w, b = self._views(tensors, i)
+        if isinstance(self.layers[i], nn.Embedding):
+            return w[self.bases[i]]
+        return self._factors(i).coefficients(w, b, transposed=_is_hf_conv1d(self.layers[i]))
+
+    def _restore_layer_(
+        self, tensors: Sequence[Tensor], i: int, reference: Tensor, *, compute: bool, skip: Tensor | None
+    ) -> None:
+        """Layer ``i`` by the per-layer path: ``D <- D - (C(D) - ref) U^T`` when ``compute``, else
+        ``D <- D - ref U^T`` (an embedding's protected rows set to, or reduced by, ``ref``)."""
+        w, b = self._views(tensors, i)
+        if isinstance(self.layers[i], nn.Embedding):  # a skipped step left the rows unchanged: setting them is exact
+            if compute:
+                w.index_copy_(0, self.bases[i], reference.to(w.dtype))
+            else:
+                w.index_put_((self.bases[i],), -reference, accumulate=True)
+            return
+        factors, transposed = self._factors(i), _is_hf_conv1d(self.layers[i])
+        C = reference
+        if compute:
+            C = factors.coefficients(w, b, transposed=transposed) - C.to(factors.U_w.dtype)
+        if skip is not None:
+            C = C * (1 - skip.to(C))
+        factors.subtract_(w, b, C, transposed=transposed)
 
     @torch.no_grad()
     def project_(self, tensors: Sequence[Tensor]) -> None:
