@@ -24,9 +24,7 @@ from torch import Tensor
 from .kernel_launch import Launch
 from .layerwise_kernel import RowPlan
 
-__all__ = ["HYPER_KEYS", "AdamWRowPlan"]
-
-HYPER_KEYS = ("lr", "weight_decay", "beta1", "beta2", "eps")  # per tensor, in the kernel's order
+__all__ = ["AdamWRowPlan"]
 
 
 class AdamWRowPlan:

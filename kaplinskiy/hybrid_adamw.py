@@ -292,7 +292,7 @@ class HybridAdamW(Optimizer):
         rows, a weight tied to another layer) are projected by the per-layer path around it, from their coordinates
         taken before the step. Where the device flag ``skip`` is 1, nothing moves (torch's ``found_inf``; the step
         counts are set back)."""
-        rows, layers = self.memory.fused_layers() if self.memory is not None else (None, [])
+        rows, layers, outside_layers = self.memory.fused_layers() if self.memory is not None else (None, [], [])
         plan = self._fused_plan
         if rows is None:
             plan = None
@@ -305,7 +305,7 @@ class HybridAdamW(Optimizer):
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
             witness = (old_task_gradient(lists.params, old_task_closure), copy_list(lists.params))
-        outside = self.memory.outside_coefficients() if self.memory is not None else {}  # set back after the step
+        outside = self.memory.outside_coefficients(outside_layers) if outside_layers else {}  # set back after the step
         hyper = []
         for group, parts in zip(self.param_groups, lists.rest, strict=True):
             beta1, beta2 = group["betas"]

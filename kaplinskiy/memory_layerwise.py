@@ -309,22 +309,20 @@ class LayerwiseMemory:
             self._plan_key, self._plan_bases = key, list(self.bases)  # the bases stay alive: ids stay unique
         return self._plan, self._plan_layers
 
-    def fused_layers(self) -> tuple[RowPlan | None, list[tuple[Tensor, Tensor | None]]]:
-        """The grouped kernel's plan over the parameters themselves and, in its order, each of its layers'
-        ``(weight, bias)`` parameters: what a fused optimizer step (``HybridAdamW(fused=True)``) projects in its
-        kernel. The other layers with a basis (embeddings, a weight shared by two layers, a basis above
-        ``MAX_RANK``; every layer without Triton or CUDA) go through :meth:`outside_coefficients` and
-        :meth:`restore_outside_`."""
+    def fused_layers(self) -> tuple[RowPlan | None, list[tuple[Tensor, Tensor | None]], list[int]]:
+        """What a fused optimizer step (``HybridAdamW(fused=True)``) projects: the grouped kernel's plan over the
+        parameters themselves, in its order each of its layers' ``(weight, bias)`` parameters, and the indices of
+        the other layers with a basis (embeddings, a weight shared by two layers, a basis above ``MAX_RANK``; every
+        layer without Triton or CUDA), for :meth:`outside_coefficients` and :meth:`restore_outside_`."""
         plan, grouped = self._grouped(self.params)
-        return plan, [self._views(self.params, i) for i in sorted(grouped)]
+        return plan, [self._views(self.params, i) for i in sorted(grouped)], self._outside(grouped)
 
     @torch.no_grad()
-    def outside_coefficients(self) -> dict[int, Tensor]:
-        """The coordinates (protected rows, for an embedding) of the parameters on each layer with a basis that the
-        grouped kernel does not take, by layer index: taken before a fused step, set back by
-        :meth:`restore_outside_` after it."""
-        _, grouped = self._grouped(self.params)
-        return {i: self._layer_coefficients(self.params, i) for i in self._outside(grouped)}
+    def outside_coefficients(self, layers: Sequence[int]) -> dict[int, Tensor]:
+        """The coordinates (protected rows, for an embedding) of the parameters on each of ``layers`` (layers the
+        grouped kernel does not take, from :meth:`fused_layers`) by the per-layer path, by layer index: taken
+        before a fused step, set back by :meth:`restore_outside_` after it."""
+        return {i: self._layer_coefficients(self.params, i) for i in layers}
 
     @torch.no_grad()
     def restore_outside_(self, reference: dict[int, Tensor], skip: Tensor | None = None) -> None:

@@ -90,7 +90,7 @@ def test_fused_step_matches_the_foreach_step(model: str) -> None:
     run(net, fused, range(3))
     run(twin, ref, range(3))
     assert fused._fused_plan is not None and fused._fused_plan.rows.layout == (2 if model == "gpt2" else 1)
-    outside = fused.memory.outside_coefficients()  # embeddings' rows, and GPT-2's head tied to its embedding
+    outside = fused.memory.fused_layers()[2]  # embeddings' rows, and GPT-2's head tied to its embedding
     kinds = {type(fused.memory.layers[i]).__name__ for i in outside}
     assert kinds == ({"Embedding", "Linear"} if model == "gpt2" else {"Embedding"})
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
@@ -261,6 +261,6 @@ def test_without_the_grouped_kernel_the_same_step_takes_the_per_layer_path() -> 
     twin, _, ref = setup("gpt2", fused=False)
     run(net, fused, range(2))
     run(twin, ref, range(2))
-    assert fused._fused_plan is None and len(fused.memory.outside_coefficients()) == len(memory.layers)
+    assert fused._fused_plan is None and len(memory.fused_layers()[2]) == len(memory.layers)
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
