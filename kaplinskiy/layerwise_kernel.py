@@ -16,20 +16,43 @@ Triton is imported on first use: without it (or on the CPU) the memory uses its 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from .kernel_launch import Launch
 
-__all__ = ["MAX_RANK", "RowLayer", "RowPlan", "grouped_kernel_available", "padded_bases"]
+__all__ = [
+    "DEFAULT_BLOCKS",
+    "MAX_RANK",
+    "BlockSizes",
+    "RowLayer",
+    "RowPlan",
+    "block_sizes",
+    "grouped_kernel_available",
+    "padded_bases",
+    "set_block_sizes",
+]
 
 MAX_RANK = 64  # larger bases make the products compute-bound: per-layer BLAS does those better
-# Rows per program, columns per inner step, warps, pipeline stages: the fastest of 40 variants swept on an H100
-# (GPT-2 124M shapes, r = 16; 16-row programs beat 32-128, and IEEE float32 beat 3xTF32 there).
-_BM, _BK, _WARPS, _STAGES = 16, 64, 4, 3
+
+
+class BlockSizes(NamedTuple):
+    """The grouped kernels' launch shape: rows per program, columns per inner step, warps, pipeline stages."""
+
+    rows: int
+    cols: int
+    warps: int
+    stages: int
+
+
+# The fastest of 40 variants swept on an H100 (GPT-2 124M shapes, r = 16; 16-row programs beat 32-128, and IEEE
+# float32 beat 3xTF32 there).
+DEFAULT_BLOCKS = BlockSizes(16, 64, 4, 3)
+_blocks = DEFAULT_BLOCKS
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -43,6 +66,26 @@ def _padded(x: Tensor, multiple: int = 4) -> Tensor:
 def padded_bases(U: Tensor) -> tuple[Tensor, Tensor]:
     """``U`` and ``U^T`` as :class:`RowLayer` takes them: float32, rows padded with zeros to 4 floats."""
     return _padded(U), _padded(U.T)[:, : U.shape[0]]
+
+
+def block_sizes() -> BlockSizes:
+    """The block sizes plans built from now on take (:data:`DEFAULT_BLOCKS` unless set)."""
+    return _blocks
+
+
+def set_block_sizes(blocks: Sequence[int]) -> None:
+    """Set the block sizes of the plans built from now on (a plan already built keeps its own), for sweeps and
+    benchmarks: ``(rows, cols, warps, stages)``, rows and columns powers of two of at least 16 (``tl.dot``'s
+    least), warps a power of two up to 32, at least one stage. Raises ``ValueError`` otherwise."""
+    global _blocks
+    if len(blocks) != 4 or not all(isinstance(x, int) and not isinstance(x, bool) for x in blocks):
+        raise ValueError(f"Invalid blocks: four integers (rows, cols, warps, stages), got {blocks!r}")
+    new = BlockSizes(*blocks)
+    if not all(x >= 16 and x & (x - 1) == 0 for x in (new.rows, new.cols)):
+        raise ValueError(f"Invalid blocks: rows and cols must be powers of two of at least 16, got {new}")
+    if new.warps not in (1, 2, 4, 8, 16, 32) or new.stages < 1:
+        raise ValueError(f"Invalid blocks: warps must be a power of two up to 32 and stages at least 1, got {new}")
+    _blocks = new
 
 
 @functools.cache
@@ -122,13 +165,14 @@ class RowPlan:
         self._last_split: tuple[Tensor | None, list[Tensor]] = (None, [])
         self.table = torch.tensor(rows, dtype=torch.int64, device=device)
         self.row_counts = [lay.rows for lay in layers]
-        if layout is not None and layout.row_counts == self.row_counts and layout.block_rows == _BM:
+        bm, bk, warps, stages = _blocks
+        if layout is not None and layout.row_counts == self.row_counts and layout.block_rows == bm:
             self.blocks = layout.blocks  # the same layers' shapes: the block list (thousands of rows) is reused
         else:
-            blocks = [(i, r0) for i, n_rows in enumerate(self.row_counts) for r0 in range(0, n_rows, _BM)]
+            blocks = [(i, r0) for i, n_rows in enumerate(self.row_counts) for r0 in range(0, n_rows, bm)]
             self.blocks = torch.tensor(blocks, dtype=torch.int64, device=device)
-        self.block_rows, self.block_k = _BM, _BK
-        self.options = {"num_warps": _WARPS, "num_stages": _STAGES}
+        self.block_rows, self.block_k = bm, bk
+        self.options = {"num_warps": warps, "num_stages": stages}
         self.block_r = max(16, 1 << (max(lay.rank for lay in layers) - 1).bit_length())
         col_unit = all(row[2] == 1 for row in rows)
         row_unit = all(row[1] == 1 for row in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from bench_step_time import build, run
 
@@ -69,3 +70,90 @@ def test_fused_rows_join_where_the_grouped_kernel_runs(monkeypatch) -> None:
     rows = bench_step_time.candidates(s, True)
     fused = {bench_step_time.FUSED, bench_step_time.FUSED_DEVICE, bench_step_time.FUSED_UNCHECKED}
     assert fused <= set(rows) and fused <= set(bench_step_time.TARGETS)
+
+
+def _main(monkeypatch, *extra: str) -> None:
+    import sys
+
+    from bench_step_time import main
+
+    torch.set_default_dtype(torch.float32)
+    argv = ["bench_step_time.py", "--preset", "tiny", "--k", "2", "--warmup", "0", "--iters", "1", "--repeats", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, *extra])
+    main()
+
+
+@pytest.fixture
+def default_blocks():
+    from kaplinskiy import layerwise_kernel
+
+    yield
+    layerwise_kernel.set_block_sizes(layerwise_kernel.DEFAULT_BLOCKS)
+
+
+def test_rows_and_blocks_of_a_second_run_are_recorded(tmp_path, monkeypatch, default_blocks) -> None:
+    import json
+
+    out = tmp_path / "record.json"
+    _main(monkeypatch, "--rows", "layer-wise update", "--blocks", "32,128,8,2", "--out", str(out))
+    record = json.loads(out.read_text())
+    names = list(record["ratios"])
+    assert names[0].startswith("AdamW") and len(names) > 2
+    assert all("layer-wise update" in n for n in names[1:]) and "dense projection alone" not in names
+    assert record["layerwise_blocks"] == {"rows": 32, "cols": 128, "warps": 8, "stages": 2}
+    assert record["rows_selected"] == "layer-wise update"
+
+
+def test_blocks_from_a_sweep(tmp_path, monkeypatch, capsys, default_blocks) -> None:
+    import json
+
+    from kaplinskiy.layerwise_kernel import DEFAULT_BLOCKS
+
+    sweep, out = tmp_path / "sweep.json", tmp_path / "record.json"
+    sweep.write_text(json.dumps({"best": list(DEFAULT_BLOCKS)}))
+    _main(monkeypatch, "--blocks-from", str(sweep), "--out", str(out))
+    assert "nothing more to measure" in capsys.readouterr().out and not out.exists()
+    sweep.write_text(json.dumps({"best": [16, 128, 4, 3]}))
+    _main(monkeypatch, "--blocks-from", str(sweep), "--rows", "^SGD", "--out", str(out))
+    record = json.loads(out.read_text())
+    assert list(record["layerwise_blocks"].values()) == [16, 128, 4, 3] and len(record["ratios"]) == 2
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--rows", "no such row"],
+        ["--rows", "("],
+        ["--blocks", "16,64"],
+        ["--blocks", "a,b,c,d"],
+        ["--blocks", "16,64,4,3", "--blocks-from", "x.json"],
+        ["--blocks-from", "missing.json"],
+    ],
+)
+def test_bad_options_stop_with_a_usage_error(monkeypatch, tmp_path, extra, default_blocks) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        _main(monkeypatch, *extra)
+    assert stop.value.code == 2
+
+
+def test_a_sweep_without_a_best_is_refused(tmp_path) -> None:
+    import json
+
+    from bench_step_time import blocks_from_sweep
+
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps({"best": None, "variants": []}))
+    with pytest.raises(ValueError, match="no variant matched"):
+        blocks_from_sweep(path)
+
+
+def test_the_gpu_run_script_parses_and_names_existing_tests() -> None:
+    import re
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "workflow" / "scripts" / "step_time_gpu_run.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    named = re.findall(r"tests/\S+\.py", script.read_text())
+    assert len(named) >= 10 and all((script.parents[2] / t).is_file() for t in named)

@@ -159,3 +159,27 @@ def test_auto_uses_the_kernel_on_cuda_only() -> None:
     auto.load_state_dict(kernel.state_dict())
     plan, grouped = auto._grouped(auto.params)
     assert (plan is not None) == (DEVICE.type == "cuda") and len(grouped) == (4 if plan is not None else 0)
+
+
+@pytest.fixture
+def blocks():
+    """Set block sizes for one test; the defaults come back after it."""
+    from kaplinskiy import layerwise_kernel
+
+    yield layerwise_kernel.set_block_sizes
+    layerwise_kernel.set_block_sizes(layerwise_kernel.DEFAULT_BLOCKS)
+
+
+@pytest.mark.parametrize("sizes", [(32, 16, 2, 2), (16, 128, 8, 1)])
+def test_other_block_sizes_project_alike(blocks, sizes: tuple[int, int, int, int]) -> None:
+    """A sweep's variant is the same projection: the plans built after ``set_block_sizes`` take it."""
+    blocks(sizes)
+    kernel, blas = memories(model="both")
+    plan, _ = kernel._grouped(kernel.params)
+    assert (plan.block_rows, plan.block_k, plan.options["num_warps"], plan.options["num_stages"]) == sizes
+    assert plan.blocks.shape[0] == sum(-(-n // sizes[0]) for n in plan.row_counts)
+    g = random_like(kernel.params)
+    h = [t.clone() for t in g]
+    kernel.project_(g)
+    blas.project_(h)
+    close(g, h, 1e-5)

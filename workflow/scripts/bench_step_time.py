@@ -21,6 +21,10 @@ guarded (exactly projected) AdamW step with layer-wise memory <= 1.3x fused Adam
 the grouped kernel runs, ``HybridAdamW(fused=True)``, which takes the same projected step in one launch, with
 its check on the host, on the device and without it), and the dense projection within 1.25x of its bandwidth
 limit.
+
+``--blocks`` (or ``--blocks-from`` a sweep_layerwise_kernel.py record) sets the grouped layer-wise kernels'
+block sizes for the run, and ``--rows`` keeps the rows whose names match (the reference is always timed): a
+second run with the sweep's best blocks need not time everything again. The record names the blocks it ran.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import copy
 import json
 import platform
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
+from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory, layerwise_kernel
 from kaplinskiy.layerwise_kernel import grouped_kernel_available
 
 PRESETS = {
@@ -243,11 +248,20 @@ def time_all(
 
 
 def run(
-    preset: str, k: int, device: torch.device, warmup: int, iters: int, repeats: int, bandwidth: float | None
+    preset: str,
+    k: int,
+    device: torch.device,
+    warmup: int,
+    iters: int,
+    repeats: int,
+    bandwidth: float | None,
+    rows: str | None = None,
 ) -> list[tuple[str, float]]:
-    """The table of ``(label, ratio)`` rows the script prints."""
+    """The table of ``(label, ratio)`` rows the script prints; ``rows``: a regular expression, only the rows
+    whose names it matches (the reference always)."""
     s = build(preset, k, device)
-    fns = {name: factory() for name, factory in candidates(s, fused_adamw_runs(s)).items()}
+    factories = select(candidates(s, fused_adamw_runs(s)), rows)
+    fns = {name: factory() for name, factory in factories.items()}
     n_bytes = max(2 * k * s.dense.numel * s.dense.basis.element_size() // 4, 2**26)
     x = torch.empty(n_bytes // 4, dtype=torch.float32, device=device).normal_()
     y = torch.empty_like(x)
@@ -258,8 +272,28 @@ def run(
     ref = next(iter(times.values()))
     rows = [(name, t / ref) for name, t in times.items()]
     limit = 2 * k * s.dense.numel * s.dense.basis.element_size() / bw
-    rows.append(("dense projection / bandwidth limit 2*k*n*bytes/bw", times["dense projection alone"] / limit))
+    if "dense projection alone" in times:
+        rows.append(("dense projection / bandwidth limit 2*k*n*bytes/bw", times["dense projection alone"] / limit))
     return rows
+
+
+def select(factories: dict[str, Callable], rows: str | None) -> dict[str, Callable]:
+    """The reference (the first) and the rows whose names match the regular expression ``rows`` (all: None)."""
+    if rows is None:
+        return factories
+    pattern = re.compile(rows)
+    chosen = {name: f for i, (name, f) in enumerate(factories.items()) if i == 0 or pattern.search(name)}
+    if len(chosen) == 1:
+        raise ValueError(f"Invalid rows: {rows!r} matches no row of {list(factories)[1:]}")
+    return chosen
+
+
+def blocks_from_sweep(path: Path) -> list[int]:
+    """The best blocks of a sweep_layerwise_kernel.py ``--out`` record; ``ValueError`` if it names none."""
+    best = json.loads(path.read_text()).get("best")
+    if best is None:
+        raise ValueError(f"Invalid sweep record {path}: no variant matched its references, so it names no best")
+    return best
 
 
 TARGETS = {  # row -> the ratio it must not exceed (issue 4)
@@ -297,12 +331,19 @@ def default_preset(device: torch.device) -> str:
 
 
 def measure(
-    preset: str, k: int, device: torch.device, warmup: int, iters: int, repeats: int, bandwidth: float | None = None
+    preset: str,
+    k: int,
+    device: torch.device,
+    warmup: int,
+    iters: int,
+    repeats: int,
+    bandwidth: float | None = None,
+    rows: str | None = None,
 ) -> dict[str, object]:
     """One measurement as a record: every ratio, the targets, the machine and the code's provenance."""
     from provenance import provenance
 
-    rows = run(preset, k, device, warmup, iters, repeats, bandwidth)
+    measured = run(preset, k, device, warmup, iters, repeats, bandwidth, rows)
     probe = build("tiny", 1, device)
     backend, dense = layerwise_backend(probe.layerwise), dense_backend(probe.dense)
     return {
@@ -314,9 +355,11 @@ def measure(
         "device_name": device_name(device),
         "layerwise_backend": backend,
         "dense_backend": dense,
+        "layerwise_blocks": layerwise_kernel.block_sizes()._asdict(),
         "timing": {"warmup": warmup, "iters": iters, "repeats": repeats, "statistic": "median"},
-        "ratios": dict(rows),
-        "targets": target_checks(rows),
+        "rows_selected": rows,
+        "ratios": dict(measured),
+        "targets": target_checks(measured),
         "provenance": provenance(),
     }
 
@@ -377,15 +420,31 @@ def main() -> None:
     parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s; default: measured by a copy")
     parser.add_argument("--out", type=Path, default=None, help="also write the record as JSON here")
     parser.add_argument("--profile", nargs="*", default=None, metavar="ROW", help="kernel breakdown of these rows")
+    parser.add_argument("--rows", default=None, metavar="REGEX", help="time only the rows matching (and the reference)")
+    blocks = parser.add_mutually_exclusive_group()
+    blocks.add_argument("--blocks", default=None, metavar="BM,BK,WARPS,STAGES", help="layer-wise kernel blocks")
+    blocks.add_argument("--blocks-from", type=Path, default=None, metavar="SWEEP_JSON", help="the sweep's best blocks")
     args = parser.parse_args()
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
+    try:
+        if args.blocks is not None:
+            layerwise_kernel.set_block_sizes([int(x) for x in args.blocks.split(",")])
+        elif args.blocks_from is not None:
+            layerwise_kernel.set_block_sizes(blocks_from_sweep(args.blocks_from))
+            if layerwise_kernel.block_sizes() == layerwise_kernel.DEFAULT_BLOCKS:
+                print(f"{args.blocks_from}: the sweep's best blocks are the defaults; nothing more to measure")
+                return
+        if args.rows is not None:  # the row names on a tiny model: a typo stops before the large model is built
+            select(candidates(build("tiny", 1, torch.device(args.device)), True), args.rows)
+    except (ValueError, OSError, re.error) as error:
+        parser.error(str(error))
     device = torch.device(args.device)
     preset = args.preset or default_preset(device)
     if args.profile is not None:
         print(profile_rows(preset, args.k, device, args.profile))
         return
-    record = measure(preset, args.k, device, args.warmup, args.iters, args.repeats, args.bandwidth)
+    record = measure(preset, args.k, device, args.warmup, args.iters, args.repeats, args.bandwidth, args.rows)
     print(report(record))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

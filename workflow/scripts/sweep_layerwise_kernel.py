@@ -3,14 +3,19 @@
 For GPT-2 124M shapes with k = 16 basis vectors per layer, checks each variant against the per-layer BLAS
 projection, then times ``project_``, ``restore_``, ``coefficients`` and ``subtract_`` as CUDA-graph replays
 (device time alone, no host overhead) and in passes over the covered weights at the copy bandwidth measured in
-the same run. It also times the fused AdamW-and-projection kernel of ``HybridAdamW(fused=True)`` (the same
-block sizes) against torch's fused AdamW on the same covered layers (AdamW alone, the floor). The chosen
-block sizes are the defaults of ``layerwise_kernel``; the runs that chose them are in
-workflow/records/step_time/h100_kernel_notes.md.
+the same run. It also checks the fused AdamW-and-projection kernel of ``HybridAdamW(fused=True)`` (the same
+block sizes) against HybridAdamW's foreach step with per-layer BLAS, and times it against torch's fused AdamW on
+the same covered layers (AdamW alone, the floor). The defaults of ``layerwise_kernel`` (``DEFAULT_BLOCKS``) were
+chosen by such runs: workflow/records/step_time/h100_kernel_notes.md.
 
-    PYTHONPATH=. python workflow/scripts/sweep_layerwise_kernel.py
+    PYTHONPATH=. python workflow/scripts/sweep_layerwise_kernel.py [--out sweep.json]
+
+``--out`` also writes every variant's numbers and ``best``: the variant whose fused kernel is fastest among
+those that match their references (``bench_step_time.py --blocks-from`` takes it).
 """
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -21,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_step_time as bench
 
 import kaplinskiy.layerwise_kernel as lk
-from kaplinskiy import HybridAdamW
+from kaplinskiy import HybridAdamW, LayerwiseMemory
 
-# BM, BK, warps, stages; the first is the default. v7's 16-byte accesses may move the best, so wider column steps
-# and more warps are in the list too.
+# rows, cols, warps, stages; the first is the default. v7's 16-byte accesses may move the best, so wider column
+# steps and more warps are in the list too.
 VARIANTS = [
-    (16, 64, 4, 3),
+    lk.DEFAULT_BLOCKS,
     (16, 128, 4, 3),
     (16, 256, 4, 3),
     (16, 128, 8, 3),
@@ -38,6 +43,9 @@ VARIANTS = [
     (16, 64, 4, 2),
     (16, 128, 4, 4),
 ]
+TOLERANCE = 1e-4  # max |kernel - BLAS| of a projection (float32 rounding is about 1e-6 here)
+STEP_TOLERANCE = 1e-3  # max |step - foreach step| / max |foreach step| of the fused step
+CHECK_LR = 1e-2  # the checked steps' lr: float32 rounding of w + Delta, ulp(w) / |Delta|, stays near 1e-5
 
 
 def median_ms(fn) -> float:
@@ -55,6 +63,9 @@ def device_ms(fn) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=None, help="also write every variant and the best as JSON")
+    args = parser.parse_args()
     s = bench.build("gpt2-124m", 16, torch.device("cuda"))
     mem, blas = s.layerwise, bench._twin(s.layerwise, "torch")
     grads = [p.grad.clone() for p in s.params]  # timed in place: projected again and again
@@ -69,8 +80,10 @@ def main() -> None:
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; one pass over {covered / 1e6:.1f}M weights: {one:.3f} ms")
     print(f"per-layer BLAS project_: {device_ms(lambda: blas.project_(grads)):.3f} ms of device time")
     reference = mem.coefficients(s.params)
-    for bm, bk, warps, stages in VARIANTS:
-        lk._BM, lk._BK, lk._WARPS, lk._STAGES = bm, bk, warps, stages
+    fused_reference = adamw_reference_step(s)
+    variants = []
+    for blocks in map(lk.BlockSizes._make, VARIANTS):
+        lk.set_block_sizes(blocks)
         mem._plan_key = None
         g = [t.clone() for t in original]
         mem.project_(g)
@@ -82,23 +95,79 @@ def main() -> None:
             "subtract_": device_ms(lambda: mem.subtract_(grads, reference)),
         }
         cells = ", ".join(f"{k} {t:.3f} ms ({t / one:.1f} passes)" for k, t in times.items())
-        print(f"BM={bm:3d} BK={bk:3d} warps={warps} stages={stages}: max |kernel - BLAS| {err:.1e}; {cells}")
-        print(f"    {fused_step(s, one)}", flush=True)
+        name = f"BM={blocks.rows:3d} BK={blocks.cols:3d} warps={blocks.warps} stages={blocks.stages}"
+        print(f"{name}: max |kernel - BLAS| {err:.1e}; {cells}")
+        fused = fused_step(s, one, fused_reference)
+        print(f"    {fused['line']}", flush=True)
+        variants.append({"blocks": list(blocks), "max_error": err, "ms": times, "fused": fused})
+    lk.set_block_sizes(lk.DEFAULT_BLOCKS)
+    best = best_variant(variants)
+    print(f"best (fastest fused kernel that matches its references): {best}")
+    if args.out is not None:
+        record = {"what": "sweep_layerwise_kernel.py", "bandwidth_bytes_per_s": bandwidth, "one_pass_ms": one}
+        record |= {"defaults": list(lk.DEFAULT_BLOCKS), "variants": variants, "best": best}
+        record["provenance"] = machine_provenance()
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
 
 
-def fused_step(s: bench.Setup, one: float) -> str:
-    """The fused AdamW-and-projection kernel's device time on the covered layers, against torch's fused AdamW
-    on the same tensors (wall time of its step, whose device time dominates), in passes over the weights."""
-    try:
-        return _fused_step(s, one)
-    except Exception as error:  # a variant that fails to compile or run is reported, and the sweep goes on
-        return f"fused AdamW kernel FAILED: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+def machine_provenance() -> dict:
+    from provenance import provenance
+
+    return provenance() | {"device_name": torch.cuda.get_device_name()}
 
 
-def _fused_step(s: bench.Setup, one: float) -> str:
+def best_variant(variants: list[dict]) -> list[int] | None:
+    """The blocks of the variant whose fused kernel is fastest among those whose projection and fused step
+    match their references (``None`` if none does)."""
+    ok = [
+        v
+        for v in variants
+        if v["max_error"] <= TOLERANCE and "kernel_ms" in v["fused"] and v["fused"]["relative_error"] <= STEP_TOLERANCE
+    ]
+    return min(ok, key=lambda v: v["fused"]["kernel_ms"])["blocks"] if ok else None
+
+
+def _fused_twin(
+    s: bench.Setup, backend: str = "auto", lr: float = 1e-4, **kw
+) -> tuple[list[torch.Tensor], HybridAdamW]:
     params, memory = bench.layerwise_twin(s)
-    opt = HybridAdamW(params, lr=1e-4, weight_decay=0.1, memory=memory, fused=True, check_finite=False)
+    if backend != "auto":
+        memory = LayerwiseMemory(memory.model, backend=backend)
+        memory.load_state_dict(s.layerwise.state_dict())
+    return params, HybridAdamW(params, lr=lr, weight_decay=0.1, memory=memory, **kw)
+
+
+def adamw_reference_step(s: bench.Setup) -> list[torch.Tensor]:
+    """The step ``w1 - w0`` of one HybridAdamW step (lr ``CHECK_LR``) with foreach kernels and per-layer BLAS
+    projection."""
+    params, opt = _fused_twin(s, backend="torch", lr=CHECK_LR)
     opt.step()
+    return [p.detach() - q.detach() for p, q in zip(params, s.params, strict=True)]
+
+
+def fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dict:
+    """The fused AdamW-and-projection step checked against the reference step ``expected``, and its kernel's
+    device time on the covered layers against torch's fused AdamW on the same tensors (wall time of its step,
+    whose device time dominates), in passes over the weights. A variant that fails to compile or run is
+    reported and the sweep goes on."""
+    try:
+        return _fused_step(s, one, expected)
+    except Exception as error:
+        return {"line": f"fused AdamW kernel FAILED: {type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+
+
+def fused_step_error(s: bench.Setup, expected: list[torch.Tensor], backend: str = "auto") -> tuple[HybridAdamW, float]:
+    """One ``HybridAdamW(fused=True)`` step (lr ``CHECK_LR``) on a copy of the model: the optimizer, and
+    ``max |step - expected| / max |expected|``."""
+    params, opt = _fused_twin(s, backend, lr=CHECK_LR, fused=True, check_finite=False)
+    opt.step()
+    step = [p.detach() - q.detach() for p, q in zip(params, s.params, strict=True)]
+    err = max(float((a - b).abs().max()) for a, b in zip(step, expected, strict=True))
+    return opt, err / max(float(b.abs().max()) for b in expected)
+
+
+def _fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dict:
+    opt, err = fused_step_error(s, expected)
     plan = opt._fused_plan
     group = opt.param_groups[0]
     hyper = [(group["lr"], group["weight_decay"], *group["betas"], group["eps"])] * len(plan.tensors)
@@ -109,10 +178,12 @@ def _fused_step(s: bench.Setup, one: float) -> str:
         p.grad = q.grad.clone()
     reference = torch.optim.AdamW(covered, lr=1e-4, weight_decay=0.1, fused=True)
     adamw = median_ms(reference.step)
-    return (
+    line = (
         f"fused AdamW + projection kernel {kernel:.3f} ms ({kernel / one:.1f} passes over the covered weights); "
-        f"torch fused AdamW on the same layers {adamw:.3f} ms ({adamw / one:.1f} passes): {kernel / adamw:.2f}x"
+        f"torch fused AdamW on the same layers {adamw:.3f} ms ({adamw / one:.1f} passes): {kernel / adamw:.2f}x; "
+        f"max |step - foreach step| / max |foreach step| {err:.1e}"
     )
+    return {"line": line, "kernel_ms": kernel, "adamw_ms": adamw, "ratio": kernel / adamw, "relative_error": err}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""The block-size sweep names as best the fastest variant whose kernels match their references."""
+
+from __future__ import annotations
+
+import triton_kernels  # sets TRITON_INTERPRET before Triton's import, or skips without Triton)
+from sweep_layerwise_kernel import STEP_TOLERANCE, TOLERANCE, best_variant
+
+
+def variant(blocks: list[int], kernel_ms: float | None, err: float = 1e-6, step_err: float = 1e-7) -> dict:
+    fused = {"line": "FAILED"} if kernel_ms is None else {"kernel_ms": kernel_ms, "relative_error": step_err}
+    return {"blocks": blocks, "max_error": err, "fused": fused}
+
+
+def test_the_fastest_matching_variant_wins() -> None:
+    variants = [
+        variant([16, 64, 4, 3], 1.0),
+        variant([16, 128, 4, 3], 0.9),
+        variant([32, 64, 4, 3], 0.5, err=10 * TOLERANCE),  # faster, but its projection is wrong
+        variant([32, 128, 4, 3], 0.4, step_err=10 * STEP_TOLERANCE),  # faster, but its step is wrong
+        variant([64, 64, 4, 3], None),  # failed to compile or run
+    ]
+    assert best_variant(variants) == [16, 128, 4, 3]
+
+
+def test_no_best_when_nothing_matches() -> None:
+    assert best_variant([variant([16, 64, 4, 3], 1.0, step_err=1.0), variant([16, 128, 4, 3], None)]) is None
+
+
+def test_the_fused_step_is_checked_against_the_foreach_step() -> None:
+    """The sweep's check of a variant's fused step: small for the kernel's step, and it has teeth."""
+    import torch
+    from bench_step_time import build
+    from sweep_layerwise_kernel import adamw_reference_step, fused_step_error
+
+    torch.set_default_dtype(torch.float32)
+    s = build("tiny", 2, triton_kernels.DEVICE)
+    expected = adamw_reference_step(s)
+    opt, err = fused_step_error(s, expected, backend="triton")
+    assert opt._fused_plan is not None and err < STEP_TOLERANCE / 10
+    _, err = fused_step_error(s, [1.01 * t for t in expected], backend="triton")
+    assert err > STEP_TOLERANCE
