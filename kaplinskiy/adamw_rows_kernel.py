@@ -5,7 +5,9 @@ in two kernels: torch's fused AdamW (read ``w, g, m, v``, write ``w, m, v``), th
 ``w`` for its coefficients, again to subtract, write it: 2-3 passes more). Here one program takes ``BM`` rows of
 a layer and does both: the coefficients ``C = Delta U`` are accumulated while ``w + Delta`` is written, and the
 second sweep rereads rows the same program has just written. The floor is AdamW's own 7 passes, plus at most
-one read and one write of the covered weights where those rows have left the cache.
+one read and one write of the covered weights where those rows have left the cache. Weights in bfloat16 or
+float16 are rounded twice (``w + Delta``, then the projected row), as after the guard's two kernels, where the
+foreach path rounds once: their coordinates along ``U`` keep the rounding noise of that precision.
 
 The launch table of the layers is the projection's (:class:`~kaplinskiy.layerwise_kernel.RowPlan`); this plan
 adds, per layer, the addresses of the gradients, moments and step counts (``state``) and the hyperparameters
