@@ -26,7 +26,25 @@ from torch import Tensor
 from .kernel_launch import Launch
 from .layerwise_kernel import RowPlan
 
-__all__ = ["AdamWRowPlan"]
+__all__ = ["AdamWRowPlan", "cache_hints", "set_cache_hints"]
+
+# L2 eviction hints of the fused kernel: the gradient and moments are streamed (evict first), the weights kept
+# (evict last) for the second sweep, which rereads them; see workflow/records/step_time/h100_kernel_notes.md.
+_cache_hints = True
+
+
+def cache_hints() -> bool:
+    """Whether the launches built from now on give the kernel its L2 eviction hints."""
+    return _cache_hints
+
+
+def set_cache_hints(on: bool) -> None:
+    """Turn the fused kernel's L2 eviction hints on or off for the launches built from now on (for sweeps; the
+    results are the same either way)."""
+    global _cache_hints
+    if not isinstance(on, bool):
+        raise ValueError(f"Invalid cache hints: True or False, got {on!r}")
+    _cache_hints = on
 
 
 class AdamWRowPlan:
@@ -76,6 +94,8 @@ class AdamWRowPlan:
             "LAYOUT": self.rows.layout,
             "ALIGNED": self._aligned,
             "VEC": self.rows.vec,
+            "STREAM": "evict_first" if _cache_hints else "",
+            "KEEP": "evict_last" if _cache_hints else "",
         }
         flag = skip if skip is not None else self._hyper
         args = (self.rows.table, self._state, self._hyper, self.rows.blocks, flag, self.rows.layers[0].w)

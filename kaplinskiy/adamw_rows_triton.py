@@ -4,7 +4,8 @@ for many layers in one launch.
 One program takes ``BM`` rows of one layer (``blocks``, ``table``: as in :mod:`kaplinskiy.layerwise_triton`),
 and in one sweep over the columns reads ``w, g, m, v``, writes the new moments and ``w + Delta``, and
 accumulates ``C = Delta U``; a second sweep subtracts ``C U^T`` from the same rows, which the first sweep has
-just written (they are read again from the cache, not from memory, when they fit). The bias is an input of 1.
+just written (they are read again from the cache, not from memory, when they fit; with ``STREAM``/``KEEP`` the
+gradient and moments, used once, are the first out of L2 and the weights the last). The bias is an input of 1.
 Each layer's gradient, moments and step count are its row of ``state`` (``g, m, v, step`` of the weight,
 then of the bias); its hyperparameters are its row of ``hyper`` (``lr, wd, eps, beta2, 1 - beta1, 1 - beta2,
 ln beta1, ln beta2`` of the weight, then of the bias, from the host in float64). The bias corrections are computed
@@ -32,6 +33,8 @@ def adamw_layer_rows(
     LAYOUT: tl.constexpr,  # 1: row-major (unit column stride); 2: column-major (HF Conv1D); 0: any strides
     ALIGNED: tl.constexpr,  # addresses and strides allow 16-byte vector access
     VEC: tl.constexpr,  # elements per 16 bytes
+    STREAM: tl.constexpr,  # L2 eviction policy of g, m, v (read once, written once): "evict_first" or ""
+    KEEP: tl.constexpr,  # that of the weights, which sweep 2 reads again: "evict_last" or ""
 ):
     elem = weights.dtype.element_ty
     pid = tl.program_id(0)
@@ -61,15 +64,15 @@ def adamw_layer_rows(
         store_ok = tl.where(keep, ok, False)  # (keep: a scalar; & fails interpreted)
         x_ptrs, g_ptrs = tile(w, m, k, s_row, s_col, LAYOUT), tile(g, m, k, s_row, s_col, LAYOUT)
         m_ptrs, v_ptrs = tile(ma, m, k, s_row, s_col, LAYOUT), tile(va, m, k, s_row, s_col, LAYOUT)
-        x = tl.load(x_ptrs, mask=ok, other=0.0).to(tl.float32)
-        grad = tl.load(g_ptrs, mask=ok, other=0.0).to(tl.float32)
-        mt = tl.load(m_ptrs, mask=ok, other=0.0).to(tl.float32)
-        vt = tl.load(v_ptrs, mask=ok, other=0.0).to(tl.float32)
+        x = tl.load(x_ptrs, mask=ok, other=0.0, eviction_policy=KEEP).to(tl.float32)
+        grad = tl.load(g_ptrs, mask=ok, other=0.0, eviction_policy=STREAM).to(tl.float32)
+        mt = tl.load(m_ptrs, mask=ok, other=0.0, eviction_policy=STREAM).to(tl.float32)
+        vt = tl.load(v_ptrs, mask=ok, other=0.0, eviction_policy=STREAM).to(tl.float32)
         d, mt, vt = adamw_delta(x, grad, mt, vt, coef)
         d = tl.where(ok, d, 0.0)
-        tl.store(m_ptrs, mt.to(elem), mask=store_ok)
-        tl.store(v_ptrs, vt.to(elem), mask=store_ok)
-        tl.store(x_ptrs, (x + d).to(elem), mask=store_ok)
+        tl.store(m_ptrs, mt.to(elem), mask=store_ok, eviction_policy=STREAM)
+        tl.store(v_ptrs, vt.to(elem), mask=store_ok, eviction_policy=STREAM)
+        tl.store(x_ptrs, (x + d).to(elem), mask=store_ok, eviction_policy=KEEP)
         acc = tl.dot(d, basis_tile(u, u_stride, k, k_ok, j), acc, input_precision="ieee")
     if b_addr != 0:
         b_st = state + layer * 8 + 4

@@ -85,10 +85,11 @@ def _main(monkeypatch, *extra: str) -> None:
 
 @pytest.fixture
 def default_blocks():
-    from kaplinskiy import layerwise_kernel
+    from kaplinskiy import adamw_rows_kernel, layerwise_kernel
 
     yield
     layerwise_kernel.set_block_sizes(layerwise_kernel.DEFAULT_BLOCKS)
+    adamw_rows_kernel.set_cache_hints(True)
 
 
 def test_rows_and_blocks_of_a_second_run_are_recorded(tmp_path, monkeypatch, default_blocks) -> None:
@@ -101,6 +102,7 @@ def test_rows_and_blocks_of_a_second_run_are_recorded(tmp_path, monkeypatch, def
     assert names[0].startswith("AdamW") and len(names) > 2
     assert all("layer-wise update" in n for n in names[1:]) and "dense projection alone" not in names
     assert record["layerwise_blocks"] == {"rows": 32, "cols": 128, "warps": 8, "stages": 2}
+    assert record["fused_cache_hints"] is True
     assert record["rows_selected"] == "layer-wise update"
 
 
@@ -110,13 +112,14 @@ def test_blocks_from_a_sweep(tmp_path, monkeypatch, capsys, default_blocks) -> N
     from kaplinskiy.layerwise_kernel import DEFAULT_BLOCKS
 
     sweep, out = tmp_path / "sweep.json", tmp_path / "record.json"
-    sweep.write_text(json.dumps({"best": list(DEFAULT_BLOCKS)}))
+    sweep.write_text(json.dumps({"best": {"blocks": list(DEFAULT_BLOCKS), "cache_hints": True}}))
     _main(monkeypatch, "--blocks-from", str(sweep), "--out", str(out))
     assert "nothing more to measure" in capsys.readouterr().out and not out.exists()
-    sweep.write_text(json.dumps({"best": [16, 128, 4, 3]}))
+    sweep.write_text(json.dumps({"best": {"blocks": list(DEFAULT_BLOCKS), "cache_hints": False}}))
     _main(monkeypatch, "--blocks-from", str(sweep), "--rows", "^SGD", "--out", str(out))
     record = json.loads(out.read_text())
-    assert list(record["layerwise_blocks"].values()) == [16, 128, 4, 3] and len(record["ratios"]) == 2
+    assert list(record["layerwise_blocks"].values()) == list(DEFAULT_BLOCKS) and len(record["ratios"]) == 2
+    assert record["fused_cache_hints"] is False
 
 
 @pytest.mark.parametrize(

@@ -309,3 +309,27 @@ def test_without_the_grouped_kernel_the_same_step_takes_the_per_layer_path() -> 
     assert fused._fused_plan is None and len(memory.fused_layers()[2]) == len(memory.layers)
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_cache_hints_change_the_launch_not_the_step() -> None:
+    from kaplinskiy import adamw_rows_kernel
+
+    steps = {}
+    try:
+        for hints in (True, False):
+            adamw_rows_kernel.set_cache_hints(hints)
+            net, _, opt = setup("net", fused=True)
+            run(net, opt, range(2))
+            steps[hints] = [p.detach().clone() for p in net.parameters()]
+            group, tensors = opt.param_groups[0], opt._fused_plan.tensors
+            hyper = [(group["lr"], group["weight_decay"], *group["betas"], group["eps"])] * len(tensors)
+            moments = [tuple(opt.state[p][k] for k in ("exp_avg", "exp_avg_sq", "step")) for p in tensors]
+            launch = opt._fused_plan.launch(moments, hyper)
+            assert (launch.constants["STREAM"], launch.constants["KEEP"]) == (
+                ("evict_first", "evict_last") if hints else ("", "")
+            )
+        with pytest.raises(ValueError, match="Invalid cache hints"):
+            adamw_rows_kernel.set_cache_hints(1)
+    finally:
+        adamw_rows_kernel.set_cache_hints(True)
+    assert all(torch.equal(a, b) for a, b in zip(steps[True], steps[False], strict=True))

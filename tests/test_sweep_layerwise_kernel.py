@@ -7,7 +7,8 @@ from sweep_layerwise_kernel import STEP_TOLERANCE, TOLERANCE, best_variant
 
 
 def variant(blocks: list[int], kernel_ms: float | None, err: float = 1e-6, step_err: float = 1e-7) -> dict:
-    fused = {"line": "FAILED"} if kernel_ms is None else {"kernel_ms": kernel_ms, "relative_error": step_err}
+    fused = {"kernel_ms": kernel_ms, "relative_error": step_err, "cache_hints": blocks[0] == 16}
+    fused = {"line": "FAILED"} if kernel_ms is None else fused
     return {"blocks": blocks, "max_error": err, "fused": fused}
 
 
@@ -19,7 +20,7 @@ def test_the_fastest_matching_variant_wins() -> None:
         variant([32, 128, 4, 3], 0.4, step_err=10 * STEP_TOLERANCE),  # faster, but its step is wrong
         variant([64, 64, 4, 3], None),  # failed to compile or run
     ]
-    assert best_variant(variants) == [16, 128, 4, 3]
+    assert best_variant(variants) == {"blocks": [16, 128, 4, 3], "cache_hints": True}
 
 
 def test_no_best_when_nothing_matches() -> None:

@@ -22,9 +22,10 @@ the grouped kernel runs, ``HybridAdamW(fused=True)``, which takes the same proje
 its check on the host, on the device and without it), and the dense projection within 1.25x of its bandwidth
 limit.
 
-``--blocks`` (or ``--blocks-from`` a sweep_layerwise_kernel.py record) sets the grouped layer-wise kernels'
-block sizes for the run, and ``--rows`` keeps the rows whose names match (the reference is always timed): a
-second run with the sweep's best blocks need not time everything again. The record names the blocks it ran.
+``--blocks`` sets the grouped layer-wise kernels' block sizes for the run, ``--no-cache-hints`` turns off the
+fused kernel's L2 eviction hints, ``--blocks-from`` takes both from a sweep_layerwise_kernel.py record, and
+``--rows`` keeps the rows whose names match (the reference is always timed). The record names the blocks and
+hints it ran.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory, layerwise_kernel
+from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory, adamw_rows_kernel, layerwise_kernel
 from kaplinskiy.layerwise_kernel import grouped_kernel_available
 
 PRESETS = {
@@ -288,12 +289,13 @@ def select(factories: dict[str, Callable], rows: str | None) -> dict[str, Callab
     return chosen
 
 
-def blocks_from_sweep(path: Path) -> list[int]:
-    """The best blocks of a sweep_layerwise_kernel.py ``--out`` record; ``ValueError`` if it names none."""
+def blocks_from_sweep(path: Path) -> tuple[list[int], bool]:
+    """The best blocks and cache-hint setting of a sweep_layerwise_kernel.py ``--out`` record; ``ValueError`` if
+    it names none."""
     best = json.loads(path.read_text()).get("best")
     if best is None:
         raise ValueError(f"Invalid sweep record {path}: no variant matched its references, so it names no best")
-    return best
+    return best["blocks"], best["cache_hints"]
 
 
 TARGETS = {  # row -> the ratio it must not exceed (issue 4)
@@ -356,6 +358,7 @@ def measure(
         "layerwise_backend": backend,
         "dense_backend": dense,
         "layerwise_blocks": layerwise_kernel.block_sizes()._asdict(),
+        "fused_cache_hints": adamw_rows_kernel.cache_hints(),
         "timing": {"warmup": warmup, "iters": iters, "repeats": repeats, "statistic": "median"},
         "rows_selected": rows,
         "ratios": dict(measured),
@@ -423,17 +426,22 @@ def main() -> None:
     parser.add_argument("--rows", default=None, metavar="REGEX", help="time only the rows matching (and the reference)")
     blocks = parser.add_mutually_exclusive_group()
     blocks.add_argument("--blocks", default=None, metavar="BM,BK,WARPS,STAGES", help="layer-wise kernel blocks")
-    blocks.add_argument("--blocks-from", type=Path, default=None, metavar="SWEEP_JSON", help="the sweep's best blocks")
+    blocks.add_argument("--blocks-from", type=Path, default=None, metavar="SWEEP_JSON", help="the sweep's best")
+    parser.add_argument("--no-cache-hints", action="store_true", help="the fused kernel without L2 eviction hints")
     args = parser.parse_args()
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
     try:
+        if args.no_cache_hints:
+            adamw_rows_kernel.set_cache_hints(False)
         if args.blocks is not None:
             layerwise_kernel.set_block_sizes([int(x) for x in args.blocks.split(",")])
         elif args.blocks_from is not None:
-            layerwise_kernel.set_block_sizes(blocks_from_sweep(args.blocks_from))
-            if layerwise_kernel.block_sizes() == layerwise_kernel.DEFAULT_BLOCKS:
-                print(f"{args.blocks_from}: the sweep's best blocks are the defaults; nothing more to measure")
+            blocks, hints = blocks_from_sweep(args.blocks_from)
+            layerwise_kernel.set_block_sizes(blocks)
+            adamw_rows_kernel.set_cache_hints(hints)
+            if layerwise_kernel.block_sizes() == layerwise_kernel.DEFAULT_BLOCKS and hints:
+                print(f"{args.blocks_from}: the sweep's best are the defaults; nothing more to measure")
                 return
         if args.rows is not None:  # the row names on a tiny model: a typo stops before the large model is built
             select(candidates(build("tiny", 1, torch.device(args.device)), True), args.rows)

@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from kaplinskiy import adamw_rows_kernel
 from kaplinskiy.adamw_rows_kernel import AdamWRowPlan
 from kaplinskiy.dense_kernel import DensePlan
 from kaplinskiy.kernel_launch import Launch
@@ -81,15 +82,20 @@ def row_launch(plan: RowPlan, mode: str) -> Launch:
     return plan.launch(out, reference=reference, skip=skip, **kw)
 
 
-def adamw_launch(plan: RowPlan, skip: bool = False) -> Launch:
+def adamw_launch(plan: RowPlan, skip: bool = False, hints: bool = True) -> Launch:
     """The launch ``HybridAdamW(fused=True)`` makes over ``plan``'s layers: gradients and moments like the weights,
-    float32 step counts; ``skip``: with the device flag of ``defer_check=True``."""
+    float32 step counts; ``skip``: with the device flag of ``defer_check=True``; ``hints``: with its L2 eviction
+    hints (the default) or without."""
     fused = AdamWRowPlan(plan, [(lay.w, lay.b) for lay in plan.layers])
     for p in fused.tensors:
         p.grad = torch.zeros_like(p)
     moments = [(torch.zeros_like(p), torch.zeros_like(p), torch.ones(())) for p in fused.tensors]
     hyper = [(1e-3, 0.01, 0.9, 0.999, 1e-8)] * len(fused.tensors)
-    return fused.launch(moments, hyper, torch.zeros(()) if skip else None)
+    adamw_rows_kernel.set_cache_hints(hints)
+    try:
+        return fused.launch(moments, hyper, torch.zeros(()) if skip else None)
+    finally:
+        adamw_rows_kernel.set_cache_hints(True)
 
 
 def dense_launches() -> dict[str, Launch]:
@@ -208,10 +214,12 @@ def launches(subset: str = "all") -> dict[str, tuple[Launch, dict]]:
             }
             out[f"layer_rows {mode} [{plan_name}]"] = (row_launch(plan, mode), info)
         if subset == "all" or plan_name in ("row-major fp32", "HF Conv1D fp32"):
-            for mode in ("step", "step skip") if plan.dtype == torch.float32 and subset == "all" else ("step",):
+            every = plan.dtype == torch.float32 and subset == "all"
+            for mode in ("step", "step skip", "step no hints") if every else ("step",):
                 info = {"kernel": "adamw_layer_rows", "plan": plan_name, "mode": mode}
                 info |= {"aligned": plan.aligned, "layout": plan.layout, "dtype": str(plan.dtype)}
-                out[f"adamw_layer_rows {mode} [{plan_name}]"] = (adamw_launch(plan, mode == "step skip"), info)
+                launch = adamw_launch(plan, skip=mode == "step skip", hints=mode != "step no hints")
+                out[f"adamw_layer_rows {mode} [{plan_name}]"] = (launch, info)
     if subset == "all":
         for name, launch in dense_launches().items():
             info = {

@@ -10,8 +10,9 @@ chosen by such runs: workflow/records/step_time/h100_kernel_notes.md.
 
     PYTHONPATH=. python workflow/scripts/sweep_layerwise_kernel.py [--out sweep.json]
 
-``--out`` also writes every variant's numbers and ``best``: the variant whose fused kernel is fastest among
-those that match their references (``bench_step_time.py --blocks-from`` takes it).
+The fused kernel is timed with its L2 eviction hints (``adamw_rows_kernel.set_cache_hints``) on and off.
+``--out`` also writes every variant's numbers and ``best``: the blocks and hint setting whose fused kernel is
+fastest among the variants that match their references (``bench_step_time.py --blocks-from`` takes it).
 """
 
 import argparse
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_step_time as bench
 
 import kaplinskiy.layerwise_kernel as lk
-from kaplinskiy import HybridAdamW, LayerwiseMemory
+from kaplinskiy import HybridAdamW, LayerwiseMemory, adamw_rows_kernel
 
 # rows, cols, warps, stages; the first is the default. v7's 16-byte accesses may move the best, so wider column
 # steps and more warps are in the list too.
@@ -116,15 +117,18 @@ def machine_provenance() -> dict:
     return provenance() | {"device_name": torch.cuda.get_device_name()}
 
 
-def best_variant(variants: list[dict]) -> list[int] | None:
-    """The blocks of the variant whose fused kernel is fastest among those whose projection and fused step
-    match their references (``None`` if none does)."""
+def best_variant(variants: list[dict]) -> dict | None:
+    """``{"blocks", "cache_hints"}`` of the variant whose fused kernel is fastest among those whose projection
+    and fused step match their references (``None`` if none does)."""
     ok = [
         v
         for v in variants
         if v["max_error"] <= TOLERANCE and "kernel_ms" in v["fused"] and v["fused"]["relative_error"] <= STEP_TOLERANCE
     ]
-    return min(ok, key=lambda v: v["fused"]["kernel_ms"])["blocks"] if ok else None
+    if not ok:
+        return None
+    best = min(ok, key=lambda v: v["fused"]["kernel_ms"])
+    return {"blocks": best["blocks"], "cache_hints": best["fused"]["cache_hints"]}
 
 
 def _fused_twin(
@@ -172,18 +176,26 @@ def _fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dic
     group = opt.param_groups[0]
     hyper = [(group["lr"], group["weight_decay"], *group["betas"], group["eps"])] * len(plan.tensors)
     moments = [tuple(opt.state[p][k] for k in ("exp_avg", "exp_avg_sq", "step")) for p in plan.tensors]
-    kernel = device_ms(plan.launch(moments, hyper))
+    by_hints = {}
+    for hints in (True, False):  # the launch takes the setting when it is built
+        adamw_rows_kernel.set_cache_hints(hints)
+        by_hints[hints] = device_ms(plan.launch(moments, hyper))
+    adamw_rows_kernel.set_cache_hints(True)
+    hints = min(by_hints, key=by_hints.get)
+    kernel = by_hints[hints]
     covered = [p.detach().clone().requires_grad_() for p in plan.tensors]
     for p, q in zip(covered, plan.tensors, strict=True):
         p.grad = q.grad.clone()
     reference = torch.optim.AdamW(covered, lr=1e-4, weight_decay=0.1, fused=True)
     adamw = median_ms(reference.step)
     line = (
-        f"fused AdamW + projection kernel {kernel:.3f} ms ({kernel / one:.1f} passes over the covered weights); "
+        f"fused AdamW + projection kernel {kernel:.3f} ms ({kernel / one:.1f} passes over the covered weights; "
+        f"L2 hints on {by_hints[True]:.3f} ms, off {by_hints[False]:.3f} ms); "
         f"torch fused AdamW on the same layers {adamw:.3f} ms ({adamw / one:.1f} passes): {kernel / adamw:.2f}x; "
         f"max |step - foreach step| / max |foreach step| {err:.1e}"
     )
-    return {"line": line, "kernel_ms": kernel, "adamw_ms": adamw, "ratio": kernel / adamw, "relative_error": err}
+    out = {"line": line, "kernel_ms": kernel, "cache_hints": hints, "hints_ms": by_hints[True]}
+    return out | {"no_hints_ms": by_hints[False], "adamw_ms": adamw, "ratio": kernel / adamw, "relative_error": err}
 
 
 if __name__ == "__main__":
