@@ -40,3 +40,35 @@ def test_the_fused_step_is_checked_against_the_foreach_step() -> None:
     assert opt._fused_plan is not None and err < STEP_TOLERANCE / 10
     _, err = fused_step_error(s, [1.01 * t for t in expected], backend="triton")
     assert err > STEP_TOLERANCE
+
+
+def test_a_sweep_checks_times_and_names_the_best(monkeypatch, capsys) -> None:
+    """The sweep end to end on the tiny model (natively on CUDA; under the interpreter, with wall times, on a
+    CPU), with a variant that cannot run: it is reported and the others go on."""
+    import torch
+    from sweep_layerwise_kernel import sweep
+
+    import kaplinskiy.memory_layerwise as memory_layerwise
+    from kaplinskiy import layerwise_kernel
+
+    torch.set_default_dtype(torch.float32)
+    monkeypatch.setattr(memory_layerwise, "grouped_kernel_available", lambda device, interpreted=False: True)
+    real = layerwise_kernel.set_block_sizes
+
+    def refuse_one(blocks):  # a variant whose launch fails, as one that does not fit a GPU's resources would
+        real(blocks)
+        if tuple(blocks) == (64, 16, 1, 1):
+            raise RuntimeError("out of resources")
+
+    monkeypatch.setattr(layerwise_kernel, "set_block_sizes", refuse_one)
+    variants = [tuple(layerwise_kernel.DEFAULT_BLOCKS), (64, 16, 1, 1), (32, 32, 2, 2)]
+    record = sweep("tiny", triton_kernels.DEVICE, variants)
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "fused AdamW + projection kernel" in out
+    ok = [v for v in record["variants"] if "failed" not in v]
+    assert len(ok) == 2 and len(record["variants"]) == 3
+    assert all(v["max_error"] < TOLERANCE and v["fused"]["relative_error"] < STEP_TOLERANCE for v in ok)
+    assert record["best"]["blocks"] in ([16, 64, 4, 3], [32, 32, 2, 2]) and isinstance(
+        record["best"]["cache_hints"], bool
+    )
+    assert layerwise_kernel.block_sizes() == layerwise_kernel.DEFAULT_BLOCKS

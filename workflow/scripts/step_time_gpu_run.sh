@@ -29,7 +29,7 @@ python3 workflow/scripts/bench_step_time.py --preset "$preset" --repeats 7 --out
 grep -iE "^target|Error" "$out/${name}_bench.txt"
 
 stage "sweep -> $out/${name}_kernel_sweep.json"
-python3 workflow/scripts/sweep_layerwise_kernel.py --out "$out/${name}_kernel_sweep.json" \
+python3 workflow/scripts/sweep_layerwise_kernel.py --preset "$preset" --out "$out/${name}_kernel_sweep.json" \
     > "$out/${name}_kernel_sweep.txt" 2>&1
 grep -iE "^best|Error" "$out/${name}_kernel_sweep.txt"
 

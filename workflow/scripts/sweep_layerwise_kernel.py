@@ -8,16 +8,19 @@ block sizes) against HybridAdamW's foreach step with per-layer BLAS, and times i
 the same covered layers (AdamW alone, the floor). The defaults of ``layerwise_kernel`` (``DEFAULT_BLOCKS``) were
 chosen by such runs: workflow/records/step_time/h100_kernel_notes.md.
 
-    PYTHONPATH=. python workflow/scripts/sweep_layerwise_kernel.py [--out sweep.json]
+    PYTHONPATH=. python workflow/scripts/sweep_layerwise_kernel.py [--out sweep.json] [--preset P] [--device D]
 
-The fused kernel is timed with its L2 eviction hints (``adamw_rows_kernel.set_cache_hints``) on and off.
-``--out`` also writes every variant's numbers and ``best``: the blocks and hint setting whose fused kernel is
-fastest among the variants that match their references (``bench_step_time.py --blocks-from`` takes it).
+A variant that fails to compile or run is reported and the sweep goes on. The fused kernel is timed with its
+L2 eviction hints (``adamw_rows_kernel.set_cache_hints``) on and off. ``--out`` also writes every variant's
+numbers and ``best``: the blocks and hint setting whose fused kernel is fastest among the variants that match
+their references (``bench_step_time.py --blocks-from`` takes it). On a CPU (a dry run) the times are one call's
+wall time.
 """
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -49,12 +52,19 @@ STEP_TOLERANCE = 1e-3  # max |step - foreach step| / max |foreach step| of the f
 CHECK_LR = 1e-2  # the checked steps' lr: float32 rounding of w + Delta, ulp(w) / |Delta|, stays near 1e-5
 
 
-def median_ms(fn) -> float:
+def median_ms(fn, device: torch.device | None = None) -> float:
+    """Median time of ``fn`` in ms: Triton's ``do_bench`` on CUDA; on a CPU (a dry run) one call's wall time."""
+    if device is not None and device.type != "cuda":  # one call: a dry run checks the flow, not the speed
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
     return triton.testing.do_bench(fn, warmup=30, rep=200, return_mode="median")
 
 
-def device_ms(fn) -> float:
-    """Median time of ``fn`` replayed from a CUDA graph: the device's work alone."""
+def device_ms(fn, device: torch.device | None = None) -> float:
+    """Median time of ``fn`` replayed from a CUDA graph: the device's work alone (on a CPU: its wall time)."""
+    if device is not None and device.type != "cuda":
+        return median_ms(fn, device)
     fn()
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
@@ -66,55 +76,68 @@ def device_ms(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="also write every variant and the best as JSON")
+    parser.add_argument("--preset", choices=sorted(bench.PRESETS), default="gpt2-124m")
+    parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
-    s = bench.build("gpt2-124m", 16, torch.device("cuda"))
+    record = sweep(args.preset, torch.device(args.device))
+    if args.out is not None:
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def sweep(preset: str, device: torch.device, variants: list[tuple[int, int, int, int]] = VARIANTS) -> dict:
+    """Every variant checked and timed (printed as it goes), and the best; a variant that fails to compile or
+    run is reported and the sweep goes on."""
+    s = bench.build(preset, 16, device)
     mem, blas = s.layerwise, bench._twin(s.layerwise, "torch")
     grads = [p.grad.clone() for p in s.params]  # timed in place: projected again and again
     original = [g.clone() for g in grads]
     expected = [g.clone() for g in grads]
     blas.project_(expected)
     covered = sum(m.weight.numel() for m in mem.layers if not isinstance(m, torch.nn.Embedding))
-    x = torch.empty(2**28, device="cuda")
+    x = torch.empty(2**28 if device.type == "cuda" else 2**20, device=device)
     y = torch.empty_like(x)
-    bandwidth = 2 * x.numel() * 4 / (median_ms(lambda: y.copy_(x)) * 1e-3)
+    bandwidth = 2 * x.numel() * 4 / (median_ms(lambda: y.copy_(x), device) * 1e-3)
     one = covered * 4 / bandwidth * 1e3
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s; one pass over {covered / 1e6:.1f}M weights: {one:.3f} ms")
-    print(f"per-layer BLAS project_: {device_ms(lambda: blas.project_(grads)):.3f} ms of device time")
+    print(f"per-layer BLAS project_: {device_ms(lambda: blas.project_(grads), device):.3f} ms of device time")
     reference = mem.coefficients(s.params)
     fused_reference = adamw_reference_step(s)
-    variants = []
-    for blocks in map(lk.BlockSizes._make, VARIANTS):
-        lk.set_block_sizes(blocks)
-        mem._plan_key = None
-        g = [t.clone() for t in original]
-        mem.project_(g)
-        err = max(float((a - b).abs().max()) for a, b in zip(g, expected, strict=True))
-        times = {
-            "project_": device_ms(lambda: mem.project_(grads)),
-            "restore_": device_ms(lambda: mem.restore_(s.params, reference)),
-            "coefficients": device_ms(lambda: mem.coefficients(s.params)),
-            "subtract_": device_ms(lambda: mem.subtract_(grads, reference)),
-        }
-        cells = ", ".join(f"{k} {t:.3f} ms ({t / one:.1f} passes)" for k, t in times.items())
+    rows = []
+    for blocks in map(lk.BlockSizes._make, variants):
         name = f"BM={blocks.rows:3d} BK={blocks.cols:3d} warps={blocks.warps} stages={blocks.stages}"
+        try:
+            lk.set_block_sizes(blocks)
+            mem._plan_key = None
+            g = [t.clone() for t in original]
+            mem.project_(g)
+            err = max(float((a - b).abs().max()) for a, b in zip(g, expected, strict=True))
+            times = {
+                "project_": device_ms(lambda: mem.project_(grads), device),
+                "restore_": device_ms(lambda: mem.restore_(s.params, reference), device),
+                "coefficients": device_ms(lambda: mem.coefficients(s.params), device),
+                "subtract_": device_ms(lambda: mem.subtract_(grads, reference), device),
+            }
+        except Exception as error:
+            print(f"{name}: projection kernel FAILED: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            rows.append({"blocks": list(blocks), "failed": f"{type(error).__name__}: {error}"[:2000]})
+            continue
+        cells = ", ".join(f"{k} {t:.3f} ms ({t / one:.1f} passes)" for k, t in times.items())
         print(f"{name}: max |kernel - BLAS| {err:.1e}; {cells}")
         fused = fused_step(s, one, fused_reference)
         print(f"    {fused['line']}", flush=True)
-        variants.append({"blocks": list(blocks), "max_error": err, "ms": times, "fused": fused})
+        rows.append({"blocks": list(blocks), "max_error": err, "ms": times, "fused": fused})
     lk.set_block_sizes(lk.DEFAULT_BLOCKS)
-    best = best_variant(variants)
+    best = best_variant(rows)
     print(f"best (fastest fused kernel that matches its references): {best}")
-    if args.out is not None:
-        record = {"what": "sweep_layerwise_kernel.py", "bandwidth_bytes_per_s": bandwidth, "one_pass_ms": one}
-        record |= {"defaults": list(lk.DEFAULT_BLOCKS), "variants": variants, "best": best}
-        record["provenance"] = machine_provenance()
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    record = {"what": "sweep_layerwise_kernel.py", "preset": preset, "bandwidth_bytes_per_s": bandwidth}
+    record |= {"one_pass_ms": one, "defaults": list(lk.DEFAULT_BLOCKS), "variants": rows, "best": best}
+    return record | {"provenance": machine_provenance(device)}
 
 
-def machine_provenance() -> dict:
+def machine_provenance(device: torch.device) -> dict:
     from provenance import provenance
 
-    return provenance() | {"device_name": torch.cuda.get_device_name()}
+    return provenance() | {"device_name": bench.device_name(device)}
 
 
 def best_variant(variants: list[dict]) -> dict | None:
@@ -123,7 +146,10 @@ def best_variant(variants: list[dict]) -> dict | None:
     ok = [
         v
         for v in variants
-        if v["max_error"] <= TOLERANCE and "kernel_ms" in v["fused"] and v["fused"]["relative_error"] <= STEP_TOLERANCE
+        if "failed" not in v
+        and v["max_error"] <= TOLERANCE
+        and "kernel_ms" in v["fused"]
+        and v["fused"]["relative_error"] <= STEP_TOLERANCE
     ]
     if not ok:
         return None
@@ -179,7 +205,7 @@ def _fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dic
     by_hints = {}
     for hints in (True, False):  # the launch takes the setting when it is built
         adamw_rows_kernel.set_cache_hints(hints)
-        by_hints[hints] = device_ms(plan.launch(moments, hyper))
+        by_hints[hints] = device_ms(plan.launch(moments, hyper), s.params[0].device)
     adamw_rows_kernel.set_cache_hints(True)
     hints = min(by_hints, key=by_hints.get)
     kernel = by_hints[hints]
@@ -187,7 +213,7 @@ def _fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dic
     for p, q in zip(covered, plan.tensors, strict=True):
         p.grad = q.grad.clone()
     reference = torch.optim.AdamW(covered, lr=1e-4, weight_decay=0.1, fused=True)
-    adamw = median_ms(reference.step)
+    adamw = median_ms(reference.step, s.params[0].device)
     line = (
         f"fused AdamW + projection kernel {kernel:.3f} ms ({kernel / one:.1f} passes over the covered weights; "
         f"L2 hints on {by_hints[True]:.3f} ms, off {by_hints[False]:.3f} ms); "
