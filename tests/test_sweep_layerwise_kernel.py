@@ -42,9 +42,11 @@ def test_the_fused_step_is_checked_against_the_foreach_step() -> None:
     assert err > STEP_TOLERANCE
 
 
-def test_a_sweep_checks_times_and_names_the_best(monkeypatch, capsys) -> None:
+def test_a_sweep_checks_times_and_names_the_best(monkeypatch, capsys, tmp_path) -> None:
     """The sweep end to end on the tiny model (natively on CUDA; under the interpreter, with wall times, on a
     CPU), with a variant that cannot run: it is reported and the others go on."""
+    import json
+
     import torch
     from sweep_layerwise_kernel import sweep
 
@@ -62,7 +64,8 @@ def test_a_sweep_checks_times_and_names_the_best(monkeypatch, capsys) -> None:
 
     monkeypatch.setattr(layerwise_kernel, "set_block_sizes", refuse_one)
     variants = [tuple(layerwise_kernel.DEFAULT_BLOCKS), (64, 16, 1, 1), (32, 32, 2, 2)]
-    record = sweep("tiny", triton_kernels.DEVICE, variants)
+    record = sweep("tiny", triton_kernels.DEVICE, variants, out=tmp_path / "sweep.json")
+    assert json.loads((tmp_path / "sweep.json").read_text()) == json.loads(json.dumps(record))
     out = capsys.readouterr().out
     assert "FAILED" in out and "fused AdamW + projection kernel" in out
     ok = [v for v in record["variants"] if "failed" not in v]
