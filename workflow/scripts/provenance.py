@@ -4,6 +4,8 @@ import datetime as dt
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
+from pathlib import PurePosixPath
 from typing import Any
 
 from paths import ROOT
@@ -24,15 +26,49 @@ def _optional_version(module: str) -> str | None:
         return None
 
 
-def source_digest() -> str:
-    """SHA-256 over the library's and the workflow scripts' Python sources (paths and contents, sorted): names
-    the code even where ``.git`` is absent or stale (a copy of the working tree on another machine)."""
+SOURCES = ("kaplinskiy/**/*.py", "workflow/scripts/*.py")  # what source_sha256 covers (see is_source)
+
+
+def is_source(name: str) -> bool:
+    """Whether a path relative to the repository is one that :data:`SOURCES` matches."""
+    path = PurePosixPath(name)
+    return path.suffix == ".py" and (path.parts[0] == "kaplinskiy" or path.parent == PurePosixPath("workflow/scripts"))
+
+
+def digest_of(files: Iterable[tuple[str, bytes]]) -> str:
+    """SHA-256 over ``(path relative to the repository, contents)`` pairs, in path order."""
     import hashlib
 
     digest = hashlib.sha256()
-    for path in sorted([*ROOT.glob("kaplinskiy/**/*.py"), *ROOT.glob("workflow/scripts/*.py")]):
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, data in sorted(files, key=lambda f: PurePosixPath(f[0])):
+        digest.update(name.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()
+
+
+def source_digest() -> str:
+    """SHA-256 over the library's and the workflow scripts' Python sources (paths and contents, sorted): names
+    the code even where ``.git`` is absent or stale (a copy of the working tree on another machine)."""
+    paths = [p for pattern in SOURCES for p in ROOT.glob(pattern)]
+    return digest_of((p.relative_to(ROOT).as_posix(), p.read_bytes()) for p in paths)
+
+
+def commit_digest(commit: str) -> str:
+    """:func:`source_digest` of the sources committed at ``commit`` (from ``git archive``, not the working tree)."""
+    import io
+    import tarfile
+
+    tar = subprocess.run(
+        ["git", "archive", "--format=tar", commit, "--", "kaplinskiy", "workflow/scripts"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        files = [
+            (m.name, archive.extractfile(m).read()) for m in archive.getmembers() if m.isfile() and is_source(m.name)
+        ]
+    return digest_of(files)
 
 
 def provenance() -> dict[str, Any]:
