@@ -29,7 +29,14 @@ from torch import Tensor
 from .line_search import ArmijoResult, armijo_backtrack
 from .tensor_lists import assign_, max_abs
 
-__all__ = ["Certificate", "NonFiniteStepWarning", "armijo_on_params", "evaluate_closure", "skip_step"]
+__all__ = [
+    "Certificate",
+    "NonFiniteStepWarning",
+    "armijo_on_params",
+    "evaluate_closure",
+    "skip_for_peaks",
+    "skip_step",
+]
 
 
 class NonFiniteStepWarning(RuntimeWarning):
@@ -90,15 +97,22 @@ def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str, *,
     A NaN or infinite ``loss`` or gradient skips it with a :class:`NonFiniteStepWarning`; with ``skip_zero``
     an all-zero gradient skips it silently (nothing to learn, so parameters and state stay as they are).
     """
-    peaks = max_abs(grads)
-    finite, zero = torch.stack([torch.isfinite(peaks).all(), (peaks == 0).all()]).tolist()  # one synchronisation
+    return skip_for_peaks(loss, max_abs(grads), who, skip_zero=skip_zero, stacklevel=4)
+
+
+def skip_for_peaks(
+    loss: Tensor | float | None, peaks: Tensor, who: str, *, skip_zero: bool = True, stacklevel: int = 3
+) -> bool:
+    """:func:`skip_step`'s decision from the gradients' ``max_abs`` issued earlier (its one host
+    synchronisation is here: the host can prepare the step while the device reduces)."""
+    finite, zero = torch.stack([torch.isfinite(peaks).all(), (peaks == 0).all()]).tolist()
     bad_loss = loss is not None and not math.isfinite(float(loss))
     if bad_loss or not finite:
         what = "loss" if bad_loss else "gradient"
         warnings.warn(
             f"{who}: non-finite {what}; step rejected, parameters and state unchanged",
             NonFiniteStepWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         return True
     return skip_zero and zero

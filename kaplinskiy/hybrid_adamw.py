@@ -28,14 +28,15 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.adamw import adamw as functional_adamw
 
-from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
+from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_for_peaks, skip_step
 from .adamw_rows_kernel import AdamWRowPlan
 from .deferred_check import VerdictQueue, device_verdict
+from .kernel_launch import Launch
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory
 from .memory_layerwise import LayerwiseMemory
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
-from .tensor_lists import copy_list, dot, sq_norm
+from .tensor_lists import copy_list, dot, max_abs, sq_norm
 
 __all__ = ["HybridAdamW", "adamw_update"]
 
@@ -43,13 +44,37 @@ __all__ = ["HybridAdamW", "adamw_update"]
 @dataclass
 class _FusedLists:
     """What a fused step hands to its kernels: the parameters with a gradient; the kernel's tensors' moments and
-    step counts and their groups' indices (in the plan's order); per group, torch's fused AdamW calls."""
+    step counts and their groups' indices (in the plan's order); per group, torch's fused AdamW calls; and per
+    parameter its state dict and tensors, to tell whether the state was replaced since."""
 
     params: list[Tensor]
     kernel_moments: list[Any]
     kernel_groups: list[int]
     rest: list[list[tuple[Any, ...]]]
     kernel_steps: list[Tensor] = field(default_factory=list)
+    states: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def hold(self, state: Any) -> bool:
+        """Whether ``state`` (the optimizer's) still holds, for every parameter, the dict and tensors these lists
+        hold (not after ``state.clear()``, a new dict, or a moment replaced)."""
+        return all(
+            (st := state.get(p)) is d and st.get("exp_avg") is m and st.get("exp_avg_sq") is v and st.get("step") is t
+            for p, (d, m, v, t) in zip(self.params, self.states, strict=True)
+        )
+
+
+@dataclass
+class _FusedStep:
+    """The host's part of a fused step, made before the finite check's verdict is read (it moves nothing, and
+    creates no state): the kernel's plan, the layers outside it, and, while the kept lists hold, those lists,
+    the groups' hyperparameters and the kernel's launch."""
+
+    plan: AdamWRowPlan | None
+    outside_layers: list[int]
+    skip: Tensor | None
+    lists: _FusedLists | None = None
+    hyper: list[tuple[float, ...]] = field(default_factory=list)
+    launch: Launch | None = None
 
 
 def adamw_update(
@@ -241,13 +266,17 @@ class HybridAdamW(Optimizer):
         if self.defer_check:
             self._verdicts.settle(self.hybrid_state, wait=False)
             verdict = device_verdict(loss, present)
-            self._fused_step(loss, closure, old_task_closure, skip=verdict.amax())
+            self._fused_step(loss, closure, old_task_closure, self._prepare_fused(verdict.amax()))
             self._verdicts.push(verdict, self.hybrid_state["step"])
             return loss
-        if self.check_finite and skip_step(loss, present, "HybridAdamW"):
+        if self.fused:  # the host prepares the step while the device reduces the gradients for the check
+            peaks = max_abs(present) if self.check_finite else None
+            prepared = self._prepare_fused(None)
+            if peaks is not None and skip_for_peaks(loss, peaks, "HybridAdamW"):
+                return loss
+            self._fused_step(loss, closure, old_task_closure, prepared)
             return loss
-        if self.fused:
-            self._fused_step(loss, closure, old_task_closure)
+        if self.check_finite and skip_step(loss, present, "HybridAdamW"):
             return loss
         grads_before = copy_list(present) if self.armijo else None
         params, _, update = self._propose()
@@ -285,13 +314,9 @@ class HybridAdamW(Optimizer):
             self.hybrid_state["step"], search, lr, passes, step_norm=norm, old_task_slope=slope
         ).as_dict()
 
-    def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any, skip: Tensor | None = None) -> None:
-        """The step of ``fused=True``: the projected layers in one grouped launch (AdamW, then ``C = Delta U``
-        and ``w <- w - C U^T``), every other parameter through torch's fused AdamW (with lr 0, so that only its
-        moments move, for a parameter the memory freezes); the layers the kernel does not take (embeddings' protected
-        rows, a weight tied to another layer) are projected by the per-layer path around it, from their coordinates
-        taken before the step. Where the device flag ``skip`` is 1, nothing moves (torch's ``found_inf``; the step
-        counts are set back)."""
+    def _prepare_fused(self, skip: Tensor | None) -> _FusedStep:
+        """The host's part of a fused step (see :class:`_FusedStep`): nothing moves, no state is created, so a
+        step the check then rejects leaves everything as it was. Raises if a projected layer has no gradient."""
         rows, layers, outside_layers = self.memory.fused_layers() if self.memory is not None else (None, [], [])
         plan = self._fused_plan
         if rows is None:
@@ -301,15 +326,36 @@ class HybridAdamW(Optimizer):
         self._fused_plan = plan
         if plan is not None:
             plan.check_gradients()
-        lists = self._fused_lists(plan)
+        prepared = _FusedStep(plan, outside_layers, skip, self._kept_lists(plan))
+        if prepared.lists is not None:
+            self._prepare_launch(prepared)
+        return prepared
+
+    def _prepare_launch(self, prepared: _FusedStep) -> None:
+        """The groups' hyperparameters and the kernel's launch (its tables uploaded without a synchronisation)."""
+        prepared.hyper = [(g["lr"], g["weight_decay"], *g["betas"], g["eps"]) for g in self.param_groups]
+        if prepared.plan is not None:
+            lists = prepared.lists
+            kernel_hyper = [prepared.hyper[g] for g in lists.kernel_groups]
+            prepared.launch = prepared.plan.launch(lists.kernel_moments, kernel_hyper, prepared.skip)
+
+    def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any, prepared: _FusedStep) -> None:
+        """The step of ``fused=True``: the projected layers in one grouped launch (AdamW, then ``C = Delta U``
+        and ``w <- w - C U^T``), every other parameter through torch's fused AdamW (with lr 0, so that only its
+        moments move, for a parameter the memory freezes); the layers the kernel does not take (embeddings' protected
+        rows, a weight tied to another layer) are projected by the per-layer path around it, from their coordinates
+        taken before the step. Where the device flag ``prepared.skip`` is 1, nothing moves (torch's ``found_inf``;
+        the step counts are set back)."""
+        plan, skip = prepared.plan, prepared.skip
+        if prepared.lists is None:  # a first step (or one after the state changed): the lists, with new state
+            prepared.lists = self._fused_lists(plan)
+            self._prepare_launch(prepared)
+        lists = prepared.lists
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
             witness = (old_task_gradient(lists.params, old_task_closure), copy_list(lists.params))
-        outside = self.memory.outside_coefficients(outside_layers) if outside_layers else {}  # set back after the step
-        hyper = []
-        for group, parts in zip(self.param_groups, lists.rest, strict=True):
-            beta1, beta2 = group["betas"]
-            hyper.append((group["lr"], group["weight_decay"], beta1, beta2, group["eps"]))
+        outside = self.memory.outside_coefficients(prepared.outside_layers) if prepared.outside_layers else {}
+        for parts, (lr, weight_decay, beta1, beta2, eps) in zip(lists.rest, prepared.hyper, strict=True):
             for is_frozen, ps, exp_avgs, exp_avg_sqs, steps in parts:
                 functional_adamw(
                     ps,
@@ -322,15 +368,15 @@ class HybridAdamW(Optimizer):
                     amsgrad=False,
                     beta1=beta1,
                     beta2=beta2,
-                    lr=0.0 if is_frozen else group["lr"],
-                    weight_decay=group["weight_decay"],
-                    eps=group["eps"],
+                    lr=0.0 if is_frozen else lr,
+                    weight_decay=weight_decay,
+                    eps=eps,
                     maximize=False,
                     found_inf=skip,
                 )
-        if plan is not None:
+        if prepared.launch is not None:
             torch._foreach_add_(lists.kernel_steps, 1)
-            plan.launch(lists.kernel_moments, [hyper[g] for g in lists.kernel_groups], skip)()
+            prepared.launch()
             if skip is not None:
                 torch._foreach_sub_(lists.kernel_steps, [skip] * len(lists.kernel_steps))
         if outside:
@@ -343,14 +389,22 @@ class HybridAdamW(Optimizer):
         passes = int(closure is not None) + int(witness is not None)
         self._record(search, float(self.param_groups[0]["lr"]), passes, None, slope)
 
-    def _fused_lists(self, plan: AdamWRowPlan | None) -> _FusedLists:
-        """Which parameters the kernel steps and which torch's fused AdamW does, with their state tensors (created
-        on a parameter's first step); kept while the plan, the groups and the parameters with a gradient stay the
-        same, so that a step does not rebuild them."""
+    def _kept_lists(self, plan: AdamWRowPlan | None) -> _FusedLists | None:
+        """The kept lists, if the plan, the groups, the parameters with a gradient and their state are the same."""
         with_grad = tuple(p.grad is not None for g in self.param_groups for p in g["params"])
         key = (plan, len(self.param_groups), with_grad)
-        if self._fused_cache is not None and self._fused_cache[0] == key:
-            return self._fused_cache[1]
+        cache = self._fused_cache
+        return cache[1] if cache is not None and cache[0] == key and cache[1].hold(self.state) else None
+
+    def _fused_lists(self, plan: AdamWRowPlan | None) -> _FusedLists:
+        """Which parameters the kernel steps and which torch's fused AdamW does, with their state tensors (created
+        on a parameter's first step); kept while the plan, the groups, the parameters with a gradient and their
+        state stay the same, so that a step does not rebuild them."""
+        kept = self._kept_lists(plan)
+        if kept is not None:
+            return kept
+        with_grad = tuple(p.grad is not None for g in self.param_groups for p in g["params"])
+        key = (plan, len(self.param_groups), with_grad)
         in_kernel = {id(p): i for i, p in enumerate(plan.tensors)} if plan is not None else {}
         frozen = {id(p) for p in self.memory.frozen_params()} if self.memory is not None else set()
         lists = _FusedLists([], [None] * len(in_kernel), [0] * len(in_kernel), [])
@@ -379,5 +433,6 @@ class HybridAdamW(Optimizer):
                 ]
             )
         lists.kernel_steps = [m[2] for m in lists.kernel_moments]
+        lists.states = [(st := self.state[p], st["exp_avg"], st["exp_avg_sq"], st["step"]) for p in lists.params]
         self._fused_cache = (key, lists)
         return lists

@@ -194,6 +194,26 @@ def test_non_finite_gradient_leaves_everything_bit_identical() -> None:
         assert all(torch.equal(s[k], state[i][k]) for k in s)
 
 
+def test_a_rejected_first_step_creates_no_state_and_a_zero_gradient_moves_nothing() -> None:
+    """The host prepares the fused step while the device checks the gradients: that preparation must not create
+    state (a first step rejected leaves none) nor move anything (an all-zero gradient is a no-op)."""
+    net, _, opt = setup("net", fused=True)
+    params = [p.detach().clone() for p in net.parameters()]
+    set_grads(net, 0)
+    net.lin.weight.grad[0, 0] = float("inf")
+    with pytest.warns(NonFiniteStepWarning):
+        opt.step()
+    assert len(opt.state) == 0 and opt.hybrid_state["step"] == 0
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert len(opt.state) == 0 and all(torch.equal(p, q) for p, q in zip(net.parameters(), params, strict=True))
+    run(net, opt, range(1))
+    assert len(opt.state) == len(params) and not all(
+        torch.equal(p, q) for p, q in zip(net.parameters(), params, strict=True)
+    )
+
+
 def test_old_task_slope_is_certified() -> None:
     """The certificate's ``grad L_A . d`` is ~0 for an old-task gradient inside the memory's span (eq. 12)."""
     net, memory, opt = setup("net", fused=True)
@@ -297,6 +317,27 @@ def test_loading_a_state_dict_into_a_running_optimizer_takes_effect() -> None:
     opt.load_state_dict(saved_opt)
     run(net, opt, range(2, 4))
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), after, strict=True))
+
+
+@pytest.mark.parametrize("reset", ["clear", "one tensor"])
+def test_state_reset_between_steps_takes_effect(reset: str) -> None:
+    """Optimizer state reset between steps (``opt.state.clear()`` at a task switch, or one moment replaced) is
+    what the next fused step uses, as with the foreach path: the kept lists must not outlive the state."""
+    nets, opts = {}, {}
+    for fused in (True, False):
+        nets[fused], _, opts[fused] = setup("net", fused=fused)
+        run(nets[fused], opts[fused], range(2))
+        if reset == "clear":
+            opts[fused].state.clear()
+        else:
+            p = nets[fused].lin.weight
+            opts[fused].state[p]["exp_avg"] = torch.zeros_like(p)
+        run(nets[fused], opts[fused], range(2, 4))
+    for p, q in zip(nets[True].parameters(), nets[False].parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        assert float(opts[True].state[p]["step"]) == float(opts[False].state[q]["step"])
+        m, n = opts[True].state[p]["exp_avg"], opts[False].state[q]["exp_avg"]
+        torch.testing.assert_close(m, n, rtol=1e-5, atol=1e-7)
 
 
 def test_without_the_grouped_kernel_the_same_step_takes_the_per_layer_path() -> None:
