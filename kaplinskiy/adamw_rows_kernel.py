@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import torch
@@ -27,6 +29,8 @@ from .kernel_launch import Launch
 from .layerwise_kernel import RowPlan
 
 __all__ = ["AdamWRowPlan", "cache_hints", "set_cache_hints"]
+
+_grad = attrgetter("grad")
 
 # L2 eviction hints of the fused kernel: the gradient and moments are streamed (evict first), the weights kept
 # (evict last) for the second sweep, which rereads them; see workflow/records/step_time/h100_kernel_notes.md.
@@ -108,8 +112,10 @@ class AdamWRowPlan:
 
     def _update_state(self, moments: Sequence[tuple[Tensor, Tensor, Tensor]]) -> None:
         """The ``state`` table (``g, m, v, step`` addresses of weight then bias), rebuilt when one of them moved."""
-        self.check_gradients()
-        key = (*(p.grad.data_ptr() for p in self.tensors), *(t.data_ptr() for m in moments for t in m))
+        grads = list(map(_grad, self.tensors))
+        if any(g is None for g in grads):
+            self.check_gradients()  # raises
+        key = (*map(Tensor.data_ptr, grads), *map(Tensor.data_ptr, chain.from_iterable(moments)))
         if key == self._state_key:
             return
         rows, aligned = [], self.rows.aligned

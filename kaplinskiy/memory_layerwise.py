@@ -194,6 +194,7 @@ class LayerwiseMemory:
         self._plan: RowPlan | None = None
         self._plan_layers: frozenset[int] = frozenset()
         self._plan_key: tuple[Any, ...] | None = None
+        self._fused_views: tuple[RowPlan, list[tuple[Tensor, Tensor | None]], list[int]] | None = None
         self._plan_bases: list[Tensor] = []
         self.n_tasks = 0
 
@@ -289,7 +290,7 @@ class LayerwiseMemory:
             if self.backend == "triton":
                 raise RuntimeError("backend='triton' needs Triton and CUDA tensors (or TRITON_INTERPRET=1)")
             return None, frozenset()
-        layout = tuple((t.shape, t.stride()) for t in tensors)
+        layout = (tuple(map(Tensor.size, tensors)), tuple(map(Tensor.stride, tensors)))
         key = (tuple(map(Tensor.data_ptr, tensors)), layout, tuple(map(id, self.bases)))
         if self._plan_key != key:
             chosen, layers = [], []
@@ -315,7 +316,12 @@ class LayerwiseMemory:
         the other layers with a basis (embeddings, a weight shared by two layers, a basis above ``MAX_RANK``; every
         layer without Triton or CUDA), for :meth:`outside_coefficients` and :meth:`restore_outside_`."""
         plan, grouped = self._grouped(self.params)
-        return plan, [self._views(self.params, i) for i in sorted(grouped)], self._outside(grouped)
+        if plan is not None and self._fused_views is not None and self._fused_views[0] is plan:
+            return self._fused_views  # the same plan: the same layers (a step need not list them again)
+        views = (plan, [self._views(self.params, i) for i in sorted(grouped)], self._outside(grouped))
+        if plan is not None:
+            self._fused_views = views
+        return views
 
     @torch.no_grad()
     def outside_coefficients(self, layers: Sequence[int]) -> dict[int, Tensor]:
