@@ -75,7 +75,8 @@ def test_trainer_runs_a_guarded_optimizer_and_its_scheduler(tmp_path, kind: str)
 
 
 @pytest.mark.slow
-def test_trainer_resumes_a_guarded_run_from_its_checkpoint(tmp_path) -> None:
+@pytest.mark.parametrize("kind", ["guard", "hybrid fused"])
+def test_trainer_resumes_a_guarded_run_from_its_checkpoint(tmp_path, kind: str) -> None:
     """A run stopped at step 3 and resumed from the Trainer's checkpoint (optimizer.pt holds the guard's state
     next to AdamW's) ends where the uninterrupted run ends; the memory is saved and loaded by the user."""
     torch.set_default_dtype(torch.float32)
@@ -88,7 +89,10 @@ def test_trainer_resumes_a_guarded_run_from_its_checkpoint(tmp_path) -> None:
             mem.add_task([torch.randint(0, 16, (4, 8), generator=torch.Generator().manual_seed(3))])
         else:
             mem.load_state_dict(memory_state)
-        opt = ForgettingGuard(torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1), mem)
+        if kind == "guard":
+            opt = ForgettingGuard(torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1), mem)
+        else:
+            opt = HybridAdamW(model.parameters(), lr=1e-2, weight_decay=0.1, memory=mem, fused=True)
         sched = transformers.get_linear_schedule_with_warmup(opt, num_warmup_steps=1, num_training_steps=6)
         args = _args(out)
         args.save_strategy, args.save_steps = "steps", 3
