@@ -146,6 +146,32 @@ def test_bfloat16_weights_take_the_float32_step_to_rounding() -> None:
     assert old_task_residual(torch.float32, fused=True) < 1e-5  # float32: no rounding to speak of
 
 
+@pytest.mark.parametrize(
+    ("sizes", "ranks"),
+    [
+        ([(70, 33), (33, 129)], [64, 33]),  # ranks that take the 64- and 32-column blocks (64 = MAX_RANK)
+        ([(17, 16), (16, 1), (1, 5)], [1, 16, 1]),  # a 1-wide input, a 1-row output, rank 1
+    ],
+)
+def test_fused_step_matches_the_foreach_step_at_edge_ranks_and_widths(sizes, ranks) -> None:
+    """Linear layers (in, out) with bases of the given ranks: the fused step equals the foreach step."""
+    nets, opts = [], []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        net = nn.Sequential(*(nn.Linear(i, o) for i, o in sizes)).to(DEVICE, torch.float32)
+        memory = LayerwiseMemory(net, backend="triton" if fused else "torch")
+        for j, r in enumerate(ranks):
+            g = torch.Generator().manual_seed(j)
+            U = torch.linalg.qr(torch.randn(memory.bases[j].shape[0], r, generator=g, dtype=torch.float64))[0]
+            memory.bases[j] = U.to(DEVICE, torch.float32)
+        nets.append(net)
+        opts.append(HybridAdamW(net.parameters(), lr=0.05, weight_decay=0.1, memory=memory, fused=fused))
+        run(net, opts[-1], range(2))
+    assert opts[0]._fused_plan is not None and len(opts[0]._fused_plan.rows.layers) == len(sizes)
+    for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
 def test_fused_step_keeps_old_task_coordinates() -> None:
     """Eq. (12): every projected layer's step is orthogonal to its basis, weight decay included."""
     net, memory, opt = setup("net", fused=True)
