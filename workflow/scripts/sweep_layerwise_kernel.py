@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_step_time as bench
 
 import kaplinskiy.layerwise_kernel as lk
-from kaplinskiy import HybridAdamW, LayerwiseMemory, adamw_rows_kernel
+from kaplinskiy import HybridAdamW, adamw_rows_kernel
 
 # rows, cols, warps, stages; the first is the default. v7's 16-byte accesses may move the best, so wider column
 # steps and more warps are in the list too; 64-row programs, 1.4-1.9x slower than 16-row ones in the v5 sweep,
@@ -121,7 +121,7 @@ def sweep(
                 "subtract_": device_ms(lambda: mem.subtract_(grads, reference), device),
             }
         except Exception as error:
-            print(f"{name}: projection kernel FAILED: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            print(f"{name}: projection kernel FAILED: {failure(error)}")
             rows.append({"blocks": list(blocks), "failed": f"{type(error).__name__}: {error}"[:2000]})
             record = _write(record, rows, out)
             continue
@@ -134,6 +134,11 @@ def sweep(
     lk.set_block_sizes(lk.DEFAULT_BLOCKS)
     print(f"best (fastest fused kernel that matches its references): {record['best']}")
     return record
+
+
+def failure(error: Exception) -> str:
+    """An error in one line: its type and the first line of its message."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
 
 
 def _write(record: dict, rows: list[dict], out: Path | None) -> dict:
@@ -172,8 +177,7 @@ def _fused_twin(
 ) -> tuple[list[torch.Tensor], HybridAdamW]:
     params, memory = bench.layerwise_twin(s)
     if backend != "auto":
-        memory = LayerwiseMemory(memory.model, backend=backend)
-        memory.load_state_dict(s.layerwise.state_dict())
+        memory = bench._twin(memory, backend)
     return params, HybridAdamW(params, lr=lr, weight_decay=0.1, memory=memory, **kw)
 
 
@@ -193,7 +197,7 @@ def fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dict
     try:
         return _fused_step(s, one, expected)
     except Exception as error:
-        return {"line": f"fused AdamW kernel FAILED: {type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+        return {"line": f"fused AdamW kernel FAILED: {failure(error)}"}
 
 
 def fused_step_error(s: bench.Setup, expected: list[torch.Tensor], backend: str = "auto") -> tuple[HybridAdamW, float]:
