@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 # torch is pinned in the same pip call, so the CPU wheel is used and no other package can pull a CUDA build.
+# No pip cache: the wheels (Triton alone is ~1 GB unpacked) would be kept twice on a small CI disk.
 TORCH_PIN ?= torch==2.13.0
 # Triton (Linux x86-64) compiles the GPU kernels ahead of time and interprets them on the CPU in the tests;
 # 3.6's interpreter fails with NumPy 2, 3.9 does not.
@@ -37,7 +38,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check --quiet $(TORCH_PIN) "$(TRITON_PIN); platform_system == 'Linux' and platform_machine == 'x86_64'" -e '.[workflow,test,hf]'
+	$(BIN)/python -m pip install --disable-pip-version-check --no-cache-dir --quiet $(TORCH_PIN) "$(TRITON_PIN); platform_system == 'Linux' and platform_machine == 'x86_64'" -e '.[workflow,test,hf]'
 	touch $@
 
 # TeX Live from Debian when any tool or style is missing (needs root or sudo, and apt-get).
