@@ -165,13 +165,18 @@ def armijo_on_params(
     """Eq. (13) by backtracking on ``w = origin + t * direction``, ``t = 1, shrink, ...``.
 
     ``slope`` is ``grad Phi(origin) . direction``. On return the parameters hold the accepted point,
-    or exactly ``origin`` when the search failed (or was not started because ``slope >= 0``).
+    or exactly ``origin`` when the search failed (or was not started because ``slope >= 0``), or raised (a
+    non-finite ``phi0``, a closure that fails).
     """
 
     def phi_at(t: float) -> float:
         assign_(params, origin, t, direction)
         return evaluate_closure(closure)
 
-    result = armijo_backtrack(phi_at, phi0, slope, 1.0, c=c, shrink=shrink, max_trials=max_trials)
+    try:
+        result = armijo_backtrack(phi_at, phi0, slope, 1.0, c=c, shrink=shrink, max_trials=max_trials)
+    except BaseException:
+        assign_(params, origin, 0.0, direction)
+        raise
     assign_(params, origin, result.eta, direction)
     return result

@@ -82,12 +82,13 @@ class AdamWRowPlan:
         this step; ``hyper[i]`` its ``(lr, weight_decay, beta1, beta2, eps)``. Every tensor needs a gradient.
         Where the device flag ``skip`` (a 0-dim float32 tensor) is 1, nothing is written."""
         self._update_state(moments)
+        hyper = [tuple(map(float, h)) for h in hyper]  # values: a tensor changed in place is a change
         if hyper != self._hyper_key:
             rows = []
             for w, b in self._slots:
                 rows.append([*_table_row(hyper[w]), *(_table_row(hyper[b]) if b is not None else (0.0,) * 8)])
             self._hyper = _upload(rows, torch.float32, self.rows.device)
-            self._hyper_key = list(hyper)
+            self._hyper_key = hyper
         from .adamw_rows_triton import adamw_layer_rows  # Triton compiles (or interprets) it on first launch
 
         constants = {

@@ -60,13 +60,16 @@ def found_inf(optimizer: Optimizer, skip: Tensor) -> Iterator[None]:
 
 
 class PendingVerdict:
-    """A step's verdict on its way to the host: copied without waiting, read once it has arrived."""
+    """A step's verdict (and its loss, for the certificate's ``phi_before``) on its way to the host: copied
+    without waiting, read once it has arrived."""
 
-    def __init__(self, verdict: Tensor, step: int) -> None:
+    def __init__(self, verdict: Tensor, step: int, loss: Tensor | float | None = None) -> None:
         self.step = step
+        self._loss: Tensor | float | None = loss
         if verdict.is_cuda:
-            self._host = torch.empty(verdict.shape, dtype=verdict.dtype, pin_memory=True)
-            self._host.copy_(verdict, non_blocking=True)
+            self._host = _to_host(verdict)
+            if isinstance(loss, Tensor) and loss.is_cuda:
+                self._loss = _to_host(loss.detach())
             self._event: torch.cuda.Event | None = torch.cuda.Event()
             self._event.record()
         else:
@@ -83,22 +86,33 @@ class PendingVerdict:
         bad, zero = self._host.tolist()
         return bool(bad), bool(zero)
 
+    def loss(self) -> float | None:
+        """The step's loss as a number (after :meth:`read`)."""
+        return None if self._loss is None else float(self._loss)
+
+
+def _to_host(tensor: Tensor) -> Tensor:
+    """A copy of a CUDA tensor into pinned host memory, started without waiting."""
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    return host.copy_(tensor, non_blocking=True)
+
 
 class VerdictQueue:
     """The verdicts of an optimizer's deferred checks, read oldest first once they reach the host.
 
     A rejected step warns (:class:`~kaplinskiy.NonFiniteStepWarning`); a skipped one (rejected, or a zero
     gradient) is counted in the optimizer's record ``record["skipped"]`` and, if it is the last step, its
-    certificate ``record["certificate"]`` is marked as not accepted.
+    certificate ``record["certificate"]`` is marked as not accepted. The last step's certificate gets its
+    ``phi_before`` from the loss sent with the verdict (reading it at the step would wait for the device).
     """
 
     def __init__(self, who: str) -> None:
         self.who = who
         self._pending: list[PendingVerdict] = []
 
-    def push(self, verdict: Tensor, step: int) -> None:
-        """Send step ``step``'s verdict to the host, without waiting."""
-        self._pending.append(PendingVerdict(verdict, step))
+    def push(self, verdict: Tensor, step: int, loss: Tensor | float | None = None) -> None:
+        """Send step ``step``'s verdict (and its loss) to the host, without waiting."""
+        self._pending.append(PendingVerdict(verdict, step, loss))
 
     def settle(self, record: MutableMapping[str, Any], *, wait: bool) -> None:
         """Read the verdicts that have arrived (all of them, when ``wait``) into ``record``."""
@@ -112,8 +126,11 @@ class VerdictQueue:
                     NonFiniteStepWarning,
                     stacklevel=4,
                 )
+            cert = record.get("certificate")
+            last = cert is not None and cert["step"] == pending.step
+            if last:
+                cert["phi_before"] = pending.loss()
             if bad or zero:
                 record["skipped"] = record.get("skipped", 0) + 1
-                cert = record.get("certificate")
-                if cert is not None and cert["step"] == pending.step:
+                if last:
                     cert.update(accepted=False, eta=0.0, t=0.0)

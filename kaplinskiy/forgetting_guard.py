@@ -5,7 +5,9 @@ base optimizer, like schedule_free's ``ScheduleFreeWrapper``, so LR schedulers a
 base optimizer. ``step`` is pre-process, ``base.step()``, post-process:
 
 * ``project="gradient"``: ``g <- P_perp g`` before ``base.step()``. Cheap; eq. (12) holds for optimizers whose
-  update is a linear combination of past projected gradients (SGD with momentum, no weight decay).
+  update is a linear combination of past projected gradients (SGD with momentum, no weight decay), once the
+  momentum gathered before the memory was built has decayed (reset the base optimizer's state at a task switch
+  to have it from the first step).
 * ``project="update"``: ``w+ = w + P_perp (base(w) - w)`` after ``base.step()`` (Adam-NSCL's idea, for any
   optimizer: AdamW, Muon, Lion...). Eq. (12) holds for every base optimizer, weight decay included.
 * ``armijo=True`` (needs a closure): the projected step is scaled by backtracking until Phi decreases (eq. 13).
@@ -18,6 +20,13 @@ in place through a torch operation (its version counter moves) or the memory cha
 parameters that way between steps (weight averaging through ``.data``, for example). The kept coordinates are
 not saved in ``state_dict()``: a run resumed from a checkpoint recomputes them once, so it matches the
 uninterrupted run to rounding rather than bit for bit (with the flag off, it matches bit for bit).
+
+Precision of update mode: in place, the step's coordinates are the difference ``Q^T w1 - Q^T w0`` of two
+products of the weights, so the projection leaves an error of about float epsilon times the weights' own
+coordinates ``|Q^T w|``, whatever the step's size. That is negligible while steps are large against ``1e-6 |w|``
+in float32; below that (plain SGD with a tiny learning rate, weights far along the memory) it is not, and
+``from_copy=True`` takes the update as ``base(w) - w`` from a copy of the parameters, whose projection error is
+epsilon times the step (one copy of the parameters more per step). ``HybridAdamW`` projects the update itself.
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ class ForgettingGuard(OptimizerWrapper):
         c, shrink, max_trials: the Armijo constant, backtracking factor and trial cap.
         certify: measure ``||Q^T d||`` for the certificate (one more pass over the memory).
         reuse_coefficients: keep ``Q^T w`` from one update-mode step to the next (see the module docstring).
+        from_copy: in update mode, project ``base(w) - w`` formed from a copy of the parameters rather than in
+            place (precise for tiny steps; see the module docstring). Always so for a memory with tied weights.
         check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero,
             at the cost of one pass over the gradients and one host synchronisation per step. Turn it off only
             where something else already skips such steps (a ``GradScaler`` does, under mixed precision).
@@ -64,6 +75,9 @@ class ForgettingGuard(OptimizerWrapper):
             through a skipped step either way (up to the sign of a zero weight, where a skipped projection
             subtracts a signed zero; and a skipped first step creates the base optimizer's zero state, as
             under a GradScaler).
+
+    A step rejected by Armijo's test (``certificate["accepted"]`` false) leaves the parameters where they were,
+    but not the base optimizer's state: its moments have absorbed the gradient, as in ``HybridAdamW``.
 
     The last step's :class:`~kaplinskiy.Certificate` is ``guard.certificate`` (a dict); it and the step
     counter travel in ``state_dict()["forgetting_guard"]``. The memory has its own ``state_dict``.
@@ -83,12 +97,15 @@ class ForgettingGuard(OptimizerWrapper):
         max_trials: int = 20,
         certify: bool = False,
         reuse_coefficients: bool = False,
+        from_copy: bool = False,
         check_finite: bool = True,
         defer_check: bool = False,
     ) -> None:
         super().__init__(base)
         if project not in _MODES:
             raise ValueError(f"Invalid project: {project}")
+        if from_copy and (project != "update" or reuse_coefficients):
+            raise ValueError("Invalid from_copy: it is a way of update mode, and keeps no coordinates to reuse")
         check_armijo_args(c, shrink, max_trials)
         owned = {id(p) for g in base.param_groups for p in g["params"]}
         if any(id(p) not in owned for p in memory.params):
@@ -96,11 +113,13 @@ class ForgettingGuard(OptimizerWrapper):
         self.memory = memory
         self.project, self.armijo, self.certify = project, armijo, certify
         self.reuse_coefficients, self.check_finite = reuse_coefficients, check_finite
-        deferrable = check_finite and project == "update" and not armijo and memory.linear_split
+        self.from_copy = from_copy or not memory.linear_split
+        deferrable = check_finite and project == "update" and not armijo and not self.from_copy
         if defer_check and not (deferrable and takes_found_inf(base)):
             raise ValueError(
                 "Invalid defer_check: it needs a base optimizer that takes found_inf (torch's fused Adam, AdamW or "
-                "SGD), check_finite, project='update', no Armijo search and a memory without tied weights"
+                "SGD), check_finite, project='update', no Armijo search, no from_copy and a memory without tied "
+                "weights"
             )
         self.defer_check = defer_check
         self._verdicts = VerdictQueue("ForgettingGuard")
@@ -125,6 +144,13 @@ class ForgettingGuard(OptimizerWrapper):
         """The base optimizer's state and the guard's record (pending verdicts are read first)."""
         self._settle(wait=True)
         return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (pending verdicts are read first, into the record being
+        replaced)."""
+        self._settle(wait=True)
+        self._kept = None
+        super().load_state_dict(state_dict)
 
     def _settle(self, *, wait: bool) -> None:
         """Read the deferred checks' verdicts that have reached the host (all of them, when ``wait``)."""
@@ -157,30 +183,38 @@ class ForgettingGuard(OptimizerWrapper):
             self._settle(wait=False)
             verdict = device_verdict(loss, grads)
         elif self.check_finite and skip_step(loss, grads, "ForgettingGuard"):
+            self.guard_state["skipped"] = self.guard_state.get("skipped", 0) + 1
             return loss
+        mem = self.memory.params
+        frozen = [i for i, p in enumerate(mem) if not p.requires_grad]
+        if frozen:  # the projection couples parameters: it would move these
+            raise ValueError(
+                f"Invalid memory: its parameters {frozen} were frozen (requires_grad=False) after it was built; "
+                "build the memory over the parameters being trained"
+            )
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
             witness = (old_task_gradient(params, old_task_closure), copy_list(params))
-        mem = self.memory.params
-        if self.project == "gradient":
-            for p in mem:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
+        filled = []
+        if self.project == "gradient":  # a missing gradient is zero, and stays missing if projected to zero
+            filled = [p for p in mem if p.grad is None]
+            for p in filled:
+                p.grad = torch.zeros_like(p)
         if not self.armijo:
             if verdict is not None:
                 residual = self._step_in_place(mem, skip=verdict.amax())
-                self._record(None, loss, closure, residual, None, witness)
-                self._verdicts.push(verdict, self.guard_state["step"])
+                self._record(None, None, closure, residual, None, witness)
+                self._verdicts.push(verdict, self.guard_state["step"], loss)
                 return loss
-            if self.project == "gradient" or self.memory.linear_split:
-                residual = self._step_in_place(mem)
-            else:  # a projection that does not split into linear halves (tied weights): from a copy
-                origin, residual = self._step_from_copy(params, mem)
+            if not self.from_copy or self.project == "gradient":
+                residual = self._step_in_place(mem, filled=filled)
+            else:  # the update from a copy (asked for, or a projection that does not split: tied weights)
+                origin, residual = self._step_from_copy(params, mem, filled)
                 torch._foreach_add_(params, origin)
             self._record(None, loss, closure, residual, None, witness)
             return loss
         raw = copy_list(grads_of(params))
-        origin, residual = self._step_from_copy(params, mem)
+        origin, residual = self._step_from_copy(params, mem, filled)
         update = copy_list(params)
         search = armijo_on_params(
             params,
@@ -196,10 +230,13 @@ class ForgettingGuard(OptimizerWrapper):
         self._record(search, loss, closure, residual, update, witness)
         return loss
 
-    def _step_from_copy(self, params: list[Tensor], mem: list[Tensor]) -> tuple[list[Tensor], float | None]:
+    def _step_from_copy(
+        self, params: list[Tensor], mem: list[Tensor], filled: list[Tensor]
+    ) -> tuple[list[Tensor], float | None]:
         """``base.step()`` from a copy ``w0`` of the parameters; leaves the projected update in ``p``."""
         if self.project == "gradient":
             self.memory.project_([p.grad for p in mem])
+            _unfill(filled)
         origin = copy_list(params)
         self.base.step()
         torch._foreach_sub_(params, origin)
@@ -207,16 +244,20 @@ class ForgettingGuard(OptimizerWrapper):
             self.memory.project_(mem)
         return origin, (self.memory.residual(mem) if self.certify else None)
 
-    def _step_in_place(self, mem: list[Tensor], skip: Tensor | None = None) -> float | None:
+    def _step_in_place(
+        self, mem: list[Tensor], skip: Tensor | None = None, filled: list[Tensor] | None = None
+    ) -> float | None:
         """The full projected step; returns ``||Q^T d||`` when certifying.
 
         In update mode the projection is linear, so ``w1 - Q Q^T (w1 - w0)`` needs only the memory's
         coordinates of ``w0`` taken before ``base.step()``: no copy of the parameters is made. ``skip`` (a
         device flag, update mode) is handed to the base optimizer as ``found_inf`` and to the projection.
+        ``filled``: the parameters given a zero gradient for the projection (gradient mode).
         """
         if self.project == "gradient":
             grads = [p.grad for p in mem]
             self.memory.project_(grads)
+            _unfill(filled or [])
             residual = self.memory.residual(grads) if self.certify else None
             self.base.step()
             return residual
@@ -286,6 +327,18 @@ class ForgettingGuard(OptimizerWrapper):
                 old_task_slope=old_slope,
             )
         self.guard_state["certificate"] = cert.as_dict()
+
+
+def _unfill(filled: list[Tensor]) -> None:
+    """Give back ``None`` as the gradient of the parameters that had none and whose projected gradient is still
+    zero, so that the base optimizer skips them as it would unguarded (one host synchronisation, only when a
+    parameter was filled)."""
+    if not filled:
+        return
+    peaks = torch.stack([p.grad.abs().amax() for p in filled]).tolist()
+    for p, peak in zip(filled, peaks, strict=True):
+        if peak == 0:
+            p.grad = None
 
 
 def _stamp(tensors: list[Tensor]) -> list[tuple[Tensor, int]]:

@@ -18,6 +18,7 @@ float32 tensors on the parameters' device, as ``torch.optim.AdamW(fused=True)`` 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -195,13 +196,22 @@ class HybridAdamW(Optimizer):
         return {**super().state_dict(), "hybrid": dict(self.hybrid_state)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
+        """Restore what :meth:`state_dict` returned (or a ``torch.optim.AdamW`` state dict), fused or not: the
+        step counts are kept as this optimizer keeps them. Pending verdicts are read first, into the record
+        being replaced, and the loaded record is copied (the caller's dict is not written to later)."""
+        self._verdicts.settle(self.hybrid_state, wait=True)
         self._fused_cache = None  # it holds the state tensors being replaced
         state_dict = dict(state_dict)
         hybrid = state_dict.pop("hybrid", None)
         super().load_state_dict(state_dict)
-        if hybrid is not None:
-            self.hybrid_state = dict(hybrid)
+        for group in self.param_groups:  # torch copies the saved groups, and casts the steps by their flag
+            group["fused"] = self.fused
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and "step" in state:
+                    on = (torch.float32, p.device) if self.fused else (torch.float64, torch.device("cpu"))
+                    state["step"] = torch.as_tensor(state["step"]).to(dtype=on[0], device=on[1])
+        self.hybrid_state = copy.deepcopy(hybrid) if hybrid is not None else {"step": 0, "certificate": None}
 
     def _propose(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """AdamW's update for every parameter with a gradient; returns (params, grads, updates)."""
@@ -267,16 +277,18 @@ class HybridAdamW(Optimizer):
             self._verdicts.settle(self.hybrid_state, wait=False)
             verdict = device_verdict(loss, present)
             self._fused_step(loss, closure, old_task_closure, self._prepare_fused(verdict.amax()))
-            self._verdicts.push(verdict, self.hybrid_state["step"])
+            self._verdicts.push(verdict, self.hybrid_state["step"], loss)
             return loss
         if self.fused:  # the host prepares the step while the device reduces the gradients for the check
             peaks = max_abs(present) if self.check_finite else None
             prepared = self._prepare_fused(None)
             if peaks is not None and skip_for_peaks(loss, peaks, "HybridAdamW"):
+                self.hybrid_state["skipped"] = self.hybrid_state.get("skipped", 0) + 1
                 return loss
             self._fused_step(loss, closure, old_task_closure, prepared)
             return loss
         if self.check_finite and skip_step(loss, present, "HybridAdamW"):
+            self.hybrid_state["skipped"] = self.hybrid_state.get("skipped", 0) + 1
             return loss
         grads_before = copy_list(present) if self.armijo else None
         params, _, update = self._propose()
@@ -333,7 +345,10 @@ class HybridAdamW(Optimizer):
 
     def _prepare_launch(self, prepared: _FusedStep) -> None:
         """The groups' hyperparameters and the kernel's launch (its tables uploaded without a synchronisation)."""
-        prepared.hyper = [(g["lr"], g["weight_decay"], *g["betas"], g["eps"]) for g in self.param_groups]
+        # as numbers: a tensor lr that a scheduler fills in place must still change the kernel's table
+        prepared.hyper = [
+            tuple(map(float, (g["lr"], g["weight_decay"], *g["betas"], g["eps"]))) for g in self.param_groups
+        ]
         if prepared.plan is not None:
             lists = prepared.lists
             kernel_hyper = [prepared.hyper[g] for g in lists.kernel_groups]
@@ -384,7 +399,7 @@ class HybridAdamW(Optimizer):
         slope = None
         if witness is not None:
             slope = dot(witness[0], torch._foreach_sub(lists.params, witness[1]))
-        phi = None if loss is None else float(loss)
+        phi = None if loss is None or self.defer_check else float(loss)  # deferred: filled in with the verdict
         search = ArmijoResult(1.0, phi, None, None, 0, True)
         passes = int(closure is not None) + int(witness is not None)
         self._record(search, float(self.param_groups[0]["lr"]), passes, None, slope)

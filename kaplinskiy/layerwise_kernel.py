@@ -33,6 +33,7 @@ __all__ = [
     "RowPlan",
     "block_sizes",
     "grouped_kernel_available",
+    "kernel_takes",
     "padded_bases",
     "set_block_sizes",
 ]
@@ -137,13 +138,25 @@ class RowLayer:
         return (self.rank, self.rows) if self.transposed else (self.rows, self.rank)
 
 
+def kernel_takes(w: Tensor, b: Tensor | None, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether a plan on ``device`` over weights of ``dtype`` can take the layer ``(w, b)``: a float32, bfloat16
+    or float16 weight of that dtype on that device, and a contiguous bias of the same dtype (the kernel reads the
+    bias at the weights' precision)."""
+    if dtype not in _DTYPES or w.dtype != dtype or w.device != device:
+        return False
+    return b is None or (b.dtype == dtype and b.device == device and b.is_contiguous())
+
+
 class RowPlan:
     """The launch table of a fixed list of layers (their tensors' addresses, strides and bases)."""
 
     def __init__(self, layers: list[RowLayer], layout: RowPlan | None = None) -> None:
         device, dtype = layers[0].w.device, layers[0].w.dtype
-        if dtype not in _DTYPES or any(lay.w.dtype != dtype or lay.w.device != device for lay in layers):
-            raise ValueError("Invalid layers: one plan takes weights of one floating dtype on one device")
+        if not all(kernel_takes(lay.w, lay.b, device, dtype) for lay in layers):
+            raise ValueError(
+                "Invalid layers: one plan takes weights of one floating dtype (float32, bfloat16 or float16) on one "
+                "device, and contiguous biases of their weights' dtype"
+            )
         if any(lay.rank > MAX_RANK for lay in layers):
             raise ValueError(f"Invalid layers: the grouped kernel takes bases of at most {MAX_RANK} vectors")
         if any(not (lay.U.is_contiguous() and lay.U.shape[1] >= lay.rank and lay.U_T.stride(1) == 1) for lay in layers):

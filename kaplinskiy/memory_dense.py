@@ -87,6 +87,8 @@ class DenseMemory:
         self.params = list(params)
         if len(self.params) == 0:
             raise ValueError("Invalid params: the memory needs at least one parameter")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError("Invalid params: a tensor is listed twice (tied weights): list each once")
         if k_per_task < 1:
             raise ValueError(f"Invalid k_per_task: {k_per_task}")
         if max_vectors is not None and max_vectors < 1:

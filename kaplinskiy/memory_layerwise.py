@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
-from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, padded_bases
+from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes, padded_bases
 
 __all__ = ["LayerwiseMemory", "energy_basis_update"]
 
@@ -104,13 +104,14 @@ def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     return rows.reshape(-1, rows.shape[-1])
 
 
-def _representations(module: nn.Module, x: Tensor) -> Tensor:
-    """The rows ``x_s`` (``N x in_eff``) whose span the layer's weight gradient rows live in."""
+def _representations(module: nn.Module, x: Tensor, with_bias: bool) -> Tensor:
+    """The rows ``x_s`` (``N x in_eff``) whose span the layer's weight gradient rows live in, with an input of 1
+    appended where the layer has a trainable bias."""
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         rows = _conv_patches(module, x)
     else:  # nn.Linear or Hugging Face's Conv1D
         rows = x.reshape(-1, x.shape[-1])
-    if getattr(module, "bias", None) is not None:
+    if with_bias:
         rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)
     return rows
 
@@ -133,7 +134,9 @@ class LayerwiseMemory:
         backend: ``"auto"`` projects all Linear/Conv layers in one grouped Triton launch on CUDA when Triton is
             installed (:mod:`kaplinskiy.layerwise_kernel`), else layer by layer with BLAS; ``"torch"`` always
             uses BLAS; ``"triton"`` requires the grouped kernel. Both compute the same projection (the kernel
-            keeps coefficients in float32).
+            keeps coefficients in float32). Layers the kernel does not take go by BLAS in either: embeddings, a
+            weight shared by two layers, a basis above ``MAX_RANK`` vectors, weights of another dtype or device
+            than the first parameter's or in float64, a bias of another dtype than its weight's.
 
     Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
     groups share one basis of the union of their input spaces); Conv3d and transposed convolutions count as
@@ -182,12 +185,12 @@ class LayerwiseMemory:
         self._shared = {i for i in owned if slots.count(i) > 1}
         self._uncovered = [i for i in range(len(self.params)) if i not in owned]
         self.bases: list[Tensor] = []
-        for m in self.layers:
+        for m, (_, bias_slot) in zip(self.layers, self._slots, strict=True):
             w = m.weight
             if isinstance(m, nn.Embedding):
                 self.bases.append(torch.zeros(0, dtype=torch.long, device=w.device))
-            else:
-                d_in = (w.shape[0] if _is_hf_conv1d(m) else w[0].numel()) + (m.bias is not None)
+            else:  # a frozen bias is a constant: only a trainable one adds the input of 1
+                d_in = (w.shape[0] if _is_hf_conv1d(m) else w[0].numel()) + (bias_slot is not None)
                 basis_dtype = torch.promote_types(w.dtype, torch.float32)  # eigh and orthonormality need >= fp32
                 self.bases.append(torch.zeros(d_in, 0, dtype=basis_dtype, device=w.device))
         self._factor_cache: dict[int, _BasisFactors] = {}
@@ -220,7 +223,8 @@ class LayerwiseMemory:
                 if isinstance(module, nn.Embedding):
                     s = torch.bincount(x.reshape(-1), minlength=module.num_embeddings).to(torch.float64)
                 else:
-                    rows = _representations(module, x.detach()).to(self.bases[i].dtype)
+                    with_bias = self._slots[i][1] is not None
+                    rows = _representations(module, x.detach(), with_bias).to(self.bases[i].dtype)
                     s = rows.T @ rows
                 stats[i] = s if stats[i] is None else stats[i] + s
 
@@ -275,7 +279,7 @@ class LayerwiseMemory:
         """Layer ``i``'s basis split into weight rows and bias row; views, rebuilt only when the basis is replaced."""
         cached = self._factor_cache.get(i)
         if cached is None or cached.basis is not self.bases[i]:
-            dtype = self.params[self._slots[i][0]].dtype  # products in the weights' precision (bf16 models)
+            dtype = self.params[self._slots[i][0]].dtype  # the subtraction in the weights' dtype (bf16 models)
             cached = _BasisFactors.of(self.bases[i], has_bias=self._slots[i][1] is not None, dtype=dtype)
             self._factor_cache[i] = cached
         return cached
@@ -294,9 +298,12 @@ class LayerwiseMemory:
         key = (tuple(map(Tensor.data_ptr, tensors)), layout, tuple(map(id, self.bases)))
         if self._plan_key != key:
             chosen, layers = [], []
+            device, dtype = tensors[0].device, tensors[0].dtype
             for i, m in enumerate(self.layers):
                 w, b = self._views(tensors, i)
-                if isinstance(m, nn.Embedding) or not 0 < self._size(i) <= MAX_RANK or w.dtype != tensors[0].dtype:
+                if isinstance(m, nn.Embedding) or not 0 < self._size(i) <= MAX_RANK:
+                    continue
+                if not kernel_takes(w, b, device, dtype):  # float64, another device, a bias of its own dtype
                     continue
                 if self._slots[i][0] in self._shared:  # one launch must not write one tensor from two layers
                     continue
@@ -475,7 +482,12 @@ class LayerwiseMemory:
 @dataclass(frozen=True)
 class _BasisFactors:
     """A layer's basis ``U`` (``in_eff x r``) as the views the per-layer products use: ``U_w`` (weight rows, and
-    its transpose) and ``u_b`` (the bias row, the input of 1), so a projection is a few BLAS calls per layer."""
+    its transpose) and ``u_b`` (the bias row, the input of 1), so a projection is a few BLAS calls per layer.
+
+    The coefficients are computed in the basis' precision (at least float32) whatever the weights' dtype: a
+    bfloat16 coefficient of a weight row carries an error of ~4e-3 of that row's coordinate, far more than a
+    small step's, and ``restore_`` subtracts two of them. The subtraction ``D <- D - C U^T`` runs in the
+    tensors' own dtype (``C`` is then small: rounding it costs a fraction of the step, not of the weights)."""
 
     basis: Tensor
     U_w: Tensor
@@ -483,16 +495,18 @@ class _BasisFactors:
     u_b: Tensor | None
     padded_basis: Tensor  # float32, rows padded with zeros to a multiple of 4: what the grouped kernel reads
     transposed_basis: Tensor  # U^T, float32, row-major, rows padded likewise
+    low: Tensor  # U in the weights' dtype (for the subtraction), or U itself
 
     @classmethod
     def of(cls, U: Tensor, has_bias: bool, dtype: torch.dtype) -> _BasisFactors:
-        """Views of ``U`` (or of one cast of it, when the weights have another dtype)."""
-        cast = U.to(dtype)
+        """Views of ``U`` (and of one cast of it to ``dtype``, the weights' dtype, when that is another)."""
         d_w = U.shape[0] - int(has_bias)
-        return cls(U, cast[:d_w], cast[:d_w].T, cast[d_w] if has_bias else None, *padded_bases(U))
+        return cls(U, U[:d_w], U[:d_w].T, U[d_w] if has_bias else None, *padded_bases(U), U.to(dtype))
 
     def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
         """``C = D_W U_w + d_b u_b^T`` (``out x r``); ``transposed`` for HF Conv1D, whose ``W`` is ``(in, out)``."""
+        w = w.to(self.U_w.dtype)
+        b = b.to(self.U_w.dtype) if b is not None else None
         if transposed:
             C = torch.mm(self.U_w_T, w)  # (r, out)
             return C.addr_(self.u_b, b) if b is not None else C
@@ -501,17 +515,19 @@ class _BasisFactors:
 
     def subtract_(self, w: Tensor, b: Tensor | None, C: Tensor, *, transposed: bool) -> None:
         """``D_W <- D_W - C U_w^T`` and ``d_b <- d_b - C u_b``, in place."""
+        d_w = self.U_w.shape[0]
+        U_w, C_w = self.low[:d_w], C.to(w.dtype)
         if transposed:
-            w.addmm_(self.U_w, C, alpha=-1)
+            w.addmm_(U_w, C_w, alpha=-1)
             if b is not None:
-                b.addmv_(C.T, self.u_b, alpha=-1)
+                b.addmv_(C.T.to(b.dtype), self.basis[d_w].to(b.dtype), alpha=-1)
             return
         if w.ndim == 2 or w.is_contiguous():
-            _as_matrix(w).addmm_(C, self.U_w_T, alpha=-1)
+            _as_matrix(w).addmm_(C_w, U_w.T, alpha=-1)
         else:  # a convolution weight in another memory format (channels_last): no matrix view of it exists
-            w.sub_(torch.mm(C, self.U_w_T).view(w.shape))
+            w.sub_(torch.mm(C_w, U_w.T).view(w.shape))
         if b is not None:
-            b.addmv_(C, self.u_b, alpha=-1)
+            b.addmv_(C.to(b.dtype), self.basis[d_w].to(b.dtype), alpha=-1)
 
 
 def _as_matrix(w: Tensor) -> Tensor:

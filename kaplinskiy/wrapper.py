@@ -7,6 +7,7 @@ optimizer's, and ``state_dict`` nests the wrapper's own small record under one k
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -77,7 +78,7 @@ class OptimizerWrapper(Optimizer):
         own = state_dict.pop(self.state_key, None)
         self.base.load_state_dict(state_dict)
         if own is not None:
-            self.wrapper_state = dict(own)
+            self.wrapper_state = copy.deepcopy(own)  # the caller's dict is not written to by later steps
 
     def _begin_step(self, closure: Callable[[], Tensor | float] | None) -> tuple[Any, bool]:
         """Evaluate ``closure`` with grad enabled; ``True`` means skip: a loss or gradient is non-finite.

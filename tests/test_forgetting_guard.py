@@ -173,6 +173,7 @@ def test_non_finite_step_is_rejected_and_changes_nothing(where: str) -> None:
     with pytest.warns(NonFiniteStepWarning, match="non-finite"):
         guard.step(lambda: loss)
     after, params_after = _snapshot(guard, case.model)
+    assert after["forgetting_guard"].pop("skipped") == before["forgetting_guard"].pop("skipped") + 1
     assert _same(before, after) and _same(params, params_after)
 
 
@@ -184,6 +185,7 @@ def test_zero_gradient_is_a_no_op() -> None:
         p.grad = torch.zeros_like(p)
     guard.step()
     after, params_after = _snapshot(guard, case.model)
+    assert after["forgetting_guard"].pop("skipped") == before["forgetting_guard"].pop("skipped") + 1
     assert _same(before, after) and _same(params, params_after)
 
 

@@ -144,6 +144,7 @@ def test_non_finite_and_zero_gradients_change_nothing() -> None:
     assert all(torch.equal(a, b) for a, b in zip(before[1], after[1], strict=True))
     for k, v in before[0]["state"].items():
         assert all(torch.equal(v[name], after[0]["state"][k][name]) for name in v)
+    assert after[0]["hybrid"].pop("skipped") == 2  # the rejected step and the zero one, counted
     assert before[0]["hybrid"] == after[0]["hybrid"]
 
 
