@@ -183,6 +183,12 @@ class LayerwiseMemory:
         owned = set(slots)
         self.linear_split = len(owned) == len(slots)  # no parameter shared by two covered layers
         self._shared = {i for i in owned if slots.count(i) > 1}
+        right = [w for (w, _), m in zip(self._slots, self.layers, strict=True) if not isinstance(m, nn.Embedding)]
+        if len(set(right)) != len(right):  # their projectors act on the same side: they do not commute
+            raise ValueError(
+                "Invalid model: two Linear/Conv layers share one weight; reuse one module instead (its inputs "
+                "from every call then share one basis)"
+            )
         self._uncovered = [i for i in range(len(self.params)) if i not in owned]
         self.bases: list[Tensor] = []
         for m, (_, bias_slot) in zip(self.layers, self._slots, strict=True):
@@ -432,25 +438,39 @@ class LayerwiseMemory:
     def project_(self, tensors: Sequence[Tensor]) -> None:
         """Eq. (11) per layer, in place: ``G <- G - (G U) U^T``; embedding rows of old tokens are zeroed.
 
-        Layers are projected one after the other, so a weight shared by two layers (a tied embedding and
-        LM head) ends in the intersection of both complements: the two projectors act on different sides
-        of the matrix and commute. (The grouped kernel takes only the layers whose weights are their own.)
+        A weight shared by an embedding and an LM head ends in the intersection of both complements: the head's
+        projector acts on the rows ``[D_W, d_b]`` one at a time, the embedding's zeroes the old tokens' rows, so
+        the head goes first, and the embedding then zeroes the whole of those rows, the head's bias entries
+        among them (``D U = 0`` allows no other value of a row whose weight part is zero).
+        (The grouped kernel takes only the layers whose weights are their own.)
         """
         plan, grouped = self._grouped(tensors)
         if plan is not None:
             plan.run(compute=True, apply=True)
+        embeddings = []
         for i, m in enumerate(self.layers):
             if self._size(i) == 0 or i in grouped:
                 continue
-            w, b = self._views(tensors, i)
             if isinstance(m, nn.Embedding):
-                w.index_fill_(0, self.bases[i], 0)
+                embeddings.append(i)
                 continue
+            w, b = self._views(tensors, i)
             factors, transposed = self._factors(i), _is_hf_conv1d(m)
             factors.subtract_(w, b, factors.coefficients(w, b, transposed=transposed), transposed=transposed)
+        for i in embeddings:
+            rows = self.bases[i]
+            self._views(tensors, i)[0].index_fill_(0, rows, 0)
+            for j in self._tied_heads(i):
+                tensors[self._slots[j][1]].index_fill_(0, rows, 0)
         if self.freeze_uncovered:
             for j in self._uncovered:
                 tensors[j].zero_()
+
+    def _tied_heads(self, i: int) -> list[int]:
+        """The layers with a basis and a trainable bias that share embedding ``i``'s weight (their bias is in
+        the basis: every input carries the 1)."""
+        w_i = self._slots[i][0]
+        return [j for j, (w, b) in enumerate(self._slots) if j != i and w == w_i and b is not None and self._size(j)]
 
     def stored_tensors(self) -> list[Tensor]:
         """The per-layer bases; :meth:`add_task` and :meth:`load_state_dict` replace them."""

@@ -90,11 +90,12 @@ class TinyBlock(nn.Module):
 
 
 class TiedLM(nn.Module):
-    """An embedding whose matrix is also the output layer (weight tying, as in GPT-2)."""
+    """An embedding whose matrix is also the output layer (weight tying, as in GPT-2; with a bias of the output
+    layer's own, as in BERT's decoder)."""
 
-    def __init__(self, vocab: int = 7, dim: int = 4) -> None:
+    def __init__(self, vocab: int = 7, dim: int = 4, bias: bool = False) -> None:
         super().__init__()
-        self.tok, self.head = nn.Embedding(vocab, dim), nn.Linear(dim, vocab, bias=False)
+        self.tok, self.head = nn.Embedding(vocab, dim), nn.Linear(dim, vocab, bias=bias)
         self.head.weight = self.tok.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

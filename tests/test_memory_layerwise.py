@@ -213,19 +213,29 @@ def test_coefficients_and_subtract_compose_to_the_projection() -> None:
     assert all(torch.allclose(x, y, rtol=0, atol=1e-12) for x, y in zip(a, b, strict=True))
 
 
-def test_tied_weights_are_projected_by_both_layers() -> None:
-    """A weight shared by an embedding and a head ends in both complements: old rows zero and D U = 0."""
-    model = TiedLM()
+@pytest.mark.parametrize("bias", [False, True])
+def test_tied_weights_are_projected_by_both_layers(bias: bool) -> None:
+    """A weight shared by an embedding and a head ends in both complements: old rows zero and D U = 0 (with the
+    head's own bias, its entries of the old rows zero too: the only value D U = 0 then allows)."""
+    model = TiedLM(bias=bias)
     ids = torch.tensor([[0, 1, 2]])
     mem = LayerwiseMemory(model, threshold=1.0)
     mem.add_task([ids])
-    assert not mem.linear_split and len(mem.params) == 1
-    d = [torch.randn(7, 4)]
+    assert not mem.linear_split and len(mem.params) == 1 + bias
+    d = [torch.randn_like(p) for p in mem.params]
     g_norm = _norm(d)
     mem.project_(d)
-    assert torch.all(d[0][:3] == 0) and (d[0] @ mem.bases[1]).abs().max() < 1e-12
+    rows = torch.cat([d[0], d[1][:, None]], dim=1) if bias else d[0]
+    assert torch.all(rows[:3] == 0) and (rows @ mem.bases[1]).abs().max() < 1e-12
     loss = nn.functional.cross_entropy(model(ids)[0], torch.tensor([1, 2, 3]))
-    assert _eq12_ratio(_grads(model, loss), d, g_norm) <= eq12_tolerance(28)
+    assert _eq12_ratio(_grads(model, loss), d, g_norm) <= eq12_tolerance(28 + 7 * bias)
+
+
+def test_two_linear_layers_sharing_a_weight_are_refused() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    model[1].weight = model[0].weight
+    with pytest.raises(ValueError, match="share one weight"):
+        LayerwiseMemory(model)
 
 
 def test_channels_last_gradients_are_projected_like_contiguous_ones() -> None:
