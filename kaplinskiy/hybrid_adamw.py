@@ -121,7 +121,9 @@ class HybridAdamW(Optimizer):
         c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials.
         fused: AdamW and the projection of every Linear/Conv layer in one grouped Triton launch (CUDA; see the
             module docstring); needs a :class:`~kaplinskiy.LayerwiseMemory` (or no memory) and no Armijo search.
-            Set for the whole optimizer, not per group.
+            Set for the whole optimizer, not per group. Every layer the kernel takes needs a gradient at every
+            step (a ``RuntimeError`` says so before anything moves): freeze a layer by leaving it out of the
+            optimizer and the memory, not by ``requires_grad_(False)`` alone.
         check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero
             (one pass over the gradients and a host synchronisation per step); turn it off only where something
             else skips such steps (a ``GradScaler`` does).

@@ -69,16 +69,27 @@ class OptimizerWrapper(Optimizer):
         self.base.add_param_group(param_group)
 
     def state_dict(self) -> dict[str, Any]:
-        """The base optimizer's state dict, with the wrapper's own record under ``state_key``."""
-        return {**self.base.state_dict(), self.state_key: dict(self.wrapper_state)}
+        """The base optimizer's state dict, with the wrapper's own record under ``state_key``; the hooks
+        registered on the wrapper run as ``torch.optim`` runs them."""
+        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+            pre_hook(self)
+        state_dict = {**self.base.state_dict(), self.state_key: copy.deepcopy(self.wrapper_state)}
+        for post_hook in self._optimizer_state_dict_post_hooks.values():
+            state_dict = post_hook(self, state_dict) or state_dict
+        return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (a plain base-optimizer state dict also loads)."""
+        """Restore what :meth:`state_dict` returned (a plain base-optimizer state dict also loads); the hooks
+        registered on the wrapper run as ``torch.optim`` runs them."""
         state_dict = dict(state_dict)
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            state_dict = dict(pre_hook(self, state_dict) or state_dict)
         own = state_dict.pop(self.state_key, None)
         self.base.load_state_dict(state_dict)
         if own is not None:
             self.wrapper_state = copy.deepcopy(own)  # the caller's dict is not written to by later steps
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
 
     def _begin_step(self, closure: Callable[[], Tensor | float] | None) -> tuple[Any, bool]:
         """Evaluate ``closure`` with grad enabled; ``True`` means skip: a loss or gradient is non-finite.

@@ -139,3 +139,18 @@ def test_a_rollback_reads_the_guards_pending_verdicts_first() -> None:
     _backward(case, guard)
     guard.step()
     assert checkpoint["forgetting_guard"]["step"] == 1  # the caller's dict is not written to
+
+
+def test_state_dict_hooks_registered_on_the_guard_run() -> None:
+    """``register_state_dict_post_hook`` and the load hooks work on the guard as on a torch optimizer."""
+    model = nn.Linear(3, 2)
+    guard = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.1), DenseMemory(model.parameters()))
+    calls = []
+    guard.register_state_dict_pre_hook(lambda opt: calls.append("pre"))
+    guard.register_state_dict_post_hook(lambda opt, sd: {**sd, "tag": 1})
+    guard.register_load_state_dict_pre_hook(lambda opt, sd: {k: v for k, v in sd.items() if k != "tag"})
+    guard.register_load_state_dict_post_hook(lambda opt: calls.append("loaded"))
+    saved = guard.state_dict()
+    assert saved["tag"] == 1
+    guard.load_state_dict(saved)
+    assert calls == ["pre", "loaded"]
