@@ -65,11 +65,11 @@ class PendingVerdict:
 
     def __init__(self, verdict: Tensor, step: int, loss: Tensor | float | None = None) -> None:
         self.step = step
-        self._loss: Tensor | float | None = loss
+        self._loss: Tensor | float | None = loss.detach() if isinstance(loss, Tensor) else loss
         if verdict.is_cuda:
             self._host = _to_host(verdict)
-            if isinstance(loss, Tensor) and loss.is_cuda:
-                self._loss = _to_host(loss.detach())
+            if isinstance(self._loss, Tensor) and self._loss.is_cuda:
+                self._loss = _to_host(self._loss)
             self._event: torch.cuda.Event | None = torch.cuda.Event()
             self._event.record()
         else:
