@@ -41,7 +41,7 @@ from torch.optim import Optimizer
 from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
 from .deferred_check import VerdictQueue, device_verdict, found_inf, takes_found_inf
 from .line_search import ArmijoResult, check_armijo_args
-from .memory import ProjectionMemory
+from .memory import ProjectionMemory, check_trainable
 from .tensor_lists import copy_list, dot, grads_of, sq_norm
 from .wrapper import OptimizerWrapper
 
@@ -185,13 +185,8 @@ class ForgettingGuard(OptimizerWrapper):
         elif self.check_finite and skip_step(loss, grads, "ForgettingGuard"):
             self.guard_state["skipped"] = self.guard_state.get("skipped", 0) + 1
             return loss
+        check_trainable(self.memory)
         mem = self.memory.params
-        frozen = [i for i, p in enumerate(mem) if not p.requires_grad]
-        if frozen:  # the projection couples parameters: it would move these
-            raise ValueError(
-                f"Invalid memory: its parameters {frozen} were frozen (requires_grad=False) after it was built; "
-                "build the memory over the parameters being trained"
-            )
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
             witness = (old_task_gradient(params, old_task_closure), copy_list(params))

@@ -34,7 +34,7 @@ from .adamw_rows_kernel import AdamWRowPlan
 from .deferred_check import VerdictQueue, device_verdict
 from .kernel_launch import Launch
 from .line_search import ArmijoResult, check_armijo_args
-from .memory import ProjectionMemory
+from .memory import ProjectionMemory, check_trainable
 from .memory_layerwise import LayerwiseMemory
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
 from .tensor_lists import copy_list, dot, max_abs, sq_norm
@@ -269,6 +269,8 @@ class HybridAdamW(Optimizer):
         """
         if self.armijo and closure is None:
             raise RuntimeError("HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)")
+        if self.memory is not None:
+            check_trainable(self.memory)
         loss = None
         if closure is not None:
             with torch.enable_grad():

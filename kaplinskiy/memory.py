@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["ProjectionMemory"]
+__all__ = ["ProjectionMemory", "check_trainable"]
 
 
 @runtime_checkable
@@ -60,3 +60,15 @@ class ProjectionMemory(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         ...
+
+
+def check_trainable(memory: ProjectionMemory) -> None:
+    """Raise ``ValueError`` if a parameter of ``memory`` was frozen (``requires_grad=False``) after it was built:
+    the projection couples parameters (a layer's weight and bias; every parameter, for a dense memory), so a
+    projected step would move the frozen one, or, leaving it out, would no longer be the projection."""
+    frozen = [i for i, p in enumerate(memory.params) if not p.requires_grad]
+    if frozen:
+        raise ValueError(
+            f"Invalid memory: its parameters {frozen} were frozen (requires_grad=False) after it was built; "
+            "build the memory over the parameters being trained"
+        )

@@ -11,7 +11,7 @@ import torch
 from test_deferred_check import _backward, _case, _guard
 from torch import nn
 
-from kaplinskiy import DenseMemory, ForgettingGuard, LayerwiseMemory, NonFiniteStepWarning
+from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory, NonFiniteStepWarning
 
 
 def test_a_frozen_bias_leaves_its_layer_covered_by_the_weight_alone() -> None:
@@ -154,3 +154,13 @@ def test_state_dict_hooks_registered_on_the_guard_run() -> None:
     assert saved["tag"] == 1
     guard.load_state_dict(saved)
     assert calls == ["pre", "loaded"]
+
+
+def test_hybrid_adamw_refuses_a_memory_parameter_frozen_later() -> None:
+    model = nn.Sequential(nn.Linear(4, 3))
+    memory = LayerwiseMemory(model)
+    opt = HybridAdamW(model.parameters(), memory=memory)
+    model[0].bias.requires_grad_(False)
+    model(torch.randn(2, 4)).sum().backward()
+    with pytest.raises(ValueError, match=r"parameters \[1\] were frozen"):
+        opt.step()
