@@ -114,3 +114,12 @@ def test_nm_respects_bounds_and_budget(name: str) -> None:
     counter = CountedObjective(sphere, lower=lo, upper=hi)
     r = NM[name](counter, X0, generator=_gen(), max_evals=400, lower=lo, upper=hi)
     assert r.n_evals <= 400 and bool(((r.m >= lo) & (r.m <= hi)).all())
+
+
+@pytest.mark.parametrize("name", sorted(NM))
+def test_the_evaluation_budget_is_kept(name: str) -> None:
+    """Whatever ``max_evals`` (above the first K + 1 evaluations), no run makes more: the moving-vertex variant
+    stops its step trials early enough to evaluate its vertices again."""
+    for budget in range(40, 260, 13):
+        r = NM[name](ackley, X0, generator=_gen(), max_evals=budget, tol=0.0)
+        assert r.n_evals <= budget

@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies_kp import SampleSet, sample_sets
 
-from kaplinskiy.kp.second_order import apply_dilations, dilation_operator, memory_coefficient, sample_charges
+from kaplinskiy.kp.second_order import (
+    apply_dilations,
+    dilation_operator,
+    memory_coefficient,
+    sample_charges,
+    sample_coefficients,
+)
 
 
 @st.composite
@@ -92,6 +98,19 @@ def test_charges_signs_and_normalisation(s: SampleSet) -> None:
     assert bool((nu[~finite] == 0).all())
     total = float(nu.abs().mean())
     assert total == pytest.approx(1.0) or total == 0.0
+
+
+@given(sample_sets(allow_nonfinite=True), st.floats(0.0, 0.999))
+def test_sample_coefficients_keep_r_positive_definite(s: SampleSet, kappa: float) -> None:
+    """Eqs. 41-42 with the rate kappa/K: every beta_i > 0 and R = I + sum (beta_i - 1) theta_i theta_i^T has
+    its eigenvalues at least 1 - kappa, so y = R grad phi stays a descent direction."""
+    nu = sample_charges(s.x, s.u, s.fu, s.c)
+    betas = sample_coefficients(nu, kappa)
+    assert bool((betas > 0).all())
+    diff = (s.u - s.x).double()
+    thetas = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    R = torch.eye(s.x.shape[-1], dtype=torch.float64) + (thetas.T * (betas.double() - 1)) @ thetas
+    assert float(torch.linalg.eigvalsh(R).min()) >= 1 - kappa - 1e-9
 
 
 def test_charges_are_finite_for_n_in_the_hundreds() -> None:

@@ -91,6 +91,7 @@ def _nm_loop(
         raise ValueError(f"Invalid x0: f = {f_m} at the start")
     n_iters = n_accepted = 0
     stop = "max_iters"
+    revisit = not fresh and not defects.stale_values  # the K vertices are evaluated again after the trials
     while True:
         if f_target is not None and counter.best_f <= f_target:
             stop = "f_target"
@@ -115,7 +116,7 @@ def _nm_loop(
         g = potential_gradient(m, u[keep], fu[keep], c_step, float(n)).vector()
         m_prev, moved, eps = m, False, eps0
         for eps in _trial_steps(eps0, shrink, max_trials, defects.increasing_step):
-            if counter.n_evals >= max_evals:
+            if counter.n_evals >= max_evals - K * revisit:  # the vertices' evaluations stay within the budget
                 break
             m_new = clamp(m_prev + eps * g, lo, hi)
             f_new = float(counter(m_new))
@@ -123,7 +124,7 @@ def _nm_loop(
                 m, f_m, moved = m_new, f_new, True
                 break
         n_accepted += moved
-        if not fresh and not defects.stale_values:
+        if revisit:
             # Eq. 32 with the adjusted eps (the last one tried when none was accepted).
             u = clamp(vertex_steps(m_prev, u, fu, c_step, eps, float(n)), lo, hi)
             fu = counter(u)

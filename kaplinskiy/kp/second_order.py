@@ -4,8 +4,9 @@ The second-order paper (Kaplinskii & Propoi 1994, ARC 55(8); "1994b" below) turn
 direction grad phi into ``y = R grad phi`` with ``R = I + sum_i (beta_i - 1) theta_i theta_i^T``, a
 sum of dilatation/reflection operators ``R_beta(theta) = I + (beta - 1) theta theta^T`` (eqs. 39, 45)
 along the sampled directions ``theta_i = (u_i - x)/||u_i - x||``. Their coefficients come either
-  * from the sample charges ``nu_i`` (eq. 33), ``beta_i = 1 - kappa nu_i`` (eqs. 41-42): perspective
-    samples (nu < 0) dilate, nonperspective ones contract (and reflect when kappa nu_i > 2); or
+  * from the sample charges ``nu_i`` (eq. 33), ``beta_i = 1 - (kappa/K) nu_i`` (eqs. 41-42): perspective
+    samples (nu < 0) dilate, nonperspective ones contract; with the charges normalised (sum |nu_i| = K) and
+    ``kappa < 1``, ``R >= (1 - kappa) I`` stays positive definite (no reflection); or
   * from the memory coefficients sigma (eqs. 43-44): ``a_i = sigma_i - kappa nu_i (theta_i, grad phi)``,
     ``sigma_{i+1} = a_i if a_i > 1 else 1`` and ``beta_i = sigma_{i+1}``: trust in perspective
     directions accumulates over samples and iterations and is reset by a nonperspective one.
@@ -34,6 +35,7 @@ __all__ = [
     "memory_coefficient",
     "minimize_second_order",
     "sample_charges",
+    "sample_coefficients",
 ]
 
 
@@ -72,6 +74,12 @@ def sample_charges(x: Tensor, u: Tensor, fu: Tensor, c: float) -> Tensor:
     return nu
 
 
+def sample_coefficients(nu: Tensor, kappa: float) -> Tensor:
+    """Eqs. 41-42: ``beta_i = 1 - (kappa/K) nu_i`` from the normalised charges (``sum |nu_i| = K``); for
+    ``0 <= kappa < 1`` every ``beta_i > 0`` and ``R >= (1 - kappa) I``."""
+    return 1.0 - (kappa / nu.shape[0]) * nu
+
+
 def memory_coefficient(sigma: float, nu: float, cos: float, rate: float, sigma_max: float = math.inf) -> float:
     """``a = sigma - rate nu (theta, grad phi)``; ``sigma' = a if a > 1 else 1`` (1994b, eqs. 43-44).
 
@@ -103,8 +111,8 @@ def minimize_second_order(
     """The beam method (``minimize_beam``) with its direction reshaped by ``R`` (1994b, eqs. 39-44).
 
     ``coefficients="memory"`` uses the trust recursion of eqs. 43-44 (carried across iterations);
-    ``"sample"`` the memoryless ``beta_i = 1 - kappa nu_i`` of eqs. 41-42. ``kappa`` is the rate: in
-    ``"sample"`` mode it must lie in [0, 1) so that R stays positive definite.
+    ``"sample"`` the memoryless ``beta_i = 1 - (kappa/K) nu_i`` of eqs. 41-42. ``kappa`` is the rate: in
+    ``"sample"`` mode it must lie in [0, 1), so that ``R >= (1 - kappa) I`` stays positive definite.
     """
     n = x0.shape[-1]
     K = n + 1 if n_samples is None else n_samples
@@ -134,7 +142,7 @@ def minimize_second_order(
         thetas = torch.where(r > 0, diff / r.clamp_min(torch.finfo(u.dtype).tiny), torch.zeros_like(diff))
         nu = sample_charges(proposal.base, u, fu, proposal.level)
         if coefficients == "sample":
-            betas = 1.0 - kappa * nu
+            betas = sample_coefficients(nu, kappa)
         else:
             cos = thetas @ g
             betas = torch.empty_like(nu)
