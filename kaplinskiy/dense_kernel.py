@@ -18,19 +18,29 @@ from torch import Tensor
 
 from .kernel_launch import Launch
 
-__all__ = ["DensePlan"]
+__all__ = ["DensePlan", "dense_kernel_takes"]
 
 _BLOCK, _WARPS = 4096, 8
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def dense_kernel_takes(tensors: Sequence[Tensor], device: torch.device) -> bool:
+    """Whether one plan can take ``tensors``: contiguous, of one float32, bfloat16 or float16 dtype, all on
+    ``device`` (the kernels dereference every tensor's address on that device)."""
+    dtype = tensors[0].dtype
+    return dtype in _DTYPES and all(t.dtype == dtype and t.device == device and t.is_contiguous() for t in tensors)
 
 
 class DensePlan:
     """The launch table of a fixed list of contiguous tensors over a basis of directions (``r x n``)."""
 
     def __init__(self, tensors: Sequence[Tensor], directions: Tensor, layout: DensePlan | None = None) -> None:
+        if not dense_kernel_takes(tensors, directions.device):
+            raise ValueError(
+                "Invalid tensors: one plan takes contiguous tensors of one floating dtype (float32, bfloat16 or "
+                "float16), on the basis' device"
+            )
         dtype = tensors[0].dtype
-        if dtype not in _DTYPES or any(t.dtype != dtype or not t.is_contiguous() for t in tensors):
-            raise ValueError("Invalid tensors: one plan takes contiguous tensors of one floating dtype")
         if directions.dtype != torch.float32 or not directions.is_contiguous():
             raise ValueError("Invalid directions: the kernels read a contiguous float32 basis")
         sizes = tuple(t.numel() for t in tensors)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .dense_kernel import DensePlan
+from .dense_kernel import DensePlan, dense_kernel_takes
 from .layerwise_kernel import grouped_kernel_available
 from .per_sample import ground_truth_logit, per_sample_gradients
 
@@ -61,7 +61,7 @@ class DenseMemory:
         k_per_task: most directions added by one :meth:`add_directions` call (one task).
         max_vectors: most directions in all; further ones are dropped and counted in ``n_dropped``.
         drop_tol: relative singular-value threshold below which a candidate counts as dependent
-            (default ``sqrt(eps)`` of the basis dtype).
+            (default ``sqrt(eps)`` of the basis dtype; at least ``10 eps``, or rounding noise would be kept).
         dtype: storage dtype of the basis (default: the parameters' dtype, at least float32: a basis kept in
             bfloat16 or float16 would not stay orthonormal, and QR does not run in them).
         backend: ``"auto"`` projects all tensors in two grouped Triton launches on CUDA when Triton is installed
@@ -96,8 +96,8 @@ class DenseMemory:
         self.dtype = dtype or torch.promote_types(self.params[0].dtype, torch.float32)
         if drop_tol is None:
             drop_tol = torch.finfo(self.dtype).eps ** 0.5
-        if not 0.0 <= drop_tol < 1.0:
-            raise ValueError(f"Invalid drop_tol: {drop_tol}")
+        if not 10 * torch.finfo(self.dtype).eps <= drop_tol < 1.0:  # at 0, rounding noise would be kept
+            raise ValueError(f"Invalid drop_tol: {drop_tol} (between 10 eps of the basis dtype and 1)")
         self.k_per_task, self.max_vectors, self.drop_tol = k_per_task, max_vectors, drop_tol
         self.numel = sum(p.numel() for p in self.params)
         self._directions = torch.zeros(0, self.numel, dtype=self.dtype, device=self.params[0].device)
@@ -159,16 +159,17 @@ class DenseMemory:
     def _grouped(self, tensors: Sequence[Tensor]) -> DensePlan | None:
         """The grouped kernels' plan for these tensors, kept while they and the basis are the same objects."""
         usable = grouped_kernel_available(tensors[0].device, interpreted=self.backend == "triton")
-        eligible = usable and self.dtype == torch.float32 and all(t.is_contiguous() for t in tensors)
-        eligible = eligible and len({t.dtype for t in tensors}) == 1
+        eligible = usable and self.dtype == torch.float32 and dense_kernel_takes(tensors, self._directions.device)
         if self.backend == "torch" or not eligible:
             if self.backend == "triton":
                 raise RuntimeError(
                     "backend='triton' needs Triton, CUDA tensors (or TRITON_INTERPRET=1), a float32 "
-                    "basis and contiguous tensors of one dtype"
+                    "basis and contiguous tensors of one float32, bfloat16 or float16 dtype on its device"
                 )
             return None
-        key = (tuple(map(Tensor.data_ptr, tensors)), tuple(map(Tensor.numel, tensors)), id(self._directions))
+        # the dtype too: tensors of another dtype at the same addresses (a reused block) need their own plan
+        key = (tuple(map(Tensor.data_ptr, tensors)), tuple(map(Tensor.numel, tensors)), tensors[0].dtype)
+        key += (id(self._directions),)
         if self._plan_key != key:
             self._plan = DensePlan(tensors, self._directions, layout=self._plan)
             self._plan_key = key  # the plan keeps the directions alive: the id stays unique
@@ -229,5 +230,7 @@ class DenseMemory:
         basis = state["basis"]
         if basis.ndim != 2 or basis.shape[0] != self.numel:
             raise ValueError(f"Invalid state: basis of shape {tuple(basis.shape)} for {self.numel} parameters")
+        if self.max_vectors is not None and basis.shape[1] > self.max_vectors:
+            raise ValueError(f"Invalid state: {basis.shape[1]} directions for a memory of at most {self.max_vectors}")
         self._directions = basis.T.to(self._directions).clone(memory_format=torch.contiguous_format)
         self.n_tasks, self.n_dropped = int(state["n_tasks"]), int(state["n_dropped"])

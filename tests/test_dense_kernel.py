@@ -114,3 +114,25 @@ def test_a_plan_keeps_no_tensor_it_projected_alive() -> None:
     del g
     gc.collect()
     assert kernel._plan is not None and all(r() is None for r in refs)
+
+
+def test_tensors_of_another_dtype_at_the_same_addresses_get_their_own_plan() -> None:
+    """A freed block reused for tensors of another dtype (the caching allocator does it) must not be read
+    through the old plan, which would take bfloat16 data for float32 and write past the tensors."""
+    kernel, blas, params = memories()
+    storage = [torch.randn(p.numel(), device=DEVICE, dtype=torch.float32) for p in params]
+    wide = [s.view(p.shape) for s, p in zip(storage, params, strict=True)]
+    kernel.coefficients(wide)
+    narrow = [s.view(torch.bfloat16)[: p.numel()].view(p.shape) for s, p in zip(storage, params, strict=True)]
+    assert all(a.data_ptr() == b.data_ptr() for a, b in zip(wide, narrow, strict=True))
+    for t in narrow:
+        t.copy_(torch.randn(t.shape))
+    close(kernel.coefficients(narrow), blas.coefficients([t.clone() for t in narrow]), 1e-2)
+
+
+def test_float64_tensors_take_the_blas_path() -> None:
+    kernel, blas, params = memories()
+    kernel.backend = "auto"
+    g = [torch.randn(p.shape, device=DEVICE, dtype=torch.float64) for p in params]
+    assert kernel._grouped(g) is None
+    close(kernel.coefficients(g), blas.coefficients(g), 1e-6)

@@ -102,7 +102,18 @@ def test_state_dict_round_trip() -> None:
     assert torch.equal(other.basis, mem.basis) and other.n_tasks == 1
 
 
-@pytest.mark.parametrize(("kw", "name"), [({"k_per_task": 0}, "k_per_task"), ({"max_vectors": 0}, "max_vectors")])
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [({"k_per_task": 0}, "k_per_task"), ({"max_vectors": 0}, "max_vectors"), ({"drop_tol": 0.0}, "drop_tol")],
+)
 def test_bad_arguments(kw, name) -> None:
     with pytest.raises(ValueError, match=f"Invalid {name}"):
         DenseMemory([torch.zeros(2)], **kw)
+
+
+def test_a_basis_beyond_the_budget_is_not_loaded() -> None:
+    p = torch.zeros(6)
+    mem = DenseMemory([p])
+    mem.add_directions(torch.randn(6, 3))
+    with pytest.raises(ValueError, match="at most 2"):
+        DenseMemory([p], max_vectors=2).load_state_dict(mem.state_dict())
