@@ -1,10 +1,12 @@
 """The Kaplinskiy optimizer: d_Kap = -eta P_perp(G_A) grad Phi with Armijo acceptance (note, sec. 5.4).
 
-Each step evaluates Phi (eq. 10) and its gradient through the closure, builds ``d = -P_perp(Lambda g)``
+Each step evaluates Phi (eq. 10) and its gradient through the closure, builds ``d = -P_perp Lambda P_perp g``
 where ``Lambda`` holds each group's learning rate (the projection comes last, so ``G_A^T d = 0`` and
-eq. (12) hold whatever the per-group rates), and accepts ``w + t d`` for the first ``t = 1, shrink, ...``
-that satisfies eq. (13). The functional core on one flat vector is
-:func:`kaplinskiy.potential_descent_step`; this class is its ``torch.optim`` form.
+eq. (12) hold whatever the per-group rates; and first, so that ``g . d = -(P g)^T Lambda (P g) < 0`` stays a
+descent direction when the rates differ, where ``P`` and ``Lambda`` do not commute; with one rate it is
+``-eta P_perp g``), and accepts ``w + t d`` for the first ``t = 1, shrink, ...`` that satisfies eq. (13).
+The functional core on one flat vector is :func:`kaplinskiy.potential_descent_step`; this class is its
+``torch.optim`` form.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch.optim import Optimizer
 
 from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
 from .line_search import ArmijoResult, check_armijo_args
-from .memory import ProjectionMemory
+from .memory import ProjectionMemory, check_trainable
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
 from .tensor_lists import assign_, copy_list, dot, grads_of, sq_norm
 
@@ -34,7 +36,8 @@ class Kaplinskiy(Optimizer):
         lr: the trial step ``eta_0`` of the line search (an LR scheduler moves it).
         memory: a projection memory G_A (``None``: no projection, plain Armijo gradient descent).
         armijo: backtrack until eq. (13) holds; ``False`` takes the full step every time.
-        c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials.
+        c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials (like ``armijo``, the
+            same for every group: a group may not set them to other values).
 
     ``step(closure)`` needs a closure returning Phi that calls ``backward()`` only under grad mode (see
     :mod:`kaplinskiy.acceptance`). Give ``old_task_closure`` (returning L_A, same convention) to have
@@ -72,15 +75,22 @@ class Kaplinskiy(Optimizer):
         return self.state[first].get("certificate") if first in self.state else None
 
     def _direction(self, params: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
-        """``d = -P_perp(Lambda g)``: each group's rate first, the projection last (eq. 11)."""
+        """``d = -P_perp Lambda P_perp g`` (eq. 11; the first projection only where the projected groups' rates
+        differ: with one rate ``P Lambda P = eta P``)."""
+        index = {id(p): j for j, p in enumerate(params)}
+        covered = [index[id(p)] for p in self.memory.params] if self.memory is not None else []
+        if covered and len({float(g["lr"]) for g in self.param_groups if g["project"]}) > 1:
+            grads = list(grads)
+            for j in covered:
+                grads[j] = grads[j].clone()
+            self.memory.project_([grads[j] for j in covered])
         d, i = [], 0
         for group in self.param_groups:
             for _ in group["params"]:
                 d.append(-group["lr"] * grads[i])
                 i += 1
-        if self.memory is not None:
-            index = {id(p): j for j, p in enumerate(params)}
-            self.memory.project_([d[index[id(p)]] for p in self.memory.params])
+        if covered:
+            self.memory.project_([d[j] for j in covered])
         return d
 
     @torch.no_grad()
@@ -92,6 +102,12 @@ class Kaplinskiy(Optimizer):
         """One projected, Armijo-accepted step on Phi; returns Phi before the step."""
         if closure is None:
             raise RuntimeError("Kaplinskiy needs a closure that returns Phi (see kaplinskiy.acceptance)")
+        first = self.param_groups[0]
+        for key in ("armijo", "c", "shrink", "max_trials"):
+            if any(g[key] != first[key] for g in self.param_groups):
+                raise ValueError(f"Invalid param groups: {key} is one for the whole optimizer, not per group")
+        if self.memory is not None:
+            check_trainable(self.memory)
         with torch.enable_grad():
             phi0 = closure()
         params = [p for g in self.param_groups for p in g["params"]]

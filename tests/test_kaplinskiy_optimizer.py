@@ -128,6 +128,19 @@ def test_groups_with_different_lr_scale_their_blocks() -> None:
     assert opt.certificate["eta"] == 0.5
 
 
+def test_different_group_rates_under_a_memory_keep_a_descent_direction() -> None:
+    """Memory (1, 1), gradient ~ (1, 0.1), rates 1e-3 and 1e-1: ``-P(Lambda g)`` is an ascent direction here;
+    ``-P Lambda P g`` descends (and keeps G_A^T d = 0), so the step is accepted."""
+    a, b = (torch.nn.Parameter(torch.zeros(1)) for _ in range(2))
+    memory = DenseMemory([a, b], backend="torch")
+    memory.add_directions(torch.tensor([[1.0], [1.0]]))
+    opt = Kaplinskiy([{"params": [a], "lr": 1e-3}, {"params": [b], "lr": 1e-1}], memory=memory)
+    closure = _phi_closure(opt, None, lambda _: a.sum() + 0.1 * b.sum() + 0.01 * (a**2 + b**2).sum())
+    opt.step(closure)
+    cert = opt.certificate
+    assert cert["accepted"] and cert["slope"] < 0 and abs(float((a + b).detach())) < 1e-12
+
+
 def test_lr_scheduler_moves_the_trial_step() -> None:
     case, groups = _small()
     opt = Kaplinskiy(groups)
@@ -226,3 +239,10 @@ def test_contract_errors_are_clear() -> None:
             [{"params": case.model[0].parameters()}, {"params": case.model[2].parameters(), "project": False}],
             memory=mem,
         )
+    split = Kaplinskiy([{"params": case.model[0].parameters()}, {"params": case.model[2].parameters(), "c": 0.1}])
+    with pytest.raises(ValueError, match="c is one for the whole optimizer"):
+        split.step(_lm_closures(case, split)[0])
+    guarded = Kaplinskiy(case.model.parameters(), memory=mem)
+    case.model[0].bias.requires_grad_(False)
+    with pytest.raises(ValueError, match="were frozen"):
+        guarded.step(_lm_closures(case, guarded)[0])
