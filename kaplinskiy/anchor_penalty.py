@@ -80,14 +80,24 @@ class ElasticAnchor:
     def _weights(self) -> Sequence[Tensor | None]:
         return self.fisher if self.fisher is not None else [None] * len(self.params)
 
+    def _active(self) -> bool:
+        """Whether R acts: always for L2-SP, for EWC from the first :meth:`consolidate` on (before it, there is
+        no old task and no Fisher: R is zero rather than an L2 pull back to the starting weights)."""
+        return self.kind == "identity" or self.fisher is not None
+
     def penalty(self) -> Tensor:
-        """R(w), differentiable (eq. 6; F = I for L2-SP)."""
+        """R(w), differentiable (eq. 6; F = I for L2-SP; zero for EWC before the first task is consolidated)."""
+        if not self._active():
+            return self.params[0].new_zeros(())
         fisher = self.fisher if self.fisher is not None else [torch.ones_like(p) for p in self.params]
         return ewc_penalty(self.params, self.anchors, fisher, self.lam)
 
     @torch.no_grad()
     def add_gradient_(self) -> None:
-        """``p.grad += lam F (w - w*)``: the gradient of R added to whatever the loss gave."""
+        """``p.grad += lam F (w - w*)``: the gradient of R added to whatever the loss gave (nothing for EWC
+        before the first task is consolidated)."""
+        if not self._active():
+            return
         for p, a, f in zip(self.params, self.anchors, self._weights(), strict=True):
             g = ewc_penalty_grad(p, a, f, self.lam)
             p.grad = g if p.grad is None else p.grad.add_(g)

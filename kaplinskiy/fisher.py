@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
-from .per_sample import _names_of, per_sample_gradients, sample_loss
+from .per_sample import _names_of, check_eval_mode, per_sample_gradients, sample_loss
 
 __all__ = ["empirical_fisher_diagonal", "online_fisher", "true_fisher_diagonal"]
 
@@ -57,6 +57,7 @@ def true_fisher_diagonal(
     The expectation over the model's own labels is exact (one Jacobian of ``log_softmax`` per sample), so
     the cost is ``C`` per-sample gradients; use the empirical Fisher when the label space is large.
     """
+    check_eval_mode(model)
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
     names = _names_of(model, params)
     frozen = {k: v.detach() for k, v in model.named_parameters() if k not in set(names)}

@@ -42,7 +42,7 @@ from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_s
 from .deferred_check import VerdictQueue, device_verdict, found_inf, takes_found_inf
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory, check_trainable
-from .tensor_lists import copy_list, dot, grads_of, sq_norm
+from .tensor_lists import copy_list, dot, drop_zero_grads, grads_of, sq_norm
 from .wrapper import OptimizerWrapper
 
 __all__ = ["ForgettingGuard"]
@@ -231,7 +231,7 @@ class ForgettingGuard(OptimizerWrapper):
         """``base.step()`` from a copy ``w0`` of the parameters; leaves the projected update in ``p``."""
         if self.project == "gradient":
             self.memory.project_([p.grad for p in mem])
-            _unfill(filled)
+            drop_zero_grads(filled)
         origin = copy_list(params)
         self.base.step()
         torch._foreach_sub_(params, origin)
@@ -252,7 +252,7 @@ class ForgettingGuard(OptimizerWrapper):
         if self.project == "gradient":
             grads = [p.grad for p in mem]
             self.memory.project_(grads)
-            _unfill(filled or [])
+            drop_zero_grads(filled or [])
             residual = self.memory.residual(grads) if self.certify else None
             self.base.step()
             return residual
@@ -322,18 +322,6 @@ class ForgettingGuard(OptimizerWrapper):
                 old_task_slope=old_slope,
             )
         self.guard_state["certificate"] = cert.as_dict()
-
-
-def _unfill(filled: list[Tensor]) -> None:
-    """Give back ``None`` as the gradient of the parameters that had none and whose projected gradient is still
-    zero, so that the base optimizer skips them as it would unguarded (one host synchronisation, only when a
-    parameter was filled)."""
-    if not filled:
-        return
-    peaks = torch.stack([p.grad.abs().amax() for p in filled]).tolist()
-    for p, peak in zip(filled, peaks, strict=True):
-        if peak == 0:
-            p.grad = None
 
 
 def _stamp(tensors: list[Tensor]) -> list[tuple[Tensor, int]]:

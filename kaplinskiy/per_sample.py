@@ -57,9 +57,11 @@ def sample_loss(output: Tensor | object, target: Tensor) -> Tensor:
 def causal_lm_targets(input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
     """Next-token targets aligned with a causal LM's output positions: ``y[:, t] = x[:, t + 1]``.
 
-    The last position and padded positions (``attention_mask == 0``) get :data:`IGNORE_INDEX`. Pass them with
-    ``input_ids`` to :func:`per_sample_gradients` or ``DenseMemory.add_task`` for a Hugging Face causal LM
-    (whose ``labels`` argument shifts internally; here the shift is explicit).
+    The last position, padded positions (``attention_mask == 0``) and the positions whose next token is padding
+    get :data:`IGNORE_INDEX`. Pass them with ``input_ids`` to :func:`per_sample_gradients` or
+    ``DenseMemory.add_task`` for a Hugging Face causal LM (whose ``labels`` argument shifts internally; here the
+    shift is explicit). Padding must be on the right: the model is then called without the mask, and no real
+    token attends to a pad (left padding is refused).
     """
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise ValueError(
@@ -68,8 +70,19 @@ def causal_lm_targets(input_ids: Tensor, attention_mask: Tensor | None = None) -
     targets = torch.full_like(input_ids, IGNORE_INDEX)
     targets[..., :-1] = input_ids[..., 1:]
     if attention_mask is not None:
-        targets[..., :-1] = targets[..., :-1].masked_fill(attention_mask[..., 1:] == 0, IGNORE_INDEX)
+        if bool((attention_mask[..., 1:] > attention_mask[..., :-1]).any()):
+            raise ValueError("Invalid attention_mask: padding must be on the right (a pad precedes a real token)")
+        pad = (attention_mask[..., 1:] == 0) | (attention_mask[..., :-1] == 0)
+        targets[..., :-1] = targets[..., :-1].masked_fill(pad, IGNORE_INDEX)
     return targets
+
+
+def check_eval_mode(model: nn.Module) -> None:
+    """Raise ``ValueError`` for a model in training mode with dropout or batch norm: per-sample gradients of a
+    random mask, or of one sample's batch statistics, are not what a Fisher or a memory needs."""
+    stochastic = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+    if model.training and any(isinstance(m, stochastic) for m in model.modules()):
+        raise ValueError("Invalid model: it is in training mode with dropout or batch norm; call model.eval() first")
 
 
 def _names_of(model: nn.Module, params: Sequence[Tensor]) -> list[str]:
@@ -93,8 +106,11 @@ def per_sample_gradients(
 
     ``fn(output, target)`` gets one sample's output (with a batch axis of 1) and its target and
     returns a scalar. ``params`` defaults to the parameters that require grad. Buffers are read
-    as they are (use ``model.eval()`` for dropout and batch norm). ``chunk_size`` bounds memory.
+    as they are; a model in training mode with dropout or batch norm is refused (per-sample gradients of a
+    random mask, or of batch statistics of one sample, are not what a Fisher or a memory needs): call
+    ``model.eval()`` first. ``chunk_size`` bounds memory.
     """
+    check_eval_mode(model)
     if params is None:
         params = [p for p in model.parameters() if p.requires_grad]
     names = _names_of(model, params)

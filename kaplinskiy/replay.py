@@ -68,13 +68,14 @@ class ReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         """Contents, counters and the generator state."""
         return {
-            "inputs": self.inputs,
-            "targets": self.targets,
+            "inputs": self.inputs.clone(),  # copies: the buffer overwrites its rows in place once full
+            "targets": self.targets.clone(),
             "n_seen": self.n_seen,
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.inputs, self.targets, self.n_seen = state["inputs"], state["targets"], int(state["n_seen"])
+        self.inputs, self.targets = state["inputs"].clone(), state["targets"].clone()
+        self.n_seen = int(state["n_seen"])
         self.generator.set_state(state["generator"])

@@ -11,12 +11,33 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["all_finite", "assign_", "copy_list", "dot", "grads_of", "is_all_zero", "max_abs", "sq_norm"]
+__all__ = [
+    "all_finite",
+    "assign_",
+    "copy_list",
+    "dot",
+    "drop_zero_grads",
+    "grads_of",
+    "is_all_zero",
+    "max_abs",
+    "sq_norm",
+]
 
 
 def grads_of(params: Sequence[Tensor]) -> list[Tensor]:
     """The gradients of ``params``, with a zero tensor where ``p.grad`` is ``None``."""
     return [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+
+
+def drop_zero_grads(params: Sequence[Tensor]) -> None:
+    """Set back to ``None`` the gradient of each of ``params`` (given a zero one, as :func:`grads_of` does) that
+    is still all zero, so that a base optimizer skips them as it would have (one host synchronisation)."""
+    if not params:
+        return
+    peaks = torch.stack([p.grad.abs().amax() for p in params]).tolist()
+    for p, peak in zip(params, peaks, strict=True):
+        if peak == 0:
+            p.grad = None
 
 
 def copy_list(tensors: Sequence[Tensor]) -> list[Tensor]:

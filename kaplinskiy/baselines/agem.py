@@ -6,6 +6,7 @@ episodic memory (``g . g_ref < 0``), ``g <- g - (g . g_ref / ||g_ref||^2) g_ref`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,8 +14,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ..acceptance import skip_step
 from ..replay import ReplayBuffer
-from ..tensor_lists import dot, grads_of, sq_norm
+from ..tensor_lists import dot, drop_zero_grads, grads_of, sq_norm
 from ..wrapper import OptimizerWrapper
 
 __all__ = ["AGEM", "agem_project"]
@@ -23,7 +25,7 @@ __all__ = ["AGEM", "agem_project"]
 def agem_project(g: Sequence[Tensor], g_ref: Sequence[Tensor]) -> bool:
     """A-GEM's rule, in place on ``g``: project off ``g_ref`` only when ``g . g_ref < 0``; returns whether it did."""
     inner, ref_sq = dot(g, g_ref), sq_norm(g_ref)
-    if inner >= 0 or ref_sq == 0:
+    if not (inner < 0 and 0 < ref_sq < math.inf):  # a NaN never projects
         return False
     for a, b in zip(g, g_ref, strict=True):
         a.sub_(b, alpha=inner / ref_sq)
@@ -34,7 +36,9 @@ class AGEM(OptimizerWrapper):
     """Compute ``g_ref`` on a buffer minibatch, apply :func:`agem_project` to ``p.grad``, then ``base.step()``.
 
     ``replay_loss(x, y)`` returns the mean old-task loss of the model on a minibatch; the fraction of
-    projected steps is ``state_dict()["agem"]["n_projected"] / ["step"]``.
+    projected steps is ``state_dict()["agem"]["n_projected"] / ["step"]``. A non-finite reference gradient
+    rejects the step (counted in ``["skipped"]``), as a non-finite gradient does. Only trainable parameters
+    take part; a parameter without a gradient keeps none unless the projection gives it one.
     """
 
     state_key = "agem"
@@ -52,6 +56,7 @@ class AGEM(OptimizerWrapper):
             raise ValueError(f"Invalid batch_size: {batch_size}")
         self.buffer, self.replay_loss, self.batch_size = buffer, replay_loss, batch_size
         self.wrapper_state["n_projected"] = 0
+        self.wrapper_state["skipped"] = 0
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
@@ -60,15 +65,21 @@ class AGEM(OptimizerWrapper):
         if skip:
             return loss
         if len(self.buffer):
-            params = self._params()
+            params = [p for p in self._params() if p.requires_grad]
             g = [t.clone() for t in grads_of(params)]
             x, y = self.buffer.sample(self.batch_size)
             with torch.enable_grad():
                 ref = torch.autograd.grad(self.replay_loss(x, y), params, allow_unused=True)
             g_ref = [torch.zeros_like(p) if r is None else r for p, r in zip(params, ref, strict=True)]
-            self.wrapper_state["n_projected"] += int(agem_project(g, g_ref))
-            for p, gp in zip(params, g, strict=True):
-                p.grad = gp
+            if skip_step(None, g_ref, "AGEM", skip_zero=False):
+                self.wrapper_state["skipped"] += 1
+                return loss
+            if agem_project(g, g_ref):
+                self.wrapper_state["n_projected"] += 1
+                filled = [p for p in params if p.grad is None]
+                for p, gp in zip(params, g, strict=True):
+                    p.grad = gp
+                drop_zero_grads(filled)
         self.base.step()
         self.wrapper_state["step"] += 1
         return loss
