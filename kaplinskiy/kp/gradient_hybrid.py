@@ -1,13 +1,16 @@
-"""The gradient hybrid of the 1993 paper (eq. 44): a kernel-smoothed true gradient plus the nonlocal term.
+"""A gradient hybrid motivated by the 1993 paper's eq. 44: a blend of two estimators of the smoothed gradient.
 
 When grad f is available, the 1993 paper splits the potential gradient into two integrals,
 
     grad phi(x) = -lam int E(x, z) grad f(z) p_U(z) dz - lam int E(x, z) (f(z) - c) grad p_U(z) dz   (eq. 44):
 
 a kernel-smoothed true gradient (local) and the (f - c) grad p_U term (nonlocal: it sees f where p_U
-is spread). For Gaussian p_U = N(m, sigma^2 I), ``grad p_U = -p_U (z - m)/sigma^2`` and, with a
-constant kernel, both integrals estimate the gradient of the Gaussian-smoothed f (the second by
-Stein's identity). We therefore mix the two sample estimates,
+is spread). This module does not implement eq. 44 itself. For Gaussian p_U = N(m, sigma^2 I),
+``grad p_U = -p_U (z - m)/sigma^2``, and the two integrals of eq. 44 then carry opposite signs: with a
+constant kernel they cancel exactly (their sum is ``-lam int grad[(f - c) p_U] = 0``), and eq. 44 is the
+integration by parts that moves the gradient onto the kernel. What each integral estimates, up to its
+sign, is the gradient of the Gaussian-smoothed f (the second by Stein's identity). We therefore mix those
+two sample estimates with the same sign,
 
     g_hat = mix * sum_i w_i grad f(u_i) + (1 - mix) * sum_i w_i (f(u_i) - c)(u_i - m)/sigma^2,
 
@@ -36,7 +39,8 @@ __all__ = ["hybrid_gradient", "minimize_gradient_hybrid"]
 def hybrid_gradient(
     m: Tensor, u: Tensor, fu: Tensor, gu: Tensor | None, c: float, sigma: float, lam: float, mix: float
 ) -> Tensor:
-    """``mix * sum w_i grad f(u_i) + (1 - mix) * sum w_i (f(u_i) - c)(u_i - m)/sigma^2`` (1993, eq. 44).
+    """``mix * sum w_i grad f(u_i) + (1 - mix) * sum w_i (f(u_i) - c)(u_i - m)/sigma^2`` (the two estimators of
+    the smoothed gradient that the integrals of 1993's eq. 44 suggest; see the module docstring).
 
     ``w_i ~ ||m - u_i||^{-lam}`` (normalised in log space; ``lam = 0``: the plain sample mean). Samples
     with a non-finite value or gradient get weight 0. ``gu`` may be ``None`` only when ``mix = 0``.
