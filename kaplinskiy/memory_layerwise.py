@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
 from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes, padded_bases
+from .per_sample import check_eval_mode
 
 __all__ = ["LayerwiseMemory", "energy_basis_update"]
 
@@ -158,7 +159,12 @@ class LayerwiseMemory:
             raise ValueError(f"Invalid backend: {backend}")
         self.backend = backend
         self.model = model
-        self.layers = [m for m in model.modules() if _check_supported(m) and m.weight.requires_grad]
+        # nn.MultiheadAttention reads its out_proj's weight without calling the module: no hook would see its
+        # inputs, so it counts as uncovered (frozen with freeze_uncovered) rather than covered by an empty basis
+        unseen = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+        self.layers = [
+            m for m in model.modules() if _check_supported(m) and m.weight.requires_grad and id(m) not in unseen
+        ]
         if not self.layers:
             raise ValueError("Invalid model: it has no Linear, Conv or Embedding layer with a trainable weight")
         thresholds = [threshold] * len(self.layers) if isinstance(threshold, (int, float)) else list(threshold)
@@ -217,10 +223,13 @@ class LayerwiseMemory:
     ) -> list[int]:
         """Record each layer's inputs on the old task's ``batches`` and grow the bases (GPM's memory update).
 
-        ``forward(model, batch)`` runs the model (default ``model(batch)``); only the inputs matter.
+        ``forward(model, batch)`` runs the model (default ``model(batch)``); only the inputs matter. A model in
+        training mode with dropout or batch norm is refused (masked inputs are not the ones to protect, and
+        batch norm would update its statistics): call ``model.eval()`` first.
         ``progress=True`` shows tqdm bars over the batches and over the layers' eigendecompositions.
         Returns the number of basis vectors (or protected rows) each layer gained.
         """
+        check_eval_mode(self.model)
         stats: list[Tensor | None] = [None] * len(self.layers)
 
         def recorder(i: int, module: nn.Module) -> Callable[..., None]:
@@ -230,7 +239,8 @@ class LayerwiseMemory:
                     s = torch.bincount(x.reshape(-1), minlength=module.num_embeddings).to(torch.float64)
                 else:
                     with_bias = self._slots[i][1] is not None
-                    rows = _representations(module, x.detach(), with_bias).to(self.bases[i].dtype)
+                    # float64: in float32, R R^T squares the condition number and drops directions
+                    rows = _representations(module, x.detach(), with_bias).to(torch.float64)
                     s = rows.T @ rows
                 stats[i] = s if stats[i] is None else stats[i] + s
 
@@ -266,6 +276,9 @@ class LayerwiseMemory:
 
     def _grow(self, module: nn.Module, U: Tensor, s: Tensor, threshold: float, room: int | None) -> Tensor:
         if isinstance(module, nn.Embedding):
+            if module.padding_idx is not None:  # the pad row gets no gradient: nothing to protect
+                s = s.clone()
+                s[module.padding_idx] = 0
             counts = s.clone()
             counts[U] = 0  # rows already protected carry their energy already
             total, kept = s.sum(), s[U].sum()
@@ -275,7 +288,7 @@ class LayerwiseMemory:
             if room is not None:
                 r = min(r, room)
             return torch.cat([U, order[:r].to(U)])
-        return energy_basis_update(U, s, threshold, room)
+        return energy_basis_update(U.to(s.dtype), s, threshold, room).to(U.dtype)
 
     def _views(self, tensors: Sequence[Tensor], i: int) -> tuple[Tensor, Tensor | None]:
         wi, bi = self._slots[i]
@@ -284,9 +297,9 @@ class LayerwiseMemory:
     def _factors(self, i: int) -> _BasisFactors:
         """Layer ``i``'s basis split into weight rows and bias row; views, rebuilt only when the basis is replaced."""
         cached = self._factor_cache.get(i)
-        if cached is None or cached.basis is not self.bases[i]:
-            dtype = self.params[self._slots[i][0]].dtype  # the subtraction in the weights' dtype (bf16 models)
-            cached = _BasisFactors.of(self.bases[i], has_bias=self._slots[i][1] is not None, dtype=dtype)
+        U = self.bases[i]
+        if cached is None or cached.basis is not U or cached.version != U._version:  # replaced, or edited in place
+            cached = _BasisFactors.of(U, has_bias=self._slots[i][1] is not None)
             self._factor_cache[i] = cached
         return cached
 
@@ -301,7 +314,8 @@ class LayerwiseMemory:
                 raise RuntimeError("backend='triton' needs Triton and CUDA tensors (or TRITON_INTERPRET=1)")
             return None, frozenset()
         layout = (tuple(map(Tensor.size, tensors)), tuple(map(Tensor.stride, tensors)))
-        key = (tuple(map(Tensor.data_ptr, tensors)), layout, tuple(map(id, self.bases)))
+        bases = tuple((id(U), U._version) for U in self.bases)  # a basis edited in place is a new basis
+        key = (tuple(map(Tensor.data_ptr, tensors)), layout, bases)
         if self._plan_key != key:
             chosen, layers = [], []
             device, dtype = tensors[0].device, tensors[0].dtype
@@ -340,14 +354,31 @@ class LayerwiseMemory:
     def outside_coefficients(self, layers: Sequence[int]) -> dict[int, Tensor]:
         """The coordinates (protected rows, for an embedding) of the parameters on each of ``layers`` (layers the
         grouped kernel does not take, from :meth:`fused_layers`) by the per-layer path, by layer index: taken
-        before a fused step, set back by :meth:`restore_outside_` after it."""
-        return {i: self._layer_coefficients(self.params, i) for i in layers}
+        before a fused step, set back by :meth:`restore_outside_` after it. An embedding tied to heads with a bias
+        keeps, beside its rows, those heads' bias entries of the same rows (the rows of ``[W, b]``)."""
+        out = {}
+        for i in layers:
+            C = self._layer_coefficients(self.params, i)
+            heads = self._tied_heads(i) if isinstance(self.layers[i], nn.Embedding) else []
+            entries = [self.params[self._slots[j][1]][self.bases[i], None].to(C.dtype) for j in heads]
+            out[i] = torch.cat([C, *entries], dim=1) if entries else C
+        return out
 
     @torch.no_grad()
     def restore_outside_(self, reference: dict[int, Tensor], skip: Tensor | None = None) -> None:
         """``restore_`` on the layers of ``reference`` (from :meth:`outside_coefficients`), in place on the
-        parameters; nothing moves where the device flag ``skip`` is 1."""
-        for i, C in reference.items():
+        parameters; nothing moves where the device flag ``skip`` is 1. Heads go before embeddings, which then
+        set back the whole of their rows (a tied head's bias entries among them), as :meth:`project_` does."""
+        embedding = [isinstance(self.layers[i], nn.Embedding) for i in range(len(self.layers))]
+        for i in sorted(reference, key=lambda i: embedding[i]):
+            C = reference[i]
+            heads = self._tied_heads(i) if embedding[i] else []
+            if heads:
+                dim = self.params[self._slots[i][0]].shape[1]
+                for k, j in enumerate(heads):  # a skipped step left them unchanged: setting them is exact
+                    b = self.params[self._slots[j][1]]
+                    b.index_copy_(0, self.bases[i], C[:, dim + k].to(b.dtype))
+                C = C[:, :dim]
             self._restore_layer_(self.params, i, C, compute=True, skip=skip)
 
     def _outside(self, grouped: frozenset[int]) -> list[int]:
@@ -504,24 +535,24 @@ class _BasisFactors:
     """A layer's basis ``U`` (``in_eff x r``) as the views the per-layer products use: ``U_w`` (weight rows, and
     its transpose) and ``u_b`` (the bias row, the input of 1), so a projection is a few BLAS calls per layer.
 
-    The coefficients are computed in the basis' precision (at least float32) whatever the weights' dtype: a
-    bfloat16 coefficient of a weight row carries an error of ~4e-3 of that row's coordinate, far more than a
-    small step's, and ``restore_`` subtracts two of them. The subtraction ``D <- D - C U^T`` runs in the
-    tensors' own dtype (``C`` is then small: rounding it costs a fraction of the step, not of the weights)."""
+    The products run in the basis' precision (at least float32) whatever the weights' dtype: a bfloat16
+    coefficient of a weight row carries an error of ~4e-3 of that row's coordinate, far more than a small
+    step's, and ``restore_`` subtracts two of them. Weights in bfloat16 or float16 are rounded once, after
+    ``D - C U^T`` is formed in float32."""
 
     basis: Tensor
+    version: int  # the basis' version counter when these views were made (an in-place edit changes it)
     U_w: Tensor
     U_w_T: Tensor
     u_b: Tensor | None
     padded_basis: Tensor  # float32, rows padded with zeros to a multiple of 4: what the grouped kernel reads
     transposed_basis: Tensor  # U^T, float32, row-major, rows padded likewise
-    low: Tensor  # U in the weights' dtype (for the subtraction), or U itself
 
     @classmethod
-    def of(cls, U: Tensor, has_bias: bool, dtype: torch.dtype) -> _BasisFactors:
-        """Views of ``U`` (and of one cast of it to ``dtype``, the weights' dtype, when that is another)."""
+    def of(cls, U: Tensor, has_bias: bool) -> _BasisFactors:
+        """Views of ``U``."""
         d_w = U.shape[0] - int(has_bias)
-        return cls(U, U[:d_w], U[:d_w].T, U[d_w] if has_bias else None, *padded_bases(U), U.to(dtype))
+        return cls(U, U._version, U[:d_w], U[:d_w].T, U[d_w] if has_bias else None, *padded_bases(U))
 
     def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
         """``C = D_W U_w + d_b u_b^T`` (``out x r``); ``transposed`` for HF Conv1D, whose ``W`` is ``(in, out)``."""
@@ -534,20 +565,27 @@ class _BasisFactors:
         return C.addr_(b, self.u_b) if b is not None else C
 
     def subtract_(self, w: Tensor, b: Tensor | None, C: Tensor, *, transposed: bool) -> None:
-        """``D_W <- D_W - C U_w^T`` and ``d_b <- d_b - C u_b``, in place."""
-        d_w = self.U_w.shape[0]
-        U_w, C_w = self.low[:d_w], C.to(w.dtype)
-        if transposed:
-            w.addmm_(U_w, C_w, alpha=-1)
-            if b is not None:
-                b.addmv_(C.T.to(b.dtype), self.basis[d_w].to(b.dtype), alpha=-1)
-            return
-        if w.ndim == 2 or w.is_contiguous():
-            _as_matrix(w).addmm_(C_w, U_w.T, alpha=-1)
-        else:  # a convolution weight in another memory format (channels_last): no matrix view of it exists
-            w.sub_(torch.mm(C_w, U_w.T).view(w.shape))
+        """``D_W <- D_W - C U_w^T`` and ``d_b <- d_b - C u_b``, in place (in the basis' precision, rounded once
+        into tensors of a lower one)."""
+        dtype = self.U_w.dtype
+        C = C.to(dtype)
+        if w.dtype != dtype:
+            high = w.to(dtype)
+            self._subtract_(high, C, transposed)
+            w.copy_(high)
+        else:
+            self._subtract_(w, C, transposed)
         if b is not None:
-            b.addmv_(C.to(b.dtype), self.basis[d_w].to(b.dtype), alpha=-1)
+            db = (C.T if transposed else C) @ self.u_b
+            b.copy_(b.to(dtype) - db) if b.dtype != dtype else b.sub_(db)
+
+    def _subtract_(self, w: Tensor, C: Tensor, transposed: bool) -> None:
+        if transposed:
+            w.addmm_(self.U_w, C, alpha=-1)
+        elif w.ndim == 2 or w.is_contiguous():
+            _as_matrix(w).addmm_(C, self.U_w_T, alpha=-1)
+        else:  # a convolution weight in another memory format (channels_last): no matrix view of it exists
+            w.sub_(torch.mm(C, self.U_w_T).view(w.shape))
 
 
 def _as_matrix(w: Tensor) -> Tensor:

@@ -54,7 +54,9 @@ def test_trainer_runs_a_guarded_optimizer_and_its_scheduler(tmp_path, kind: str)
     model = _tiny_gpt2()
     old_ids = torch.randint(0, 16, (4, 8))
     mem = LayerwiseMemory(model, threshold=0.99, freeze_uncovered=True)
+    model.eval()  # the memory records the inputs without dropout (add_task refuses training mode)
     mem.add_task([old_ids], forward=lambda m, ids: m(input_ids=ids))
+    model.train()
     if kind == "guard":
         opt = ForgettingGuard(torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1), mem)
     else:  # fused=True on a CPU: the same step by the per-layer path around torch's fused AdamW
@@ -86,7 +88,9 @@ def test_trainer_resumes_a_guarded_run_from_its_checkpoint(tmp_path, kind: str) 
         model = _tiny_gpt2()
         mem = LayerwiseMemory(model, threshold=0.99)
         if memory_state is None:
+            model.eval()
             mem.add_task([torch.randint(0, 16, (4, 8), generator=torch.Generator().manual_seed(3))])
+            model.train()
         else:
             mem.load_state_dict(memory_state)
         if kind == "guard":

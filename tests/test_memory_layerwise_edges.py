@@ -1,0 +1,113 @@
+"""LayerwiseMemory at the edges real models reach: attention whose output projection is never called as a
+module, a tied decoder with its own bias under the fused step's restore, dropout at recording time, inputs
+with a wide spectrum in float32, bases edited in place, a model cast after use, a padding token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from strategies_optim import TiedLM
+from torch import nn
+
+from kaplinskiy import LayerwiseMemory
+
+
+def test_attention_output_projection_counts_as_uncovered() -> None:
+    """nn.MultiheadAttention reads out_proj's weight without calling it: no input is ever recorded, so it is
+    uncovered (frozen with freeze_uncovered), and the old task's outputs do not move."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True).double().eval()
+    memory = LayerwiseMemory(layer, threshold=1.0, freeze_uncovered=True)
+    assert all(m is not layer.self_attn.out_proj for m in memory.layers)
+    assert any(p is layer.self_attn.out_proj.weight for p in memory.frozen_params())
+    xa = torch.randn(2, 3, 8, dtype=torch.float64)
+    memory.add_task([xa])
+    before = layer(xa).detach()
+    d = [torch.randn_like(p) for p in memory.params]
+    memory.project_(d)
+    with torch.no_grad():
+        for p, step in zip(memory.params, d, strict=True):
+            p.add_(1e-7 * step)
+    assert float((layer(xa) - before).abs().max().detach()) < 1e-12  # first order in a 1e-7 step: zero
+
+
+def test_the_fused_restore_keeps_a_tied_decoders_old_rows_with_its_bias() -> None:
+    """The restore around a fused step sets the old tokens' rows back, head bias entries included, after the
+    head's own restore (which would otherwise move them again)."""
+    torch.manual_seed(0)
+    model = TiedLM(bias=True)
+    memory = LayerwiseMemory(model, threshold=1.0, backend="torch")
+    ids = torch.tensor([[0, 1, 2]])
+    memory.add_task([ids])
+    _, _, outside = memory.fused_layers()
+    reference = memory.outside_coefficients(outside)
+    rows = memory.bases[0]
+    w0, b0 = model.tok.weight.detach().clone(), model.head.bias.detach().clone()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    memory.restore_outside_(reference)
+    assert torch.equal(model.tok.weight[rows], w0[rows]) and torch.equal(model.head.bias[rows], b0[rows])
+    hidden = torch.tanh(model.tok(ids))[0]
+    step = torch.cat([model.tok.weight - w0, (model.head.bias - b0)[:, None]], dim=1)
+    assert float((step @ torch.cat([hidden, torch.ones(3, 1)], dim=1).T).abs().max()) < 1e-12
+
+
+def test_recording_in_training_mode_with_dropout_is_refused() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.3), nn.Linear(8, 2))
+    memory = LayerwiseMemory(model)
+    with pytest.raises(ValueError, match=r"model.eval\(\)"):
+        memory.add_task([torch.randn(5, 4)])
+    model.eval()
+    assert sum(memory.add_task([torch.randn(5, 4)])) > 0
+
+
+def test_float32_inputs_with_a_wide_spectrum_keep_every_direction_at_threshold_one() -> None:
+    """In float32, R R^T squares the condition number: singular values down to 1e-4 of the largest would be
+    dropped. The statistics are kept in float64, so every direction stays and D x = 0 holds to float32."""
+    torch.manual_seed(0)
+    model = nn.Linear(100, 10).float()
+    Q = torch.linalg.qr(torch.randn(100, 60, dtype=torch.float64))[0]
+    x = (torch.randn(400, 60, dtype=torch.float64) * torch.logspace(0, -4, 60, dtype=torch.float64)) @ Q.T
+    memory = LayerwiseMemory(model, threshold=1.0)
+    memory.add_task([x.float()])
+    assert memory.bases[0].shape[1] == 61  # 60 input directions and the bias' 1
+    d = [torch.randn_like(p) for p in memory.params]
+    memory.project_(d)
+    xs = torch.cat([x, torch.ones(400, 1, dtype=torch.float64)], dim=1)
+    D = torch.cat([d[0], d[1][:, None]], dim=1).double()
+    assert float((D @ xs.T).norm() / (D.norm() * xs.norm())) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_basis_edited_in_place_is_the_one_used(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(6, 4).to(dtype)
+    memory = LayerwiseMemory(model, backend="torch")
+    memory.bases[0] = torch.linalg.qr(torch.randn(7, 2, dtype=torch.float64))[0].float()
+    memory.project_([torch.randn(4, 6).to(dtype), torch.randn(4).to(dtype)])  # caches the views
+    memory.stored_tensors()[0].copy_(torch.linalg.qr(torch.randn(7, 2, dtype=torch.float64))[0].float())
+    d = [torch.randn(4, 6).to(dtype), torch.randn(4).to(dtype)]
+    norm = float(torch.cat([d[0], d[1][:, None]], dim=1).float().norm())
+    memory.project_(d)
+    assert memory.residual(d) < 1e-2 * norm
+
+
+def test_a_model_cast_after_the_memory_was_used_is_projected_in_its_new_dtype() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(6, 4)
+    memory = LayerwiseMemory(model, backend="torch")
+    memory.add_task([torch.randn(3, 6)])
+    memory.project_([torch.randn_like(p) for p in memory.params])
+    model.to(torch.bfloat16)
+    d = [torch.randn_like(p) for p in memory.params]
+    memory.project_(d)
+    assert all(t.dtype == torch.bfloat16 for t in d)
+
+
+def test_the_padding_row_is_not_protected() -> None:
+    """The pad token gets no gradient: it takes no share of the energy and no slot of the budget."""
+    embedding = nn.Embedding(10, 4, padding_idx=0)
+    memory = LayerwiseMemory(embedding, threshold=1.0, max_per_layer=3)
+    memory.add_task([torch.tensor([[0, 0, 0, 0, 7, 8, 9]])])
+    assert sorted(memory.bases[0].tolist()) == [7, 8, 9]
