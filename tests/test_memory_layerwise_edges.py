@@ -50,7 +50,7 @@ def test_the_fused_restore_keeps_a_tied_decoders_old_rows_with_its_bias() -> Non
     assert torch.equal(model.tok.weight[rows], w0[rows]) and torch.equal(model.head.bias[rows], b0[rows])
     hidden = torch.tanh(model.tok(ids))[0]
     step = torch.cat([model.tok.weight - w0, (model.head.bias - b0)[:, None]], dim=1)
-    assert float((step @ torch.cat([hidden, torch.ones(3, 1)], dim=1).T).abs().max()) < 1e-12
+    assert float((step @ torch.cat([hidden, torch.ones(3, 1)], dim=1).T).abs().max().detach()) < 1e-12
 
 
 def test_recording_in_training_mode_with_dropout_is_refused() -> None:

@@ -77,3 +77,14 @@ def test_a_cuda_record_names_its_layerwise_path_and_compares_it_with_per_layer_b
     assert "in 0.25 of the time of per-layer BLAS calls (0.66$\\times$ against 2.64$\\times$ fused AdamW)" in sentence
     record["layerwise_backend"] = "torch (per-layer BLAS)"  # both rows took the same path: nothing to compare
     assert "of the time of" not in gpu_sentence([record])
+
+
+def test_each_column_names_its_code_and_the_fused_rows_say_where_they_were_timed() -> None:
+    from tab_step_time import FUSED, fused_sentence, machine
+
+    cpu, gpu = _record("cpu", "CPU", 3.3, 1.2), _record("cuda", "NVIDIA H100", 1.2, 1.1)
+    gpu["provenance"] = {"code_commit": "5989460e2f6d", "created_utc": "2026-11-23T08:26:38+00:00"}
+    assert "code of commit 5989460 (2026-11-23)" in machine(gpu) and "commit" not in machine(cpu)
+    assert fused_sentence([cpu, gpu]).startswith("No column of the table has its rows yet")
+    gpu["ratios"][FUSED] = 1.1
+    assert fused_sentence([cpu, gpu]).startswith("Its rows are timed on NVIDIA H100")

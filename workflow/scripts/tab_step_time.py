@@ -41,6 +41,10 @@ def machine(record: dict[str, Any]) -> str:
         where += f", layer-wise memory by {escape(record['layerwise_backend'])}"
     if record["device"] == "cuda" and record.get("dense_backend"):
         where += f", dense memory by {escape(record['dense_backend'])}"
+    prov = record.get("provenance", {})
+    commit = prov.get("code_commit") or prov.get("git_commit")
+    if commit:  # columns may come from different code: each names its own
+        where += f", code of commit {escape(commit[:7])} ({escape(prov.get('created_utc', '')[:10])})"
     note = record.get("preset_note")
     return where if not note else f"{where}; {escape(note)}"
 
@@ -93,6 +97,17 @@ def gpu_sentence(records: list[dict[str, Any]]) -> str:
     return " ".join(f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}" for r in gpu)
 
 
+def fused_sentence(records: list[dict[str, Any]]) -> str:
+    """Where the one-launch step (HybridAdamW(fused=True)) was timed, or that it was not yet."""
+    timed = [r for r in records if FUSED in r["ratios"]]
+    if not timed:
+        return (
+            "No column of the table has its rows yet: the grouped kernel runs only on a GPU with Triton, and it "
+            "has not been timed on one."
+        )
+    return "Its rows are timed on " + "; ".join(machine(r) for r in timed) + "."
+
+
 def kernel_clause(record: dict[str, Any]) -> str:
     """How the grouped projection compares with per-layer BLAS calls in the same run, where both were timed
     and they differ (on a CPU both rows take the BLAS path)."""
@@ -120,6 +135,7 @@ def numbers(local: dict[str, Any], records: list[dict[str, Any]], sources: list[
         macro("StepTimeLocalDenseLimit", f"{ratios[DENSE_LIMIT]:.2f}", src),
         macro("StepTimeLocalVerdicts", verdicts(local), src),
         macro("StepTimeGpuSentence", gpu_sentence([local, *records]), ", ".join(sources)),
+        macro("StepTimeFusedSentence", fused_sentence([local, *records]), ", ".join(sources)),
     ]
 
 
