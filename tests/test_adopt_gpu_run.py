@@ -35,9 +35,10 @@ def run_dir(tmp_path: Path, digest: str) -> Path:
     run.mkdir()
     prov = {"git_commit": "0" * 40, "git_dirty": True, "source_sha256": digest}
     targets = [{"row": "HybridAdamW(fused) layer-wise update", "ratio": 1.2, "limit": 1.3, "met": True}]
-    record = {"ratios": {"HybridAdamW(fused) layer-wise update": 1.2}, "targets": targets, "provenance": prov}
+    row = "HybridAdamW(fused) layer-wise update"
+    record = {"ratios": {row: 1.2}, "ratio_spread": {row: [1.18, 1.22]}, "targets": targets, "provenance": prov}
     (run / "h100.json").write_text(json.dumps(record))
-    swept = record | {"ratios": {"HybridAdamW(fused) layer-wise update": 1.1}}
+    swept = record | {"ratios": {row: 1.1}, "ratio_spread": {row: [1.08, 1.12]}}
     (run / "h100_swept_blocks.json").write_text(json.dumps(swept))
     (run / "h100_tests.log").write_text("1 passed\n")
     return run
@@ -61,3 +62,13 @@ def test_a_run_of_uncommitted_code_is_refused_and_nothing_is_written(tmp_path) -
     assert not dest.exists()
     with pytest.raises(ValueError, match="no record"):
         adopt(run, "h200", dest, search=3)
+
+
+def test_runs_whose_rounds_overlap_keep_the_defaults() -> None:
+    from adopt_gpu_run import faster
+
+    row = "HybridAdamW(fused) layer-wise update"
+    default = {"ratios": {row: 1.20}, "ratio_spread": {row: [1.10, 1.30]}}
+    assert faster(default, {"ratios": {row: 1.15}, "ratio_spread": {row: [1.12, 1.25]}}, row).startswith("within")
+    assert faster(default, {"ratios": {row: 1.40}, "ratio_spread": {row: [1.35, 1.45]}}, row) == "defaults faster"
+    assert faster({"ratios": {row: 1.2}}, {"ratios": {row: 1.0}}, row) == "swept blocks faster"  # 5% without spread

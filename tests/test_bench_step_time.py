@@ -11,11 +11,30 @@ from bench_step_time import build, run
 
 def test_benchmark_reports_finite_ratios_against_the_adamw_reference() -> None:
     torch.set_default_dtype(torch.float32)
-    rows = run("tiny", 4, torch.device("cpu"), warmup=1, iters=1, repeats=1, bandwidth=None)
+    measured = run("tiny", 4, torch.device("cpu"), warmup=1, iters=1, repeats=3, bandwidth=None)
+    rows = measured.rows
     names = [name for name, _ in rows]
     assert names[0].startswith("AdamW") and rows[0][1] == 1.0
     assert any("layer-wise" in n for n in names) and names[-1].startswith("dense projection / bandwidth")
     assert all(math.isfinite(r) and r > 0 for _, r in rows)
+    assert all(lo <= r <= hi for name, r in rows for lo, hi in [measured.spread[name]])
+    assert all(len(ts) == 3 for ts in measured.samples.values()) and measured.bandwidth["bytes_per_s"] > 0
+    assert measured.layerwise_backend.startswith("torch") and measured.dense_backend.startswith("torch")
+
+
+def test_ratios_are_taken_within_a_round() -> None:
+    """A round where the machine was twice as slow for every row leaves the ratios as they were (the median of
+    per-row medians would mix rounds)."""
+    from bench_step_time import median, ratio_rows
+
+    samples = {"ref": [1.0, 2.0, 2.0], "row": [1.5, 3.0, 3.0]}
+    assert ratio_rows(samples, "ref")["row"] == [1.5, 1.5, 1.5]
+    assert median([3.0, 1.0, 2.0]) == 2.0 and median([1.0, 2.0]) == 1.5
+
+
+def test_a_given_bandwidth_is_recorded_as_given() -> None:
+    measured = run("tiny", 2, torch.device("cpu"), warmup=0, iters=1, repeats=1, bandwidth=1e9, rows="dense")
+    assert measured.bandwidth["bytes_per_s"] == 1e9 and measured.bandwidth["source"].startswith("given")
 
 
 def test_benchmark_memories_have_the_requested_rank() -> None:
@@ -120,6 +139,9 @@ def test_blocks_from_a_sweep(tmp_path, monkeypatch, capsys, default_blocks) -> N
     record = json.loads(out.read_text())
     assert list(record["layerwise_blocks"].values()) == list(DEFAULT_BLOCKS) and len(record["ratios"]) == 2
     assert record["fused_cache_hints"] is False
+    sweep.write_text(json.dumps({"best": {"blocks": list(DEFAULT_BLOCKS), "cache_hints": True}}))
+    _main(monkeypatch, "--blocks-from", str(sweep), "--no-cache-hints", "--rows", "^SGD", "--out", str(out))
+    assert json.loads(out.read_text())["fused_cache_hints"] is False  # the explicit flag wins, and it measures
 
 
 @pytest.mark.parametrize(

@@ -70,9 +70,25 @@ def summary(records: dict[str, dict], name: str) -> list[str]:
         for row in FUSED_ROWS:
             if row in default["ratios"] and row in swept["ratios"]:
                 a, b = default["ratios"][row], swept["ratios"][row]
-                better = "swept blocks" if b < a else "defaults"
-                lines.append(f"{row}: defaults {a:.2f}x, swept {b:.2f}x -> {better} faster")
+                lines.append(f"{row}: defaults {a:.2f}x, swept {b:.2f}x -> {faster(default, swept, row)}")
     return lines
+
+
+def faster(default: dict, swept: dict, row: str) -> str:
+    """Which of two runs' ratios (each to fused AdamW in its own run) is faster, only where their rounds do not
+    overlap (each run's least and greatest ratio over its rounds; 5% either way for a record without them):
+    the two come from separate runs, and a difference within their spread is noise."""
+
+    def bounds(record: dict) -> tuple[float, float]:
+        r = record["ratios"][row]
+        return tuple(record.get("ratio_spread", {}).get(row, (0.95 * r, 1.05 * r)))
+
+    (a_lo, a_hi), (b_lo, b_hi) = bounds(default), bounds(swept)
+    if b_hi < a_lo:
+        return "swept blocks faster"
+    if a_hi < b_lo:
+        return "defaults faster"
+    return "within the runs' spread: keep the defaults"
 
 
 def adopt(run: Path, name: str, dest: Path, search: int) -> list[str]:

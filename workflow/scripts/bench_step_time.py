@@ -4,8 +4,11 @@ The guard's finite check waits for the device on the host; the "device check" ro
 instead (``defer_check=True``: fused AdamW skips a rejected step through ``found_inf``).
 
 Also the dense projection against its bandwidth bound ``2 k n_params bytes / bandwidth`` (the basis is read
-twice: once for ``Q^T g``, once for ``g - Q c``), with the bandwidth measured in the same run by a large copy
-(or given with ``--bandwidth``). Only ratios are printed: absolute times depend on the machine and its load.
+twice: once for ``Q^T g``, once for ``g - Q c``), with the bandwidth measured in the same run, the fastest of a
+large copy and a read-only sum (or given with ``--bandwidth``; the record says which, and the value). Only ratios
+are printed: absolute times depend on the machine and its load. A ratio is the median over rounds of the row's
+time over the reference's in the same round, printed with the rounds' least and greatest; a run whose reference
+spreads by more than 10% over the rounds is marked noisy.
 
     python workflow/scripts/bench_step_time.py                      # CPU-sized GPT-like model
     python workflow/scripts/bench_step_time.py --preset gpt2-124m   # on a GPU, the issue's reference size
@@ -227,11 +230,11 @@ def _sync(device: torch.device) -> None:
 
 def time_all(
     fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, iters: int, repeats: int
-) -> dict[str, float]:
-    """Per function, the median over ``repeats`` rounds of the mean time of ``iters`` calls.
+) -> dict[str, list[float]]:
+    """Per function, the mean time of ``iters`` calls in each of ``repeats`` rounds (seconds).
 
     Rounds interleave the functions (each round times every function once), so a change in the machine's
-    load during the run shifts all of them alike and the ratios stay meaningful.
+    load during the run shifts a round's times alike: ratios are taken within a round (:func:`ratio_rows`).
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -245,7 +248,36 @@ def time_all(
                 fn()
             _sync(device)
             samples[name].append((time.perf_counter() - t0) / iters)
-    return {name: sorted(ts)[len(ts) // 2] for name, ts in samples.items()}
+    return samples
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+@dataclass
+class Measured:
+    """What :func:`run` measured: each row's ratio (the median over rounds of its time over the reference's in
+    the same round) with the rounds' least and greatest, the raw times, the bandwidth the dense limit used and
+    the paths the measured memories took."""
+
+    rows: list[tuple[str, float]]
+    spread: dict[str, tuple[float, float]]
+    samples: dict[str, list[float]]
+    bandwidth: dict[str, object]
+    layerwise_backend: str
+    dense_backend: str
+
+
+DENSE_LIMIT = "dense projection / bandwidth limit 2*k*n*bytes/bw"
+
+
+def ratio_rows(samples: dict[str, list[float]], reference: str) -> dict[str, list[float]]:
+    """Per row, its time over the reference's in each round (pairs from the same round only)."""
+    ref = samples[reference]
+    return {name: [t / r for t, r in zip(ts, ref, strict=True)] for name, ts in samples.items()}
 
 
 def run(
@@ -257,9 +289,14 @@ def run(
     repeats: int,
     bandwidth: float | None,
     rows: str | None = None,
-) -> list[tuple[str, float]]:
-    """The table of ``(label, ratio)`` rows the script prints; ``rows``: a regular expression, only the rows
-    whose names it matches (the reference always)."""
+) -> Measured:
+    """Every row's ratio to the reference (the first row); ``rows``: a regular expression, only the rows whose
+    names it matches (the reference always).
+
+    The dense projection's limit ``2 k n bytes / bandwidth`` takes ``bandwidth`` (bytes/s) when given, else the
+    fastest memory traffic measured in the run, over every round: a copy (``2 n`` bytes moved) and a read-only
+    reduction (``n`` bytes), since a kernel that mostly reads can go faster than a copy.
+    """
     s = build(preset, k, device)
     factories = select(candidates(s, fused_adamw_runs(s)), rows)
     fns = {name: factory() for name, factory in factories.items()}
@@ -267,15 +304,25 @@ def run(
     x = torch.empty(n_bytes // 4, dtype=torch.float32, device=device).normal_()
     y = torch.empty_like(x)
     fns["copy"] = lambda: y.copy_(x)
-    times = time_all(fns, device, warmup, iters, repeats)
-    t_copy = times.pop("copy")  # reads and writes n_bytes
-    bw = bandwidth or 2 * n_bytes / t_copy
-    ref = next(iter(times.values()))
-    rows = [(name, t / ref) for name, t in times.items()]
-    limit = 2 * k * s.dense.numel * s.dense.basis.element_size() / bw
-    if "dense projection alone" in times:
-        rows.append(("dense projection / bandwidth limit 2*k*n*bytes/bw", times["dense projection alone"] / limit))
-    return rows
+    fns["read"] = lambda: x.sum()
+    samples = time_all(fns, device, warmup, iters, repeats)
+    t_copy, t_read = samples.pop("copy"), samples.pop("read")
+    measured_bw = max(max(2 * n_bytes / t for t in t_copy), max(n_bytes / t for t in t_read))
+    bw = bandwidth or measured_bw
+    source = "given (--bandwidth)" if bandwidth else "measured: the fastest round of a copy and a read-only sum"
+    reference = next(iter(samples))
+    per_round = ratio_rows(samples, reference)
+    if "dense projection alone" in samples:
+        limit = 2 * k * s.dense.numel * s.dense.basis.element_size() / bw
+        per_round[DENSE_LIMIT] = [t / limit for t in samples["dense projection alone"]]
+    return Measured(
+        rows=[(name, median(rs)) for name, rs in per_round.items()],
+        spread={name: (min(rs), max(rs)) for name, rs in per_round.items()},
+        samples=samples,
+        bandwidth={"bytes_per_s": bw, "measured_bytes_per_s": measured_bw, "source": source},
+        layerwise_backend=layerwise_backend(s.layerwise),
+        dense_backend=dense_backend(s.dense),
+    )
 
 
 def select(factories: dict[str, Callable], rows: str | None) -> dict[str, Callable]:
@@ -306,8 +353,9 @@ TARGETS = {  # row -> the ratio it must not exceed (issue 4)
     FUSED: 1.3,
     FUSED_DEVICE: 1.3,
     FUSED_UNCHECKED: 1.3,
-    "dense projection / bandwidth limit 2*k*n*bytes/bw": 1.25,
+    DENSE_LIMIT: 1.25,
 }
+NOISY = 0.10  # a reference whose rounds spread by more than this (relative) marks the run as disturbed
 
 
 def target_checks(rows: list[tuple[str, float]]) -> list[dict[str, object]]:
@@ -346,8 +394,8 @@ def measure(
     from provenance import provenance
 
     measured = run(preset, k, device, warmup, iters, repeats, bandwidth, rows)
-    probe = build("tiny", 1, device)
-    backend, dense = layerwise_backend(probe.layerwise), dense_backend(probe.dense)
+    ref = next(iter(measured.samples.values()))
+    noise = (max(ref) - min(ref)) / median(ref)
     return {
         "what": "optimizer step time relative to AdamW in the same run (bench_step_time.py)",
         "preset": preset,
@@ -355,14 +403,24 @@ def measure(
         "k": k,
         "device": device.type,
         "device_name": device_name(device),
-        "layerwise_backend": backend,
-        "dense_backend": dense,
+        "layerwise_backend": measured.layerwise_backend,
+        "dense_backend": measured.dense_backend,
         "layerwise_blocks": layerwise_kernel.block_sizes()._asdict(),
         "fused_cache_hints": adamw_rows_kernel.cache_hints(),
-        "timing": {"warmup": warmup, "iters": iters, "repeats": repeats, "statistic": "median"},
+        "timing": {
+            "warmup": warmup,
+            "iters": iters,
+            "repeats": repeats,
+            "statistic": "median over rounds of the ratio to the reference in the same round",
+            "reference_spread": noise,
+            "noisy": noise > NOISY,
+        },
         "rows_selected": rows,
-        "ratios": dict(measured),
-        "targets": target_checks(measured),
+        "bandwidth": measured.bandwidth,
+        "ratios": dict(measured.rows),
+        "ratio_spread": {name: list(pair) for name, pair in measured.spread.items()},
+        "samples_s": measured.samples,
+        "targets": target_checks(measured.rows),
         "provenance": provenance(),
     }
 
@@ -375,7 +433,16 @@ def report(record: dict) -> str:
     lines = [head + f"{record['device_name']}, float32; ratios only"]
     lines.append(f"# layer-wise memory: {record.get('layerwise_backend', 'torch (per-layer BLAS)')}")
     lines.append(f"# dense memory: {record.get('dense_backend', 'torch (per-tensor BLAS)')}")
-    lines += [f"{name:<{width}}  {ratio:6.2f}x" for name, ratio in ratios.items()]
+    spread = record.get("ratio_spread", {})
+    for name, ratio in ratios.items():
+        low, high = spread.get(name, (ratio, ratio))
+        lines.append(f"{name:<{width}}  {ratio:6.2f}x  [{low:.2f}-{high:.2f}]")
+    timing = record.get("timing", {})
+    if timing.get("noisy"):
+        lines.append(
+            f"# WARNING: the reference's rounds spread by {timing['reference_spread']:.0%} (> {NOISY:.0%}): the "
+            "machine was disturbed during the run; measure again before trusting these ratios"
+        )
     for check in record["targets"]:
         verdict = "met" if check["met"] else "NOT met"
         lines.append(f"target: {check['row']} <= {check['limit']}x: {verdict} ({check['ratio']:.2f}x)")
@@ -432,17 +499,18 @@ def main() -> None:
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}")
     try:
-        if args.no_cache_hints:
-            adamw_rows_kernel.set_cache_hints(False)
         if args.blocks is not None:
             layerwise_kernel.set_block_sizes([int(x) for x in args.blocks.split(",")])
         elif args.blocks_from is not None:
             blocks, hints = blocks_from_sweep(args.blocks_from)
             layerwise_kernel.set_block_sizes(blocks)
-            adamw_rows_kernel.set_cache_hints(hints)
-            if layerwise_kernel.block_sizes() == layerwise_kernel.DEFAULT_BLOCKS and hints:
-                print(f"{args.blocks_from}: the sweep's best are the defaults; nothing more to measure")
+            adamw_rows_kernel.set_cache_hints(hints and not args.no_cache_hints)  # the explicit flag wins
+            defaults = layerwise_kernel.block_sizes() == layerwise_kernel.DEFAULT_BLOCKS
+            if defaults and adamw_rows_kernel.cache_hints():
+                print(f"{args.blocks_from}: the sweep's best are the defaults; nothing more to measure (no record)")
                 return
+        if args.no_cache_hints:
+            adamw_rows_kernel.set_cache_hints(False)
         if args.rows is not None:  # the row names on a tiny model: a typo stops before the large model is built
             select(candidates(build("tiny", 1, torch.device(args.device)), True), args.rows)
     except (ValueError, OSError, re.error) as error:

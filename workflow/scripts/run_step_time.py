@@ -1,5 +1,6 @@
 """Step times of every optimizer relative to fused AdamW on this machine (GPU where present) -> a JSON record."""
 
+import gc
 import json
 from pathlib import Path
 
@@ -17,13 +18,15 @@ def main(cfg: dict, threads: int, out: Path, log: Path, device: torch.device | N
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(threads)
     preset = default_preset(device) if cfg["preset"] == "auto" else cfg["preset"]
-    note = None
+    note = record = None
     try:
         record = measure(preset, cfg["k"], device, cfg["warmup"], cfg["iters"], cfg["repeats"])
     except torch.cuda.OutOfMemoryError:
         if cfg["preset"] != "auto" or preset == "cpu-small":
             raise
         note = f"{preset} did not fit in this GPU's memory; cpu-small measured instead"
+    if record is None:  # outside the handler: its traceback no longer holds the first attempt's tensors
+        gc.collect()
         torch.cuda.empty_cache()
         record = measure("cpu-small", cfg["k"], device, cfg["warmup"], cfg["iters"], cfg["repeats"])
     record["preset_note"] = note
