@@ -88,3 +88,10 @@ def test_each_column_names_its_code_and_the_fused_rows_say_where_they_were_timed
     assert fused_sentence([cpu, gpu]).startswith("No column of the table has its rows yet")
     gpu["ratios"][FUSED] = 1.1
     assert fused_sentence([cpu, gpu]).startswith("Its rows are timed on NVIDIA H100")
+
+
+def test_a_record_without_its_bandwidth_gets_the_copy_caveat() -> None:
+    gpu = _record("cuda", "NVIDIA H100", 1.2, 1.1)
+    assert "may read low" in gpu_sentence([gpu])
+    gpu["bandwidth"] = {"bytes_per_s": 3e12, "source": "measured"}
+    assert "may read low" not in gpu_sentence([gpu])

@@ -94,7 +94,17 @@ def gpu_sentence(records: list[dict[str, Any]]) -> str:
             "No GPU measurement is recorded yet, so the targets, which are stated for an H100, remain "
             "unverified; the ratios here are from a CPU."
         )
-    return " ".join(f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}" for r in gpu)
+    return " ".join(f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}{bandwidth_clause(r)}" for r in gpu)
+
+
+def bandwidth_clause(record: dict[str, Any]) -> str:
+    """A caveat for a record whose dense limit took a copy's bandwidth (records before the read-only probe)."""
+    if DENSE_LIMIT not in record["ratios"] or "bandwidth" in record:
+        return ""
+    return (
+        " That record's dense limit took the bandwidth of a copy, which a kernel that mostly reads can exceed, so"
+        " its dense ratio may read low."
+    )
 
 
 def fused_sentence(records: list[dict[str, Any]]) -> str:
