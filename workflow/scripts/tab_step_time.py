@@ -102,8 +102,8 @@ def bandwidth_clause(record: dict[str, Any]) -> str:
     if DENSE_LIMIT not in record["ratios"] or "bandwidth" in record:
         return ""
     return (
-        " That record's dense limit took the bandwidth of a copy, which a kernel that mostly reads can exceed, so"
-        " its dense ratio may read low."
+        " That record's dense limit took the bandwidth of a copy, which a projection that mostly reads can exceed,"
+        " so its dense ratio may read low."
     )
 
 
