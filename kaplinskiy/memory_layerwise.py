@@ -523,9 +523,13 @@ class LayerwiseMemory:
         bases = state["bases"]
         if len(bases) != len(self.bases):
             raise ValueError(f"Invalid state: {len(bases)} bases for {len(self.bases)} layers")
-        for old, new in zip(self.bases, bases, strict=True):
-            if old.shape[0] != new.shape[0] and old.ndim == 2:
-                raise ValueError(f"Invalid state: basis rows {new.shape[0]} do not match layer input {old.shape[0]}")
+        for i, (old, new) in enumerate(zip(self.bases, bases, strict=True)):
+            if new.ndim != old.ndim or (old.ndim == 2 and old.shape[0] != new.shape[0]):
+                like = f"({old.shape[0]}, r)" if old.ndim == 2 else "(rows,)"
+                raise ValueError(f"Invalid state: layer {i}'s basis of shape {tuple(new.shape)} does not fit {like}")
+            size = new.numel() if new.ndim == 1 else new.shape[1]
+            if self.max_per_layer is not None and size > self.max_per_layer:
+                raise ValueError(f"Invalid state: layer {i} holds {size} vectors, above max_per_layer")
         self.bases = [new.to(old.device, old.dtype).clone() for old, new in zip(self.bases, bases, strict=True)]
         self.n_tasks = int(state["n_tasks"])
 

@@ -111,3 +111,14 @@ def test_the_padding_row_is_not_protected() -> None:
     memory = LayerwiseMemory(embedding, threshold=1.0, max_per_layer=3)
     memory.add_task([torch.tensor([[0, 0, 0, 0, 7, 8, 9]])])
     assert sorted(memory.bases[0].tolist()) == [7, 8, 9]
+
+
+def test_a_state_that_does_not_fit_is_not_loaded() -> None:
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 3))
+    memory = LayerwiseMemory(model)
+    state = {"bases": [torch.zeros(4, 2), torch.zeros(5, 1)], "n_tasks": 1}
+    with pytest.raises(ValueError, match="layer 0's basis of shape"):
+        memory.load_state_dict(state)
+    small = LayerwiseMemory(model, max_per_layer=1)
+    with pytest.raises(ValueError, match="above max_per_layer"):
+        small.load_state_dict({"bases": [torch.tensor([1, 2]), torch.zeros(5, 1)], "n_tasks": 1})
