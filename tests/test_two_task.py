@@ -71,3 +71,71 @@ def test_record_has_provenance_config_and_traces(tmp_path) -> None:
     # Deterministic for a seed up to BLAS round-off (MKL's results depend on memory alignment).
     for key, values in json.loads(again.read_text())["trace"].items():
         assert values == pytest.approx(rec["trace"][key], rel=1e-9, abs=1e-12), key
+
+
+def test_exact_fisher_ewc_is_the_old_tasks_own_loss_in_phi() -> None:
+    """On least squares, eq. (6) with F = H_A equals ``L_A(w) - L_A(w_A*)``: the EWC arm's potential."""
+    from two_task import ewc_exact_penalty
+
+    task_a, _ = tasks()
+    w_a = task_a.minimiser()
+    w = w_a + torch.randn(w_a.shape, generator=torch.Generator().manual_seed(1), dtype=w_a.dtype)
+    penalty = ewc_exact_penalty(w, w_a, task_a.hessian(), 2.0)
+    torch.testing.assert_close(penalty, 2.0 * (task_a.loss(w) - task_a.loss(w_a)), rtol=1e-9, atol=1e-12)
+    run = run_phase_b(*tasks(), project=False, l2sp=0.0, armijo=False, ewc=1.0, **COMMON)
+    free = run_phase_b(*tasks(), project=False, l2sp=0.0, armijo=False, **COMMON)
+    assert run["summary"]["forgetting"] < free["summary"]["forgetting"]
+
+
+def _record(arm: str, seed: int, lb: list[float], la: list[float]) -> dict:
+    return {
+        "arm": arm,
+        "seed": seed,
+        "config": {"problem": {"steps": len(lb) - 1}, "arm": {"project": False, "l2sp": 0.0, "armijo": False}},
+        "provenance": {"git_commit": "abc", "git_dirty": True},
+        "start": {"L_A": la[0], "L_B": lb[0]},
+        "trace": {"L_A": la[1:], "L_B": lb[1:], "eta": [0.5] * (len(lb) - 1)},
+        "summary": {
+            "forgetting": la[-1] - la[0],
+            "learning": lb[0] - lb[-1],
+            "L_A_end": la[-1],
+            "L_B_end": lb[-1],
+            "L_B_start": lb[0],
+            "L_B_optimum": 0.0,
+            "phi_evaluations": len(lb) - 1,
+            "phi_monotone": True,
+            "n_rejected": 0,
+            "max_abs_old_task_slope": 0.0,
+        },
+    }
+
+
+def test_forgetting_is_also_read_at_the_reference_arms_final_learning() -> None:
+    """A fast learner is compared where its L_B first reaches the slow reference's final L_B (linear between
+    steps), not at the end of training; an arm that never learns that much has no matched value."""
+    from aggregate_two_task import aggregate
+
+    records = [
+        _record("fast", 0, [4.0, 2.0, 0.0], [0.0, 1.0, 3.0]),
+        _record("slow", 0, [4.0, 3.5, 3.0], [0.0, 0.1, 0.2]),
+        _record("stuck", 0, [4.0, 3.9, 3.8], [0.0, 0.0, 0.0]),
+    ]
+    summary = aggregate(records, ["fast", "slow", "stuck"], reference="slow")
+    fast = summary["arms"]["fast"]
+    assert fast["stats"]["forgetting"]["mean"] == 3.0
+    assert fast["stats"]["matched_forgetting"]["mean"] == pytest.approx(0.5)  # L_B = 3 halfway to step 1
+    assert summary["arms"]["slow"]["stats"]["matched_forgetting"]["mean"] == pytest.approx(0.2)
+    assert summary["arms"]["stuck"]["stats"]["matched_forgetting"] is None
+    assert summary["sources"] == ["abc (uncommitted changes)"]
+    with pytest.raises(ValueError, match="ran seeds"):
+        aggregate([*records, _record("slow", 1, [4.0, 3.0, 2.9], [0.0, 0.1, 0.2])], ["fast", "slow"], reference="slow")
+
+
+def test_the_armijo_sentence_says_when_the_test_never_acted() -> None:
+    from paper_numbers import armijo_sentence
+
+    data = {"config": {"armijo": True}, "n_rejected": 0, "per_seed": {"eta": [[0.5], [0.5]]}}
+    summary = {"problem": {"lr": 0.5}, "arms": {"potential": data}}
+    assert armijo_sentence(summary).startswith("The Armijo test never acted")
+    data["per_seed"]["eta"] = [[0.25, 0.5], [0.5]]
+    assert "shortened" in armijo_sentence(summary)

@@ -8,7 +8,7 @@ TWO_TASK_LIBRARY = [f"kaplinskiy/{m}.py" for m in ("projection", "potential", "l
 rule two_task_run:
     input:
         library=TWO_TASK_LIBRARY,
-        code=["workflow/scripts/two_task.py", "workflow/scripts/provenance.py"],
+        code=["workflow/scripts/two_task.py", "workflow/scripts/provenance.py", "workflow/scripts/paths.py"],
     output:
         "results/two_task/{arm}/seed{seed}.json",
     params:
@@ -30,6 +30,7 @@ rule two_task_aggregate:
         "results/two_task/summary.json",
     params:
         arms=list(config["two_task"]["arms"]),
+        reference=config["two_task"]["headline"]["method"],
     log:
         "results/logs/two_task/aggregate.log",
     conda:

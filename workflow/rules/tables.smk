@@ -37,6 +37,7 @@ rule numbers:
         "paper/generated/numbers.tex",
     params:
         headline=config["two_task"]["headline"],
+        labels=config["two_task"]["labels"],
         allow_missing=config["paper"]["allow_missing_numbers"],
     log:
         "results/logs/tables/numbers.log",

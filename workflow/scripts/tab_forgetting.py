@@ -8,15 +8,19 @@ from latex_format import pm
 
 
 def rows(summary: dict[str, Any], labels: dict[str, str]) -> str:
-    """One row per arm: ingredients, forgetting, final L_B, Phi evaluations."""
+    """One row per arm: ingredients, forgetting at the end and at matched learning (the reference arm's final
+    L_B; "--" for an arm that never learned that much), final L_B, Phi evaluations."""
     lines = []
     for arm, data in summary["arms"].items():
         cfg, s = data["config"], data["stats"]
-        ticks = [r"\checkmark" if on else "--" for on in (cfg["l2sp"] > 0, cfg["project"], cfg["armijo"])]
+        on = (cfg.get("ewc", 0) > 0, cfg["l2sp"] > 0, cfg["project"], cfg["armijo"])
+        ticks = [r"\checkmark" if flag else "--" for flag in on]
+        matched = s.get("matched_forgetting")
         cells = [
             labels.get(arm, arm),
             *ticks,
             pm(s["forgetting"]["mean"], s["forgetting"]["std"]),
+            "--" if matched is None else pm(matched["mean"], matched["std"]),
             pm(s["L_B_end"]["mean"], s["L_B_end"]["std"]),
             f"{s['phi_evaluations']['mean']:.0f}",
         ]

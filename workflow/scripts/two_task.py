@@ -5,8 +5,10 @@ from 1 down to ``1/condition``) and its targets from its own true weights, so th
 argmin L_B differ (sec. 4.2: any descent path for B from w_A* must raise L_A). Task A is solved
 exactly; task B is then trained from w_A* by one of the arms, each a combination of three
 ingredients: the L2-SP potential (eq. 10 with eq. 6, F = I), the projection (eq. 11) and Armijo
-acceptance (eq. 13). The memory G_A is the top ``memory_k`` eigenvectors of H_A, the directions in which
-a step raises L_A most at w_A* (eq. 3).
+acceptance (eq. 13); or EWC with the exact Fisher (eq. 6 with F = H_A, the Fisher of task A's Gaussian
+likelihood), which on least squares is ``ewc (L_A(w) - L_A(w_A*))``: the old task's own loss in Phi.
+The memory G_A is the top ``memory_k`` eigenvectors of H_A, the directions in which a step raises L_A
+most at w_A* (eq. 3).
 """
 
 import itertools
@@ -60,6 +62,12 @@ def memory_basis(task: Task, k: int) -> Tensor:
     return orthonormal_basis(evecs[:, evals.argsort(descending=True)[:k]])
 
 
+def ewc_exact_penalty(w: Tensor, w_a: Tensor, hessian_a: Tensor, strength: float) -> Tensor:
+    """Eq. (6) with the exact Fisher ``F = H_A``: ``(strength/2) (w - w_A*)^T H_A (w - w_A*)``."""
+    d = w - w_a
+    return 0.5 * strength * (d @ hessian_a @ d)
+
+
 def run_phase_b(
     task_a: Task,
     task_b: Task,
@@ -69,6 +77,7 @@ def run_phase_b(
     project: bool,
     l2sp: float,
     armijo: bool,
+    ewc: float = 0.0,
     memory_k: int,
     armijo_c: float,
     armijo_shrink: float,
@@ -79,8 +88,11 @@ def run_phase_b(
     dim = w_a.shape[0]
     basis = memory_basis(task_a, memory_k) if project else w_a.new_zeros((dim, 0))
 
-    def phi(w: Tensor) -> Tensor:  # eq. (10): Phi = L_B + R, R = L2-SP (eq. 6, F = I)
-        return potential([task_b.loss(w)], [1.0], l2sp_penalty(w, w_a, l2sp))
+    hessian_a = task_a.hessian()
+
+    def phi(w: Tensor) -> Tensor:  # eq. (10): Phi = L_B + R, R = L2-SP (eq. 6, F = I) + EWC (eq. 6, F = H_A)
+        penalty = l2sp_penalty(w, w_a, l2sp) + ewc_exact_penalty(w, w_a, hessian_a, ewc)
+        return potential([task_b.loss(w)], [1.0], penalty)
 
     keys = ("L_A", "L_B", "phi", "old_task_slope", "eta", "n_trials", "accepted")
     trace: dict[str, list[Any]] = {k: [] for k in keys}
