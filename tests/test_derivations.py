@@ -27,6 +27,13 @@ MUTATIONS = [
     pytest.param("armijo_step", "eta_max = 2 * cbar * sigma / (L * dd)", "2 *", "4 *", id="eq13-threshold"),
     pytest.param("kaplinskii_propoi", "kp_step = mv + eps * stein_2d", "+ eps", "- eps", id="kp-step-sign"),
     pytest.param("embedding_drift", "closed = 2 * dA", "2 * dA", "1 * dA", id="drift-second-order"),
+    pytest.param(  # the drift bound without its curvature term: the second-order check alone must catch it
+        "embedding_drift",
+        "second = x_n * s_n**2 + float(curv) / 2 * (A_n + s_n) * x_n**2 * s_n**2",
+        "float(curv) / 2",
+        "0.0 * float(curv)",
+        id="drift-bound-curvature",
+    ),
 ]
 
 
