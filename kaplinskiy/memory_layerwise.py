@@ -581,7 +581,10 @@ class _BasisFactors:
             self._subtract_(w, C, transposed)
         if b is not None:
             db = (C.T if transposed else C) @ self.u_b
-            b.copy_(b.to(dtype) - db) if b.dtype != dtype else b.sub_(db)
+            if b.dtype == dtype:
+                b.sub_(db)
+            else:
+                b.copy_(b.to(dtype) - db)
 
     def _subtract_(self, w: Tensor, C: Tensor, transposed: bool) -> None:
         if transposed:

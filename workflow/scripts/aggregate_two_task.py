@@ -26,7 +26,7 @@ def forgetting_at(record: dict[str, Any], target: float) -> float | None:
     for i, value in enumerate(lb):
         if value <= target:
             if i == 0:
-                return la[0] - la[0]
+                return 0.0
             t = (lb[i - 1] - target) / (lb[i - 1] - value)
             return la[i - 1] + t * (la[i] - la[i - 1]) - la[0]
     return None
