@@ -11,6 +11,7 @@ threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,8 @@ def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     Each group's patches are rows of their own, so the basis spans the union of the groups' input spaces: a
     grouped (or depthwise) weight's rows each lie in their group's space, and the projection stays exact.
     """
+    if x.dim() == len(module.kernel_size) + 1:  # an unbatched input
+        x = x.unsqueeze(0)
     mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
     x = F.pad(x, _conv_padding(module), mode=mode)
     kernel, dilation, stride = module.kernel_size, module.dilation, module.stride
@@ -121,6 +124,42 @@ def _check_supported(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)) or _is_hf_conv1d(module)
 
 
+def covered_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter.
+
+    Refused with a clear error: an uninitialised lazy layer, and a trainable ``sparse=True`` embedding (its
+    sparse gradient is not projected). Left uncovered: ``nn.MultiheadAttention``'s ``out_proj`` (read without
+    a call, so no hook sees its inputs) and, with a warning, a weight computed from other parameters
+    (``weight_norm``, ``spectral_norm``, any parametrization): projecting its gradient would not constrain them.
+    """
+    unseen = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    layers, computed = [], []
+    for key, m in model.named_modules():
+        name = f"layer {key!r}" if key else "the model"
+        if not _check_supported(m) or id(m) in unseen:
+            continue
+        if isinstance(m.weight, nn.parameter.UninitializedParameter):
+            raise ValueError(f"Invalid model: {name} is a lazy layer not yet initialised; run one forward pass first")
+        if id(m.weight) not in trainable:
+            if m.weight.requires_grad:
+                computed.append(name)
+            continue
+        if isinstance(m, nn.Embedding) and m.sparse:
+            raise ValueError(
+                f"Invalid model: {name}, an embedding, has sparse=True; its sparse gradient is not "
+                "projected: build it with sparse=False, or freeze it"
+            )
+        layers.append(m)
+    if computed:
+        warnings.warn(
+            f"LayerwiseMemory: the weights of {', '.join(computed)} are computed from other parameters "
+            "(weight_norm, spectral_norm or another parametrization); they count as uncovered",
+            stacklevel=3,
+        )
+    return layers
+
+
 class LayerwiseMemory:
     """Per-layer bases of old-task input spaces, for Linear, Conv1d/Conv2d, Embedding and HF Conv1D layers.
 
@@ -140,8 +179,9 @@ class LayerwiseMemory:
             than the first parameter's or in float64, a bias of another dtype than its weight's.
 
     Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
-    groups share one basis of the union of their input spaces); Conv3d and transposed convolutions count as
-    uncovered. Under data parallelism, build the memory from the same old-task batches on every rank,
+    groups share one basis of the union of their input spaces), batched or not; Conv3d and transposed
+    convolutions count as uncovered, and so, with a warning, do weights computed by a parametrization
+    (:func:`covered_layers`). Under data parallelism, build the memory from the same old-task batches on every rank,
     or load one rank's ``state_dict()`` everywhere: the projection then commutes with the gradient all-reduce.
     """
 
@@ -159,12 +199,7 @@ class LayerwiseMemory:
             raise ValueError(f"Invalid backend: {backend}")
         self.backend = backend
         self.model = model
-        # nn.MultiheadAttention reads its out_proj's weight without calling the module: no hook would see its
-        # inputs, so it counts as uncovered (frozen with freeze_uncovered) rather than covered by an empty basis
-        unseen = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
-        self.layers = [
-            m for m in model.modules() if _check_supported(m) and m.weight.requires_grad and id(m) not in unseen
-        ]
+        self.layers = covered_layers(model)
         if not self.layers:
             raise ValueError("Invalid model: it has no Linear, Conv or Embedding layer with a trainable weight")
         thresholds = [threshold] * len(self.layers) if isinstance(threshold, (int, float)) else list(threshold)

@@ -4,6 +4,8 @@ with a wide spectrum in float32, bases edited in place, a model cast after use, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from strategies_optim import TiedLM
@@ -122,3 +124,40 @@ def test_a_state_that_does_not_fit_is_not_loaded() -> None:
     small = LayerwiseMemory(model, max_per_layer=1)
     with pytest.raises(ValueError, match="above max_per_layer"):
         small.load_state_dict({"bases": [torch.tensor([1, 2]), torch.zeros(5, 1)], "n_tasks": 1})
+
+
+@pytest.mark.parametrize("conv", [nn.Conv1d(3, 4, 3, padding=1, padding_mode="reflect"), nn.Conv2d(3, 4, 3)])
+def test_unbatched_convolution_inputs_give_the_batched_basis(conv: nn.Module) -> None:
+    """torch convolutions take an input without its batch axis; the memory records it as a batch of one."""
+    torch.manual_seed(0)
+    conv = conv.double()
+    xs = [torch.randn(3, *([6] * (conv.weight.dim() - 2)), dtype=torch.float64) for _ in range(3)]
+    unbatched, batched = LayerwiseMemory(conv, threshold=0.99), LayerwiseMemory(conv, threshold=0.99)
+    unbatched.add_task(xs)
+    batched.add_task([x.unsqueeze(0) for x in xs])
+    assert unbatched.bases[0].shape[1] > 0
+    torch.testing.assert_close(unbatched.bases[0], batched.bases[0])
+
+
+def _weight_norm(layer: nn.Module) -> nn.Module:
+    return nn.utils.parametrizations.weight_norm(layer)
+
+
+@pytest.mark.parametrize("parametrize", [_weight_norm, nn.utils.parametrizations.spectral_norm])
+def test_a_computed_weight_is_uncovered_with_a_warning(parametrize: Callable[[nn.Module], nn.Module]) -> None:
+    """A parametrized weight is not a parameter: projecting its gradient would not constrain the parameters it
+    is computed from, so the layer is uncovered (frozen with freeze_uncovered), and the user is told."""
+    model = nn.Sequential(nn.Linear(4, 4), parametrize(nn.Linear(4, 2)))
+    with pytest.warns(UserWarning, match="'1' are computed from other parameters"):
+        memory = LayerwiseMemory(model, freeze_uncovered=True)
+    assert memory.layers == [model[0]]
+    frozen = {id(p) for p in memory.frozen_params()}
+    assert {id(p) for p in model[1].parameters()} <= frozen
+
+
+def test_a_sparse_embedding_and_an_uninitialised_lazy_layer_are_refused() -> None:
+    with pytest.raises(ValueError, match="sparse=True"):
+        LayerwiseMemory(nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Linear(4, 2)))
+    LayerwiseMemory(nn.Sequential(nn.Embedding(10, 4, sparse=True).requires_grad_(False), nn.Linear(4, 2)))
+    with pytest.raises(ValueError, match="lazy layer not yet initialised"):
+        LayerwiseMemory(nn.Sequential(nn.LazyLinear(2)))
