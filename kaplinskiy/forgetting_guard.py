@@ -107,6 +107,8 @@ class ForgettingGuard(OptimizerWrapper):
         if from_copy and (project != "update" or reuse_coefficients):
             raise ValueError("Invalid from_copy: it is a way of update mode, and keeps no coordinates to reuse")
         check_armijo_args(c, shrink, max_trials)
+        if armijo:
+            _check_minimizes(base)
         owned = {id(p) for g in base.param_groups for p in g["params"]}
         if any(id(p) not in owned for p in memory.params):
             raise ValueError("Invalid memory: it covers parameters the base optimizer does not update")
@@ -152,6 +154,11 @@ class ForgettingGuard(OptimizerWrapper):
         self._kept = None
         super().load_state_dict(state_dict)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``copy.deepcopy`` and ``pickle`` keep; pending verdicts are read first (a CUDA event does not copy)."""
+        self._settle(wait=True)
+        return super().__getstate__()
+
     def _settle(self, *, wait: bool) -> None:
         """Read the deferred checks' verdicts that have reached the host (all of them, when ``wait``)."""
         self._verdicts.settle(self.wrapper_state, wait=wait)
@@ -172,6 +179,8 @@ class ForgettingGuard(OptimizerWrapper):
             raise RuntimeError(
                 "ForgettingGuard(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)"
             )
+        if self.armijo:  # a group added since, or a flag set since
+            _check_minimizes(self.base)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -322,6 +331,16 @@ class ForgettingGuard(OptimizerWrapper):
                 old_task_slope=old_slope,
             )
         self.guard_state["certificate"] = cert.as_dict()
+
+
+def _check_minimizes(base: Optimizer) -> None:
+    """Armijo's test (eq. 13) accepts a decrease of the closure's Phi: a base optimizer that maximizes would
+    propose an ascent step, and every step would be rejected."""
+    if any(g.get("maximize", False) for g in base.param_groups):
+        raise ValueError(
+            "Invalid armijo: the base optimizer maximizes (maximize=True), and the line search accepts decreases of "
+            "the closure's Phi; minimize -objective instead"
+        )
 
 
 def _stamp(tensors: list[Tensor]) -> list[tuple[Tensor, int]]:

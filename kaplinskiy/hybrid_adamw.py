@@ -38,6 +38,7 @@ from .memory import ProjectionMemory, check_trainable
 from .memory_layerwise import LayerwiseMemory
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
 from .tensor_lists import copy_list, dot, max_abs, sq_norm
+from .wrapper import copied_state
 
 __all__ = ["HybridAdamW", "adamw_update"]
 
@@ -176,6 +177,12 @@ class HybridAdamW(Optimizer):
         self.hybrid_state: dict[str, Any] = {"step": 0, "certificate": None}
         check_memory_covers_projected_groups(self.param_groups, memory)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``copy.deepcopy`` and ``pickle`` keep: the settings, memory and record too (``torch.optim`` keeps
+        only defaults, state and groups); pending verdicts are read first, the fused step's caches rebuilt."""
+        self._verdicts.settle(self.hybrid_state, wait=True)
+        return {**copied_state(self), "_fused_plan": None, "_fused_cache": None}
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group as ``torch.optim`` does, rejecting keys this optimizer does not know."""
         check_group_keys(param_group, self.defaults)
@@ -217,6 +224,7 @@ class HybridAdamW(Optimizer):
 
     def _propose(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """AdamW's update for every parameter with a gradient; returns (params, grads, updates)."""
+        _refuse_sparse(self.param_groups)
         all_p, all_g, all_u = [], [], []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
@@ -422,6 +430,7 @@ class HybridAdamW(Optimizer):
         kept = self._kept_lists(plan)
         if kept is not None:
             return kept
+        _refuse_sparse(self.param_groups)
         with_grad = tuple(p.grad is not None for g in self.param_groups for p in g["params"])
         key = (plan, len(self.param_groups), with_grad)
         in_kernel = {id(p): i for i, p in enumerate(plan.tensors)} if plan is not None else {}
@@ -455,3 +464,12 @@ class HybridAdamW(Optimizer):
         lists.states = [(st := self.state[p], st["exp_avg"], st["exp_avg_sq"], st["step"]) for p in lists.params]
         self._fused_cache = (key, lists)
         return lists
+
+
+def _refuse_sparse(param_groups: list[dict[str, Any]]) -> None:
+    """Raise before anything moves if a gradient is sparse (``torch.optim.AdamW`` refuses them too)."""
+    if any(p.grad is not None and p.grad.is_sparse for g in param_groups for p in g["params"]):
+        raise RuntimeError(
+            "HybridAdamW does not support sparse gradients (nn.Embedding(sparse=True)); use sparse=False, or "
+            "torch.optim.SparseAdam for those parameters"
+        )

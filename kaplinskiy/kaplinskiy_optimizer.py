@@ -23,6 +23,7 @@ from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory, check_trainable
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
 from .tensor_lists import assign_, copy_list, dot, grads_of, sq_norm
+from .wrapper import copied_state
 
 __all__ = ["Kaplinskiy"]
 
@@ -62,6 +63,11 @@ class Kaplinskiy(Optimizer):
         super().__init__(params, defaults)
         self.memory = memory
         check_memory_covers_projected_groups(self.param_groups, memory)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``copy.deepcopy`` and ``pickle`` keep: the memory too (``torch.optim`` keeps only defaults, state
+        and groups)."""
+        return copied_state(self)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group as ``torch.optim`` does, rejecting keys this optimizer does not know."""

@@ -11,6 +11,7 @@ direction contiguously (measured 1.4x faster on CPU than the ``n x r`` layout, s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,8 +63,9 @@ class DenseMemory:
         max_vectors: most directions in all; further ones are dropped and counted in ``n_dropped``.
         drop_tol: relative singular-value threshold below which a candidate counts as dependent
             (default ``sqrt(eps)`` of the basis dtype; at least ``10 eps``, or rounding noise would be kept).
-        dtype: storage dtype of the basis (default: the parameters' dtype, at least float32: a basis kept in
-            bfloat16 or float16 would not stay orthonormal, and QR does not run in them).
+        dtype: storage dtype of the basis (default: the parameters' dtype, the widest of them if they differ, at
+            least float32: a basis kept in bfloat16 or float16 would not stay orthonormal, and QR does not run in
+            them).
         backend: ``"auto"`` projects all tensors in two grouped Triton launches on CUDA when Triton is installed
             and the basis is float32 (:mod:`kaplinskiy.dense_kernel`), else tensor by tensor with BLAS;
             ``"torch"`` always uses BLAS; ``"triton"`` requires the grouped kernels.
@@ -87,13 +89,15 @@ class DenseMemory:
         self.params = list(params)
         if len(self.params) == 0:
             raise ValueError("Invalid params: the memory needs at least one parameter")
+        if any(p.is_complex() for p in self.params) or (dtype is not None and dtype.is_complex):
+            raise ValueError("Invalid params: a complex parameter (the memory's basis and projection are real)")
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError("Invalid params: a tensor is listed twice (tied weights): list each once")
         if k_per_task < 1:
             raise ValueError(f"Invalid k_per_task: {k_per_task}")
         if max_vectors is not None and max_vectors < 1:
             raise ValueError(f"Invalid max_vectors: {max_vectors}")
-        self.dtype = dtype or torch.promote_types(self.params[0].dtype, torch.float32)
+        self.dtype = dtype or functools.reduce(torch.promote_types, (p.dtype for p in self.params), torch.float32)
         if drop_tol is None:
             drop_tol = torch.finfo(self.dtype).eps ** 0.5
         if not 10 * torch.finfo(self.dtype).eps <= drop_tol < 1.0:  # at 0, rounding noise would be kept
@@ -178,6 +182,11 @@ class DenseMemory:
     @torch.no_grad()
     def coefficients(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """``[Q^T d]`` for the tensors ``d`` aligned with ``params`` (linear in ``d``; one read of ``Q``)."""
+        if any(t.layout != torch.strided for t in tensors):
+            raise RuntimeError(
+                "DenseMemory projects dense tensors, not a sparse gradient (nn.Embedding(sparse=True)); "
+                "ForgettingGuard(project='update') projects the dense update instead"
+            )
         plan = self._grouped(tensors) if self.rank else None
         if plan is not None:
             return [plan.coefficients()]

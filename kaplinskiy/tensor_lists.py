@@ -46,13 +46,14 @@ def copy_list(tensors: Sequence[Tensor]) -> list[Tensor]:
 
 
 def max_abs(tensors: Sequence[Tensor]) -> Tensor:
-    """The largest ``|entry|`` of each non-empty tensor (NaN where a tensor holds a NaN), in float32.
+    """The largest ``|entry|`` of each non-empty tensor (NaN where a tensor holds a NaN), in float32; for a sparse
+    tensor, of its stored entries, for a complex one, of its real and imaginary parts.
 
     No overflow (unlike a 2-norm), no temporary of a tensor's size (unlike ``isfinite``), and reading the result
     is one host synchronisation. On CUDA one fused multi-tensor reduction; on CPU, where that kernel is a slow
     per-tensor loop, one ``aminmax`` per tensor (measured 4x faster there). Both propagate NaN.
     """
-    nonempty = [t.detach() for t in tensors if t.numel()]
+    nonempty = [e for e in map(_entries, tensors) if e.numel()]
     if not nonempty:
         return torch.zeros(0, dtype=torch.float32)
     peaks = _peaks_fused(nonempty) if nonempty[0].is_cuda else _peaks_by_aminmax(nonempty)
@@ -60,6 +61,17 @@ def max_abs(tensors: Sequence[Tensor]) -> Tensor:
     if any(p.device != home.device or p.dtype != home.dtype for p in peaks):
         peaks = [p.to(home.device, torch.float32) for p in peaks]
     return torch.stack(peaks).float()
+
+
+def _entries(t: Tensor) -> Tensor:
+    """The entries ``t`` stores, as a real strided tensor: a sparse gradient's values (``nn.Embedding(sparse=True)``
+    under SGD), a complex one's real and imaginary parts (the reductions take neither layout nor dtype)."""
+    t = t.detach()
+    if t.layout == torch.sparse_coo:
+        t = t.coalesce().values()
+    elif t.layout != torch.strided:
+        t = t.values()
+    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def _peaks_fused(tensors: list[Tensor]) -> list[Tensor]:

@@ -18,7 +18,25 @@ from torch.optim import Optimizer
 
 from .acceptance import skip_step
 
-__all__ = ["OptimizerWrapper"]
+__all__ = ["OptimizerWrapper", "copied_state"]
+
+_HOOKS = (
+    "_optimizer_step_pre_hooks",
+    "_optimizer_step_post_hooks",
+    "_optimizer_state_dict_pre_hooks",
+    "_optimizer_state_dict_post_hooks",
+    "_optimizer_load_state_dict_pre_hooks",
+    "_optimizer_load_state_dict_post_hooks",
+)
+_NOT_COPIED = frozenset({*_HOOKS, "step", "_opt_called"})
+
+
+def copied_state(optimizer: Optimizer) -> dict[str, Any]:
+    """The attributes ``copy.deepcopy`` and ``pickle`` keep of an optimizer that holds more than ``torch.optim``'s
+    defaults, state and groups (its settings, memory, record): all of them but what ``torch.optim`` leaves out
+    too, the registered hooks and the instance's ``step`` that an LR scheduler wraps (bound to the original, it
+    would step the original from the copy; a local function does not pickle)."""
+    return {k: v for k, v in optimizer.__dict__.items() if k not in _NOT_COPIED}
 
 
 class OptimizerWrapper(Optimizer):
@@ -31,12 +49,8 @@ class OptimizerWrapper(Optimizer):
             raise ValueError(f"Invalid base: {type(base).__name__} is not a torch.optim.Optimizer")
         self.base = base
         self.wrapper_state: dict[str, Any] = {"step": 0}
-        self._optimizer_step_pre_hooks = OrderedDict()
-        self._optimizer_step_post_hooks = OrderedDict()
-        self._optimizer_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_state_dict_post_hooks = OrderedDict()
-        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
-        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        for name in _HOOKS:
+            setattr(self, name, OrderedDict())
         self._patch_step_function()
 
     @property
@@ -55,10 +69,14 @@ class OptimizerWrapper(Optimizer):
         return self.base.defaults
 
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        """What ``copy.deepcopy`` and ``pickle`` keep (:func:`copied_state`)."""
+        return copied_state(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        for name in _HOOKS:
+            self.__dict__.setdefault(name, OrderedDict())
+        self._patch_step_function()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """The base optimizer's ``zero_grad``."""
