@@ -108,13 +108,27 @@ def two_task_numbers(
     return lines
 
 
+# The status of a check in a certificate (derivations/certify.py) and the macro that counts it.
+CHECK_COUNTS = {
+    "proved": "SympyIdentities",  # symbolic: for all values of the symbols
+    "exact at a point": "SympyPointChecks",  # exact arithmetic at one sample point
+    "checked numerically": "SympyNumericChecks",  # floating point, with a tolerance
+}
+
+
 def certificate_numbers(certificates: list[dict[str, Any]], sources: list[str]) -> list[str]:
-    """How many identities were checked, and with which SymPy."""
-    n = sum(len(c["identities"]) for c in certificates)
+    """How many checks of each kind the notebooks made (\\SympyIdentities: proved symbolically only), and with
+    which SymPy."""
+    counts = dict.fromkeys(CHECK_COUNTS, 0)
+    for cert in certificates:
+        for check in cert["identities"]:
+            if check["status"] not in counts:
+                raise ValueError(f"{cert['notebook']}: unknown status {check['status']!r} of {check['identity']!r}")
+            counts[check["status"]] += 1
     versions = sorted({c["sympy_version"] for c in certificates})
     src = ", ".join(sources)
     return [
-        macro("SympyIdentities", str(n), src),
+        *(macro(name, str(counts[status]), src) for status, name in CHECK_COUNTS.items()),
         macro("SympyNotebooks", str(len(certificates)), src),
         macro("SympyVersion", "/".join(versions), src),
     ]

@@ -1,24 +1,54 @@
-"""Table tab:sympy_certificates: every identity the derivation notebooks checked (tabular body)."""
+"""Table tab:sympy_certificates: every check the derivation notebooks made, numbered per notebook, and after
+them every equation the paper displays from that notebook with the numbers of the checks that prove it
+(tabular body)."""
 
 import json
 from pathlib import Path
 from typing import Any
+
+KINDS = {"rendered": "from SymPy", "statement": "raw LaTeX", "definition": "raw LaTeX"}
 
 
 def _tex_escape(s: str) -> str:
     return s.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("^", r"\^{}").replace("&", r"\&")
 
 
+def _numbers(numbers: list[int]) -> str:
+    """``[1, 2, 5, 6, 7, 9]`` as ``1, 2, 5--7, 9``: runs of three or more as ranges."""
+    runs: list[list[int]] = []
+    for k in sorted(set(numbers)):
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    parts = [f"{r[0]}--{r[-1]}" if len(r) >= 3 else ", ".join(map(str, r)) for r in runs]
+    return ", ".join(parts)
+
+
 def rows(certificates: list[dict[str, Any]]) -> str:
-    """One row per identity: notebook, equation, identity, status."""
+    """One row per check (notebook, equation, number and identity, status), then one per displayed equation
+    (the paper's macro, how it was typeset, and the checks that prove it, or "definition")."""
     lines = []
     for cert in certificates:
-        for check in cert["identities"]:
+        notebook = r"\texttt{" + _tex_escape(cert["notebook"]) + "}"
+        number = {}
+        for i, check in enumerate(cert["identities"], start=1):
+            number[check["identity"]] = i
             cells = [
-                r"\texttt{" + _tex_escape(cert["notebook"]) + "}",
+                notebook,
                 _tex_escape(check["equation"]),
-                _tex_escape(check["identity"]),
+                f"{i}. " + _tex_escape(check["identity"]),
                 _tex_escape(check["status"]),
+            ]
+            lines.append(" & ".join(cells) + r" \\")
+        for shown in cert.get("displays", []):
+            proofs = [number[label] for label in shown["proved_by"]]  # a KeyError: a display names no check
+            status = "by " + _numbers(proofs) if proofs else "definition"
+            cells = [
+                notebook,
+                _tex_escape(shown["equation"]),
+                f"shown ({KINDS[shown['kind']]}): $\\{shown['macro']}$",
+                status,
             ]
             lines.append(" & ".join(cells) + r" \\")
     return "\n".join(lines) + "\n"
