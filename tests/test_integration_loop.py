@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
+from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, Kaplinskiy, LayerwiseMemory
 
 
 def _case() -> tuple[nn.Module, LayerwiseMemory]:
@@ -82,3 +82,16 @@ def test_a_line_search_refuses_a_base_optimizer_that_maximizes() -> None:
     with pytest.raises(ValueError, match="Invalid armijo"):
         guard.step(lambda: torch.zeros(()))
     ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.1, maximize=True), memory)  # without Armijo: fine
+
+
+@pytest.mark.parametrize("make", [HybridAdamW, Kaplinskiy])
+def test_group_metadata_is_kept_and_a_typo_or_foreign_hyperparameter_refused(make: type) -> None:
+    """A group's name or timm's ``lr_scale`` is metadata torch.optim keeps; a near miss of a hyperparameter, or
+    another optimizer's, would be silently ignored, so it is refused with a hint."""
+    model, _ = _case()
+    opt = make([{"params": model[0].parameters(), "name": "encoder", "lr_scale": 0.5}], lr=0.1)
+    assert opt.param_groups[0]["name"] == "encoder" and opt.param_groups[0]["lr_scale"] == 0.5
+    with pytest.raises(ValueError, match=r"Invalid param group key: projct \(did you mean project\?\)"):
+        make([{"params": model[0].parameters(), "projct": False}])
+    with pytest.raises(ValueError, match="Invalid param group key: nesterov"):
+        make([{"params": model[0].parameters(), "nesterov": True}])
