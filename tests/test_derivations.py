@@ -29,6 +29,13 @@ MUTATIONS = [
     pytest.param("mitigations", "ewc = L_B + lam / 2 * (dev.T * F * dev)[0]", "lam / 2", "lam", id="eq6-factor"),
     pytest.param("projection", "d = -P * g  # eq. (11)", "-P", "P", id="eq11-sign"),
     pytest.param("armijo_step", "eta_max = 2 * cbar * sigma / (L * dd)", "2 *", "4 *", id="eq13-threshold"),
+    pytest.param(  # the displayed bound on the trials, one too small: the library's search exceeds it
+        "armijo_step",
+        "trials_display = sp.Max(1, 1 + sp.ceiling(sp.log(seta_max / seta0) / sp.log(sbeta)))",
+        "1 + sp.ceiling",
+        "sp.ceiling",
+        id="eq13-trials-display",
+    ),
     pytest.param("kaplinskii_propoi", "kp_step = mv + eps * stein_2d", "+ eps", "- eps", id="kp-step-sign"),
     pytest.param("embedding_drift", "closed = 2 * dA", "2 * dA", "1 * dA", id="drift-second-order"),
     pytest.param(  # the drift bound without its curvature term: the second-order check alone must catch it
