@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from kp_claims import claim_macros
 from kp_profiles import shared_problems
 from latex_format import fmt, macro
 
@@ -44,7 +45,8 @@ def target_numbers(summary: dict[str, Any], arm: str, functions: list[str], tol:
 
 
 def kp_numbers(summary: dict[str, Any], params: dict[str, Any], source: str) -> list[str]:
-    """Set-up, the target, overall successes per arm, and successes and median costs per cell and arm."""
+    """Set-up, the target, overall successes per arm, successes and median costs per cell and arm, and the
+    section's qualitative claims checked (:mod:`kp_claims`)."""
     cell_cfg, tol, loose = params["cell"], summary["tol"], summary["tol_multimodal"]
     target = target_numbers(summary, params["headline_arm"], params["target_functions"], tol)
     met = target["runs"] > 0 and target["solved"] == target["runs"]
@@ -87,7 +89,7 @@ def kp_numbers(summary: dict[str, Any], params: dict[str, Any], source: str) -> 
                 macro(f"KpCost{where}{key(arm)}", _count(data["median_cost"][tol]), source),
                 macro(f"KpGap{where}{key(arm)}", f"${fmt(data['median_final_gap'], 2)}$", source),
             ]
-    return lines
+    return lines + claim_macros(summary, source)
 
 
 if __name__ == "__main__":
