@@ -11,6 +11,7 @@ threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's t
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
+from torch.overrides import TorchFunctionMode
 
 from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes, padded_bases
 from .per_sample import check_eval_mode
@@ -120,6 +122,67 @@ def _representations(module: nn.Module, x: Tensor, with_bias: bool) -> Tensor:
     return rows
 
 
+class _RowReads(TorchFunctionMode):
+    """Counts, per embedding weight, how often the forward reads each of its rows (float64, ``num_embeddings``).
+
+    A read is ``F.embedding`` (or ``torch.embedding``) on the weight, an index into it or ``index_select`` along
+    its rows, wherever it is made. A forward pre-hook cannot tell: an ``nn.Embedding`` subclass may take other
+    inputs than the rows it reads (OPT's and BART's learned positions take the attention mask or the token ids
+    and read positions offset by 2) or index its weight without ``F.embedding`` (Whisper's decoder positions).
+    An index that cannot be read as rows counts every row (all are then protected).
+    """
+
+    def __init__(self, weights: Sequence[Tensor]) -> None:
+        super().__init__()
+        self._weights = {id(w): w for w in weights}
+        self.counts: dict[int, Tensor] = {}
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        weight = _looked_up(func, args, kwargs)
+        if weight is not None and self._weights.get(id(weight)) is weight:
+            rows, n = _rows_read(func, args, kwargs), weight.shape[0]
+            if rows is None:
+                count = torch.ones(n, dtype=torch.float64, device=weight.device)
+            else:
+                count = torch.bincount(rows.reshape(-1).long(), minlength=n).to(weight.device, torch.float64)
+            before = self.counts.get(id(weight))
+            self.counts[id(weight)] = count if before is None else before + count.to(before.device)
+        return func(*args, **kwargs)
+
+
+def _looked_up(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """The tensor whose rows ``func`` would read: ``F.embedding``'s weight, or what is indexed, else None."""
+    if func is F.embedding:
+        return args[1] if len(args) > 1 else kwargs.get("weight")
+    if func in (torch.embedding, Tensor.__getitem__, Tensor.index_select, torch.index_select) and args:
+        return args[0]
+    return None
+
+
+def _rows_read(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor | None:
+    """The row indices of the weight that ``func(*args, **kwargs)`` reads (any shape); None for all rows."""
+    weight = _looked_up(func, args, kwargs)
+    if func is F.embedding:
+        return args[0] if args else kwargs["input"]
+    if func is torch.embedding:
+        return args[1] if len(args) > 1 else kwargs["indices"]
+    if func is not Tensor.__getitem__:  # index_select(weight, dim, index)
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        index = args[2] if len(args) > 2 else kwargs.get("index")
+        return index if isinstance(dim, int) and dim in (0, -weight.dim()) else None
+    index = args[1]
+    first = index[0] if isinstance(index, tuple) and index else index
+    if isinstance(first, Tensor) and first.dtype == torch.bool and first.dim() > 1:
+        first = first.flatten(1).any(1)
+    try:
+        return torch.arange(weight.shape[0], device=weight.device)[first]
+    except (IndexError, TypeError, RuntimeError):  # an index that is not one of rows: count them all
+        return None
+
+
 def _check_supported(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)) or _is_hf_conv1d(module)
 
@@ -181,8 +244,17 @@ class LayerwiseMemory:
     Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
     groups share one basis of the union of their input spaces), batched or not; Conv3d and transposed
     convolutions count as uncovered, and so, with a warning, do weights computed by a parametrization
-    (:func:`covered_layers`). Under data parallelism, build the memory from the same old-task batches on every rank,
-    or load one rank's ``state_dict()`` everywhere: the projection then commutes with the gradient all-reduce.
+    (:func:`covered_layers`). An embedding protects the rows of its weight that the old task's forward reads
+    (``F.embedding`` or an index, wherever made), not the argument its module is called with: OPT's, BART's and
+    Whisper's learned positions read other rows than that argument. One called without such a read is refused.
+    The padding row (``padding_idx``) is not protected, since it gets no gradient; but decoupled weight decay
+    (AdamW) still shrinks it, so the outputs at positions holding the pad token move: harmless where attention
+    masks them out, a leak where the pad token is an ordinary input of the old task (leave ``padding_idx`` unset
+    then: the row is protected like any other). Apart from that row, with ``threshold=1`` and ``freeze_uncovered``
+    the outputs on the recorded inputs do not move at any order: each covered layer's step is orthogonal to the
+    inputs it saw, and every other parameter (LayerNorm, a raw ``nn.Parameter`` such as a CLS token) is frozen.
+    Under data parallelism, build the memory from the same old-task batches on every rank, or load one rank's
+    ``state_dict()`` everywhere: the projection then commutes with the gradient all-reduce.
     """
 
     def __init__(
@@ -266,29 +338,41 @@ class LayerwiseMemory:
         """
         check_eval_mode(self.model)
         stats: list[Tensor | None] = [None] * len(self.layers)
+        embeddings = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Embedding)]
+        called: set[int] = set()
 
         def recorder(i: int, module: nn.Module) -> Callable[..., None]:
             def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
-                x = args[0]
-                if isinstance(module, nn.Embedding):
-                    s = torch.bincount(x.reshape(-1), minlength=module.num_embeddings).to(torch.float64)
-                else:
-                    with_bias = self._slots[i][1] is not None
-                    # float64: in float32, R R^T squares the condition number and drops directions
-                    rows = _representations(module, x.detach(), with_bias).to(torch.float64)
-                    s = rows.T @ rows
+                if isinstance(module, nn.Embedding):  # its rows are counted where they are read (_RowReads)
+                    called.add(i)
+                    return
+                with_bias = self._slots[i][1] is not None
+                # float64: in float32, R R^T squares the condition number and drops directions
+                rows = _representations(module, args[0].detach(), with_bias).to(torch.float64)
+                s = rows.T @ rows
                 stats[i] = s if stats[i] is None else stats[i] + s
 
             return hook
 
         model_forward = forward or (lambda model, batch: model(batch))
         handles = [m.register_forward_pre_hook(recorder(i, m)) for i, m in enumerate(self.layers)]
+        reads = _RowReads([self.layers[i].weight for i in embeddings])
         try:
-            for batch in _progress(batches, progress, "LayerwiseMemory: old-task batches", "batch"):
-                model_forward(self.model, batch)
+            with reads if embeddings else contextlib.nullcontext():
+                for batch in _progress(batches, progress, "LayerwiseMemory: old-task batches", "batch"):
+                    model_forward(self.model, batch)
         finally:
             for h in handles:
                 h.remove()
+        names = {id(m): key for key, m in self.model.named_modules()}
+        for i in embeddings:
+            stats[i] = reads.counts.get(id(self.layers[i].weight))
+            if i in called and stats[i] is None:
+                raise ValueError(
+                    f"Invalid model: the embedding {names[id(self.layers[i])]!r} was called but read no row of "
+                    "its weight by F.embedding or indexing, so the rows to protect are unknown; freeze it or "
+                    "compute its output from a lookup of its weight"
+                )
         gained = []
         layers = _progress(list(zip(self.layers, stats, strict=True)), progress, "LayerwiseMemory: bases", "layer")
         for i, (m, s) in enumerate(layers):

@@ -1,6 +1,7 @@
 """LayerwiseMemory at the edges real models reach: attention whose output projection is never called as a
 module, a tied decoder with its own bias under the fused step's restore, dropout at recording time, inputs
-with a wide spectrum in float32, bases edited in place, a model cast after use, a padding token."""
+with a wide spectrum in float32, bases edited in place, a model cast after use, a padding token, embeddings
+that read other rows than their argument."""
 
 from __future__ import annotations
 
@@ -161,3 +162,51 @@ def test_a_sparse_embedding_and_an_uninitialised_lazy_layer_are_refused() -> Non
     LayerwiseMemory(nn.Sequential(nn.Embedding(10, 4, sparse=True).requires_grad_(False), nn.Linear(4, 2)))
     with pytest.raises(ValueError, match="lazy layer not yet initialised"):
         LayerwiseMemory(nn.Sequential(nn.LazyLinear(2)))
+
+
+class _MaskPositions(nn.Embedding):
+    """Like OPT's learned positions: called with the attention mask, reads the positions offset by 2."""
+
+    def forward(self, mask: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cumsum(mask, 1) + 1)
+
+
+class _SlicedPositions(nn.Embedding):
+    """Like Whisper's decoder positions: indexes its weight, without F.embedding."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[: ids.shape[1]]
+
+
+class _OneHot(nn.Embedding):
+    """Reads its weight through a matrix product: which rows matter is not a lookup."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(ids, self.num_embeddings).to(self.weight.dtype) @ self.weight
+
+
+@pytest.mark.parametrize(
+    ("embedding", "rows"), [(_MaskPositions(10, 3), [2, 3, 4, 5]), (_SlicedPositions(10, 3), [0, 1, 2, 3])]
+)
+def test_an_embedding_protects_the_rows_it_reads_not_the_argument_it_is_called_with(
+    embedding: nn.Embedding, rows: list[int]
+) -> None:
+    """The rows are counted where the weight is read (F.embedding, an index), not from the module's argument."""
+    memory = LayerwiseMemory(embedding, threshold=1.0)
+    memory.add_task(
+        [
+            torch.tensor([[7, 8, 9, 9]])
+            if isinstance(embedding, _SlicedPositions)
+            else torch.ones(2, 4, dtype=torch.long)
+        ]
+    )
+    assert sorted(memory.bases[0].tolist()) == rows
+    d = [torch.ones_like(embedding.weight)]
+    memory.project_(d)
+    assert d[0][rows].abs().sum() == 0 and d[0].abs().sum() == 3 * (10 - len(rows))
+
+
+def test_an_embedding_called_without_reading_a_row_is_refused() -> None:
+    memory = LayerwiseMemory(_OneHot(10, 3), threshold=1.0)
+    with pytest.raises(ValueError, match="read no row of its weight"):
+        memory.add_task([torch.tensor([[1, 2]])])
