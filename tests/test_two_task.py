@@ -139,3 +139,29 @@ def test_the_armijo_sentence_says_when_the_test_never_acted() -> None:
     assert armijo_sentence(summary).startswith("The Armijo test never acted")
     data["per_seed"]["eta"] = [[0.25, 0.5], [0.5]]
     assert "shortened" in armijo_sentence(summary)
+
+
+def test_the_texts_judgements_are_checked_and_marked_when_they_fail() -> None:
+    """ "A trade-off, not a free lunch" and "forgetting at the end flatters it" hold for a method that forgets less
+    but learns less than its baseline; swapped, the text marks them."""
+    from aggregate_two_task import aggregate
+    from paper_numbers import two_task_numbers
+
+    records = [
+        _record("fast", 0, [4.0, 2.0, 0.5], [0.0, 1.0, 3.0]),
+        _record("slow", 0, [4.0, 3.5, 3.0], [0.0, 0.1, 0.2]),
+    ]
+    summary = aggregate(records, ["fast", "slow"], reference="slow")
+    summary["problem"] |= {"dim": 2, "n_samples": 4, "lr": 0.5, "memory_k": 1, "condition": 10.0}
+    for arm in summary["arms"].values():
+        arm["config"] |= {"l2sp": 0.0}
+
+    def value(lines: list[str], name: str) -> str:
+        line = next(line for line in lines if line.startswith(f"\\newcommand{{\\{name}}}"))
+        return line.split("}{", 1)[1].rsplit("} %", 1)[0]
+
+    holds = two_task_numbers(summary, {"baseline": "fast", "method": "slow"}, "summary.json")
+    assert value(holds, "ClaimTradeOff") == "" and value(holds, "ClaimEndFlatters") == ""
+    fails = two_task_numbers(summary, {"baseline": "slow", "method": "fast"}, "summary.json")
+    assert "not supported" in value(fails, "ClaimTradeOff")
+    assert "not supported" in value(fails, "ClaimFirstOrderLeak")  # the records' slopes are all 0

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from latex_format import macro
+from latex_format import claim_mark, macro
 
 Summary = dict[str, Any]
 
@@ -183,8 +183,7 @@ def claim_macros(summary: Summary, source: str) -> list[str]:
     """``\\KpClaim<Name>``: empty when the claim holds, a visible mark when it does not, a note when it was not
     evaluated; ``\\KpClaimsSentence`` counts them."""
     results = verdicts(summary)
-    marks = {True: "", False: r"\textbf{[not supported by these results]}", None: r"\textsuperscript{(n/a)}"}
-    lines = [macro(f"KpClaim{name}", marks[v], source) for name, v in results.items()]
+    lines = [macro(f"KpClaim{name}", claim_mark(v), source) for name, v in results.items()]
     held = sum(v is True for v in results.values())
     failed = sum(v is False for v in results.values())
     skipped = sum(v is None for v in results.values())

@@ -14,6 +14,12 @@ def fmt(x: float, digits: int = 3) -> str:
     return rf"{mantissa:.{digits - 1}f}\times10^{{{exponent}}}"
 
 
+def claim_mark(holds: bool | None) -> str:
+    """What the text shows after a qualitative claim checked on the results: nothing when it holds, a visible
+    mark when it does not, ``(n/a)`` when the config did not run what it needs."""
+    return {True: "", False: r"\textbf{[not supported by these results]}", None: r"\textsuperscript{(n/a)}"}[holds]
+
+
 def pm(mean: float, std: float, digits: int = 3) -> str:
     """``mean \\pm std`` in math mode."""
     return rf"${fmt(mean, digits)} \pm {fmt(std, 2)}$"

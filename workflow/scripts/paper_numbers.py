@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from latex_format import fmt, macro
+from latex_format import claim_mark, fmt, macro
 
 DIGITS = dict(
     zip("0123456789", ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"), strict=True)
@@ -104,6 +104,18 @@ def two_task_numbers(
         macro("ArmijoSentence", armijo_sentence(summary), source),
         macro("HeadlineMaxOldSlope", fmt(method["max_abs_old_task_slope"], 2), source),
         macro("TwoTaskLTwosp", f"{method['config']['l2sp']:g}", source),
+        # the judgements the text makes of these numbers, each checked (marked in the text if it fails)
+        macro("ClaimTradeOff", claim_mark(ratio["forgetting"] < 1 < ratio["L_B_end"]), source),
+        macro(
+            "ClaimEndFlatters",
+            claim_mark(
+                _matched(method) is not None
+                and bool(_matched(base))
+                and _matched(method) / _matched(base) > ratio["forgetting"]
+            ),
+            source,
+        ),
+        macro("ClaimFirstOrderLeak", claim_mark(method["max_abs_old_task_slope"] > 0), source),
     ]
     return lines
 
