@@ -24,7 +24,8 @@ rule kp_cell:
 
 rule kp_aggregate:
     input:
-        kp_cells(),
+        records=kp_cells(),
+        code=["workflow/scripts/kp_profiles.py"],  # modules the script imports: a change reruns the rule
     output:
         "results/kp_benchmark/summary.json",
     params:
@@ -43,6 +44,7 @@ rule kp_aggregate:
 rule fig_kp_profiles:
     input:
         rules.kp_aggregate.output,
+        code=["workflow/scripts/kp_profiles.py"],
     output:
         "paper/figures/fig_kp_profiles.pdf",
     params:
@@ -59,6 +61,7 @@ rule fig_kp_profiles:
 rule tab_kp_benchmark:
     input:
         rules.kp_aggregate.output,
+        code=["workflow/scripts/kp_profiles.py", "workflow/scripts/latex_format.py"],
     output:
         main="paper/generated/tab_kp_benchmark.tex",
         defects="paper/generated/tab_kp_defects.tex",
@@ -77,6 +80,7 @@ rule tab_kp_benchmark:
 rule numbers_kp:
     input:
         rules.kp_aggregate.output,
+        code=["workflow/scripts/kp_claims.py", "workflow/scripts/kp_profiles.py", "workflow/scripts/latex_format.py"],
     output:
         "paper/generated/numbers_kp.tex",
     params:

@@ -28,6 +28,7 @@ rule tab_step_time:
     input:
         local=rules.step_time_local.output[0],
         records=config["step_time"]["records"],
+        code=["workflow/scripts/latex_format.py"],
     output:
         table="paper/generated/tab_step_time.tex",
         numbers="paper/generated/numbers_step_time.tex",

@@ -4,6 +4,7 @@
 rule tab_forgetting:
     input:
         rules.two_task_aggregate.output,
+        code=["workflow/scripts/latex_format.py"],  # modules the script imports: a change reruns the rule
     output:
         "paper/generated/tab_forgetting.tex",
     params:
@@ -33,6 +34,7 @@ rule numbers:
     input:
         two_task=rules.two_task_aggregate.output[0],
         certificates=expand(rules.derivation.output.certificate, name=DERIVATIONS),
+        code=["workflow/scripts/latex_format.py"],
     output:
         "paper/generated/numbers.tex",
     params:

@@ -77,6 +77,6 @@ def aggregate(
 
 if __name__ == "__main__":
     sm = snakemake
-    recs = [json.loads(Path(p).read_text()) for p in sm.input]
+    recs = [json.loads(Path(p).read_text()) for p in sm.input.records]
     summary = aggregate(recs, list(sm.params.functions), list(sm.params.arms), sm.params.tol, sm.params.tol_multimodal)
     Path(sm.output[0]).write_text(json.dumps(summary, indent=1, allow_nan=True) + "\n")
