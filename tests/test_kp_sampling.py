@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
+from kaplinskiy.kp.descent import clamp
 from kaplinskiy.kp.kernel import potential_gradient
 from kaplinskiy.kp.sampling import SAMPLERS, ball_sample, cube_sample, radial_log_weight, radial_sample
 
@@ -76,3 +78,47 @@ def test_radial_sampling_gives_a_descent_direction_on_a_sphere() -> None:
 def test_radial_rejects_alpha_out_of_range() -> None:
     with pytest.raises(ValueError, match="Invalid alpha"):
         radial_sample(torch.zeros(2), 1.0, 3, None, alpha=2.0)
+
+
+def _clamped_terms(x: Tensor, u: Tensor, c: float, lam: float, log_iw: Tensor | None) -> Tensor:
+    """Per-sample terms of eq. 28 with the samples moved onto the unit box, as ``beam_proposal`` does."""
+    v = clamp(u, torch.zeros(2), torch.ones(2))
+    fu = (v * v).sum(-1)
+    w = torch.ones_like(fu) if log_iw is None else torch.exp(log_iw)
+    diff = x - v
+    return (w * (fu - c)).unsqueeze(-1) * diff / torch.linalg.vector_norm(diff, dim=-1, keepdim=True) ** lam
+
+
+def test_clamped_radial_samples_keep_an_unbiased_estimate_for_the_clamped_cloud() -> None:
+    """Eq. 18's weight of the *drawn* radius keeps eq. 28 unbiased when the sample is then moved to the box.
+
+    E_q[(p_U/q)(U) h(Pi U)] = E_{p_U}[h(Pi U)] for any h: the radial estimate and a uniform-ball one (the same
+    clamping) estimate the same vector, that of the clamped cloud. Reweighting by the clamped radius instead
+    would be biased, and the test tells the two apart.
+    """
+    m, x, R, K, c, lam = torch.tensor([0.05, 0.1]), torch.tensor([0.3, 0.4]), 0.5, 400_000, 0.2, 1.0
+    u, log_iw = radial_sample(m, R, K, torch.Generator().manual_seed(11))
+    radial = _clamped_terms(x, u, c, lam, log_iw)
+    ball = _clamped_terms(x, ball_sample(m, R, K, torch.Generator().manual_seed(12))[0], c, lam, None)
+    se = torch.sqrt(radial.var(0) / K + ball.var(0) / K)
+    assert torch.all((radial.mean(0) - ball.mean(0)).abs() < 5 * se)
+    clamped_r = torch.linalg.vector_norm(clamp(u, torch.zeros(2), torch.ones(2)) - m, dim=-1)
+    reweighted = _clamped_terms(x, u, c, lam, radial_log_weight(clamped_r, R, 1.0, 2))
+    assert torch.any((reweighted.mean(0) - ball.mean(0)).abs() > 5 * se)
+    v = clamp(u, torch.zeros(2), torch.ones(2))
+    library = potential_gradient(x, v, (v * v).sum(-1), c, lam, log_iw).vector()
+    assert torch.allclose(library, radial.mean(0), rtol=1e-9, atol=0.0)
+
+
+def test_radial_pole_is_cancelled_only_for_samples_inside_the_box() -> None:
+    """Weight times Newton kernel at the centre is R^{1-n} inside the box, larger for a sample moved onto it."""
+    n, R = 2, 0.5
+    m = torch.tensor([0.05, 0.5])
+    u, log_iw = radial_sample(m, R, 2000, torch.Generator().manual_seed(5))
+    v = clamp(u, torch.zeros(n), torch.ones(n))
+    moved = (v != u).any(-1)
+    log_terms = (1 - n) * torch.log(torch.linalg.vector_norm(m - v, dim=-1)) + log_iw
+    constant = math.log(n) + (1 - n) * math.log(R)
+    assert bool(moved.any()) and bool((~moved).any())
+    assert torch.allclose(log_terms[~moved], torch.full_like(log_terms[~moved], constant))
+    assert bool((log_terms[moved] > constant + 1e-12).all())
