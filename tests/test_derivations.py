@@ -29,7 +29,7 @@ MUTATIONS = [
     pytest.param("mitigations", "ewc = L_B + lam / 2 * (dev.T * F * dev)[0]", "lam / 2", "lam", id="eq6-factor"),
     pytest.param("projection", "d = -P * g  # eq. (11)", "-P", "P", id="eq11-sign"),
     pytest.param("armijo_step", "eta_max = 2 * cbar * sigma / (L * dd)", "2 *", "4 *", id="eq13-threshold"),
-    pytest.param(  # the displayed bound on the trials, one too small: the library's search exceeds it
+    pytest.param(  # the displayed bound on the trials, one too small: not the checked N (and the search exceeds it)
         "armijo_step",
         "trials_display = sp.Max(1, 1 + sp.ceiling(sp.log(seta_max / seta0) / sp.log(sbeta)))",
         "1 + sp.ceiling",
@@ -37,7 +37,21 @@ MUTATIONS = [
         id="eq13-trials-display",
     ),
     pytest.param("kaplinskii_propoi", "kp_step = mv + eps * stein_2d", "+ eps", "- eps", id="kp-step-sign"),
+    pytest.param(  # the displayed gradient of Green's function with the wrong power: not the checked gradient
+        "kaplinskii_propoi",
+        "green_grad = sp.Mul(bold_x, sp.Pow(omega_n * norm_x**nn, -1, evaluate=False), evaluate=False)",
+        "norm_x**nn",
+        "norm_x ** (nn - 1)",
+        id="kp-green-gradient-display",
+    ),
     pytest.param("embedding_drift", "closed = 2 * dA", "2 * dA", "1 * dA", id="drift-second-order"),
+    pytest.param(  # the displayed first-order term doubled: the numerical bound still holds, the display check fails
+        "embedding_drift",
+        "terms = [jn * dn, xn * dn**2, curv / 2 * (an + dn) * xn**2 * dn**2]",
+        "[jn * dn,",
+        "[2 * jn * dn,",
+        id="drift-first-order-display",
+    ),
     pytest.param(  # the drift bound without its curvature term: the second-order check alone must catch it
         "embedding_drift",
         "terms = [jn * dn, xn * dn**2, curv / 2 * (an + dn) * xn**2 * dn**2]",
