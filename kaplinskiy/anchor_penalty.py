@@ -95,10 +95,13 @@ class ElasticAnchor:
     @torch.no_grad()
     def add_gradient_(self) -> None:
         """``p.grad += lam F (w - w*)``: the gradient of R added to whatever the loss gave (nothing for EWC
-        before the first task is consolidated)."""
+        before the first task is consolidated). A frozen parameter (``requires_grad=False``) gets none, as from
+        autograd on R: a gradient would let the base optimizer (its weight decay, its momentum) move it."""
         if not self._active():
             return
         for p, a, f in zip(self.params, self.anchors, self._weights(), strict=True):
+            if not p.requires_grad:
+                continue
             g = ewc_penalty_grad(p, a, f, self.lam)
             p.grad = g if p.grad is None else p.grad.add_(g)
 
@@ -107,7 +110,11 @@ class ElasticAnchor:
         return {"anchors": [a.clone() for a in self.anchors], "fisher": self.fisher, "n_tasks": self.n_tasks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.anchors = [a.clone() for a in state["anchors"]]
-        self.fisher = None if state["fisher"] is None else [f.clone() for f in state["fisher"]]
+        """Restore what :meth:`state_dict` returned, on the parameters' device and dtype (as ``torch.optim`` does
+        with its state: a checkpoint read with ``map_location="cpu"`` resumes a CUDA run)."""
+        if len(state["anchors"]) != len(self.params):
+            raise ValueError(f"Invalid state: {len(state['anchors'])} anchors for {len(self.params)} parameters")
+        self.anchors = [a.to(p, copy=True) for a, p in zip(state["anchors"], self.params, strict=True)]
+        fisher = state["fisher"]
+        self.fisher = None if fisher is None else [f.to(p, copy=True) for f, p in zip(fisher, self.params, strict=True)]
         self.n_tasks = int(state["n_tasks"])

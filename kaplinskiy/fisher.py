@@ -3,7 +3,9 @@
 The Fisher is an expectation of squared per-sample score functions, not the square of a mean gradient:
 ``F_ii = E_x E_y [ (d/dw_i log p(y | x, w))^2 ]``. The *true* Fisher draws ``y`` from the model itself (here the
 exact sum over classes, weighted by ``p(y | x)``); the *empirical* Fisher uses the observed labels.
-Online EWC (Schwarz et al. 2018) accumulates ``F <- gamma F + F_task`` across tasks.
+Online EWC (Schwarz et al. 2018) accumulates ``F <- gamma F + F_task`` across tasks. Their penalty weights the
+accumulated Fisher by one more ``gamma`` (``||w - w*||^2`` in the metric ``gamma F``); eq. (6) here uses ``F``
+itself, the same penalty with ``lam`` in place of their ``gamma lam``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
-from .per_sample import _names_of, check_eval_mode, per_sample_gradients, sample_loss
+from .per_sample import SINGLE_LOGIT, _names_of, check_eval_mode, per_sample_gradients, sample_loss
 
 __all__ = ["empirical_fisher_diagonal", "online_fisher", "true_fisher_diagonal"]
 
@@ -72,6 +74,8 @@ def true_fisher_diagonal(
                 f"Invalid model output: true_fisher_diagonal needs class logits of shape (1, C), got "
                 f"{tuple(logits.shape)}; for a token model use empirical_fisher_diagonal (one sequence per sample)"
             )
+        if logits.shape[-1] < 2:
+            raise ValueError(SINGLE_LOGIT)
         return torch.log_softmax(logits.reshape(-1), dim=0)
 
     def one(values: tuple[Tensor, ...], x: Tensor) -> tuple[Tensor, ...]:

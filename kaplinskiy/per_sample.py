@@ -17,6 +17,11 @@ __all__ = ["IGNORE_INDEX", "causal_lm_targets", "ground_truth_logit", "per_sampl
 IGNORE_INDEX = -100
 """A target position that counts in no loss or logit (the torch and Hugging Face convention)."""
 
+SINGLE_LOGIT = (
+    "Invalid model output: a single logit; a softmax over one class is constant, so its cross-entropy and "
+    "log-probability have no gradient (for a one-logit binary classifier, output two logits)"
+)
+
 
 def _logits_and_targets(output: Tensor | object, target: Tensor) -> tuple[Tensor, Tensor]:
     """One sample's ``(positions, classes)`` logits and ``(positions,)`` targets.
@@ -47,8 +52,13 @@ def ground_truth_logit(output: Tensor | object, target: Tensor) -> Tensor:
 
 
 def sample_loss(output: Tensor | object, target: Tensor) -> Tensor:
-    """Cross-entropy of one sample, ``-log softmax(f(x))_y``, averaged over its counted positions."""
+    """Cross-entropy of one sample, ``-log softmax(f(x))_y``, averaged over its counted positions.
+
+    A single logit is refused: a softmax over one class is constant, so the loss and its gradient would be 0.
+    """
     logits, target = _logits_and_targets(output, target)
+    if logits.shape[-1] < 2:
+        raise ValueError(SINGLE_LOGIT)
     valid = target != IGNORE_INDEX
     nll = torch.nn.functional.cross_entropy(logits, target.clamp_min(0), reduction="none")
     return (nll * valid).sum() / valid.sum().clamp_min(1)
@@ -78,11 +88,22 @@ def causal_lm_targets(input_ids: Tensor, attention_mask: Tensor | None = None) -
 
 
 def check_eval_mode(model: nn.Module) -> None:
-    """Raise ``ValueError`` for a model in training mode with dropout or batch norm: per-sample gradients of a
-    random mask, or of one sample's batch statistics, are not what a Fisher or a memory needs."""
-    stochastic = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
-    if model.training and any(isinstance(m, stochastic) for m in model.modules()):
-        raise ValueError("Invalid model: it is in training mode with dropout or batch norm; call model.eval() first")
+    """Raise ``ValueError`` for a dropout or batch-norm layer in training mode, and for a batch norm without
+    running statistics (it normalises by the batch in eval mode too): per-sample gradients of a random mask, or
+    of one sample's batch statistics, are not what a Fisher or a memory needs. Each layer's own mode counts, not
+    the root's: a layer left in training mode under a root in eval mode is refused, a batch norm frozen in eval
+    mode inside a model in training mode is not."""
+    for key, m in model.named_modules():
+        name = f"layer {key!r}" if key else "root layer"
+        if isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)) and m.training:
+            raise ValueError(
+                f"Invalid model: its {name} is in training mode with dropout or batch norm; call model.eval() first"
+            )
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None and m.running_var is None:
+            raise ValueError(
+                f"Invalid model: its {name}, a batch norm, has no running statistics (track_running_stats=False), "
+                "so it normalises by the batch even in eval mode"
+            )
 
 
 def _names_of(model: nn.Module, params: Sequence[Tensor]) -> list[str]:
@@ -106,9 +127,9 @@ def per_sample_gradients(
 
     ``fn(output, target)`` gets one sample's output (with a batch axis of 1) and its target and
     returns a scalar. ``params`` defaults to the parameters that require grad. Buffers are read
-    as they are; a model in training mode with dropout or batch norm is refused (per-sample gradients of a
-    random mask, or of batch statistics of one sample, are not what a Fisher or a memory needs): call
-    ``model.eval()`` first. ``chunk_size`` bounds memory.
+    as they are; a dropout or batch-norm layer in training mode is refused (per-sample gradients of a
+    random mask, or of batch statistics of one sample, are not what a Fisher or a memory needs; see
+    :func:`check_eval_mode`): call ``model.eval()`` first. ``chunk_size`` bounds memory.
     """
     check_eval_mode(model)
     if params is None:

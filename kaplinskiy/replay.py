@@ -25,6 +25,10 @@ def replay_term(loss: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, targe
 class ReplayBuffer:
     """A fixed-capacity uniform sample of old-task pairs ``(x, y)``.
 
+    Storage for ``capacity`` pairs is allocated at the first :meth:`add`, so filling costs one copy per pair
+    (growing by concatenation would copy the buffer once per batch: quadratic in the capacity).
+    ``inputs`` and ``targets`` are views of the pairs held so far (None while the buffer is empty).
+
     Args:
         capacity: the number of pairs kept.
         seed: seed of the buffer's own generator (reservoir choices and minibatch draws).
@@ -35,28 +39,51 @@ class ReplayBuffer:
             raise ValueError(f"Invalid capacity: {capacity}")
         self.capacity = capacity
         self.generator = torch.Generator().manual_seed(seed)
-        self.inputs: Tensor | None = None
-        self.targets: Tensor | None = None
+        self._inputs: Tensor | None = None
+        self._targets: Tensor | None = None
+        self._size = 0
         self.n_seen = 0
 
+    @property
+    def inputs(self) -> Tensor | None:
+        """The inputs held, ``(len(self), ...)``."""
+        return None if self._inputs is None else self._inputs[: self._size]
+
+    @property
+    def targets(self) -> Tensor | None:
+        """The targets held, ``(len(self), ...)``."""
+        return None if self._targets is None else self._targets[: self._size]
+
     def __len__(self) -> int:
-        return 0 if self.inputs is None else self.inputs.shape[0]
+        return self._size
+
+    def _store(self, inputs: Tensor, targets: Tensor) -> None:
+        """Copy ``inputs`` and ``targets`` into the next free rows, allocating the storage the first time."""
+        if self._inputs is None or self._targets is None:
+            self._inputs = inputs.new_empty((self.capacity, *inputs.shape[1:]))
+            self._targets = targets.new_empty((self.capacity, *targets.shape[1:]))
+        end = self._size + inputs.shape[0]
+        self._inputs[self._size : end] = inputs
+        self._targets[self._size : end] = targets
+        self._size = end
 
     @torch.no_grad()
     def add(self, inputs: Tensor, targets: Tensor) -> None:
-        """Offer a batch; each pair is kept with probability ``capacity / n_seen`` (reservoir sampling)."""
+        """Offer a batch; each pair is kept with probability ``capacity / n_seen`` (reservoir sampling).
+
+        The pairs that fit while the buffer fills are kept without a random draw.
+        """
         if inputs.shape[0] != targets.shape[0]:
             raise ValueError(f"Invalid batch: {inputs.shape[0]} inputs for {targets.shape[0]} targets")
-        for x, y in zip(inputs, targets, strict=True):
+        fill = min(self.capacity - len(self), inputs.shape[0])
+        if fill:
+            self._store(inputs[:fill].detach(), targets[:fill].detach())
+            self.n_seen += fill
+        for x, y in zip(inputs[fill:], targets[fill:], strict=True):
             self.n_seen += 1
-            if len(self) < self.capacity:
-                xs, ys = x.detach().unsqueeze(0), y.detach().unsqueeze(0)
-                self.inputs = xs.clone() if self.inputs is None else torch.cat([self.inputs, xs])
-                self.targets = ys.clone() if self.targets is None else torch.cat([self.targets, ys])
-                continue
             j = int(torch.randint(self.n_seen, (1,), generator=self.generator))
             if j < self.capacity:
-                self.inputs[j], self.targets[j] = x.detach(), y.detach()
+                self._inputs[j], self._targets[j] = x.detach(), y.detach()
 
     def sample(self, batch_size: int) -> tuple[Tensor, Tensor]:
         """A minibatch drawn uniformly without replacement (all of it when the buffer is smaller)."""
@@ -66,16 +93,21 @@ class ReplayBuffer:
         return self.inputs[idx], self.targets[idx]
 
     def state_dict(self) -> dict[str, Any]:
-        """Contents, counters and the generator state."""
+        """Contents (copies of the pairs held; None while empty), counters and the generator state."""
         return {
-            "inputs": self.inputs.clone(),  # copies: the buffer overwrites its rows in place once full
-            "targets": self.targets.clone(),
+            "inputs": None if self.inputs is None else self.inputs.clone(),
+            "targets": None if self.targets is None else self.targets.clone(),
             "n_seen": self.n_seen,
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.inputs, self.targets = state["inputs"].clone(), state["targets"].clone()
+        """Restore what :meth:`state_dict` returned, into a buffer of at least the saved number of pairs."""
+        inputs, targets = state["inputs"], state["targets"]
+        if inputs is not None and inputs.shape[0] > self.capacity:
+            raise ValueError(f"Invalid state: {inputs.shape[0]} pairs for a buffer of capacity {self.capacity}")
+        self._inputs, self._targets, self._size = None, None, 0
+        if inputs is not None and targets is not None and inputs.shape[0]:
+            self._store(inputs, targets)
         self.n_seen = int(state["n_seen"])
         self.generator.set_state(state["generator"])

@@ -259,3 +259,27 @@ def test_wrappers_reject_a_non_finite_gradient_bit_identically(kind: str, bad: f
         opt.step()
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     assert all(torch.equal(s, base.state[p]["momentum_buffer"]) for s, p in zip(state, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8, 0.9, 0.97])
+def test_gpm_energy_criterion_on_the_residual(threshold: float) -> None:
+    """GPM's memory update written out (Saha et al. 2021, eqs. 8-10). Task 1: the fewest top left singular vectors
+    of R with ||R_k||^2 >= th ||R||^2. Task 2: R_hat = R - M M^T R, and the fewest top singular vectors of R_hat
+    with ||M M^T R||^2 + ||R_hat_k||^2 >= th ||R||^2 join M. The memory spans the same space after each task."""
+
+    def grown(M: Tensor, R: Tensor) -> Tensor:
+        R_hat = R - M @ (M.T @ R)
+        U, S, _ = torch.linalg.svd(R_hat, full_matrices=False)
+        kept = (M.T @ R).pow(2).sum()
+        k = int(((kept + torch.cumsum(S**2, 0)) < threshold * R.pow(2).sum()).sum()) + 1
+        return M if kept >= threshold * R.pow(2).sum() else torch.cat([M, U[:, :k]], dim=1)
+
+    gen = torch.Generator().manual_seed(3)
+    low_rank = [torch.randn(40, 3, generator=gen) @ torch.randn(3, 6, generator=gen) for _ in range(2)]
+    tasks = [x + 0.1 * torch.randn(40, 6, generator=gen) for x in low_rank]
+    memory, M = LayerwiseMemory(nn.Linear(6, 2, bias=False), threshold=threshold), torch.zeros(6, 0)
+    for x in tasks:
+        memory.add_task([x])
+        M = grown(M, x.T)
+        U = memory.bases[0]
+        assert U.shape[1] == M.shape[1] and torch.allclose(U @ U.T, M @ M.T, atol=1e-12)

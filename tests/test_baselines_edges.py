@@ -102,3 +102,79 @@ def test_a_model_in_training_mode_with_dropout_is_refused() -> None:
         true_fisher_diagonal(model, x)
     model.eval()
     assert per_sample_gradients(model, sample_loss, x, y).shape[0] == 5
+
+
+@pytest.mark.parametrize("kind", ["identity", "empirical"])
+def test_anchored_leaves_a_frozen_parameter_alone(kind: str) -> None:
+    """R gives a frozen parameter (``requires_grad=False``) no gradient, as autograd on R gives none: a gradient
+    there would let AdamW's weight decay move a weight the user froze. The others get ``grad L + grad R``."""
+    from kaplinskiy.baselines import Anchored
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    model[0].requires_grad_(False)
+    x, y = torch.randn(5, 3), torch.randint(0, 2, (5,))
+    anchor = ElasticAnchor(model.parameters(), lam=1.0, fisher=kind)
+    anchor.consolidate(model, x, y)
+    with torch.no_grad():
+        model[2].weight.add_(0.5)  # a displacement, so R pulls on the trainable layer
+    frozen, trainable = list(model[0].parameters()), list(model[2].parameters())
+    before = [p.detach().clone() for p in frozen]
+    expected = torch.autograd.grad(nn.functional.cross_entropy(model(x), y) + anchor.penalty(), trainable)
+    opt = Anchored(torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5), anchor)
+    nn.functional.cross_entropy(model(x), y).backward()
+    anchor.add_gradient_()
+    assert all(p.grad is None for p in frozen)
+    assert all(torch.allclose(p.grad, e) for p, e in zip(trainable, expected, strict=True))
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(frozen, before, strict=True))
+
+
+def test_the_eval_check_reads_every_layer_not_only_the_root() -> None:
+    """What makes a per-sample gradient wrong is a layer that is stochastic or reads its batch, wherever it sits:
+    a dropout or batch norm left in training mode under a root in eval mode is refused (GPM's recording would
+    otherwise update the norm's running statistics), and so is a batch norm without running statistics (it
+    normalises by the batch in eval mode too); a model fine-tuned with its batch norm frozen in eval mode is not."""
+    from kaplinskiy import LayerwiseMemory
+
+    x, y = torch.randn(5, 3), torch.randint(0, 2, (5,))
+    for layer in (nn.Dropout(0.1), nn.BatchNorm1d(4)):
+        model = nn.Sequential(nn.Linear(3, 4), layer, nn.Linear(4, 2)).eval()
+        layer.train()
+        with pytest.raises(ValueError, match=r"model.eval\(\)"):
+            per_sample_gradients(model, sample_loss, x, y)
+    stats = model[1].running_mean.clone()
+    with pytest.raises(ValueError, match=r"model.eval\(\)"):
+        LayerwiseMemory(model).add_task([x])
+    assert torch.equal(model[1].running_mean, stats)
+    batch_stats = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="running statistics"):
+        true_fisher_diagonal(batch_stats.eval(), x)
+    frozen_norm = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    frozen_norm[1].eval()
+    assert per_sample_gradients(frozen_norm, sample_loss, x, y).shape[0] == 5
+
+
+@pytest.mark.parametrize("kind", ["empirical", "true"])
+def test_a_single_logit_is_refused_by_the_fisher(kind: str) -> None:
+    """A softmax over one class is constant: its cross-entropy and log-probability are 0 whatever the weights, so
+    a Fisher of a one-logit model (a binary classifier trained with BCE) would be 0 and EWC silently off."""
+    model = nn.Linear(3, 1)
+    anchor = ElasticAnchor(model.parameters(), lam=1.0, fisher=kind)
+    with pytest.raises(ValueError, match="single logit"):
+        anchor.consolidate(model, torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+
+
+def test_an_anchor_loads_onto_its_parameters_device() -> None:
+    """A checkpoint read on another device (``torch.load(..., map_location="cpu")`` to resume a CUDA run) follows
+    the parameters, as ``torch.optim``'s state does. The meta device stands in for a GPU in this CPU test."""
+    model = nn.Linear(3, 2)
+    anchor = ElasticAnchor(model.parameters(), lam=1.0)
+    anchor.consolidate(model, torch.randn(4, 3), torch.randint(0, 2, (4,)))
+    resumed = ElasticAnchor(nn.Linear(3, 2, device="meta").parameters(), lam=1.0)
+    resumed.load_state_dict(anchor.state_dict())
+    assert all(t.is_meta for t in [*resumed.anchors, *resumed.fisher])
+    assert resumed.penalty().is_meta
+    with pytest.raises(ValueError, match="Invalid state: 2 anchors for 1 parameters"):
+        ElasticAnchor([model.weight], lam=1.0).load_state_dict(anchor.state_dict())
