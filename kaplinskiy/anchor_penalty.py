@@ -62,18 +62,26 @@ class ElasticAnchor:
 
     @torch.no_grad()
     def consolidate(
-        self, model: nn.Module | None = None, inputs: Tensor | None = None, targets: Tensor | None = None
+        self,
+        model: nn.Module | None = None,
+        inputs: Tensor | None = None,
+        targets: Tensor | None = None,
+        *,
+        chunk_size: int | None = None,
     ) -> None:
-        """End of a task: anchor at the current weights and accumulate that task's Fisher (online EWC)."""
+        """End of a task: anchor at the current weights and accumulate that task's Fisher (online EWC).
+
+        ``chunk_size`` bounds the Fisher's memory: at most that many samples' gradients at once (None: all).
+        """
         self.anchors = [p.detach().clone() for p in self.params]
         if self.kind != "identity":
             if model is None or inputs is None or (self.kind == "empirical" and targets is None):
                 raise ValueError(f"Invalid consolidate: the {self.kind} Fisher needs the model and the task's samples")
             with torch.enable_grad():
                 if self.kind == "empirical":
-                    new = empirical_fisher_diagonal(model, inputs, targets, self.params)
+                    new = empirical_fisher_diagonal(model, inputs, targets, self.params, chunk_size=chunk_size)
                 else:
-                    new = true_fisher_diagonal(model, inputs, self.params)
+                    new = true_fisher_diagonal(model, inputs, self.params, chunk_size=chunk_size)
             self.fisher = online_fisher(self.fisher, new, self.gamma)
         self.n_tasks += 1
 

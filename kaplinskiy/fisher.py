@@ -29,6 +29,19 @@ def _split(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
     return out
 
 
+def _chunked_mean(sums: Callable[[slice], Tensor], n: int, chunk_size: int | None) -> Tensor:
+    """``(1/n) sum_chunks sums(rows)`` over consecutive row slices of at most ``chunk_size`` samples."""
+    if n < 1:
+        raise ValueError("Invalid inputs: no samples")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"Invalid chunk_size: {chunk_size}")
+    step = n if chunk_size is None else chunk_size
+    total = sums(slice(0, step))
+    for start in range(step, n, step):
+        total = total.add_(sums(slice(start, start + step)))
+    return total / n
+
+
 def empirical_fisher_diagonal(
     model: nn.Module,
     inputs: Tensor,
@@ -41,10 +54,14 @@ def empirical_fisher_diagonal(
     """``F_ii = (1/N) sum_s (d/dw_i loss(f(x_s), y_s))^2`` with the observed labels (eq. 6's F_A, empirical).
 
     For a token model a sample is a sequence and its loss the mean over counted positions (:func:`sample_loss`).
+    ``chunk_size`` bounds memory: at most that many samples' gradients are held at once (``None``: all ``N``).
     """
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
-    G = per_sample_gradients(model, loss, inputs, targets, params, chunk_size=chunk_size)
-    return _split(G.pow(2).mean(0), params)
+
+    def squares(rows: slice) -> Tensor:
+        return per_sample_gradients(model, loss, inputs[rows], targets[rows], params).pow(2).sum(0)
+
+    return _split(_chunked_mean(squares, inputs.shape[0], chunk_size), params)
 
 
 def true_fisher_diagonal(
@@ -58,6 +75,7 @@ def true_fisher_diagonal(
 
     The expectation over the model's own labels is exact (one Jacobian of ``log_softmax`` per sample), so
     the cost is ``C`` per-sample gradients; use the empirical Fisher when the label space is large.
+    ``chunk_size`` bounds memory: at most that many samples' Jacobians are held at once (``None``: all ``N``).
     """
     check_eval_mode(model)
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
@@ -84,8 +102,12 @@ def true_fisher_diagonal(
         return tuple((p.view(-1, *([1] * (j.ndim - 1))) * j.pow(2)).sum(0) for j in jac)
 
     values = tuple(p.detach() for p in params)
-    per_sample = vmap(one, in_dims=(None, 0), chunk_size=chunk_size)(values, inputs)
-    return [f.mean(0) for f in per_sample]
+
+    def squares(rows: slice) -> Tensor:
+        per_sample = vmap(one, in_dims=(None, 0))(values, inputs[rows])
+        return torch.cat([f.sum(0).reshape(-1) for f in per_sample])
+
+    return _split(_chunked_mean(squares, inputs.shape[0], chunk_size), params)
 
 
 def online_fisher(previous: Sequence[Tensor] | None, new: Sequence[Tensor], gamma: float = 1.0) -> list[Tensor]:

@@ -106,3 +106,57 @@ def test_round_trip_and_bad_arguments() -> None:
             ElasticAnchor(model.parameters(), **{"lam": 1.0, **kw})
     with pytest.raises(ValueError, match="Invalid lam"):
         ewc_penalty([torch.zeros(1)], [torch.zeros(1)], [torch.ones(1)], -1.0)
+
+
+@pytest.mark.parametrize("kind", ["empirical", "true"])
+def test_fisher_chunks_hold_at_most_chunk_size_samples_and_give_the_same_fisher(kind: str, monkeypatch) -> None:
+    """``chunk_size`` bounds what is held at once: no (N, n) matrix of per-sample gradients or Jacobians."""
+    import kaplinskiy.fisher as fisher
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3))
+    x, y = torch.randn(11, 3), torch.randint(3, (11,))
+
+    def compute(chunk_size: int | None) -> list[torch.Tensor]:
+        if kind == "empirical":
+            return fisher.empirical_fisher_diagonal(model, x, y, chunk_size=chunk_size)
+        return fisher.true_fisher_diagonal(model, x, chunk_size=chunk_size)
+
+    whole = compute(None)
+    held: list[int] = []
+    spied, name = (
+        (fisher.per_sample_gradients, "per_sample_gradients") if kind == "empirical" else (fisher.vmap, "vmap")
+    )
+
+    def spy(*args, **kwargs):
+        if name == "per_sample_gradients":
+            held.append(args[2].shape[0])
+            return spied(*args, **kwargs)
+        batched = spied(*args, **kwargs)
+        return lambda values, inputs: (held.append(inputs.shape[0]), batched(values, inputs))[1]
+
+    monkeypatch.setattr(fisher, name, spy)
+    chunked = compute(4)
+    assert held == [4, 4, 3]
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-15) for a, b in zip(chunked, whole, strict=True))
+    with pytest.raises(ValueError, match="Invalid chunk_size"):
+        compute(0)
+    with pytest.raises(ValueError, match="no samples"):
+        fisher.empirical_fisher_diagonal(model, x[:0], y[:0])
+
+
+def test_consolidate_passes_chunk_size_to_the_fisher(monkeypatch) -> None:
+    import kaplinskiy.anchor_penalty as anchor_penalty
+
+    seen: list[int | None] = []
+    real = anchor_penalty.empirical_fisher_diagonal
+    monkeypatch.setattr(
+        anchor_penalty,
+        "empirical_fisher_diagonal",
+        lambda *a, chunk_size=None, **k: (seen.append(chunk_size), real(*a, chunk_size=chunk_size, **k))[1],
+    )
+    model = nn.Linear(3, 2)
+    ElasticAnchor(model.parameters(), lam=1.0).consolidate(
+        model, torch.randn(5, 3), torch.randint(2, (5,)), chunk_size=2
+    )
+    assert seen == [2]
