@@ -178,3 +178,23 @@ def test_an_anchor_loads_onto_its_parameters_device() -> None:
     assert resumed.penalty().is_meta
     with pytest.raises(ValueError, match="Invalid state: 2 anchors for 1 parameters"):
         ElasticAnchor([model.weight], lam=1.0).load_state_dict(anchor.state_dict())
+
+
+def test_agem_writes_the_projected_gradient_into_the_existing_grad_tensors() -> None:
+    """A projected step keeps each ``p.grad`` tensor (a view into DDP's buckets must stay one)."""
+    torch.manual_seed(4)
+    model = nn.Linear(3, 2)
+    buffer = ReplayBuffer(8, seed=0)
+    x_old, y_old = torch.randn(8, 3), torch.randint(2, (8,))
+    buffer.add(x_old, y_old)
+    opt = AGEM(
+        torch.optim.SGD(model.parameters(), lr=0.1), buffer, lambda x, y: nn.functional.cross_entropy(model(x), y)
+    )
+    with torch.no_grad():  # the new task's gradient: the negative of the old one, so the two conflict
+        model.zero_grad()
+        with torch.enable_grad():
+            (-nn.functional.cross_entropy(model(x_old), y_old)).backward()
+    before = [p.grad for p in model.parameters()]
+    opt.step()
+    assert opt.state_dict()["agem"]["n_projected"] == 1
+    assert all(p.grad is g for p, g in zip(model.parameters(), before, strict=True))

@@ -77,8 +77,11 @@ class AGEM(OptimizerWrapper):
             if agem_project(g, g_ref):
                 self.wrapper_state["n_projected"] += 1
                 filled = [p for p in params if p.grad is None]
-                for p, gp in zip(params, g, strict=True):
-                    p.grad = gp
+                for p, gp in zip(params, g, strict=True):  # in place: a grad may be a view (DDP's buckets)
+                    if p.grad is None:
+                        p.grad = gp
+                    else:
+                        p.grad.copy_(gp)
                 drop_zero_grads(filled)
         self.base.step()
         self.wrapper_state["step"] += 1
