@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
-__all__ = ["ProjectionMemory", "check_trainable"]
+__all__ = ["ProjectionMemory", "check_trainable", "ordinary"]
 
 
 @runtime_checkable
@@ -72,3 +73,13 @@ def check_trainable(memory: ProjectionMemory) -> None:
             f"Invalid memory: its parameters {frozen} were frozen (requires_grad=False) after it was built; "
             "build the memory over the parameters being trained"
         )
+
+
+def ordinary(t: Tensor) -> Tensor:
+    """``t`` as an ordinary tensor: one made under ``torch.inference_mode`` (a memory built or recorded there) is
+    cloned outside it. Inference tensors have no version counter, and the projection's caches and the guard's
+    kept coordinates read the stored tensors' counters to notice a changed memory."""
+    if not t.is_inference():
+        return t
+    with torch.inference_mode(False):
+        return t.clone()

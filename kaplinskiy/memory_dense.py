@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .dense_kernel import DensePlan, dense_kernel_takes
 from .layerwise_kernel import grouped_kernel_available
+from .memory import ordinary
 from .per_sample import ground_truth_logit, per_sample_gradients
 
 __all__ = ["DenseMemory", "orthonormal_extension"]
@@ -52,6 +53,37 @@ def orthonormal_extension(Q: Tensor, C: Tensor, k: int, drop_tol: float) -> Tens
         N = N - Q @ (Q.T @ N)
         N, _ = torch.linalg.qr(N, mode="reduced")
     return N
+
+
+# What torch.func's per-sample gradients cannot run through, by a phrase of torch's error, and what to do instead.
+_PER_SAMPLE_LIMITS = (
+    (
+        "saved tensor hooks",
+        RuntimeError,
+        "the forward runs activation checkpointing (torch.utils.checkpoint) or other saved-tensor hooks, which "
+        "torch.func's per-sample gradients do not run through; turn them off while recording (Hugging Face models "
+        "checkpoint in training mode only: call model.eval())",
+    ),
+    (
+        "setup_context",
+        RuntimeError,
+        "the forward runs an autograd.Function that torch.func cannot transform (reentrant activation "
+        "checkpointing, torch.utils.checkpoint(use_reentrant=True), or a custom kernel); turn it off while recording",
+    ),
+    (
+        "requires_grad_",
+        RuntimeError,
+        "the forward calls requires_grad_() or torch.autograd, which torch.func's per-sample gradients refuse; "
+        "Hugging Face's activation checkpointing installs such a hook: call model.disable_input_require_grads() "
+        "before add_task, and enable_input_require_grads() after it",
+    ),
+    (
+        "called random operation",
+        ValueError,
+        "Invalid model: the forward draws random numbers (in training mode, dropout without an nn.Dropout layer, "
+        "as in Hugging Face's BART, OPT or LLaMA, or drop-path: call model.eval() first)",
+    ),
+)
 
 
 class DenseMemory:
@@ -104,7 +136,7 @@ class DenseMemory:
             raise ValueError(f"Invalid drop_tol: {drop_tol} (between 10 eps of the basis dtype and 1)")
         self.k_per_task, self.max_vectors, self.drop_tol = k_per_task, max_vectors, drop_tol
         self.numel = sum(p.numel() for p in self.params)
-        self._directions = torch.zeros(0, self.numel, dtype=self.dtype, device=self.params[0].device)
+        self._directions = ordinary(torch.zeros(0, self.numel, dtype=self.dtype, device=self.params[0].device))
         self.n_tasks = 0
         self.n_dropped = 0
         self.linear_split = True  # coefficients/subtract_ always compose to the projection
@@ -140,7 +172,7 @@ class DenseMemory:
         wanted = orthonormal_extension(self.basis, C.to(self.basis), self.k_per_task, self.drop_tol)
         kept = wanted[:, : max(room, 0)]
         self.n_dropped += wanted.shape[1] - kept.shape[1]
-        self._directions = torch.cat([self._directions, kept.T], dim=0)
+        self._directions = ordinary(torch.cat([self._directions, kept.T], dim=0))
         self.n_tasks += 1
         return kept.shape[1]
 
@@ -155,9 +187,18 @@ class DenseMemory:
     ) -> int:
         """Store the per-sample gradients of ``fn`` on held samples of the finished task.
 
-        ``fn = ground_truth_logit`` is OGD-GTL; ``fn = sample_loss`` stores loss gradients.
+        ``fn = ground_truth_logit`` is OGD-GTL; ``fn = sample_loss`` stores loss gradients. What torch.func
+        cannot run through (activation checkpointing, a hook that calls ``requires_grad_``, random numbers drawn
+        in training mode) is refused with what to do instead, and the memory is left as it was.
         """
-        G = per_sample_gradients(model, fn, inputs, targets, self.params, chunk_size=chunk_size)
+        try:
+            G = per_sample_gradients(model, fn, inputs, targets, self.params, chunk_size=chunk_size)
+        except RuntimeError as err:
+            known = next((k for k in _PER_SAMPLE_LIMITS if k[0] in str(err)), None)
+            if known is None:
+                raise
+            _, error, message = known
+            raise error(f"{message} (torch.func: {err})") from err
         return self.add_directions(G.T)
 
     def _grouped(self, tensors: Sequence[Tensor]) -> DensePlan | None:
@@ -241,5 +282,5 @@ class DenseMemory:
             raise ValueError(f"Invalid state: basis of shape {tuple(basis.shape)} for {self.numel} parameters")
         if self.max_vectors is not None and basis.shape[1] > self.max_vectors:
             raise ValueError(f"Invalid state: {basis.shape[1]} directions for a memory of at most {self.max_vectors}")
-        self._directions = basis.T.to(self._directions).clone(memory_format=torch.contiguous_format)
+        self._directions = ordinary(basis.T.to(self._directions).clone(memory_format=torch.contiguous_format))
         self.n_tasks, self.n_dropped = int(state["n_tasks"]), int(state["n_dropped"])

@@ -12,6 +12,7 @@ threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.overrides import TorchFunctionMode
 
 from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes, padded_bases
+from .memory import ordinary
 from .per_sample import check_eval_mode
 
 __all__ = ["LayerwiseMemory", "energy_basis_update"]
@@ -183,6 +185,19 @@ def _rows_read(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, 
         return None
 
 
+def _random_states(model: nn.Module) -> list[Tensor]:
+    """The states of the generators a forward of ``model`` draws from: the CPU's, and that of each CUDA device
+    holding one of its tensors. A forward that drew a random number (a dropout mask) has moved one of them."""
+    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers()) if t.device.type == "cuda"}
+    return [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in sorted(devices, key=str))]
+
+
+def _is_dora(module: nn.Module) -> bool:
+    """A peft LoRA layer with DoRA's magnitude vector (``use_dora=True``)."""
+    magnitudes = getattr(module, "lora_magnitude_vector", None)
+    return isinstance(magnitudes, nn.ModuleDict) and len(magnitudes) > 0
+
+
 def _check_supported(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)) or _is_hf_conv1d(module)
 
@@ -190,16 +205,26 @@ def _check_supported(module: nn.Module) -> bool:
 def covered_layers(model: nn.Module) -> list[nn.Module]:
     """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter.
 
-    Refused with a clear error: an uninitialised lazy layer, and a trainable ``sparse=True`` embedding (its
-    sparse gradient is not projected). Left uncovered: ``nn.MultiheadAttention``'s ``out_proj`` (read without
-    a call, so no hook sees its inputs) and, with a warning, a weight computed from other parameters
-    (``weight_norm``, ``spectral_norm``, any parametrization): projecting its gradient would not constrain them.
+    Refused with a clear error: an uninitialised lazy layer, a trainable ``sparse=True`` embedding (its
+    sparse gradient is not projected), and a trainable DoRA adapter (peft's ``use_dora=True``: its output is
+    divided by the norm of the whole adapted weight, which a step orthogonal to the old inputs still changes, and
+    peft forms that weight by calling ``lora_A`` on an identity matrix, which a recording would take for an old
+    input; a :class:`~kaplinskiy.DenseMemory` covers it). Left uncovered: ``nn.MultiheadAttention``'s
+    ``out_proj`` (read without a call, so no hook sees its inputs) and, with a warning, a weight computed from
+    other parameters (``weight_norm``, ``spectral_norm``, any parametrization): projecting its gradient would not
+    constrain them.
     """
     unseen = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     layers, computed = [], []
     for key, m in model.named_modules():
         name = f"layer {key!r}" if key else "the model"
+        if _is_dora(m) and any(p.requires_grad for p in m.parameters()):
+            raise ValueError(
+                f"Invalid model: {name} is a DoRA adapter (peft's use_dora=True): it divides by the norm of the whole "
+                "adapted weight, which a step orthogonal to the old inputs still changes, and peft calls its lora_A "
+                "on an identity matrix, which would be recorded as an old input; use DenseMemory, or LoRA without DoRA"
+            )
         if not _check_supported(m) or id(m) in unseen:
             continue
         if isinstance(m.weight, nn.parameter.UninitializedParameter):
@@ -307,11 +332,11 @@ class LayerwiseMemory:
         for m, (_, bias_slot) in zip(self.layers, self._slots, strict=True):
             w = m.weight
             if isinstance(m, nn.Embedding):
-                self.bases.append(torch.zeros(0, dtype=torch.long, device=w.device))
+                self.bases.append(ordinary(torch.zeros(0, dtype=torch.long, device=w.device)))
             else:  # a frozen bias is a constant: only a trainable one adds the input of 1
                 d_in = (w.shape[0] if _is_hf_conv1d(m) else w[0].numel()) + (bias_slot is not None)
                 basis_dtype = torch.promote_types(w.dtype, torch.float32)  # eigh and orthonormality need >= fp32
-                self.bases.append(torch.zeros(d_in, 0, dtype=basis_dtype, device=w.device))
+                self.bases.append(ordinary(torch.zeros(d_in, 0, dtype=basis_dtype, device=w.device)))
         self._factor_cache: dict[int, _BasisFactors] = {}
         self._plan: RowPlan | None = None
         self._plan_layers: frozenset[int] = frozenset()
@@ -332,11 +357,21 @@ class LayerwiseMemory:
 
         ``forward(model, batch)`` runs the model (default ``model(batch)``); only the inputs matter. A model in
         training mode with dropout or batch norm is refused (masked inputs are not the ones to protect, and
-        batch norm would update its statistics): call ``model.eval()`` first.
+        batch norm would update its statistics): call ``model.eval()`` first. So is a forward that draws random
+        numbers while a layer is in training mode (dropout without an ``nn.Dropout`` layer, as Hugging Face's
+        BART, OPT and LLaMA draw it, or drop-path), noticed by the random generators' states; the memory is then
+        left as it was. Under ``torch.autocast`` the inputs recorded are those the autocast forward computes
+        (bfloat16 values after a bfloat16 layer), so the guard keeps the old outputs to that precision: record
+        without autocast where the full-precision outputs are the ones to keep.
+        A model compiled by ``torch.compile`` is recorded as the eager one (the hooks fire in the compiled
+        forward), and so is one with activation checkpointing (recording runs under ``no_grad``: nothing is
+        recomputed).
         ``progress=True`` shows tqdm bars over the batches and over the layers' eigendecompositions.
         Returns the number of basis vectors (or protected rows) each layer gained.
         """
         check_eval_mode(self.model)
+        training = any(m.training for m in self.model.modules())
+        states = _random_states(self.model) if training else None
         stats: list[Tensor | None] = [None] * len(self.layers)
         embeddings = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Embedding)]
         called: set[int] = set()
@@ -364,6 +399,12 @@ class LayerwiseMemory:
         finally:
             for h in handles:
                 h.remove()
+        if states is not None and not all(map(torch.equal, states, _random_states(self.model))):
+            raise ValueError(
+                "Invalid model: the old task's forward drew random numbers with the model in training mode (dropout "
+                "without an nn.Dropout layer, as in Hugging Face's BART, OPT or LLaMA, or drop-path), so the "
+                "recorded inputs would be masked at random; call model.eval() first"
+            )
         names = {id(m): key for key, m in self.model.named_modules()}
         for i in embeddings:
             stats[i] = reads.counts.get(id(self.layers[i].weight))
@@ -378,7 +419,7 @@ class LayerwiseMemory:
         for i, (m, s) in enumerate(layers):
             before = self._size(i)
             if s is not None:
-                self.bases[i] = self._grow(m, self.bases[i], s, self.thresholds[i], self._room(i))
+                self.bases[i] = ordinary(self._grow(m, self.bases[i], s, self.thresholds[i], self._room(i)))
             gained.append(self._size(i) - before)
         self.n_tasks += 1
         return gained
@@ -649,7 +690,9 @@ class LayerwiseMemory:
             size = new.numel() if new.ndim == 1 else new.shape[1]
             if self.max_per_layer is not None and size > self.max_per_layer:
                 raise ValueError(f"Invalid state: layer {i} holds {size} vectors, above max_per_layer")
-        self.bases = [new.to(old.device, old.dtype).clone() for old, new in zip(self.bases, bases, strict=True)]
+        self.bases = [
+            ordinary(new.to(old.device, old.dtype).clone()) for old, new in zip(self.bases, bases, strict=True)
+        ]
         self.n_tasks = int(state["n_tasks"])
 
 
