@@ -104,8 +104,9 @@ class OptimizerWrapper(Optimizer):
             state_dict = dict(pre_hook(self, state_dict) or state_dict)
         own = state_dict.pop(self.state_key, None)
         self.base.load_state_dict(state_dict)
-        if own is not None:
-            self.wrapper_state = copy.deepcopy(own)  # the caller's dict is not written to by later steps
+        if own is not None:  # a copy: the caller's dict is not written to by later steps; a key an older
+            # checkpoint lacks (a counter added since) keeps this wrapper's value
+            self.wrapper_state = {**self.wrapper_state, **copy.deepcopy(own)}
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
 

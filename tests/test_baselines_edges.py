@@ -17,7 +17,7 @@ from kaplinskiy import (
     sample_loss,
     true_fisher_diagonal,
 )
-from kaplinskiy.baselines import AGEM
+from kaplinskiy.baselines import AGEM, Replay
 
 
 def test_ewc_acts_only_once_a_task_is_consolidated() -> None:
@@ -51,6 +51,25 @@ def test_agem_rejects_a_non_finite_reference_gradient() -> None:
         opt.step()
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
     assert opt.state_dict()["agem"]["skipped"] == 1
+
+
+def test_replay_rejects_a_non_finite_replay_gradient_and_counts_it() -> None:
+    model = nn.Linear(3, 2)
+    opt = Replay(torch.optim.SGD(model.parameters(), lr=0.1), _buffer(), lambda x, y: model(x).sum() * float("inf"))
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(4, 3)).pow(2).sum().backward()
+    with pytest.warns(NonFiniteStepWarning):
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+    assert opt.state_dict()["replay"]["skipped"] == 1 and opt.state_dict()["replay"]["step"] == 0
+    older = opt.state_dict()  # a checkpoint from before the counter existed still loads, and a skip counts
+    del older["replay"]["skipped"]
+    opt.load_state_dict(older)
+    opt.zero_grad()
+    model(torch.randn(4, 3)).pow(2).sum().backward()
+    with pytest.warns(NonFiniteStepWarning):
+        opt.step()
+    assert opt.state_dict()["replay"]["skipped"] == 2
 
 
 def test_agem_leaves_unused_and_frozen_parameters_alone() -> None:

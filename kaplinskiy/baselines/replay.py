@@ -21,6 +21,8 @@ class Replay(OptimizerWrapper):
 
     ``replay_loss(x, y)`` runs the model and returns the mean old-task loss on the minibatch, so
     ``p.grad`` becomes ``grad L_B + gamma grad E_{D_A} l`` (eq. 7) in an ordinary ``loss.backward(); opt.step()`` loop.
+    A non-finite replay gradient rejects the step (counted in ``state_dict()["replay"]["skipped"]``), as a
+    non-finite gradient does.
     """
 
     state_key = "replay"
@@ -40,6 +42,7 @@ class Replay(OptimizerWrapper):
         if batch_size < 1:
             raise ValueError(f"Invalid batch_size: {batch_size}")
         self.buffer, self.replay_loss, self.gamma, self.batch_size = buffer, replay_loss, gamma, batch_size
+        self.wrapper_state["skipped"] = 0
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
@@ -52,6 +55,7 @@ class Replay(OptimizerWrapper):
             with torch.enable_grad():
                 (self.gamma * self.replay_loss(x, y)).backward()
             if skip_step(None, [p.grad for p in self._params() if p.grad is not None], "Replay", skip_zero=False):
+                self.wrapper_state["skipped"] += 1
                 return loss  # a non-finite replay gradient: nothing stepped
         self.base.step()
         self.wrapper_state["step"] += 1
