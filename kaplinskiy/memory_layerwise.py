@@ -248,6 +248,23 @@ def covered_layers(model: nn.Module) -> list[nn.Module]:
     return layers
 
 
+def _warn_loose_matrices(model: nn.Module, uncovered: Sequence[Tensor]) -> None:
+    """Warn about trainable weights of two or more dimensions that no covered layer owns: unlike a LayerNorm's
+    scale or a bias, they are usually a layer's weights (``nn.MultiheadAttention``'s projections, a Conv3d, a
+    LoRA embedding adapter), and left free they carry old-task outputs away unguarded."""
+    names = {id(p): key for key, p in model.named_parameters()}
+    loose = [names[id(p)] for p in uncovered if p.ndim >= 2]
+    if loose:
+        shown = ", ".join(repr(n) for n in loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+        warnings.warn(
+            f"LayerwiseMemory: {len(loose)} trainable weight tensors belong to no covered layer and move freely, so "
+            f"the old outputs are not protected through them: {shown}. Pass freeze_uncovered=True to hold them, "
+            "use DenseMemory, or leave them out of training (nn.MultiheadAttention reads its projections without a "
+            "Linear call, so no hook sees their inputs)",
+            stacklevel=3,
+        )
+
+
 class LayerwiseMemory:
     """Per-layer bases of old-task input spaces, for Linear, Conv1d/Conv2d, Embedding and HF Conv1D layers.
 
@@ -258,7 +275,8 @@ class LayerwiseMemory:
         max_per_layer: most basis vectors (protected rows, for an embedding) a layer holds over all tasks;
             a task that would go beyond it adds only its most energetic directions up to the cap.
         freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, raw
-            attention projections), so eq. (12) holds for the whole model; otherwise they are left free.
+            attention projections), so eq. (12) holds for the whole model; otherwise they are left free, with a
+            warning when some of them have two or more dimensions (a layer's weights, not a scale or a bias).
         backend: ``"auto"`` projects all Linear/Conv layers in one grouped Triton launch on CUDA when Triton is
             installed (:mod:`kaplinskiy.layerwise_kernel`), else layer by layer with BLAS; ``"torch"`` always
             uses BLAS; ``"triton"`` requires the grouped kernel. Both compute the same projection (the kernel
@@ -328,6 +346,8 @@ class LayerwiseMemory:
                 "from every call then share one basis)"
             )
         self._uncovered = [i for i in range(len(self.params)) if i not in owned]
+        if not freeze_uncovered:
+            _warn_loose_matrices(model, [self.params[i] for i in self._uncovered])
         self.bases: list[Tensor] = []
         for m, (_, bias_slot) in zip(self.layers, self._slots, strict=True):
             w = m.weight

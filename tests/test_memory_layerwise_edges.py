@@ -5,6 +5,7 @@ that read other rows than their argument."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -210,3 +211,14 @@ def test_an_embedding_called_without_reading_a_row_is_refused() -> None:
     memory = LayerwiseMemory(_OneHot(10, 3), threshold=1.0)
     with pytest.raises(ValueError, match="read no row of its weight"):
         memory.add_task([torch.tensor([[1, 2]])])
+
+
+def test_weight_matrices_no_covered_layer_owns_are_named_in_a_warning_unless_frozen() -> None:
+    """torch's own transformer layer: its attention projections are raw parameters no hook sees."""
+    model = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+    with pytest.warns(UserWarning, match=r"2 trainable weight tensors .*'self_attn.in_proj_weight'"):
+        LayerwiseMemory(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LayerwiseMemory(model, freeze_uncovered=True)
+        LayerwiseMemory(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)))  # scales and biases: silent
