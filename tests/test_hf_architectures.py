@@ -12,12 +12,11 @@ Needs the optional ``transformers`` package; no download (models come from confi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import torch
+from step_probes import dot, first_order_change, step_and_restore
 from torch import Tensor, nn
-from torch.func import functional_call, jvp
 
 transformers = pytest.importorskip("transformers")
 
@@ -137,36 +136,6 @@ def _build(name: str) -> tuple[nn.Module, Batch, Batch, LayerwiseMemory]:
     return model, old, new, memory
 
 
-def _step(model: nn.Module, new: Batch, opt: Any) -> tuple[list[Tensor], list[Tensor]]:
-    """One step of ``opt`` on the new-task loss; returns the step ``w1 - w0`` and the new-task gradient, and puts
-    the parameters back."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    w0 = [p.detach().clone() for p in params]
-    opt.zero_grad()
-    model(**new).loss.backward()
-    grads = [p.grad.clone() for p in params]
-    opt.step()
-    with torch.no_grad():
-        steps = [p - w for p, w in zip(params, w0, strict=True)]
-        for p, w in zip(params, w0, strict=True):
-            p.copy_(w)
-    return steps, grads
-
-
-def _first_order(model: nn.Module, old: Batch, steps: list[Tensor]) -> float:
-    """``||J d||``: the exact first-order change of the old-task logits along the step ``d``."""
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    fixed = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-    fixed.update(model.named_buffers())
-    values = dict(model.named_parameters())
-
-    def logits(*weights: Tensor) -> Tensor:
-        return functional_call(model, {**fixed, **dict(zip(names, weights, strict=True))}, kwargs=old).logits
-
-    _, change = jvp(logits, tuple(values[n].detach() for n in names), tuple(steps))
-    return float(change.norm())
-
-
 def _change_after(model: nn.Module, old: Batch, steps: list[Tensor], t: float) -> float:
     """``||f(w + t d) - f(w)||`` on the old-task logits, the parameters put back after."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -180,10 +149,6 @@ def _change_after(model: nn.Module, old: Batch, steps: list[Tensor], t: float) -
     return float((after - before).norm())
 
 
-def _dot(a: list[Tensor], b: list[Tensor]) -> float:
-    return float(sum((x * y).sum() for x, y in zip(a, b, strict=True)))
-
-
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_a_guarded_step_leaves_the_old_outputs_unchanged(name: str) -> None:
     """SGD guarded and not: the guarded step's first-order change of the old logits is ~1e-16 of the plain
@@ -195,12 +160,14 @@ def test_a_guarded_step_leaves_the_old_outputs_unchanged(name: str) -> None:
     """
     model, old, new, memory = _build(name)
     params = [p for p in model.parameters() if p.requires_grad]
-    plain, grads = _step(model, new, torch.optim.SGD(params, lr=1e-2))
-    guarded, _ = _step(model, new, ForgettingGuard(torch.optim.SGD(params, lr=1e-2), memory, from_copy=True))
-    leak, reference = _first_order(model, old, guarded), _first_order(model, old, plain)
+    plain, grads = step_and_restore(model, torch.optim.SGD(params, lr=1e-2), lambda: model(**new).loss)
+    guarded, _ = step_and_restore(
+        model, ForgettingGuard(torch.optim.SGD(params, lr=1e-2), memory, from_copy=True), lambda: model(**new).loss
+    )
+    leak, reference = first_order_change(model, old, guarded), first_order_change(model, old, plain)
     assert reference > 1e-4  # without the guard the old outputs move at first order: the test can fail
     assert leak <= 1e-11 * reference, f"{name}: first-order change {leak:.2e} against {reference:.2e} unguarded"
-    assert _dot(grads, guarded) < -1e-3 * abs(_dot(grads, plain))  # a descent step for task B: not all frozen
+    assert dot(grads, guarded) < -1e-3 * abs(dot(grads, plain))  # a descent step for task B: not all frozen
     for t in (1.0, 100.0):  # the steps of SGD at lr 1e-2 and at lr 1
         moved, plain_moved = _change_after(model, old, guarded, t), _change_after(model, old, plain, t)
         assert moved <= 1e-10 * plain_moved, f"{name}, t = {t}: {moved:.2e} against {plain_moved:.2e} unguarded"
@@ -213,16 +180,18 @@ def test_adamw_with_weight_decay_keeps_the_promise(name: str, optimizer: str) ->
     tied heads and embeddings too), and HybridAdamW's projected update does the same."""
     model, old, new, memory = _build(name)
     params = [p for p in model.parameters() if p.requires_grad]
-    plain, grads = _step(model, new, torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1))
+    plain, grads = step_and_restore(
+        model, torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1), lambda: model(**new).loss
+    )
     if optimizer == "HybridAdamW":
         opt = HybridAdamW(params, lr=1e-3, weight_decay=0.1, memory=memory)
     else:
         opt = ForgettingGuard(torch.optim.AdamW(params, lr=1e-3, weight_decay=0.1), memory)
-    guarded, _ = _step(model, new, opt)
-    leak, reference = _first_order(model, old, guarded), _first_order(model, old, plain)
+    guarded, _ = step_and_restore(model, opt, lambda: model(**new).loss)
+    leak, reference = first_order_change(model, old, guarded), first_order_change(model, old, plain)
     assert reference > 1e-3
     assert leak <= 1e-11 * reference, f"{name}: first-order change {leak:.2e} against {reference:.2e} unguarded"
-    assert _dot(grads, guarded) < 0
+    assert dot(grads, guarded) < 0
 
 
 def _embedding_rows(model: nn.Module, memory: LayerwiseMemory, key: str) -> list[int]:

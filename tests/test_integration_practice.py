@@ -14,50 +14,14 @@ from typing import Any
 
 import pytest
 import torch
+from step_probes import dot, first_order_change, step_and_restore
 from torch import Tensor, nn
-from torch.func import functional_call, jvp
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.utils.checkpoint import checkpoint
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory, causal_lm_targets
 
 VOCAB = 50
-
-
-def _first_order(model: nn.Module, inputs: dict[str, Tensor], steps: list[Tensor]) -> float:
-    """``||J d||``: the exact first-order change of the model's outputs (``.logits`` of a Hugging Face output) on
-    ``inputs`` along the step ``d`` over its trainable parameters."""
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    fixed = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad} | dict(model.named_buffers())
-    values = dict(model.named_parameters())
-
-    def outputs(*weights: Tensor) -> Tensor:
-        out = functional_call(model, {**fixed, **dict(zip(names, weights, strict=True))}, kwargs=inputs)
-        return getattr(out, "logits", out)
-
-    _, change = jvp(outputs, tuple(values[n].detach() for n in names), tuple(steps))
-    return float(change.norm())
-
-
-def _step(model: nn.Module, opt: Any, loss: Callable[[], Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-    """One step of ``opt`` on ``loss()`` from a fixed seed (the same dropout masks for every optimizer); returns
-    the step ``w1 - w0`` and the gradient, and puts the parameters back."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    w0 = [p.detach().clone() for p in params]
-    torch.manual_seed(2)
-    opt.zero_grad()
-    loss().backward()
-    grads = [p.grad.clone() for p in params]
-    opt.step()
-    with torch.no_grad():
-        steps = [p - w for p, w in zip(params, w0, strict=True)]
-        for p, w in zip(params, w0, strict=True):
-            p.copy_(w)
-    return steps, grads
-
-
-def _dot(a: list[Tensor], b: list[Tensor]) -> float:
-    return float(sum((x * y).sum() for x, y in zip(a, b, strict=True)))
 
 
 def _ids(g: torch.Generator, rows: int, length: int = 6) -> Tensor:
@@ -139,13 +103,13 @@ def test_a_guard_over_lora_adapters_keeps_the_old_outputs(arch: str, base: str) 
     }[base]
     model.train()
     loss = lambda: model(input_ids=new_ids, labels=new_ids).loss  # noqa: E731
-    plain, _ = _step(model, make(), loss)
-    guarded, grads = _step(model, ForgettingGuard(make(), memory), loss)
+    plain, _ = step_and_restore(model, make(), loss, seed=2)
+    guarded, grads = step_and_restore(model, ForgettingGuard(make(), memory), loss, seed=2)
     model.eval()
-    leak, reference = _first_order(model, old, guarded), _first_order(model, old, plain)
+    leak, reference = first_order_change(model, old, guarded), first_order_change(model, old, plain)
     assert reference > 1e-6  # without the guard the old outputs move at first order: the test can fail
     assert leak <= 1e-11 * reference, f"{arch}: first-order change {leak:.2e} against {reference:.2e} unguarded"
-    assert _dot(grads, guarded) < 0  # a descent step for the new task
+    assert dot(grads, guarded) < 0  # a descent step for the new task
 
 
 def test_lora_dropout_is_refused_in_training_mode_and_inactive_in_eval_mode() -> None:
@@ -174,10 +138,10 @@ def test_dora_is_refused_by_the_layerwise_memory_and_guarded_by_the_dense_one() 
     memory = DenseMemory(trainable, k_per_task=3)
     assert memory.add_task(model, ids, causal_lm_targets(ids)) == 3
     loss = lambda: model(input_ids=ids[:2], labels=ids[:2]).loss  # noqa: E731
-    guarded, grads = _step(model, ForgettingGuard(torch.optim.SGD(trainable, lr=1e-2), memory), loss)
-    plain, _ = _step(model, torch.optim.SGD(trainable, lr=1e-2), loss)
+    guarded, grads = step_and_restore(model, ForgettingGuard(torch.optim.SGD(trainable, lr=1e-2), memory), loss, seed=2)
+    plain, _ = step_and_restore(model, torch.optim.SGD(trainable, lr=1e-2), loss, seed=2)
     assert memory.residual(guarded) <= 1e-12 * memory.residual(plain)
-    assert _dot(grads, guarded) < 0
+    assert dot(grads, guarded) < 0
 
 
 # 2. torch.compile ---------------------------------------------------------------------------------------------
@@ -306,15 +270,15 @@ def test_hugging_face_activation_checkpointing_steps_as_without() -> None:
         memory.add_task([old], forward=lambda m, batch: m(**batch))
         model.train()
         opt = ForgettingGuard(torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1), memory)
-        steps.append(_step(model, opt, lambda m=model: m(input_ids=new, labels=new).loss))
+        steps.append(step_and_restore(model, opt, lambda m=model: m(input_ids=new, labels=new).loss, seed=2))
     (step, grads), (twin_step, _) = steps
     for a, b in zip(step, twin_step, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
     plain_opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    plain, _ = _step(model, plain_opt, lambda: model(input_ids=new, labels=new).loss)
+    plain, _ = step_and_restore(model, plain_opt, lambda: model(input_ids=new, labels=new).loss, seed=2)
     model.eval()  # the twin without checkpointing: forward-mode AD does not run through HF's checkpointing
-    leak, reference = _first_order(model, old, step), _first_order(model, old, plain)
-    assert reference > 1e-4 and leak <= 1e-11 * reference and _dot(grads, step) < 0
+    leak, reference = first_order_change(model, old, step), first_order_change(model, old, plain)
+    assert reference > 1e-4 and leak <= 1e-11 * reference and dot(grads, step) < 0
 
 
 def test_a_dense_memory_over_a_model_whose_hook_calls_requires_grad_says_what_to_do() -> None:
