@@ -42,7 +42,7 @@ from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_s
 from .deferred_check import VerdictQueue, device_verdict, found_inf, takes_found_inf
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory, check_trainable
-from .tensor_lists import copy_list, dot, drop_zero_grads, grads_of, sq_norm
+from .tensor_lists import any_dtensor, copy_list, dot, drop_zero_grads, grads_of, sq_norm
 from .wrapper import OptimizerWrapper
 
 __all__ = ["ForgettingGuard"]
@@ -111,7 +111,15 @@ class ForgettingGuard(OptimizerWrapper):
             _check_minimizes(base)
         owned = {id(p) for g in base.param_groups for p in g["params"]}
         if any(id(p) not in owned for p in memory.params):
-            raise ValueError("Invalid memory: it covers parameters the base optimizer does not update")
+            hint = ""
+            if any_dtensor(memory.params):
+                hint = (
+                    " (under FSDP2's fully_shard, a forward without backward leaves the root module's parameters "
+                    "gathered: call model.reshard() before building the base optimizer)"
+                )
+            raise ValueError(f"Invalid memory: it covers parameters the base optimizer does not update{hint}")
+        if any_dtensor(memory.params):
+            _check_sharded(armijo=armijo, certify=certify, reuse_coefficients=reuse_coefficients)
         self.memory = memory
         self.project, self.armijo, self.certify = project, armijo, certify
         self.reuse_coefficients, self.check_finite = reuse_coefficients, check_finite
@@ -340,6 +348,20 @@ def _check_minimizes(base: Optimizer) -> None:
         raise ValueError(
             "Invalid armijo: the base optimizer maximizes (maximize=True), and the line search accepts decreases of "
             "the closure's Phi; minimize -objective instead"
+        )
+
+
+def _check_sharded(**flags: bool) -> None:
+    """Refuse what a guard over DTensors (FSDP2's ``fully_shard``) cannot do right: with ``armijo`` each rank would
+    judge the step on its own loss, and ``certify`` would measure its own shard; ``reuse_coefficients`` would miss
+    a foreach write (an optimizer's, a weight average's), which moves neither a DTensor's version counter nor its
+    shard's."""
+    on = [name for name, value in flags.items() if value]
+    if on:
+        raise ValueError(
+            f"Invalid {on[0]}: the parameters are DTensors (FSDP2's fully_shard or distribute_tensor), and the guard "
+            "takes armijo, certify and reuse_coefficients only on ordinary tensors; leave them off, or use "
+            "DistributedDataParallel"
         )
 
 

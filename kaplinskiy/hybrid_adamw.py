@@ -37,7 +37,7 @@ from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory, check_trainable
 from .memory_layerwise import LayerwiseMemory
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
-from .tensor_lists import copy_list, dot, max_abs, sq_norm
+from .tensor_lists import any_dtensor, copy_list, dot, max_abs, sq_norm
 from .wrapper import copied_state
 
 __all__ = ["HybridAdamW", "adamw_update"]
@@ -176,6 +176,11 @@ class HybridAdamW(Optimizer):
         self._fused_cache: tuple[Any, _FusedLists] | None = None
         self.hybrid_state: dict[str, Any] = {"step": 0, "certificate": None}
         check_memory_covers_projected_groups(self.param_groups, memory)
+        if armijo and any_dtensor(p for g in self.param_groups for p in g["params"]):
+            raise ValueError(
+                "Invalid armijo: the parameters are DTensors (FSDP2's fully_shard), and each rank would judge the step "
+                "on its own loss; leave it off, or use DistributedDataParallel"
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         """What ``copy.deepcopy`` and ``pickle`` keep: the settings, memory and record too (``torch.optim`` keeps

@@ -22,6 +22,7 @@ from .dense_kernel import DensePlan, dense_kernel_takes
 from .layerwise_kernel import grouped_kernel_available
 from .memory import ordinary
 from .per_sample import ground_truth_logit, per_sample_gradients
+from .tensor_lists import any_dtensor
 
 __all__ = ["DenseMemory", "orthonormal_extension"]
 
@@ -123,6 +124,12 @@ class DenseMemory:
             raise ValueError("Invalid params: the memory needs at least one parameter")
         if any(p.is_complex() for p in self.params) or (dtype is not None and dtype.is_complex):
             raise ValueError("Invalid params: a complex parameter (the memory's basis and projection are real)")
+        if any_dtensor(self.params):
+            raise ValueError(
+                "Invalid params: DTensors (parameters sharded by FSDP2's fully_shard or distribute_tensor); the dense "
+                "memory's projection is an inner product over the whole model, which no rank holds, and torch.func's "
+                "per-sample gradients do not run on DTensors: use LayerwiseMemory, or DistributedDataParallel"
+            )
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError("Invalid params: a tensor is listed twice (tied weights): list each once")
         if k_per_task < 1:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.overrides import TorchFunctionMode
@@ -26,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes, padded_bases
 from .memory import ordinary
 from .per_sample import check_eval_mode
+from .tensor_lists import any_dtensor, is_dtensor, local_shard
 
 __all__ = ["LayerwiseMemory", "energy_basis_update"]
 
@@ -248,6 +251,46 @@ def covered_layers(model: nn.Module) -> list[nn.Module]:
     return layers
 
 
+def _check_sharded(name: str, module: nn.Module, w: Tensor, b: Tensor | None) -> None:
+    """Refuse a covered layer sharded in a way its projection cannot follow.
+
+    FSDP2's ``fully_shard`` makes the weight and bias DTensors split along dim 0, the output rows. The projection
+    ``[D_W, d_b] <- [D_W, d_b] (I - U U^T)`` (eq. 11) acts on each row alone, so a rank projects the rows it
+    holds and gets the rows of the full projection, with no communication, provided the weight and the bias are
+    split into the same rows. An embedding (its protected rows are global indices, read while FSDP2 holds the
+    unsharded weight) and Hugging Face's ``Conv1D`` (its dim 0 is the input) are refused.
+    """
+    if not (is_dtensor(w) or is_dtensor(b)):
+        return
+    if isinstance(module, nn.Embedding) or _is_hf_conv1d(module):
+        kind = "an embedding" if isinstance(module, nn.Embedding) else "a Hugging Face Conv1D (dim 0 is its input)"
+        raise ValueError(
+            f"Invalid model: {name} is {kind} whose weight is a DTensor (FSDP2's fully_shard or distribute_tensor), "
+            "which LayerwiseMemory does not project; freeze it, or train with DistributedDataParallel"
+        )
+    rows = all(p.is_replicate() or p.is_shard(0) for p in w.placements) if is_dtensor(w) else False
+    if b is not None:
+        rows = rows and is_dtensor(b) and b.device_mesh == w.device_mesh and b.placements == w.placements
+    if not rows:
+        raise ValueError(
+            f"Invalid model: {name}'s weight is a DTensor split other than along its output rows (dim 0), or split "
+            "differently from its bias; LayerwiseMemory projects row by row, so it takes FSDP2's default "
+            "fully_shard (Shard(0)) and replication; use those, or DistributedDataParallel"
+        )
+
+
+def _reshard(model: nn.Module, params: Sequence[Tensor]) -> None:
+    """Leave a model sharded by FSDP2's ``fully_shard`` sharded again after a forward without backward: FSDP2 keeps
+    the root module's parameters gathered then, and ``model.parameters()`` would hand out full tensors whose
+    storage the next step frees (an optimizer built on them reads freed memory)."""
+    if any_dtensor(params):
+        from torch.distributed.fsdp import FSDPModule
+
+        for m in model.modules():
+            if isinstance(m, FSDPModule):
+                m.reshard()
+
+
 def _warn_loose_matrices(model: nn.Module, uncovered: Sequence[Tensor]) -> None:
     """Warn about trainable weights of two or more dimensions that no covered layer owns: unlike a LayerNorm's
     scale or a bias, they are usually a layer's weights (``nn.MultiheadAttention``'s projections, a Conv3d, a
@@ -297,7 +340,10 @@ class LayerwiseMemory:
     the outputs on the recorded inputs do not move at any order: each covered layer's step is orthogonal to the
     inputs it saw, and every other parameter (LayerNorm, a raw ``nn.Parameter`` such as a CLS token) is frozen.
     Under data parallelism, build the memory from the same old-task batches on every rank, or load one rank's
-    ``state_dict()`` everywhere: the projection then commutes with the gradient all-reduce.
+    ``state_dict()`` everywhere: the projection then commutes with the gradient all-reduce. Under FSDP2's
+    ``fully_shard`` (weights split along their output rows), call ``add_task`` on every rank, with each rank's own
+    old-task batches or the same ones: the input covariances are summed over the ranks, so every rank holds the same
+    basis and projects the rows it holds (:func:`_check_sharded` says which shardings are refused).
     """
 
     def __init__(
@@ -329,7 +375,11 @@ class LayerwiseMemory:
             raise ValueError(f"Invalid max_per_layer: {max_per_layer}")
         self.thresholds, self.max_new_per_task, self.freeze_uncovered = thresholds, max_new_per_task, freeze_uncovered
         self.max_per_layer = max_per_layer
+        names = {id(m): key for key, m in model.named_modules()}
+        for m in self.layers:
+            _check_sharded(f"layer {names[id(m)]!r}", m, m.weight, getattr(m, "bias", None))
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self._sharded = any_dtensor(self.params)  # FSDP2: the step's tensors are DTensors, projected by their shards
         index = {id(p): i for i, p in enumerate(self.params)}
         self._slots = [
             (index[id(m.weight)], index.get(id(m.bias)) if getattr(m, "bias", None) is not None else None)
@@ -354,7 +404,7 @@ class LayerwiseMemory:
             if isinstance(m, nn.Embedding):
                 self.bases.append(ordinary(torch.zeros(0, dtype=torch.long, device=w.device)))
             else:  # a frozen bias is a constant: only a trainable one adds the input of 1
-                d_in = (w.shape[0] if _is_hf_conv1d(m) else w[0].numel()) + (bias_slot is not None)
+                d_in = (w.shape[0] if _is_hf_conv1d(m) else math.prod(w.shape[1:])) + (bias_slot is not None)
                 basis_dtype = torch.promote_types(w.dtype, torch.float32)  # eigh and orthonormality need >= fp32
                 self.bases.append(ordinary(torch.zeros(d_in, 0, dtype=basis_dtype, device=w.device)))
         self._factor_cache: dict[int, _BasisFactors] = {}
@@ -419,12 +469,14 @@ class LayerwiseMemory:
         finally:
             for h in handles:
                 h.remove()
+            _reshard(self.model, self.params)
         if states is not None and not all(map(torch.equal, states, _random_states(self.model))):
             raise ValueError(
                 "Invalid model: the old task's forward drew random numbers with the model in training mode (dropout "
                 "without an nn.Dropout layer, as in Hugging Face's BART, OPT or LLaMA, or drop-path), so the "
                 "recorded inputs would be masked at random; call model.eval() first"
             )
+        self._sum_over_ranks(stats)
         names = {id(m): key for key, m in self.model.named_modules()}
         for i in embeddings:
             stats[i] = reads.counts.get(id(self.layers[i].weight))
@@ -443,6 +495,20 @@ class LayerwiseMemory:
             gained.append(self._size(i) - before)
         self.n_tasks += 1
         return gained
+
+    def _sum_over_ranks(self, stats: list[Tensor | None]) -> None:
+        """Sum, over the ranks that share a sharded layer, the input covariances each recorded, so that every rank
+        grows the same basis: that of the old-task inputs of all ranks (the same basis when every rank recorded
+        the same batches: the energy threshold is relative). Each rank projects its own rows with it."""
+        for i, m in enumerate(self.layers):
+            w = m.weight
+            if not is_dtensor(w):
+                continue
+            d_in = self.bases[i].shape[0]
+            s = stats[i] if stats[i] is not None else torch.zeros(d_in, d_in, dtype=torch.float64, device=w.device)
+            for dim in range(w.device_mesh.ndim):
+                dist.all_reduce(s, group=w.device_mesh.get_group(dim))
+            stats[i] = s
 
     def _size(self, i: int) -> int:
         return self.bases[i].numel() if self.bases[i].ndim == 1 else self.bases[i].shape[1]
@@ -471,8 +537,11 @@ class LayerwiseMemory:
         return energy_basis_update(U.to(s.dtype), s, threshold, room).to(U.dtype)
 
     def _views(self, tensors: Sequence[Tensor], i: int) -> tuple[Tensor, Tensor | None]:
+        """Layer ``i``'s weight and bias among ``tensors``; of a sharded layer, the rows this rank holds."""
         wi, bi = self._slots[i]
-        return tensors[wi], (tensors[bi] if bi is not None else None)
+        if not self._sharded:
+            return tensors[wi], (tensors[bi] if bi is not None else None)
+        return local_shard(tensors[wi]), (local_shard(tensors[bi]) if bi is not None else None)
 
     def _factors(self, i: int) -> _BasisFactors:
         """Layer ``i``'s basis split into weight rows and bias row; views, rebuilt only when the basis is replaced."""
@@ -488,6 +557,8 @@ class LayerwiseMemory:
 
         The plan is kept while the tensors (addresses, strides) and the bases are the same objects, so a
         training step pays a key of a few microseconds, not a rebuild."""
+        if self._sharded:
+            tensors = [local_shard(t) for t in tensors]
         usable = grouped_kernel_available(tensors[0].device, interpreted=self.backend == "triton")
         if self.backend == "torch" or not usable:
             if self.backend == "triton":
@@ -578,7 +649,7 @@ class LayerwiseMemory:
         for i in range(len(self.layers)):
             out.append(next(from_kernel) if i in grouped else self._layer_coefficients(tensors, i))
         if self.freeze_uncovered:
-            out.extend(tensors[j].clone() for j in self._uncovered)
+            out.extend(local_shard(tensors[j]).clone() for j in self._uncovered)
         return out
 
     @torch.no_grad()
@@ -614,9 +685,9 @@ class LayerwiseMemory:
         if self.freeze_uncovered:
             for j, C in zip(self._uncovered, reference[len(self.layers) :], strict=True):
                 if compute:
-                    tensors[j].copy_(C)
+                    local_shard(tensors[j]).copy_(C)
                 else:
-                    tensors[j].sub_(C)
+                    local_shard(tensors[j]).sub_(C)
 
     def _layer_coefficients(self, tensors: Sequence[Tensor], i: int) -> Tensor:
         """Layer ``i``'s ``[D_W, d_b] U`` by the per-layer path (its protected rows, for an embedding)."""
@@ -675,7 +746,7 @@ class LayerwiseMemory:
                 tensors[self._slots[j][1]].index_fill_(0, rows, 0)
         if self.freeze_uncovered:
             for j in self._uncovered:
-                tensors[j].zero_()
+                local_shard(tensors[j]).zero_()
 
     def _tied_heads(self, i: int) -> list[int]:
         """The layers with a basis and a trainable bias that share embedding ``i``'s weight (their bias is in

@@ -2,26 +2,54 @@
 
 The optimizers never flatten a model into one vector: they walk the parameter list, as LBFGS's
 ``_gather_flat_grad`` and ``_add_grad`` do, so memory stays at one copy per parameter.
+
+Parameters sharded by FSDP2's ``fully_shard`` (or ``distribute_tensor``) are DTensors: the checks here reduce over
+every rank, so that all ranks take the same decision, and :func:`local_shard` hands the memories the rows a rank
+holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 __all__ = [
     "all_finite",
+    "any_dtensor",
     "assign_",
     "copy_list",
     "dot",
     "drop_zero_grads",
     "grads_of",
     "is_all_zero",
+    "is_dtensor",
+    "local_shard",
     "max_abs",
     "sq_norm",
 ]
+
+
+def is_dtensor(t: object) -> bool:
+    """Whether ``t`` is a DTensor (a parameter sharded by FSDP2's ``fully_shard``, or by ``distribute_tensor``).
+    None exists before ``torch.distributed.tensor`` is imported, so asking imports nothing."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(t, module.DTensor)
+
+
+def any_dtensor(tensors: Iterable[object]) -> bool:
+    """Whether any of ``tensors`` is a DTensor: one look-up of the module, then a type check per tensor (the
+    guarded step asks this of its lists, so it stays a few tens of nanoseconds per tensor)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and any(isinstance(t, module.DTensor) for t in tensors)
+
+
+def local_shard(t: Tensor) -> Tensor:
+    """The part of ``t`` this rank holds: a DTensor's local tensor (in-place edits reach the DTensor), else ``t``."""
+    return t.to_local() if is_dtensor(t) else t
 
 
 def grads_of(params: Sequence[Tensor]) -> list[Tensor]:
@@ -34,7 +62,11 @@ def drop_zero_grads(params: Sequence[Tensor]) -> None:
     is still all zero, so that a base optimizer skips them as it would have (one host synchronisation)."""
     if not params:
         return
-    peaks = torch.stack([p.grad.abs().amax() for p in params]).tolist()
+    grads = [p.grad for p in params]
+    if any_dtensor(grads):
+        peaks = _sharded_peaks(grads).tolist()
+    else:
+        peaks = torch.stack([g.abs().amax() for g in grads]).tolist()
     for p, peak in zip(params, peaks, strict=True):
         if peak == 0:
             p.grad = None
@@ -53,6 +85,9 @@ def max_abs(tensors: Sequence[Tensor]) -> Tensor:
     is one host synchronisation. On CUDA one fused multi-tensor reduction; on CPU, where that kernel is a slow
     per-tensor loop, one ``aminmax`` per tensor (measured 4x faster there). Both propagate NaN.
     """
+    if any_dtensor(tensors):
+        sharded = [t.detach() for t in tensors if t.numel()]
+        return _sharded_peaks(sharded) if sharded else torch.zeros(0, dtype=torch.float32)
     nonempty = [e for e in map(_entries, tensors) if e.numel()]
     if not nonempty:
         return torch.zeros(0, dtype=torch.float32)
@@ -86,6 +121,22 @@ def _peaks_by_aminmax(tensors: list[Tensor]) -> list[Tensor]:
     return peaks
 
 
+def _sharded_peaks(tensors: list[Tensor]) -> Tensor:
+    """:func:`max_abs` over every rank, when some of ``tensors`` are DTensors: each rank's shard's peak (0 for an
+    empty shard), a NaN taken as infinite (an all-reduce MAX may drop a NaN: gloo's does, depending on the
+    ranks' order), then the maximum over the ranks of every DTensor's device mesh. All ranks get the same peaks,
+    so they skip a step together (a plain tensor's peak is taken over the ranks too, which is harmless)."""
+    local = [local_shard(t) for t in tensors]
+    peaks = torch.stack(
+        [_peaks_by_aminmax([t])[0].float() if t.numel() else t.new_zeros((), dtype=torch.float32) for t in local]
+    ).nan_to_num(nan=float("inf"))
+    meshes = {id(t.device_mesh): t.device_mesh for t in tensors if is_dtensor(t)}
+    for mesh in meshes.values():
+        for dim in range(mesh.ndim):
+            dist.all_reduce(peaks, op=dist.ReduceOp.MAX, group=mesh.get_group(dim))
+    return peaks
+
+
 def all_finite(tensors: Sequence[Tensor]) -> bool:
     """True when no entry of any tensor is NaN or infinite."""
     return bool(torch.isfinite(max_abs(tensors)).all())
@@ -97,10 +148,12 @@ def is_all_zero(tensors: Sequence[Tensor]) -> bool:
 
 
 def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
-    """The Euclidean inner product of two matching tensor lists, accumulated in float64."""
+    """The Euclidean inner product of two matching tensor lists, accumulated in float64 (over every rank, for
+    DTensors)."""
     total = torch.zeros((), dtype=torch.float64, device=a[0].device if len(a) else None)
     for x, y in zip(a, b, strict=True):
-        total = total + (x.double() * y.double()).sum()
+        term = (x.double() * y.double()).sum()
+        total = total + (term.full_tensor() if is_dtensor(term) else term)
     return float(total)
 
 

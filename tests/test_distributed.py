@@ -3,14 +3,10 @@ single-process update on the full batch, because the projection acts on the all-
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
+from two_processes import run_on_two_processes
 
 from kaplinskiy import DenseMemory, ForgettingGuard, LayerwiseMemory, sample_loss
 
@@ -52,28 +48,14 @@ def _train(kind: str, rank: int = 0, world: int = 1) -> list[torch.Tensor]:
 KINDS = ("dense", "layerwise")
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        torch.save({kind: _train(kind, rank, world) for kind in KINDS}, f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _record(rank: int, world: int) -> dict[str, list[torch.Tensor]]:
+    return {kind: _train(kind, rank, world) for kind in KINDS}
 
 
 @pytest.mark.slow
 def test_two_process_guarded_update_equals_single_process(tmp_path) -> None:
     """Dense and layer-wise memories, ForgettingGuard(AdamW), three steps on half a batch per rank."""
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    out = str(tmp_path / "params")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    records = run_on_two_processes(_record, str(tmp_path / "params"))
     for kind, rank in [(k, r) for k in KINDS for r in range(2)]:
-        single, got = _train(kind), torch.load(f"{out}.{rank}")[kind]
+        single, got = _train(kind), records[rank][kind]
         assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))

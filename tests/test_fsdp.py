@@ -1,0 +1,173 @@
+"""Two CPU processes (torch.distributed, gloo) with the model sharded by FSDP2's ``fully_shard``: the parameters are
+DTensors split along dim 0, the output rows. A layer-wise projection acts on each row of ``[W, b]`` alone, so each
+rank projects the rows it holds, and the guarded run equals the single-process one on the full batch. What cannot
+be done on shards (the dense memory, Armijo, an embedding's rows, another split) is refused before anything moves."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from two_processes import run_on_two_processes
+
+from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
+
+STEPS = 3
+NAN_STEP = 1  # in the "nan" run, rank 1's shard of a gradient is NaN at this step: every rank must skip it
+KINDS = ("adamw", "sgd", "hybrid", "nan")
+
+
+def _problem():
+    """16 hidden and 3 output rows: the last layer splits unevenly over two ranks (2 rows and 1)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 3))
+    gen = torch.Generator().manual_seed(1)
+    xa = torch.randn(6, 8, generator=gen)
+    xb, yb = torch.randn(8, 8, generator=gen), torch.randint(3, (8,), generator=gen)
+    return model, xa, xb, yb
+
+
+def _shard(model: nn.Module, world: int, **kwargs) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (world,))
+    for layer in (model[0], model[3], model):
+        fully_shard(layer, mesh=mesh, **kwargs)
+
+
+def _optimizer(kind: str, model: nn.Module, memory: LayerwiseMemory) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    if kind == "hybrid":
+        return HybridAdamW(params, lr=0.05, weight_decay=0.1, memory=memory)
+    if kind == "sgd":
+        return ForgettingGuard(torch.optim.SGD(params, lr=0.1, momentum=0.9), memory, project="gradient")
+    return ForgettingGuard(torch.optim.AdamW(params, lr=0.05, weight_decay=0.1), memory)
+
+
+def _train(kind: str, rank: int = 0, world: int = 1) -> tuple[list[torch.Tensor], int]:
+    """The parameters after the guarded steps (gathered from the shards) and the number of skipped steps."""
+    torch.set_default_dtype(torch.float64)
+    model, xa, xb, yb = _problem()
+    if world > 1:
+        _shard(model, world)
+    memory = LayerwiseMemory(model, threshold=0.95, freeze_uncovered=kind == "nan")
+    # each rank records its own part of the old task: the covariances are summed over the ranks
+    old = slice(rank * len(xa) // world, (rank + 1) * len(xa) // world)
+    memory.add_task([xa[old]])
+    opt = _optimizer(kind, model, memory)
+    batch = slice(rank * len(yb) // world, (rank + 1) * len(yb) // world)
+    skipped = 0
+    for step in range(STEPS):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb[batch]), yb[batch]).backward()
+        if kind == "nan" and step == NAN_STEP and rank == world - 1:
+            grad = model[3].weight.grad
+            (grad.to_local() if world > 1 else grad).view(-1)[0] = float("nan")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            opt.step()
+        skipped += sum("non-finite" in str(w.message) for w in caught)
+    full = [p.full_tensor() if world > 1 else p for p in model.parameters()]
+    return [p.detach().clone() for p in full], skipped
+
+
+def _refusals(world: int) -> dict[str, str]:
+    """What each refused construction raised, by name."""
+    torch.set_default_dtype(torch.float64)
+
+    def sharded(**kwargs) -> nn.Module:
+        model = _problem()[0]
+        _shard(model, world, **kwargs)
+        return model
+
+    def dense() -> None:
+        model = sharded()
+        DenseMemory(list(model.parameters()))
+
+    def guard_flag(flag: str) -> None:
+        model = sharded()
+        memory = LayerwiseMemory(model)
+        ForgettingGuard(torch.optim.AdamW(model.parameters()), memory, **{flag: True})
+
+    def hybrid_armijo() -> None:
+        model = sharded()
+        HybridAdamW(model.parameters(), memory=LayerwiseMemory(model), armijo=True)
+
+    def columns() -> None:
+        from torch.distributed.tensor import Shard
+
+        model = sharded(shard_placement_fn=lambda p: Shard(p.ndim - 1))
+        LayerwiseMemory(model)
+
+    def embedding() -> None:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
+        fully_shard(model, mesh=init_device_mesh("cpu", (world,)))
+        LayerwiseMemory(model)
+
+    cases = {
+        "dense": dense,
+        "armijo": lambda: guard_flag("armijo"),
+        "certify": lambda: guard_flag("certify"),
+        "reuse_coefficients": lambda: guard_flag("reuse_coefficients"),
+        "hybrid_armijo": hybrid_armijo,
+        "columns": columns,
+        "embedding": embedding,
+    }
+    out = {}
+    for name, case in cases.items():
+        try:
+            case()
+            out[name] = "accepted"
+        except ValueError as err:
+            out[name] = str(err)
+    return out
+
+
+def _record(rank: int, world: int) -> dict:
+    return {"runs": {kind: _train(kind, rank, world) for kind in KINDS}, "refusals": _refusals(world)}
+
+
+@pytest.fixture(scope="module")
+def sharded_runs(tmp_path_factory) -> list[dict]:
+    """Each rank's record of the sharded runs and refusals (one spawn for every test here)."""
+    return run_on_two_processes(_record, str(tmp_path_factory.mktemp("fsdp") / "record"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_sharded_guarded_update_equals_single_process(sharded_runs, kind: str) -> None:
+    """Guarded AdamW (update mode), SGD (gradient mode), HybridAdamW, and a NaN on one rank's shard only (every rank
+    skips that step, as the single process does): three steps on half a batch per rank equal three on the batch."""
+    single, single_skipped = _train(kind)
+    assert single_skipped == (1 if kind == "nan" else 0)
+    for record in sharded_runs:
+        got, skipped = record["runs"][kind]
+        assert skipped == single_skipped
+        assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "phrase"),
+    [
+        ("dense", "DTensors"),
+        ("armijo", "Invalid armijo"),
+        ("certify", "Invalid certify"),
+        ("reuse_coefficients", "Invalid reuse_coefficients"),
+        ("hybrid_armijo", "Invalid armijo"),
+        ("columns", "other than along its output rows"),
+        ("embedding", "an embedding whose weight is a DTensor"),
+    ],
+)
+def test_sharded_refusals_name_fsdp(sharded_runs, case: str, phrase: str) -> None:
+    """What the shards cannot do is refused with a ValueError naming the DTensors and what to use instead."""
+    for record in sharded_runs:
+        message = record["refusals"][case]
+        assert phrase in message
+        assert "DTensor" in message and ("DistributedDataParallel" in message or "LayerwiseMemory" in message)
