@@ -30,7 +30,7 @@ from .memory import ordinary
 from .per_sample import check_eval_mode
 from .tensor_lists import any_dtensor, is_dtensor, local_shard
 
-__all__ = ["LayerwiseMemory", "energy_basis_update"]
+__all__ = ["AttentionInProjection", "LayerwiseMemory", "energy_basis_update"]
 
 
 def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int | None = None) -> Tensor:
@@ -188,6 +188,41 @@ def _rows_read(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, 
         return None
 
 
+def _attention_recorder(
+    attention: nn.MultiheadAttention, i_in: int | None, i_out: int | None, add: Callable[[int, Tensor], None]
+) -> Callable[..., None]:
+    """A forward pre-hook (with kwargs) of ``attention`` that records the inputs of its two projections.
+
+    The input projection's are the query, key and value (one of them when they are one tensor). ``out_proj``'s
+    are the heads' concatenated outputs, which the attention computes inside and never hands to a layer: the
+    hook computes them again, running the attention with ``out_proj`` replaced by the identity (same masks, same
+    arguments; the hook does not record that inner call).
+    """
+    busy = [False]
+
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if busy[0]:
+            return
+        named = dict(zip(("query", "key", "value"), args, strict=False)) | kwargs
+        q, k, v = named["query"], named["key"], named["value"]
+        if i_in is not None:
+            for x in [q] if (k is q and v is q) else [q, k, v]:
+                add(i_in, x)
+        if i_out is not None:
+            w = attention.out_proj.weight
+            identity = {"out_proj.weight": torch.eye(w.shape[1], dtype=w.dtype, device=w.device)}
+            if attention.out_proj.bias is not None:
+                identity["out_proj.bias"] = torch.zeros_like(attention.out_proj.bias)
+            busy[0] = True
+            try:
+                heads = torch.func.functional_call(module, identity, args, {**kwargs, "need_weights": False})[0]
+            finally:
+                busy[0] = False
+            add(i_out, heads)
+
+    return hook
+
+
 def _random_states(model: nn.Module) -> list[Tensor]:
     """The states of the generators a forward of ``model`` draws from: the CPU's, and that of each CUDA device
     holding one of its tensors. A forward that drew a random number (a dropout mask) has moved one of them."""
@@ -205,6 +240,40 @@ def _check_supported(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)) or _is_hf_conv1d(module)
 
 
+class AttentionInProjection(nn.Linear):
+    """``nn.MultiheadAttention``'s packed input projection, ``[q, k, v] = [x_q, x_k, x_v] W^T + b`` (``W`` of shape
+    ``(3E, E)``), as an ``nn.Linear`` that shares the attention's ``in_proj_weight`` and ``in_proj_bias``.
+
+    It is never called (the attention reads its weight directly); :class:`LayerwiseMemory` records its inputs,
+    the attention's query, key and value, from the attention's own arguments, and gives its three row blocks one
+    basis of their union (exact for self-attention, where the three are one input)."""
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = attention.embed_dim, 3 * attention.embed_dim
+        self.register_parameter("weight", attention.in_proj_weight)
+        self.register_parameter("bias", attention.in_proj_bias)
+
+
+def _packed_attentions(model: nn.Module) -> list[tuple[str, nn.MultiheadAttention]]:
+    """The ``nn.MultiheadAttention`` modules with a packed input projection (query, key and value of one size)."""
+    return [
+        (key, m)
+        for key, m in model.named_modules()
+        if isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None
+    ]
+
+
+def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]:
+    """Each covered layer's name in ``model`` by ``id`` (an attention's input projection: ``<attention>.in_proj``)."""
+    names = {id(m): key for key, m in model.named_modules()}
+    for key, attention in _packed_attentions(model):
+        for m in layers:
+            if isinstance(m, AttentionInProjection) and m.weight is attention.in_proj_weight:
+                names[id(m)] = f"{key}.in_proj" if key else "in_proj"
+    return names
+
+
 def covered_layers(model: nn.Module) -> list[nn.Module]:
     """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter.
 
@@ -212,16 +281,22 @@ def covered_layers(model: nn.Module) -> list[nn.Module]:
     sparse gradient is not projected), and a trainable DoRA adapter (peft's ``use_dora=True``: its output is
     divided by the norm of the whole adapted weight, which a step orthogonal to the old inputs still changes, and
     peft forms that weight by calling ``lora_A`` on an identity matrix, which a recording would take for an old
-    input; a :class:`~kaplinskiy.DenseMemory` covers it). Left uncovered: ``nn.MultiheadAttention``'s
-    ``out_proj`` (read without a call, so no hook sees its inputs) and, with a warning, a weight computed from
-    other parameters (``weight_norm``, ``spectral_norm``, any parametrization): projecting its gradient would not
+    input; a :class:`~kaplinskiy.DenseMemory` covers it). An ``nn.MultiheadAttention`` with a packed input
+    projection is covered by two layers: its ``in_proj_weight`` as an :class:`AttentionInProjection` and its
+    ``out_proj``, whose inputs are recorded from the attention's arguments (it reads both weights without calling
+    a layer, so no hook of theirs fires). Left uncovered: the projections of an attention whose key and value
+    have other sizes than the query (``kdim``, ``vdim``), and, with a warning, a weight computed from other
+    parameters (``weight_norm``, ``spectral_norm``, any parametrization): projecting its gradient would not
     constrain them.
     """
-    unseen = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    packed = {id(m): m for _, m in _packed_attentions(model)}
+    unseen = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention) and id(m) not in packed}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     layers, computed = [], []
     for key, m in model.named_modules():
         name = f"layer {key!r}" if key else "the model"
+        if id(m) in packed and id(m.in_proj_weight) in trainable:
+            layers.append(AttentionInProjection(m))
         if _is_dora(m) and any(p.requires_grad for p in m.parameters()):
             raise ValueError(
                 f"Invalid model: {name} is a DoRA adapter (peft's use_dora=True): it divides by the norm of the whole "
@@ -293,8 +368,9 @@ def _reshard(model: nn.Module, params: Sequence[Tensor]) -> None:
 
 def _warn_loose_matrices(model: nn.Module, uncovered: Sequence[Tensor]) -> None:
     """Warn about trainable weights of two or more dimensions that no covered layer owns: unlike a LayerNorm's
-    scale or a bias, they are usually a layer's weights (``nn.MultiheadAttention``'s projections, a Conv3d, a
-    LoRA embedding adapter), and left free they carry old-task outputs away unguarded."""
+    scale or a bias, they are usually a layer's weights (a Conv3d, a LoRA embedding adapter, the separate
+    projections of an ``nn.MultiheadAttention`` with other key and value sizes), and left free they carry
+    old-task outputs away unguarded."""
     names = {id(p): key for key, p in model.named_parameters()}
     loose = [names[id(p)] for p in uncovered if p.ndim >= 2]
     if loose:
@@ -302,14 +378,15 @@ def _warn_loose_matrices(model: nn.Module, uncovered: Sequence[Tensor]) -> None:
         warnings.warn(
             f"LayerwiseMemory: {len(loose)} trainable weight tensors belong to no covered layer and move freely, so "
             f"the old outputs are not protected through them: {shown}. Pass freeze_uncovered=True to hold them, "
-            "use DenseMemory, or leave them out of training (nn.MultiheadAttention reads its projections without a "
-            "Linear call, so no hook sees their inputs)",
+            "use DenseMemory, or leave them out of training (an nn.MultiheadAttention with kdim or vdim other than "
+            "embed_dim keeps separate projections, which are not covered)",
             stacklevel=3,
         )
 
 
 class LayerwiseMemory:
-    """Per-layer bases of old-task input spaces, for Linear, Conv1d/Conv2d, Embedding and HF Conv1D layers.
+    """Per-layer bases of old-task input spaces, for Linear, Conv1d/Conv2d, Embedding, HF Conv1D and
+    ``nn.MultiheadAttention`` layers (its input projection and ``out_proj``: :func:`covered_layers`).
 
     Args:
         model: the network; every supported submodule with a trainable weight is covered.
@@ -317,8 +394,8 @@ class LayerwiseMemory:
         max_new_per_task: most basis vectors one task adds to one layer (the budget ``k``).
         max_per_layer: most basis vectors (protected rows, for an embedding) a layer holds over all tasks;
             a task that would go beyond it adds only its most energetic directions up to the cap.
-        freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, raw
-            attention projections), so eq. (12) holds for the whole model; otherwise they are left free, with a
+        freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, a raw
+            ``nn.Parameter``), so eq. (12) holds for the whole model; otherwise they are left free, with a
             warning when some of them have two or more dimensions (a layer's weights, not a scale or a bias).
         backend: ``"auto"`` projects all Linear/Conv layers in one grouped Triton launch on CUDA when Triton is
             installed (:mod:`kaplinskiy.layerwise_kernel`), else layer by layer with BLAS; ``"torch"`` always
@@ -375,7 +452,7 @@ class LayerwiseMemory:
             raise ValueError(f"Invalid max_per_layer: {max_per_layer}")
         self.thresholds, self.max_new_per_task, self.freeze_uncovered = thresholds, max_new_per_task, freeze_uncovered
         self.max_per_layer = max_per_layer
-        names = {id(m): key for key, m in model.named_modules()}
+        names = layer_names(model, self.layers)
         for m in self.layers:
             _check_sharded(f"layer {names[id(m)]!r}", m, m.weight, getattr(m, "bias", None))
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -446,21 +523,32 @@ class LayerwiseMemory:
         embeddings = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Embedding)]
         called: set[int] = set()
 
+        def add(i: int, x: Tensor) -> None:
+            """Layer ``i``'s input ``x`` joins its statistics ``sum_s x_s x_s^T`` (float64: in float32, R R^T
+            squares the condition number and drops directions)."""
+            rows = _representations(self.layers[i], x.detach(), self._slots[i][1] is not None).to(torch.float64)
+            s = rows.T @ rows
+            stats[i] = s if stats[i] is None else stats[i] + s
+
         def recorder(i: int, module: nn.Module) -> Callable[..., None]:
             def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
                 if isinstance(module, nn.Embedding):  # its rows are counted where they are read (_RowReads)
                     called.add(i)
                     return
-                with_bias = self._slots[i][1] is not None
-                # float64: in float32, R R^T squares the condition number and drops directions
-                rows = _representations(module, args[0].detach(), with_bias).to(torch.float64)
-                s = rows.T @ rows
-                stats[i] = s if stats[i] is None else stats[i] + s
+                add(i, args[0])
 
             return hook
 
+        attentions = self._attention_layers()
         model_forward = forward or (lambda model, batch: model(batch))
-        handles = [m.register_forward_pre_hook(recorder(i, m)) for i, m in enumerate(self.layers)]
+        from_attention = {i for _, pair in attentions for i in pair if i is not None}
+        handles = [
+            m.register_forward_pre_hook(recorder(i, m)) for i, m in enumerate(self.layers) if i not in from_attention
+        ]
+        handles += [
+            attention.register_forward_pre_hook(_attention_recorder(attention, i_in, i_out, add), with_kwargs=True)
+            for attention, (i_in, i_out) in attentions
+        ]
         reads = _RowReads([self.layers[i].weight for i in embeddings])
         try:
             with reads if embeddings else contextlib.nullcontext():
@@ -477,7 +565,7 @@ class LayerwiseMemory:
                 "recorded inputs would be masked at random; call model.eval() first"
             )
         self._sum_over_ranks(stats)
-        names = {id(m): key for key, m in self.model.named_modules()}
+        names = layer_names(self.model, self.layers)
         for i in embeddings:
             stats[i] = reads.counts.get(id(self.layers[i].weight))
             if i in called and stats[i] is None:
@@ -495,6 +583,18 @@ class LayerwiseMemory:
             gained.append(self._size(i) - before)
         self.n_tasks += 1
         return gained
+
+    def _attention_layers(self) -> list[tuple[nn.MultiheadAttention, tuple[int | None, int | None]]]:
+        """Each packed attention with the indices of its covered input projection and ``out_proj`` (None: not
+        covered), whose inputs its recorder takes from the attention's arguments."""
+        index = {id(m): i for i, m in enumerate(self.layers)}
+        shims = {id(m.weight): i for i, m in enumerate(self.layers) if isinstance(m, AttentionInProjection)}
+        out = []
+        for _, attention in _packed_attentions(self.model):
+            pair = (shims.get(id(attention.in_proj_weight)), index.get(id(attention.out_proj)))
+            if pair != (None, None):
+                out.append((attention, pair))
+        return out
 
     def _sum_over_ranks(self, stats: list[Tensor | None]) -> None:
         """Sum, over the ranks that share a sharded layer, the input covariances each recorded, so that every rank

@@ -11,28 +11,73 @@ from collections.abc import Callable
 import pytest
 import torch
 from strategies_optim import TiedLM
-from torch import nn
+from torch import Tensor, nn
 
 from kaplinskiy import LayerwiseMemory
 
 
-def test_attention_output_projection_counts_as_uncovered() -> None:
-    """nn.MultiheadAttention reads out_proj's weight without calling it: no input is ever recorded, so it is
-    uncovered (frozen with freeze_uncovered), and the old task's outputs do not move."""
+def _encoder(batch_first: bool) -> tuple[nn.Module, Callable[[nn.Module, Tensor], Tensor], Tensor]:
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=batch_first)
+    x = torch.randn(2, 3, 8, dtype=torch.float64)
+    return layer, lambda model, batch: model(batch), x
+
+
+def _decoder(batch_first: bool) -> tuple[nn.Module, Callable[[nn.Module, Tensor], Tensor], Tensor]:
+    """Self-attention under a causal mask, and cross-attention to a memory with padded positions."""
+    layer = nn.TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=batch_first)
+    memory = torch.randn(2, 4, 8, dtype=torch.float64)
+    padded = torch.tensor([[False, False, False, True], [False, False, True, True]])
+    if not batch_first:
+        memory = memory.transpose(0, 1)
+    causal = nn.Transformer.generate_square_subsequent_mask(3, dtype=torch.float64)
+
+    def forward(model: nn.Module, batch: Tensor) -> Tensor:
+        return model(batch, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=padded)
+
+    x = torch.randn(2, 3, 8, dtype=torch.float64)
+    return layer, forward, x if batch_first else x.transpose(0, 1)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("build", [_encoder, _decoder], ids=["encoder", "decoder"])
+def test_attention_projections_are_covered_and_the_old_outputs_do_not_move(build, batch_first: bool) -> None:
+    """nn.MultiheadAttention reads its input and output projections without calling a layer. Its packed input
+    projection is covered as an AttentionInProjection, its out_proj by inputs computed again from the attention's
+    arguments (masks included); with threshold 1 and the rest frozen, a projected step leaves the old outputs
+    unchanged to first order, while an unprojected one moves them."""
     torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True).double().eval()
+    layer, forward, xa = build(batch_first)
+    layer = layer.double().eval()
     memory = LayerwiseMemory(layer, threshold=1.0, freeze_uncovered=True)
-    assert all(m is not layer.self_attn.out_proj for m in memory.layers)
-    assert any(p is layer.self_attn.out_proj.weight for p in memory.frozen_params())
-    xa = torch.randn(2, 3, 8, dtype=torch.float64)
-    memory.add_task([xa])
-    before = layer(xa).detach()
-    d = [torch.randn_like(p) for p in memory.params]
-    memory.project_(d)
-    with torch.no_grad():
-        for p, step in zip(memory.params, d, strict=True):
-            p.add_(1e-7 * step)
-    assert float((layer(xa) - before).abs().max().detach()) < 1e-12  # first order in a 1e-7 step: zero
+    attentions = [m for m in layer.modules() if isinstance(m, nn.MultiheadAttention)]
+    covered = {id(m.weight) for m in memory.layers}
+    assert all(id(a.in_proj_weight) in covered and id(a.out_proj.weight) in covered for a in attentions)
+    assert all(p.ndim == 1 for p in memory.frozen_params())  # only LayerNorm scales and shifts are left
+    memory.add_task([xa], forward=forward)
+    assert all(memory._size(i) > 0 for i in range(len(memory.layers)))
+    before = forward(layer, xa).detach()
+
+    def moved(project: bool) -> float:
+        d = [torch.randn_like(p) for p in memory.params]
+        if project:
+            memory.project_(d)
+        with torch.no_grad():
+            for p, step in zip(memory.params, d, strict=True):
+                p.add_(1e-7 * step)
+            change = float((forward(layer, xa) - before).abs().max())
+            for p, step in zip(memory.params, d, strict=True):
+                p.sub_(1e-7 * step)
+        return change
+
+    assert moved(project=False) > 1e-9  # the test can fail
+    assert moved(project=True) < 1e-13  # first order in a 1e-7 step: zero
+
+
+def test_an_attention_with_its_own_key_and_value_sizes_is_left_uncovered_with_a_warning() -> None:
+    model = nn.ModuleDict({"attention": nn.MultiheadAttention(8, 2, kdim=4, vdim=4), "head": nn.Linear(8, 2)})
+    with pytest.warns(UserWarning, match=r"'attention.q_proj_weight'"):
+        memory = LayerwiseMemory(model)
+    assert memory.layers == [model["head"]]
 
 
 def test_the_fused_restore_keeps_a_tied_decoders_old_rows_with_its_bias() -> None:
@@ -214,11 +259,13 @@ def test_an_embedding_called_without_reading_a_row_is_refused() -> None:
 
 
 def test_weight_matrices_no_covered_layer_owns_are_named_in_a_warning_unless_frozen() -> None:
-    """torch's own transformer layer: its attention projections are raw parameters no hook sees."""
-    model = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
-    with pytest.warns(UserWarning, match=r"2 trainable weight tensors .*'self_attn.in_proj_weight'"):
+    """A Conv3d and a raw matrix: weights no covered layer owns."""
+    model = nn.ModuleDict({"conv": nn.Conv3d(2, 3, 2), "linear": nn.Linear(3, 3)})
+    model.register_parameter("mixing", nn.Parameter(torch.randn(3, 3)))
+    with pytest.warns(UserWarning, match=r"2 trainable weight tensors .*'mixing', 'conv.weight'"):
         LayerwiseMemory(model)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LayerwiseMemory(model, freeze_uncovered=True)
         LayerwiseMemory(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)))  # scales and biases: silent
+        LayerwiseMemory(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))  # attention is covered
