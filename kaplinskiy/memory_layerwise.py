@@ -188,6 +188,19 @@ def _rows_read(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, 
         return None
 
 
+_ATTENTION_ARGS = (
+    "query",
+    "key",
+    "value",
+    "key_padding_mask",
+    "need_weights",
+    "attn_mask",
+    "average_attn_weights",
+    "is_causal",
+)
+"""``nn.MultiheadAttention.forward``'s parameters, in order (its callers may pass any of them by position)."""
+
+
 def _attention_recorder(
     attention: nn.MultiheadAttention, i_in: int | None, i_out: int | None, add: Callable[[int, Tensor], None]
 ) -> Callable[..., None]:
@@ -203,7 +216,7 @@ def _attention_recorder(
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if busy[0]:
             return
-        named = dict(zip(("query", "key", "value"), args, strict=False)) | kwargs
+        named = dict(zip(_ATTENTION_ARGS, args, strict=False)) | kwargs
         q, k, v = named["query"], named["key"], named["value"]
         if i_in is not None:
             for x in [q] if (k is q and v is q) else [q, k, v]:
@@ -215,7 +228,7 @@ def _attention_recorder(
                 identity["out_proj.bias"] = torch.zeros_like(attention.out_proj.bias)
             busy[0] = True
             try:
-                heads = torch.func.functional_call(module, identity, args, {**kwargs, "need_weights": False})[0]
+                heads = torch.func.functional_call(module, identity, (), {**named, "need_weights": False})[0]
             finally:
                 busy[0] = False
             add(i_out, heads)

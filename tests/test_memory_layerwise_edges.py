@@ -269,3 +269,18 @@ def test_weight_matrices_no_covered_layer_owns_are_named_in_a_warning_unless_fro
         LayerwiseMemory(model, freeze_uncovered=True)
         LayerwiseMemory(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)))  # scales and biases: silent
         LayerwiseMemory(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))  # attention is covered
+
+
+def test_an_attention_called_with_positional_masks_is_recorded_as_with_keywords() -> None:
+    """``attention(q, k, v, key_padding_mask, need_weights)``: the recorder reads every argument by its name."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(16, 2, batch_first=True).double().eval()
+    x = torch.randn(2, 3, 16, dtype=torch.float64)
+    pad = torch.tensor([[False, False, True], [False, False, False]])
+    bases = []
+    for forward in (lambda m, b: m(b, b, b, pad, True), lambda m, b: m(b, b, b, key_padding_mask=pad)):
+        memory = LayerwiseMemory(attention, threshold=1.0)
+        memory.add_task([x], forward=forward)
+        bases.append([U @ U.T for U in memory.bases])
+    assert all(torch.allclose(a, b) for a, b in zip(*bases, strict=True))
+    assert [U.shape[1] for U in memory.bases] == [6, 6]  # six positions recorded by each projection
