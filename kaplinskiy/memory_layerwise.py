@@ -201,6 +201,39 @@ _ATTENTION_ARGS = (
 """``nn.MultiheadAttention.forward``'s parameters, in order (its callers may pass any of them by position)."""
 
 
+def _attention_heads(attention: nn.MultiheadAttention, named: dict[str, Any]) -> Tensor:
+    """The heads' concatenated outputs, the input of ``out_proj``, for the arguments ``named`` of a call of
+    ``attention``: its own computation (same masks) with ``out_proj`` replaced by the identity, made by
+    ``F.multi_head_attention_forward`` directly, so that no module hook (FSDP2's resharding) runs again."""
+    q, k, v = named["query"], named["key"], named["value"]
+    if attention.batch_first and q.dim() == 3:  # the functional form takes (L, N, E)
+        q, k, v = (t.transpose(0, 1) for t in (q, k, v))
+    w = attention.out_proj.weight
+    identity = torch.eye(w.shape[1], dtype=w.dtype, device=w.device)
+    bias = attention.out_proj.bias
+    heads, _ = F.multi_head_attention_forward(
+        q,
+        k,
+        v,
+        attention.embed_dim,
+        attention.num_heads,
+        attention.in_proj_weight,
+        attention.in_proj_bias,
+        attention.bias_k,
+        attention.bias_v,
+        attention.add_zero_attn,
+        0.0,  # recording is in eval mode: no dropout
+        identity,
+        None if bias is None else torch.zeros_like(bias),
+        training=False,
+        key_padding_mask=named.get("key_padding_mask"),
+        need_weights=False,
+        attn_mask=named.get("attn_mask"),
+        is_causal=bool(named.get("is_causal", False)),
+    )
+    return heads
+
+
 def _attention_recorder(
     attention: nn.MultiheadAttention, i_in: int | None, i_out: int | None, add: Callable[[int, Tensor], None]
 ) -> Callable[..., None]:
@@ -208,30 +241,17 @@ def _attention_recorder(
 
     The input projection's are the query, key and value (one of them when they are one tensor). ``out_proj``'s
     are the heads' concatenated outputs, which the attention computes inside and never hands to a layer: the
-    hook computes them again, running the attention with ``out_proj`` replaced by the identity (same masks, same
-    arguments; the hook does not record that inner call).
+    hook computes them again (:func:`_attention_heads`).
     """
-    busy = [False]
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if busy[0]:
-            return
         named = dict(zip(_ATTENTION_ARGS, args, strict=False)) | kwargs
         q, k, v = named["query"], named["key"], named["value"]
         if i_in is not None:
             for x in [q] if (k is q and v is q) else [q, k, v]:
                 add(i_in, x)
         if i_out is not None:
-            w = attention.out_proj.weight
-            identity = {"out_proj.weight": torch.eye(w.shape[1], dtype=w.dtype, device=w.device)}
-            if attention.out_proj.bias is not None:
-                identity["out_proj.bias"] = torch.zeros_like(attention.out_proj.bias)
-            busy[0] = True
-            try:
-                heads = torch.func.functional_call(module, identity, (), {**named, "need_weights": False})[0]
-            finally:
-                busy[0] = False
-            add(i_out, heads)
+            add(i_out, _attention_heads(attention, named))
 
     return hook
 
