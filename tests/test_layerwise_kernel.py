@@ -44,6 +44,8 @@ def gpt2() -> nn.Module:
 MODELS = {  # name -> (model, the kernel's layout: 0 any strides, 1 row-major, 2 column-major)
     "mixed": (Mixed, 1),
     "gpt2": (gpt2, 2),
+    # nn.MultiheadAttention's input projection (an AttentionInProjection, 3E x E) and out_proj, and the MLP
+    "attention": (lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0), 1),
     "both": (lambda: nn.ModuleDict({"mixed": Mixed(), "gpt2": gpt2()}), 0),
 }
 
