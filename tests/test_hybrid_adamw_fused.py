@@ -43,7 +43,11 @@ def gpt2() -> nn.Module:
     return transformers.GPT2LMHeadModel(config)
 
 
-MODELS = {"net": Net, "gpt2": gpt2}
+MODELS = {  # "attention": nn.MultiheadAttention's input projection (3E x E, shared with an AttentionInProjection)
+    "net": Net,
+    "gpt2": gpt2,
+    "attention": lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0),
+}
 
 
 def setup(
@@ -94,7 +98,7 @@ def test_fused_step_matches_the_foreach_step(model: str) -> None:
     assert fused._fused_plan is not None and fused._fused_plan.rows.layout == (2 if model == "gpt2" else 1)
     outside = fused.memory.fused_layers()[2]  # embeddings' rows, and GPT-2's head tied to its embedding
     kinds = {type(fused.memory.layers[i]).__name__ for i in outside}
-    assert kinds == ({"Embedding", "Linear"} if model == "gpt2" else {"Embedding"})
+    assert kinds == {"gpt2": {"Embedding", "Linear"}, "net": {"Embedding"}, "attention": set()}[model]
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
         for key in ("exp_avg", "exp_avg_sq"):
