@@ -120,6 +120,8 @@ def _representations(module: nn.Module, x: Tensor, with_bias: bool) -> Tensor:
     appended where the layer has a trainable bias."""
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         rows = _conv_patches(module, x)
+    elif x.is_nested:  # sequences without their padding (torch's TransformerEncoder hands its layers these)
+        rows = torch.cat([t.reshape(-1, t.shape[-1]) for t in x.unbind()])
     else:  # nn.Linear or Hugging Face's Conv1D
         rows = x.reshape(-1, x.shape[-1])
     if with_bias:
@@ -206,6 +208,13 @@ def _attention_heads(attention: nn.MultiheadAttention, named: dict[str, Any]) ->
     ``attention``: its own computation (same masks) with ``out_proj`` replaced by the identity, made by
     ``F.multi_head_attention_forward`` directly, so that no module hook (FSDP2's resharding) runs again."""
     q, k, v = named["query"], named["key"], named["value"]
+    if q.is_nested:  # self-attention over sequences without their padding (torch's TransformerEncoder fast path)
+        lengths = torch.tensor([t.shape[0] for t in q.unbind()], device=q.device)
+        padded = q.to_padded_tensor(0.0)
+        pad = torch.arange(padded.shape[1], device=q.device) >= lengths[:, None]
+        x = padded if attention.batch_first else padded.transpose(0, 1)
+        heads = _attention_heads(attention, {**named, "query": x, "key": x, "value": x, "key_padding_mask": pad})
+        return heads.transpose(0, 1)[~pad]  # the functional form answers (L, N, E): the rows of real tokens
     if attention.batch_first and q.dim() == 3:  # the functional form takes (L, N, E)
         q, k, v = (t.transpose(0, 1) for t in (q, k, v))
     w = attention.out_proj.weight

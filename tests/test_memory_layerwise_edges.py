@@ -38,8 +38,22 @@ def _decoder(batch_first: bool) -> tuple[nn.Module, Callable[[nn.Module, Tensor]
     return layer, forward, x if batch_first else x.transpose(0, 1)
 
 
+def _padded_stack(batch_first: bool) -> tuple[nn.Module, Callable[[nn.Module, Tensor], Tensor], Tensor]:
+    """torch's TransformerEncoder with padded sequences: batch-first, in eval mode, it hands its layers nested
+    tensors (the sequences without their padding)."""
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=batch_first)
+    stack = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True)
+    padded = torch.tensor([[False, False, True], [False, False, False]])
+    x = torch.randn(2, 3, 8, dtype=torch.float64)
+    return (
+        stack,
+        lambda model, batch: model(batch, src_key_padding_mask=padded),
+        x if batch_first else x.transpose(0, 1),
+    )
+
+
 @pytest.mark.parametrize("batch_first", [True, False])
-@pytest.mark.parametrize("build", [_encoder, _decoder], ids=["encoder", "decoder"])
+@pytest.mark.parametrize("build", [_encoder, _decoder, _padded_stack], ids=["encoder", "decoder", "padded stack"])
 def test_attention_projections_are_covered_and_the_old_outputs_do_not_move(build, batch_first: bool) -> None:
     """nn.MultiheadAttention reads its input and output projections without calling a layer. Its packed input
     projection is covered as an AttentionInProjection, its out_proj by inputs computed again from the attention's
@@ -55,7 +69,8 @@ def test_attention_projections_are_covered_and_the_old_outputs_do_not_move(build
     assert all(p.ndim == 1 for p in memory.frozen_params())  # only LayerNorm scales and shifts are left
     memory.add_task([xa], forward=forward)
     assert all(memory._size(i) > 0 for i in range(len(memory.layers)))
-    before = forward(layer, xa).detach()
+    with torch.no_grad():  # as below: torch's encoder takes its nested path only without grad
+        before = forward(layer, xa)
 
     def moved(project: bool) -> float:
         d = [torch.randn_like(p) for p in memory.params]
