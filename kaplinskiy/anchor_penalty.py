@@ -110,7 +110,7 @@ class ElasticAnchor:
         for p, a, f in zip(self.params, self.anchors, self._weights(), strict=True):
             if not p.requires_grad:
                 continue
-            g = ewc_penalty_grad(p, a, f, self.lam)
+            g = ewc_penalty_grad(p, a, f, self.lam).to(p.dtype)  # a float32 Fisher promotes a float16 weight's
             p.grad = g if p.grad is None else p.grad.add_(g)
 
     def state_dict(self) -> dict[str, Any]:
@@ -123,6 +123,13 @@ class ElasticAnchor:
         if len(state["anchors"]) != len(self.params):
             raise ValueError(f"Invalid state: {len(state['anchors'])} anchors for {len(self.params)} parameters")
         self.anchors = [a.to(p, copy=True) for a, p in zip(state["anchors"], self.params, strict=True)]
-        fisher = state["fisher"]
-        self.fisher = None if fisher is None else [f.to(p, copy=True) for f, p in zip(fisher, self.params, strict=True)]
+        fisher = state["fisher"]  # kept in at least float32, as computed: in float16 a small Fisher is 0
+        self.fisher = (
+            None
+            if fisher is None
+            else [
+                f.to(device=p.device, dtype=torch.promote_types(p.dtype, torch.float32), copy=True)
+                for f, p in zip(fisher, self.params, strict=True)
+            ]
+        )
         self.n_tasks = int(state["n_tasks"])

@@ -6,6 +6,9 @@ exact sum over classes, weighted by ``p(y | x)``); the *empirical* Fisher uses t
 Online EWC (Schwarz et al. 2018) accumulates ``F <- gamma F + F_task`` across tasks. Their penalty weights the
 accumulated Fisher by one more ``gamma`` (``||w - w*||^2`` in the metric ``gamma F``); eq. (6) here uses ``F``
 itself, the same penalty with ``lam`` in place of their ``gamma lam``.
+
+Squares and sums are taken in at least float32, and so is the Fisher returned: a per-sample gradient of 1e-5 in a
+float16 model squares to 0 in float16, so its Fisher would be 0 where it is not.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ def _split(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
         out.append(flat[start : start + p.numel()].view_as(p))
         start += p.numel()
     return out
+
+
+def _at_least_float32(t: Tensor) -> Tensor:
+    """``t`` in float32 if it is in a narrower float type (float16, bfloat16), else as it is."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _chunked_mean(sums: Callable[[slice], Tensor], n: int, chunk_size: int | None) -> Tensor:
@@ -59,7 +67,7 @@ def empirical_fisher_diagonal(
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
 
     def squares(rows: slice) -> Tensor:
-        return per_sample_gradients(model, loss, inputs[rows], targets[rows], params).pow(2).sum(0)
+        return _at_least_float32(per_sample_gradients(model, loss, inputs[rows], targets[rows], params)).pow(2).sum(0)
 
     return _split(_chunked_mean(squares, inputs.shape[0], chunk_size), params)
 
@@ -98,8 +106,8 @@ def true_fisher_diagonal(
 
     def one(values: tuple[Tensor, ...], x: Tensor) -> tuple[Tensor, ...]:
         jac = jacrev(log_probs)(values, x)  # per parameter: (C, *shape)
-        p = log_probs(values, x).exp().detach()
-        return tuple((p.view(-1, *([1] * (j.ndim - 1))) * j.pow(2)).sum(0) for j in jac)
+        p = _at_least_float32(log_probs(values, x).exp().detach())
+        return tuple((p.view(-1, *([1] * (j.ndim - 1))) * _at_least_float32(j).pow(2)).sum(0) for j in jac)
 
     values = tuple(p.detach() for p in params)
 

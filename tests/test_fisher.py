@@ -160,3 +160,43 @@ def test_consolidate_passes_chunk_size_to_the_fisher(monkeypatch) -> None:
         model, torch.randn(5, 3), torch.randint(2, (5,)), chunk_size=2
     )
     assert seen == [2]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["empirical", "true"])
+def test_half_precision_fisher_is_squared_in_float32(dtype: torch.dtype, kind: str) -> None:
+    """A float16 model's Fisher is not 0 where its squared gradients fall below float16's range: the first
+    layer's gradients, about 1e-4 on inputs of that size, square to about 1e-8 (float16's smallest number is 6e-8).
+    Squared and summed in float32, it matches the float64 Fisher to the precision of the half-precision gradients."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    x, y = 1e-4 * torch.randn(64, 8), torch.randint(0, 3, (64,))
+    fisher = empirical_fisher_diagonal if kind == "empirical" else true_fisher_diagonal
+    args = (x, y) if kind == "empirical" else (x,)
+    ref = fisher(model, *args)
+    half = fisher(model.to(dtype), x.to(dtype), *args[1:])
+    assert all(f.dtype == torch.float32 for f in half)
+    assert ref[0].max() < 6e-8  # the first layer's squares are below float16's range
+    for a, b in zip(half, ref, strict=True):
+        assert ((a == 0) & (b > 0)).sum() == 0
+        assert (a.double() - b).abs().sum() / b.abs().sum() < 3e-2
+
+
+def test_half_precision_anchor_keeps_a_float32_fisher_and_gives_half_gradients() -> None:
+    """EWC on a float16 model: the Fisher stays in float32 through a state_dict round trip (cast to float16, the
+    small values would be 0 again), and the penalty's gradient has the weight's dtype (an optimizer needs it). With
+    EWC's usual large ``lam``, ``lam F (w - w*)`` is within float16's range though ``F`` is not."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3)).to(torch.float16)
+    x, y = (1e-4 * torch.randn(64, 8)).to(torch.float16), torch.randint(0, 3, (64,))
+    anchor = ElasticAnchor(model.parameters(), lam=1e5)
+    anchor.consolidate(model, x, y)
+    restored = ElasticAnchor(model.parameters(), lam=1e5)
+    restored.load_state_dict(anchor.state_dict())
+    pairs = zip(restored.fisher, anchor.fisher, strict=True)
+    assert all(f.dtype == torch.float32 and torch.equal(f, g) for f, g in pairs)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    restored.add_gradient_()
+    assert all(p.grad.dtype == torch.float16 and p.grad.abs().sum() > 0 for p in model.parameters())
