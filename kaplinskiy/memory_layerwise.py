@@ -460,9 +460,10 @@ class LayerwiseMemory:
     inputs it saw, and every other parameter (LayerNorm, a raw ``nn.Parameter`` such as a CLS token) is frozen.
     Under data parallelism, build the memory from the same old-task batches on every rank, or load one rank's
     ``state_dict()`` everywhere: the projection then commutes with the gradient all-reduce. Under FSDP2's
-    ``fully_shard`` (weights split along their output rows), call ``add_task`` on every rank, with each rank's own
-    old-task batches or the same ones: the input covariances are summed over the ranks, so every rank holds the same
-    basis and projects the rows it holds (:func:`_check_sharded` says which shardings are refused).
+    ``fully_shard`` (weights split along their output rows; on a 2-D mesh, HSDP's replicas of shards), call
+    ``add_task`` on every rank, with each rank's own old-task batches or the same ones: the input covariances are
+    summed over the ranks (every dim of the mesh), so every rank holds the same basis and projects the rows it
+    holds (:func:`_check_sharded` says which shardings are refused).
     """
 
     def __init__(

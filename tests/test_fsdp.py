@@ -1,7 +1,8 @@
-"""Two CPU processes (torch.distributed, gloo) with the model sharded by FSDP2's ``fully_shard``: the parameters are
+"""CPU processes (torch.distributed, gloo) with the model sharded by FSDP2's ``fully_shard``: the parameters are
 DTensors split along dim 0, the output rows. A layer-wise projection acts on each row of ``[W, b]`` alone, so each
-rank projects the rows it holds, and the guarded run equals the single-process one on the full batch. What cannot
-be done on shards (the dense memory, Armijo, an embedding's rows, another split) is refused before anything moves."""
+rank projects the rows it holds, and the guarded run equals the single-process one on the full batch (two ranks of
+shards, or HSDP: two replicas of two shards). What cannot be done on shards (the dense memory, Armijo, an
+embedding's rows, another split) is refused before anything moves."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import warnings
 import pytest
 import torch
 from torch import nn
-from two_processes import run_on_two_processes
+from two_processes import run_on_processes, run_on_two_processes
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
 
 STEPS = 3
 NAN_STEP = 1  # in the "nan" run, rank 1's shard of a gradient is NaN at this step: every rank must skip it
 KINDS = ("adamw", "sgd", "hybrid", "nan", "attention")
+MESHES = {2: (2,), 4: (2, 2)}  # by world size: FSDP (one dim of shards), HSDP (2 replicas of 2 shards each)
 
 
 class _Attention(nn.Module):
@@ -48,7 +50,8 @@ def _shard(model: nn.Module, world: int, **kwargs) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    mesh = init_device_mesh("cpu", (world,))
+    shape = MESHES[world]
+    mesh = init_device_mesh("cpu", shape, mesh_dim_names=("replicate", "shard")[-len(shape) :])
     parts = (model.attention, model.head) if isinstance(model, _Attention) else (model[0], model[3])
     for layer in (*parts, model):
         fully_shard(layer, mesh=mesh, **kwargs)
@@ -152,6 +155,10 @@ def _record(rank: int, world: int) -> dict:
     return {"runs": {kind: _train(kind, rank, world) for kind in KINDS}, "refusals": _refusals(world)}
 
 
+def _record_hsdp(rank: int, world: int) -> dict:
+    return {"runs": {kind: _train(kind, rank, world) for kind in KINDS}}
+
+
 @pytest.fixture(scope="module")
 def sharded_runs(tmp_path_factory) -> list[dict]:
     """Each rank's record of the sharded runs and refusals (one spawn for every test here)."""
@@ -167,6 +174,26 @@ def test_sharded_guarded_update_equals_single_process(sharded_runs, kind: str) -
     single, single_skipped = _train(kind)
     assert single_skipped == (1 if kind == "nan" else 0)
     for record in sharded_runs:
+        got, skipped = record["runs"][kind]
+        assert skipped == single_skipped
+        assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))
+
+
+@pytest.fixture(scope="module")
+def hsdp_runs(tmp_path_factory) -> list[dict]:
+    """Each of four ranks' record of the runs sharded by HSDP: a 2 x 2 mesh, replicas along one dim, shards along
+    the other (the parameters are DTensors placed ``(Replicate(), Shard(0))``)."""
+    return run_on_processes(_record_hsdp, str(tmp_path_factory.mktemp("hsdp") / "record"), world=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_hybrid_sharded_guarded_update_equals_single_process(hsdp_runs, kind: str) -> None:
+    """The same runs under HSDP, each of four ranks on a quarter of the batch and of the old task: the covariances
+    are summed over both mesh dims, the finite check too (the NaN is on the last rank only), and every rank ends
+    with the single process' parameters."""
+    single, single_skipped = _train(kind)
+    for record in hsdp_runs:
         got, skipped = record["runs"][kind]
         assert skipped == single_skipped
         assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))

@@ -1,4 +1,4 @@
-"""Two CPU processes joined by torch.distributed (gloo), for the tests of data-parallel and sharded training."""
+"""CPU processes joined by torch.distributed (gloo), for the tests of data-parallel and sharded training."""
 
 from __future__ import annotations
 
@@ -28,12 +28,17 @@ def _run(rank: int, world: int, port: int, out: str, work: Callable[[int, int], 
         dist.destroy_process_group()
 
 
-def run_on_two_processes(work: Callable[[int, int], Any], out: str) -> list[Any]:
-    """``work(rank, world)`` in two spawned processes of one gloo group; each rank's result, in rank order.
+def run_on_processes(work: Callable[[int, int], Any], out: str, world: int = 2) -> list[Any]:
+    """``work(rank, world)`` in ``world`` spawned processes of one gloo group; each rank's result, in rank order.
 
     ``work`` must be a module-level function (the processes are spawned); ``out`` is a path prefix for the results.
     """
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    mp.spawn(_run, args=(2, _free_port(), out, work), nprocs=2, join=True)
-    return [torch.load(f"{out}.{rank}") for rank in range(2)]
+    mp.spawn(_run, args=(world, _free_port(), out, work), nprocs=world, join=True)
+    return [torch.load(f"{out}.{rank}") for rank in range(world)]
+
+
+def run_on_two_processes(work: Callable[[int, int], Any], out: str) -> list[Any]:
+    """:func:`run_on_processes` with two processes."""
+    return run_on_processes(work, out, 2)
