@@ -17,7 +17,8 @@ from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemor
 
 STEPS = 3
 NAN_STEP = 1  # in the "nan" run, rank 1's shard of a gradient is NaN at this step: every rank must skip it
-KINDS = ("adamw", "sgd", "hybrid", "nan", "attention")
+KINDS = ("adamw", "sgd", "hybrid", "nan", "attention", "old_task", "hybrid_old_task")
+CERTIFIED = ("old_task", "hybrid_old_task")  # steps given the old task's closure: their certificates hold grad L_A . d
 MESHES = {2: (2,), 4: (2, 2)}  # by world size: FSDP (one dim of shards), HSDP (2 replicas of 2 shards each)
 
 
@@ -59,7 +60,7 @@ def _shard(model: nn.Module, world: int, **kwargs) -> None:
 
 def _optimizer(kind: str, model: nn.Module, memory: LayerwiseMemory) -> torch.optim.Optimizer:
     params = list(model.parameters())
-    if kind == "hybrid":
+    if kind.startswith("hybrid"):
         return HybridAdamW(params, lr=0.05, weight_decay=0.1, memory=memory)
     if kind == "sgd":
         return ForgettingGuard(torch.optim.SGD(params, lr=0.1, momentum=0.9), memory, project="gradient")
@@ -69,8 +70,9 @@ def _optimizer(kind: str, model: nn.Module, memory: LayerwiseMemory) -> torch.op
     return ForgettingGuard(torch.optim.AdamW(params, lr=0.05, weight_decay=0.1), memory)
 
 
-def _train(kind: str, rank: int = 0, world: int = 1) -> tuple[list[torch.Tensor], int]:
-    """The parameters after the guarded steps (gathered from the shards) and the number of skipped steps."""
+def _train(kind: str, rank: int = 0, world: int = 1) -> tuple[list[torch.Tensor], int, list[float]]:
+    """The parameters after the guarded steps (gathered from the shards), the number of skipped steps, and (kind
+    in :data:`CERTIFIED`) each step's certified ``grad L_A . d``."""
     torch.set_default_dtype(torch.float64)
     model, xa, xb, yb = _problem("attention" if kind == "attention" else "mlp")
     if world > 1:
@@ -81,7 +83,11 @@ def _train(kind: str, rank: int = 0, world: int = 1) -> tuple[list[torch.Tensor]
     memory.add_task([xa[old]])
     opt = _optimizer(kind, model, memory)
     batch = slice(rank * len(yb) // world, (rank + 1) * len(yb) // world)
-    skipped = 0
+    skipped, slopes = 0, []
+
+    def old_task_loss() -> None:  # the mean over all of xa: FSDP averages the ranks' gradients, whatever their share
+        (model(xa[old]).square().sum() * world / len(xa)).backward()
+
     for step in range(STEPS):
         opt.zero_grad()
         nn.functional.cross_entropy(model(xb[batch]), yb[batch]).backward()
@@ -90,10 +96,12 @@ def _train(kind: str, rank: int = 0, world: int = 1) -> tuple[list[torch.Tensor]
             (grad.to_local() if world > 1 else grad).view(-1)[0] = float("nan")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            opt.step()
+            opt.step(old_task_closure=old_task_loss if kind in CERTIFIED else None)
         skipped += sum("non-finite" in str(w.message) for w in caught)
+        if kind in CERTIFIED:
+            slopes.append(opt.certificate["old_task_slope"])
     full = [p.full_tensor() if world > 1 else p for p in model.parameters()]
-    return [p.detach().clone() for p in full], skipped
+    return [p.detach().clone() for p in full], skipped, slopes
 
 
 def _refusals(world: int) -> dict[str, str]:
@@ -169,13 +177,16 @@ def sharded_runs(tmp_path_factory) -> list[dict]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_sharded_guarded_update_equals_single_process(sharded_runs, kind: str) -> None:
     """Guarded AdamW (update mode), SGD (gradient mode), HybridAdamW, a NaN on one rank's shard only (every rank
-    skips that step, as the single process does), and guarded SGD over self-attention (its input projection and
-    out_proj sharded by rows): three steps on half a batch per rank equal three on the batch."""
-    single, single_skipped = _train(kind)
+    skips that step, as the single process does), guarded SGD over self-attention (its input projection and
+    out_proj sharded by rows), and guarded AdamW and HybridAdamW given the old task's closure (their certified
+    ``grad L_A . d``, an inner product over every rank's shards): three steps on half a batch per rank equal three
+    on the batch."""
+    single, single_skipped, single_slopes = _train(kind)
     assert single_skipped == (1 if kind == "nan" else 0)
     for record in sharded_runs:
-        got, skipped = record["runs"][kind]
+        got, skipped, slopes = record["runs"][kind]
         assert skipped == single_skipped
+        assert slopes == pytest.approx(single_slopes, rel=1e-9, abs=1e-15)
         assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))
 
 
@@ -192,10 +203,11 @@ def test_hybrid_sharded_guarded_update_equals_single_process(hsdp_runs, kind: st
     """The same runs under HSDP, each of four ranks on a quarter of the batch and of the old task: the covariances
     are summed over both mesh dims, the finite check too (the NaN is on the last rank only), and every rank ends
     with the single process' parameters."""
-    single, single_skipped = _train(kind)
+    single, single_skipped, single_slopes = _train(kind)
     for record in hsdp_runs:
-        got, skipped = record["runs"][kind]
+        got, skipped, slopes = record["runs"][kind]
         assert skipped == single_skipped
+        assert slopes == pytest.approx(single_slopes, rel=1e-9, abs=1e-15)
         assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))
 
 
