@@ -244,21 +244,26 @@ def _attention_heads(attention: nn.MultiheadAttention, named: dict[str, Any]) ->
 
 
 def _attention_recorder(
-    attention: nn.MultiheadAttention, i_in: int | None, i_out: int | None, add: Callable[[int, Tensor], None]
+    attention: nn.MultiheadAttention,
+    i_in: int | None,
+    i_out: int | None,
+    add: Callable[[int, Tensor, Sequence[int]], None],
 ) -> Callable[..., None]:
     """A forward pre-hook (with kwargs) of ``attention`` that records the inputs of its two projections.
 
-    The input projection's are the query, key and value (one of them when they are one tensor). ``out_proj``'s
-    are the heads' concatenated outputs, which the attention computes inside and never hands to a layer: the
-    hook computes them again (:func:`_attention_heads`).
+    The input projection's are the query, key and value, each for its block of rows (``add``'s last argument:
+    the blocks an input is recorded for; all three when they are one tensor). ``out_proj``'s are the heads'
+    concatenated outputs, which the attention computes inside and never hands to a layer: the hook computes them
+    again (:func:`_attention_heads`).
     """
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         named = dict(zip(_ATTENTION_ARGS, args, strict=False)) | kwargs
         q, k, v = named["query"], named["key"], named["value"]
         if i_in is not None:
-            for x in [q] if (k is q and v is q) else [q, k, v]:
-                add(i_in, x)
+            inputs = (q, k, v)
+            for x in {id(t): t for t in inputs}.values():  # each tensor once (self-attention: one for all three)
+                add(i_in, x, [block for block, y in enumerate(inputs) if y is x])
         if i_out is not None:
             add(i_out, _attention_heads(attention, named))
 
@@ -287,8 +292,9 @@ class AttentionInProjection(nn.Linear):
     ``(3E, E)``), as an ``nn.Linear`` that shares the attention's ``in_proj_weight`` and ``in_proj_bias``.
 
     It is never called (the attention reads its weight directly); :class:`LayerwiseMemory` records its inputs,
-    the attention's query, key and value, from the attention's own arguments, and gives its three row blocks one
-    basis of their union (exact for self-attention, where the three are one input)."""
+    the attention's query, key and value, from the attention's own arguments, each for its block of rows: one
+    basis for self-attention, where the three are one input, and one basis per block once they differ
+    (cross-attention; see ``LayerwiseMemory._grow_blocks``)."""
 
     def __init__(self, attention: nn.MultiheadAttention) -> None:
         nn.Module.__init__(self)
@@ -434,8 +440,9 @@ class LayerwiseMemory:
         model: the network; every supported submodule with a trainable weight is covered.
         threshold: GPM's energy threshold in (0, 1], one float or one per covered layer.
         max_new_per_task: most basis vectors one task adds to one layer (the budget ``k``).
-        max_per_layer: most basis vectors (protected rows, for an embedding) a layer holds over all tasks;
-            a task that would go beyond it adds only its most energetic directions up to the cap.
+        max_per_layer: most basis vectors (protected rows, for an embedding) a layer holds over all tasks
+            (each block of a cross-attention's input projection, for its basis); a task that would go beyond it
+            adds only its most energetic directions up to the cap.
         freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, a raw
             ``nn.Parameter``), so eq. (12) holds for the whole model; otherwise they are left free, with a
             warning when some of them have two or more dimensions (a layer's weights, not a scale or a bias).
@@ -443,8 +450,9 @@ class LayerwiseMemory:
             installed (:mod:`kaplinskiy.layerwise_kernel`), else layer by layer with BLAS; ``"torch"`` always
             uses BLAS; ``"triton"`` requires the grouped kernel. Both compute the same projection (the kernel
             keeps coefficients in float32). Layers the kernel does not take go by BLAS in either: embeddings, a
-            weight shared by two layers, a basis above ``MAX_RANK`` vectors, weights of another dtype or device
-            than the first parameter's or in float64, a bias of another dtype than its weight's.
+            weight shared by two layers, a basis above ``MAX_RANK`` vectors, a cross-attention's input projection
+            (a basis per block of rows), weights of another dtype or device than the first parameter's or in
+            float64, a bias of another dtype than its weight's.
 
     Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
     groups share one basis of the union of their input spaces), batched or not; Conv3d and transposed
@@ -566,11 +574,17 @@ class LayerwiseMemory:
         embeddings = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Embedding)]
         called: set[int] = set()
 
-        def add(i: int, x: Tensor) -> None:
+        def add(i: int, x: Tensor, blocks: Sequence[int] = ()) -> None:
             """Layer ``i``'s input ``x`` joins its statistics ``sum_s x_s x_s^T`` (float64: in float32, R R^T
-            squares the condition number and drops directions)."""
+            squares the condition number and drops directions); an attention's input projection keeps one per
+            block of rows (query, key, value), and ``x`` joins those of ``blocks``."""
             rows = _representations(self.layers[i], x.detach(), self._slots[i][1] is not None).to(torch.float64)
             s = rows.T @ rows
+            if isinstance(self.layers[i], AttentionInProjection):
+                if stats[i] is None:
+                    stats[i] = s.new_zeros(3, *s.shape)
+                stats[i][list(blocks)] += s
+                return
             stats[i] = s if stats[i] is None else stats[i] + s
 
         def recorder(i: int, module: nn.Module) -> Callable[..., None]:
@@ -621,7 +635,9 @@ class LayerwiseMemory:
         layers = _progress(list(zip(self.layers, stats, strict=True)), progress, "LayerwiseMemory: bases", "layer")
         for i, (m, s) in enumerate(layers):
             before = self._size(i)
-            if s is not None:
+            if s is not None and s.ndim == 3:  # an attention's input projection
+                self.bases[i] = ordinary(self._grow_blocks(i, s))
+            elif s is not None:
                 self.bases[i] = ordinary(self._grow(m, self.bases[i], s, self.thresholds[i], self._room(i)))
             gained.append(self._size(i) - before)
         self.n_tasks += 1
@@ -647,21 +663,42 @@ class LayerwiseMemory:
             w = m.weight
             if not is_dtensor(w):
                 continue
-            d_in = self.bases[i].shape[0]
-            s = stats[i] if stats[i] is not None else torch.zeros(d_in, d_in, dtype=torch.float64, device=w.device)
+            d_in = self.bases[i].shape[-2]
+            shape = (3, d_in, d_in) if isinstance(m, AttentionInProjection) else (d_in, d_in)
+            s = stats[i] if stats[i] is not None else torch.zeros(shape, dtype=torch.float64, device=w.device)
             for dim in range(w.device_mesh.ndim):
                 dist.all_reduce(s, group=w.device_mesh.get_group(dim))
             stats[i] = s
 
     def _size(self, i: int) -> int:
-        return self.bases[i].numel() if self.bases[i].ndim == 1 else self.bases[i].shape[1]
+        """Layer ``i``'s basis vectors (protected rows, for an embedding; the largest block's, for an attention's
+        input projection with a basis per block)."""
+        return self.bases[i].numel() if self.bases[i].ndim == 1 else self.bases[i].shape[-1]
 
-    def _room(self, i: int) -> int | None:
-        """How many vectors layer ``i`` may still gain from one task: the per-task and the total budget."""
+    def _room(self, i: int, size: int | None = None) -> int | None:
+        """How many vectors layer ``i`` (holding ``size`` of them, default its own) may still gain from one task:
+        the per-task and the total budget."""
         caps = [c for c in (self.max_new_per_task,) if c is not None]
         if self.max_per_layer is not None:
-            caps.append(max(self.max_per_layer - self._size(i), 0))
+            caps.append(max(self.max_per_layer - (self._size(i) if size is None else size), 0))
         return min(caps) if caps else None
+
+    def _grow_blocks(self, i: int, s: Tensor) -> Tensor:
+        """Layer ``i``'s basis, an attention's input projection, grown from its three blocks' statistics ``s``
+        (query, key, value). While the three are one input (self-attention) it stays one basis ``(in_eff, r)`` of
+        that input; once they differ (cross-attention), each block of rows gets a basis of its own input, and the
+        layer holds them stacked, ``(3, in_eff, r)``, zero columns padding a block of fewer vectors (an earlier
+        common basis is every block's). A basis of their union would constrain each block's rows by the other
+        blocks' inputs too."""
+        U, threshold = self.bases[i], self.thresholds[i]
+        if U.ndim == 2 and torch.equal(s[0], s[1]) and torch.equal(s[0], s[2]):
+            return energy_basis_update(U.to(s.dtype), s[0], threshold, self._room(i)).to(U.dtype)
+        blocks = _unstacked(U) if U.ndim == 3 else [U] * 3
+        grown = [
+            energy_basis_update(V.to(s.dtype), s[b], threshold, self._room(i, V.shape[1])).to(U.dtype)
+            for b, V in enumerate(blocks)
+        ]
+        return _stacked(grown)
 
     def _grow(self, module: nn.Module, U: Tensor, s: Tensor, threshold: float, room: int | None) -> Tensor:
         if isinstance(module, nn.Embedding):
@@ -686,14 +723,32 @@ class LayerwiseMemory:
             return tensors[wi], (tensors[bi] if bi is not None else None)
         return local_shard(tensors[wi]), (local_shard(tensors[bi]) if bi is not None else None)
 
-    def _factors(self, i: int) -> _BasisFactors:
+    def _factors(self, i: int) -> _BasisFactors | _BlockFactors:
         """Layer ``i``'s basis split into weight rows and bias row; views, rebuilt only when the basis is replaced."""
         cached = self._factor_cache.get(i)
         U = self.bases[i]
         if cached is None or cached.basis is not U or cached.version != U._version:  # replaced, or edited in place
-            cached = _BasisFactors.of(U, has_bias=self._slots[i][1] is not None)
+            has_bias = self._slots[i][1] is not None
+            if U.ndim == 3:
+                cached = _BlockFactors.of(U, has_bias, self._row_blocks(i))
+            else:
+                cached = _BasisFactors.of(U, has_bias)
             self._factor_cache[i] = cached
         return cached
+
+    def _row_blocks(self, i: int) -> tuple[tuple[int, int, int], ...]:
+        """An attention input projection's blocks (0: query, 1: key, 2: value) among the rows this rank holds, as
+        ``(block, first, end)`` local row ranges: all three whole on one process, those a shard meets under FSDP2."""
+        w = self.params[self._slots[i][0]]
+        rows, offset = w.shape[0], 0
+        if is_dtensor(w):
+            from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+            local, global_offset = compute_local_shape_and_global_offset(w.shape, w.device_mesh, w.placements)
+            rows, offset = local[0], global_offset[0]
+        size = w.shape[0] // 3
+        ranges = [(b, max(b * size, offset) - offset, min((b + 1) * size, offset + rows) - offset) for b in range(3)]
+        return tuple((b, first, end) for b, first, end in ranges if first < end)
 
     def _grouped(self, tensors: Sequence[Tensor]) -> tuple[RowPlan | None, frozenset[int]]:
         """The grouped kernel's plan for these tensors and the layers it takes (none on the BLAS path).
@@ -716,6 +771,8 @@ class LayerwiseMemory:
             for i, m in enumerate(self.layers):
                 w, b = self._views(tensors, i)
                 if isinstance(m, nn.Embedding) or not 0 < self._size(i) <= MAX_RANK:
+                    continue
+                if self.bases[i].ndim == 3:  # a basis per block of rows (cross-attention): by BLAS
                     continue
                 if not kernel_takes(w, b, device, dtype):  # float64, another device, a bias of its own dtype
                     continue
@@ -854,7 +911,7 @@ class LayerwiseMemory:
         factors, transposed = self._factors(i), _is_hf_conv1d(self.layers[i])
         C = reference
         if compute:
-            C = factors.coefficients(w, b, transposed=transposed) - C.to(factors.U_w.dtype)
+            C = factors.coefficients(w, b, transposed=transposed) - C.to(factors.dtype)
         if skip is not None:
             C = C * (1 - skip.to(C))
         factors.subtract_(w, b, C, transposed=transposed)
@@ -918,10 +975,16 @@ class LayerwiseMemory:
         if len(bases) != len(self.bases):
             raise ValueError(f"Invalid state: {len(bases)} bases for {len(self.bases)} layers")
         for i, (old, new) in enumerate(zip(self.bases, bases, strict=True)):
-            if new.ndim != old.ndim or (old.ndim == 2 and old.shape[0] != new.shape[0]):
-                like = f"({old.shape[0]}, r)" if old.ndim == 2 else "(rows,)"
+            blocks = isinstance(self.layers[i], AttentionInProjection)  # one basis, or one per block
+            if old.ndim == 1:
+                fits, like = new.ndim == 1, "(rows,)"
+            else:
+                d_in = old.shape[-2]
+                fits = (new.ndim == 2 or (blocks and new.ndim == 3 and new.shape[0] == 3)) and new.shape[-2] == d_in
+                like = f"({d_in}, r)" + (f" or (3, {d_in}, r)" if blocks else "")
+            if not fits:
                 raise ValueError(f"Invalid state: layer {i}'s basis of shape {tuple(new.shape)} does not fit {like}")
-            size = new.numel() if new.ndim == 1 else new.shape[1]
+            size = new.numel() if new.ndim == 1 else new.shape[-1]
             if self.max_per_layer is not None and size > self.max_per_layer:
                 raise ValueError(f"Invalid state: layer {i} holds {size} vectors, above max_per_layer")
         self.bases = [
@@ -947,6 +1010,11 @@ class _BasisFactors:
     u_b: Tensor | None
     padded_basis: Tensor  # float32, rows padded with zeros to a multiple of 4: what the grouped kernel reads
     transposed_basis: Tensor  # U^T, float32, row-major, rows padded likewise
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The products' dtype, the basis'."""
+        return self.U_w.dtype
 
     @classmethod
     def of(cls, U: Tensor, has_bias: bool) -> _BasisFactors:
@@ -989,6 +1057,56 @@ class _BasisFactors:
             _as_matrix(w).addmm_(C, self.U_w_T, alpha=-1)
         else:  # a convolution weight in another memory format (channels_last): no matrix view of it exists
             w.sub_(torch.mm(C, self.U_w_T).view(w.shape))
+
+
+@dataclass(frozen=True)
+class _BlockFactors:
+    """An attention input projection's bases, one per block of rows (query, key, value: ``U`` of shape
+    ``(3, in_eff, r)``), as one :class:`_BasisFactors` per block, applied to the local row ranges each block
+    covers (``segments``: ``(block, first, end)``)."""
+
+    basis: Tensor
+    version: int
+    blocks: tuple[_BasisFactors, ...]
+    segments: tuple[tuple[int, int, int], ...]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The products' dtype, the basis'."""
+        return self.basis.dtype
+
+    @classmethod
+    def of(cls, U: Tensor, has_bias: bool, segments: tuple[tuple[int, int, int], ...]) -> _BlockFactors:
+        """Views of ``U``'s blocks (their zero columns, padding, give zero coefficients)."""
+        return cls(U, U._version, tuple(_BasisFactors.of(V, has_bias) for V in U), segments)
+
+    def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
+        """``C = D_W U_w + d_b u_b^T`` row by row, each row with its block's basis (``out x r``)."""
+        if not self.segments:  # a shard holding no row
+            return self.basis.new_zeros(0, self.basis.shape[-1])
+        return torch.cat(
+            [
+                self.blocks[k].coefficients(w[lo:hi], None if b is None else b[lo:hi], transposed=transposed)
+                for k, lo, hi in self.segments
+            ]
+        )
+
+    def subtract_(self, w: Tensor, b: Tensor | None, C: Tensor, *, transposed: bool) -> None:
+        """``D_W <- D_W - C U_w^T`` and ``d_b <- d_b - C u_b``, each row with its block's basis, in place."""
+        for k, lo, hi in self.segments:
+            self.blocks[k].subtract_(w[lo:hi], None if b is None else b[lo:hi], C[lo:hi], transposed=transposed)
+
+
+def _unstacked(U: Tensor) -> list[Tensor]:
+    """The blocks' bases of a stacked ``(3, in_eff, r)`` basis, without the zero columns that pad them."""
+    ranks = (U.norm(dim=1) > 0).sum(dim=1).tolist()
+    return [V[:, :r] for V, r in zip(U, ranks, strict=True)]
+
+
+def _stacked(bases: Sequence[Tensor]) -> Tensor:
+    """Bases ``(in_eff, r_b)`` stacked as ``(3, in_eff, max r_b)``, zero columns padding the narrower ones."""
+    width = max(V.shape[1] for V in bases)
+    return torch.stack([F.pad(V, (0, width - V.shape[1])) for V in bases])
 
 
 def _as_matrix(w: Tensor) -> Tensor:

@@ -17,28 +17,32 @@ from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemor
 
 STEPS = 3
 NAN_STEP = 1  # in the "nan" run, rank 1's shard of a gradient is NaN at this step: every rank must skip it
-KINDS = ("adamw", "sgd", "hybrid", "nan", "attention", "old_task", "hybrid_old_task")
+KINDS = ("adamw", "sgd", "hybrid", "nan", "attention", "cross_attention", "old_task", "hybrid_old_task")
 CERTIFIED = ("old_task", "hybrid_old_task")  # steps given the old task's closure: their certificates hold grad L_A . d
 MESHES = {2: (2,), 4: (2, 2)}  # by world size: FSDP (one dim of shards), HSDP (2 replicas of 2 shards each)
 
 
 class _Attention(nn.Module):
-    """Self-attention (nn.MultiheadAttention: an input projection of 24 rows and out_proj) and a head."""
+    """Self-attention (nn.MultiheadAttention: an input projection of 24 rows and out_proj) and a head; with
+    ``cross``, the keys and values are a Linear map of the input, so the input projection's query, key and value
+    blocks get bases of their own, and two ranks' shards of its rows meet two blocks each."""
 
-    def __init__(self) -> None:
+    def __init__(self, cross: bool = False) -> None:
         super().__init__()
         self.attention, self.head = nn.MultiheadAttention(8, 2, batch_first=True), nn.Linear(8, 3)
+        self.memory = nn.Linear(8, 8) if cross else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.attention(x, x, x, need_weights=False)[0].mean(1))
+        kv = x if self.memory is None else self.memory(x)
+        return self.head(self.attention(x, kv, kv, need_weights=False)[0].mean(1))
 
 
 def _problem(kind: str = "mlp"):
     """16 hidden and 3 output rows: the last layer splits unevenly over two ranks (2 rows and 1). With ``kind``
     "attention", sequences of 4 tokens through self-attention."""
     torch.manual_seed(0)
-    if kind == "attention":
-        model, shape = _Attention(), (4, 8)
+    if kind in ("attention", "cross_attention"):
+        model, shape = _Attention(cross=kind == "cross_attention"), (4, 8)
     else:
         model, shape = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 3)), (8,)
     gen = torch.Generator().manual_seed(1)
@@ -53,7 +57,10 @@ def _shard(model: nn.Module, world: int, **kwargs) -> None:
 
     shape = MESHES[world]
     mesh = init_device_mesh("cpu", shape, mesh_dim_names=("replicate", "shard")[-len(shape) :])
-    parts = (model.attention, model.head) if isinstance(model, _Attention) else (model[0], model[3])
+    if isinstance(model, _Attention):
+        parts = (model.attention, model.head) if model.memory is None else (model.memory, model.attention, model.head)
+    else:
+        parts = (model[0], model[3])
     for layer in (*parts, model):
         fully_shard(layer, mesh=mesh, **kwargs)
 
@@ -64,7 +71,7 @@ def _optimizer(kind: str, model: nn.Module, memory: LayerwiseMemory) -> torch.op
         return HybridAdamW(params, lr=0.05, weight_decay=0.1, memory=memory)
     if kind == "sgd":
         return ForgettingGuard(torch.optim.SGD(params, lr=0.1, momentum=0.9), memory, project="gradient")
-    if kind == "attention":  # not AdamW: the key bias's gradient is zero but for rounding, which Adam's step
+    if kind.endswith("attention"):  # not AdamW: the key bias's gradient is zero but for rounding, which Adam's step
         # normalises to lr-sized steps, so two runs' rounding would part them (without the guard, too)
         return ForgettingGuard(torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.1), memory)
     return ForgettingGuard(torch.optim.AdamW(params, lr=0.05, weight_decay=0.1), memory)
@@ -74,7 +81,7 @@ def _train(kind: str, rank: int = 0, world: int = 1) -> tuple[list[torch.Tensor]
     """The parameters after the guarded steps (gathered from the shards), the number of skipped steps, and (kind
     in :data:`CERTIFIED`) each step's certified ``grad L_A . d``."""
     torch.set_default_dtype(torch.float64)
-    model, xa, xb, yb = _problem("attention" if kind == "attention" else "mlp")
+    model, xa, xb, yb = _problem(kind if kind.endswith("attention") else "mlp")
     if world > 1:
         _shard(model, world)
     memory = LayerwiseMemory(model, threshold=0.95, freeze_uncovered=kind == "nan")
@@ -177,10 +184,10 @@ def sharded_runs(tmp_path_factory) -> list[dict]:
 @pytest.mark.parametrize("kind", KINDS)
 def test_sharded_guarded_update_equals_single_process(sharded_runs, kind: str) -> None:
     """Guarded AdamW (update mode), SGD (gradient mode), HybridAdamW, a NaN on one rank's shard only (every rank
-    skips that step, as the single process does), guarded SGD over self-attention (its input projection and
-    out_proj sharded by rows), and guarded AdamW and HybridAdamW given the old task's closure (their certified
-    ``grad L_A . d``, an inner product over every rank's shards): three steps on half a batch per rank equal three
-    on the batch."""
+    skips that step, as the single process does), guarded SGD over self- and cross-attention (its input
+    projection and out_proj sharded by rows, a basis per block of rows for cross-attention), and guarded AdamW
+    and HybridAdamW given the old task's closure (their certified ``grad L_A . d``, an inner product over every
+    rank's shards): three steps on half a batch per rank equal three on the batch."""
     single, single_skipped, single_slopes = _train(kind)
     assert single_skipped == (1 if kind == "nan" else 0)
     for record in sharded_runs:

@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from triton_kernels import DEVICE, requires_kernels
 
 from kaplinskiy import DenseMemory, HybridAdamW, LayerwiseMemory, NonFiniteStepWarning
@@ -47,6 +48,7 @@ MODELS = {  # "attention": nn.MultiheadAttention's input projection (3E x E, sha
     "net": Net,
     "gpt2": gpt2,
     "attention": lambda: nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0),
+    "cross": lambda: nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0),  # its cross-attention: a basis per block
 }
 
 
@@ -63,6 +65,9 @@ def setup(
     for i, U in enumerate(memory.bases):
         if U.ndim == 1:
             memory.bases[i] = torch.randperm(memory.layers[i].num_embeddings, device=DEVICE)[:3]
+        elif model == "cross" and memory.layers[i].weight is net.multihead_attn.in_proj_weight:
+            bases = [torch.linalg.qr(torch.randn(U.shape[0], r, dtype=torch.float64))[0] for r in (2, 5, 3)]
+            memory.bases[i] = torch.stack([F.pad(V, (0, 5 - V.shape[1])) for V in bases]).to(DEVICE, U.dtype)
         else:
             r = min(U.shape[0] - 1, 1 + 5 * i % 17)
             memory.bases[i] = torch.linalg.qr(torch.randn(U.shape[0], r, device=DEVICE, dtype=torch.float64))[0].to(U)
@@ -98,7 +103,8 @@ def test_fused_step_matches_the_foreach_step(model: str) -> None:
     assert fused._fused_plan is not None and fused._fused_plan.rows.layout == (2 if model == "gpt2" else 1)
     outside = fused.memory.fused_layers()[2]  # embeddings' rows, and GPT-2's head tied to its embedding
     kinds = {type(fused.memory.layers[i]).__name__ for i in outside}
-    assert kinds == {"gpt2": {"Embedding", "Linear"}, "net": {"Embedding"}, "attention": set()}[model]
+    outside_kinds = {"gpt2": {"Embedding", "Linear"}, "net": {"Embedding"}, "cross": {"AttentionInProjection"}}
+    assert kinds == outside_kinds.get(model, set())
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
         for key in ("exp_avg", "exp_avg_sq"):

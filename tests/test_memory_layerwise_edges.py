@@ -299,3 +299,70 @@ def test_an_attention_called_with_positional_masks_is_recorded_as_with_keywords(
         bases.append([U @ U.T for U in memory.bases])
     assert all(torch.allclose(a, b) for a, b in zip(*bases, strict=True))
     assert [U.shape[1] for U in memory.bases] == [6, 6]  # six positions recorded by each projection
+
+
+def _complement(X: Tensor) -> Tensor:
+    """``I - P``, the projector onto the orthogonal complement of the span of ``X``'s rows."""
+    Q = torch.linalg.qr(X.T)[0][:, : int(torch.linalg.matrix_rank(X))]
+    return torch.eye(X.shape[1], dtype=X.dtype) - Q @ Q.T
+
+
+def _cross_attention_task() -> tuple[nn.MultiheadAttention, Tensor, Tensor]:
+    """Cross-attention without biases whose queries lie in a plane of R^8 and whose keys and values (one memory
+    tensor) lie in a 3-dimensional subspace meeting that plane only at 0."""
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 2, bias=False, batch_first=True).double().eval()
+    basis = torch.linalg.qr(torch.randn(8, 5, dtype=torch.float64))[0].T
+    queries = torch.randn(3, 4, 2, dtype=torch.float64) @ basis[:2]
+    keys = torch.randn(3, 5, 3, dtype=torch.float64) @ basis[2:]
+    return attention, queries, keys
+
+
+def test_cross_attention_blocks_get_bases_of_their_own_inputs() -> None:
+    """The query rows of a cross-attention's input projection are projected off the queries' span only, the key
+    and value rows off the memory's: ``G_b (I - P_b)`` per block. One basis of the union (rank 5) would take from
+    the query rows the memory's directions too, which no old output depends on through them."""
+    attention, queries, keys = _cross_attention_task()
+    memory = LayerwiseMemory(attention, threshold=1.0)
+    memory.add_task([(queries, keys)], forward=lambda m, b: m(b[0], b[1], b[1], need_weights=False))
+    i = next(i for i, m in enumerate(memory.layers) if m.weight is attention.in_proj_weight)
+    assert memory.bases[i].shape == (3, 8, 3) and memory._size(i) == 3
+    G = torch.randn(24, 8, dtype=torch.float64)
+    d = [G.clone() if p is attention.in_proj_weight else torch.zeros_like(p) for p in memory.params]
+    memory.project_(d)
+    projected = d[memory._slots[i][0]]
+    E_q, E_kv = _complement(queries.reshape(-1, 8)), _complement(keys.reshape(-1, 8))
+    expected = torch.cat([G[:8] @ E_q, G[8:16] @ E_kv, G[16:] @ E_kv])
+    torch.testing.assert_close(projected, expected, rtol=0, atol=1e-12)
+    assert (G[:8] @ E_q - G[:8] @ _complement(torch.cat([queries, keys], 1).reshape(-1, 8))).norm() > 0.1
+
+
+def test_a_common_basis_becomes_every_blocks_basis_and_bases_per_block_round_trip() -> None:
+    """A self-attention task leaves one basis; a later cross-attention task gives each block that basis grown
+    by its own inputs. The stacked bases round-trip through ``state_dict``; a stacked basis is refused for a
+    layer that is not an attention's input projection."""
+    attention, queries, keys = _cross_attention_task()
+    memory = LayerwiseMemory(attention, threshold=1.0)
+    selfish = torch.randn(1, 2, 8, dtype=torch.float64)
+    memory.add_task([selfish], forward=lambda m, b: m(b, b, b, need_weights=False))
+    i = next(i for i, m in enumerate(memory.layers) if m.weight is attention.in_proj_weight)
+    assert memory.bases[i].shape == (8, 2)
+    common = memory.bases[i] @ memory.bases[i].T
+    memory.add_task([(queries, keys)], forward=lambda m, b: m(b[0], b[1], b[1], need_weights=False))
+    U = memory.bases[i]
+    assert U.shape == (3, 8, 5)
+    for V, width in zip(U, (4, 5, 5), strict=True):  # 2 + 2 query directions, 2 + 3 memory directions
+        torch.testing.assert_close(V.T @ V, torch.diag((torch.arange(5) < width).double()), rtol=0, atol=1e-12)
+        torch.testing.assert_close(V @ V.T @ common, common, rtol=0, atol=1e-12)  # the common basis is kept
+    restored = LayerwiseMemory(attention, threshold=1.0)
+    restored.load_state_dict(memory.state_dict())
+    d = [torch.randn_like(p) for p in memory.params]
+    e = [t.clone() for t in d]
+    memory.project_(d)
+    restored.project_(e)
+    assert all(torch.equal(a, b) for a, b in zip(d, e, strict=True))
+    state = memory.state_dict()
+    j = next(j for j, m in enumerate(memory.layers) if m is attention.out_proj)
+    state["bases"][j] = U.clone()
+    with pytest.raises(ValueError, match=r"does not fit \(8, r\)$"):
+        restored.load_state_dict(state)
