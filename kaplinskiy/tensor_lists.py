@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -151,9 +152,16 @@ def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
     """The Euclidean inner product of two matching tensor lists, accumulated in float64 (over every rank, for
     DTensors)."""
     total = torch.zeros((), dtype=torch.float64, device=a[0].device if len(a) else None)
+    partial: dict[tuple[int, Any], Tensor] = {}  # DTensors' terms summed by mesh and placement: one reduction each
     for x, y in zip(a, b, strict=True):
         term = (x.double() * y.double()).sum()
-        total = total + (term.full_tensor() if is_dtensor(term) else term)
+        if is_dtensor(term):
+            key = (id(term.device_mesh), term.placements)
+            partial[key] = partial[key] + term if key in partial else term
+        else:
+            total = total + term
+    for term in partial.values():
+        total = total + term.full_tensor()
     return float(total)
 
 

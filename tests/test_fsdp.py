@@ -14,6 +14,7 @@ from torch import nn
 from two_processes import run_on_processes, run_on_two_processes
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
+from kaplinskiy.tensor_lists import dot
 
 STEPS = 3
 NAN_STEP = 1  # in the "nan" run, rank 1's shard of a gradient is NaN at this step: every rank must skip it
@@ -166,12 +167,27 @@ def _refusals(world: int) -> dict[str, str]:
     return out
 
 
+def _dot_of_shards(world: int) -> tuple[float, float, int]:
+    """``dot`` of the sharded parameters with themselves, the unsharded value, and the collectives it ran."""
+    from torch.distributed.tensor.debug import CommDebugMode
+
+    torch.set_default_dtype(torch.float64)
+    full = [p.detach().clone() for p in _problem()[0].parameters()]
+    model = _problem()[0]
+    _shard(model, world)
+    params = [p.detach() for p in model.parameters()]
+    with CommDebugMode() as comms:
+        value = dot(params, params)
+    return value, dot(full, full), comms.get_total_counts()
+
+
 def _record(rank: int, world: int) -> dict:
-    return {"runs": {kind: _train(kind, rank, world) for kind in KINDS}, "refusals": _refusals(world)}
+    runs = {kind: _train(kind, rank, world) for kind in KINDS}
+    return {"runs": runs, "refusals": _refusals(world), "dot": _dot_of_shards(world)}
 
 
 def _record_hsdp(rank: int, world: int) -> dict:
-    return {"runs": {kind: _train(kind, rank, world) for kind in KINDS}}
+    return {"runs": {kind: _train(kind, rank, world) for kind in KINDS}, "dot": _dot_of_shards(world)}
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +211,17 @@ def test_sharded_guarded_update_equals_single_process(sharded_runs, kind: str) -
         assert skipped == single_skipped
         assert slopes == pytest.approx(single_slopes, rel=1e-9, abs=1e-15)
         assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh", ["fsdp", "hsdp"])
+def test_inner_product_of_shards_reduces_once(sharded_runs, hsdp_runs, mesh: str) -> None:
+    """``tensor_lists.dot`` over sharded parameters (a certificate's ``grad L_A . d``) sums every tensor's local
+    terms and reduces them over the ranks once, not once per tensor, and gives the unsharded inner product."""
+    for record in sharded_runs if mesh == "fsdp" else hsdp_runs:
+        value, unsharded, collectives = record["dot"]
+        assert value == pytest.approx(unsharded, rel=1e-13)
+        assert collectives == 1
 
 
 @pytest.fixture(scope="module")
