@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .fisher import empirical_fisher_diagonal, online_fisher, true_fisher_diagonal
+from .tensor_lists import at_least_float32
 
 __all__ = ["ElasticAnchor", "ewc_penalty", "ewc_penalty_grad"]
 
@@ -26,10 +27,9 @@ def ewc_penalty(params: Sequence[Tensor], anchors: Sequence[Tensor], fisher: Seq
     float16 displacement of 1e-4 squares to 0 in float16)."""
     if not lam >= 0.0:
         raise ValueError(f"Invalid lam: {lam}")
-    total = params[0].new_zeros((), dtype=torch.promote_types(params[0].dtype, torch.float32))
+    total = at_least_float32(params[0].new_zeros(()))
     for p, a, f in zip(params, anchors, fisher, strict=True):
-        diff = p - a
-        total = total + (f * diff.to(torch.promote_types(diff.dtype, torch.float32)).pow(2)).sum()
+        total = total + (f * at_least_float32(p - a).pow(2)).sum()
     return 0.5 * lam * total
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
 from .per_sample import SINGLE_LOGIT, _names_of, check_eval_mode, per_sample_gradients, sample_loss
+from .tensor_lists import at_least_float32
 
 __all__ = ["empirical_fisher_diagonal", "online_fisher", "true_fisher_diagonal"]
 
@@ -30,11 +31,6 @@ def _split(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
         out.append(flat[start : start + p.numel()].view_as(p))
         start += p.numel()
     return out
-
-
-def _at_least_float32(t: Tensor) -> Tensor:
-    """``t`` in float32 if it is in a narrower float type (float16, bfloat16), else as it is."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _chunked_mean(sums: Callable[[slice], Tensor], n: int, chunk_size: int | None) -> Tensor:
@@ -67,7 +63,7 @@ def empirical_fisher_diagonal(
     params = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]
 
     def squares(rows: slice) -> Tensor:
-        return _at_least_float32(per_sample_gradients(model, loss, inputs[rows], targets[rows], params)).pow(2).sum(0)
+        return at_least_float32(per_sample_gradients(model, loss, inputs[rows], targets[rows], params)).pow(2).sum(0)
 
     return _split(_chunked_mean(squares, inputs.shape[0], chunk_size), params)
 
@@ -106,8 +102,8 @@ def true_fisher_diagonal(
 
     def one(values: tuple[Tensor, ...], x: Tensor) -> tuple[Tensor, ...]:
         jac = jacrev(log_probs)(values, x)  # per parameter: (C, *shape)
-        p = _at_least_float32(log_probs(values, x).exp().detach())
-        return tuple((p.view(-1, *([1] * (j.ndim - 1))) * _at_least_float32(j).pow(2)).sum(0) for j in jac)
+        p = at_least_float32(log_probs(values, x).exp().detach())
+        return tuple((p.view(-1, *([1] * (j.ndim - 1))) * at_least_float32(j).pow(2)).sum(0) for j in jac)
 
     values = tuple(p.detach() for p in params)
 

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .tensor_lists import at_least_float32
+
 __all__ = ["l2sp_penalty", "potential"]
 
 
 def l2sp_penalty(params: Tensor | Sequence[Tensor], anchors: Tensor | Sequence[Tensor], lam: float) -> Tensor:
-    """Eq. (6) with F_A = I (L2-SP): ``R(w) = (lam/2) ||w - w_A||^2``.
+    """Eq. (6) with F_A = I (L2-SP): ``R(w) = (lam/2) ||w - w_A||^2``, in at least float32.
 
     ``params`` and ``anchors`` are matching tensors or matching sequences of tensors; ``lam >= 0``.
     """
@@ -25,11 +27,11 @@ def l2sp_penalty(params: Tensor | Sequence[Tensor], anchors: Tensor | Sequence[T
     anc = [anchors] if isinstance(anchors, Tensor) else list(anchors)
     if len(ps) != len(anc):
         raise ValueError(f"Invalid anchors: {len(anc)} anchor tensors for {len(ps)} parameter tensors")
-    total = ps[0].new_zeros(())
+    total = at_least_float32(ps[0].new_zeros(()))
     for p, a in zip(ps, anc, strict=True):
         if p.shape != a.shape:
             raise ValueError(f"Invalid anchors: shape {tuple(a.shape)} does not match parameter shape {tuple(p.shape)}")
-        total = total + (p - a).pow(2).sum()
+        total = total + at_least_float32(p - a).pow(2).sum()
     return 0.5 * lam * total
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "all_finite",
     "any_dtensor",
     "assign_",
+    "at_least_float32",
     "copy_list",
     "dot",
     "drop_zero_grads",
@@ -32,6 +33,12 @@ __all__ = [
     "max_abs",
     "sq_norm",
 ]
+
+
+def at_least_float32(t: Tensor) -> Tensor:
+    """``t`` in float32 if it is in a narrower float type (float16, bfloat16), else as it is: squares and sums of
+    small float16 values underflow (a number of 1e-4 squares to 0 in float16)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def is_dtensor(t: object) -> bool:

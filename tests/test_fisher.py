@@ -204,8 +204,8 @@ def test_half_precision_anchor_keeps_a_float32_fisher_and_gives_half_gradients()
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_penalty_is_summed_in_float32(dtype: torch.dtype) -> None:
-    """R(w) of float16 weights 1e-4 from their anchors: each square, 1e-8, is below float16's range, so a penalty
-    formed in float16 is 0; formed in float32 it matches the float64 one."""
+    """R(w), EWC's and L2-SP's, of float16 weights 1e-4 from their anchors: each square, 1e-8, is below float16's
+    range, so a penalty formed in float16 is 0; formed in float32 it matches the float64 one."""
     torch.manual_seed(0)
     anchors = [torch.randn(50, 20), torch.randn(20)]
     params = [(a + 1e-4 * torch.randn_like(a)).to(dtype) for a in anchors]
@@ -215,3 +215,5 @@ def test_half_precision_penalty_is_summed_in_float32(dtype: torch.dtype) -> None
     ref = ewc_penalty([p.double() for p in params], [a.double() for a in anchors], [f.double() for f in fisher], 2.0)
     assert got.dtype == torch.float32 and ref > 0
     assert abs(float(got) - float(ref)) < 1e-5 * float(ref)
+    got, ref = l2sp_penalty(params, anchors, 2.0), l2sp_penalty([p.double() for p in params], anchors, 2.0)
+    assert got.dtype == torch.float32 and abs(float(got) - float(ref)) < 1e-5 * float(ref)
