@@ -366,3 +366,41 @@ def test_a_common_basis_becomes_every_blocks_basis_and_bases_per_block_round_tri
     state["bases"][j] = U.clone()
     with pytest.raises(ValueError, match=r"does not fit \(8, r\)$"):
         restored.load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"reuse_coefficients": True}, {"from_copy": True}, {"project": "gradient"}, {"armijo": True}]
+)
+def test_guarded_steps_keep_each_cross_attention_blocks_outputs_on_its_old_inputs(options: dict) -> None:
+    """ForgettingGuard around AdamW (its update projected by coordinates, reused coordinates, from a copy;
+    Armijo's trials) and around SGD (its gradient projected): after three steps the query block's outputs on the
+    old queries and the key and value blocks' on the old memory are those of the start, though each block keeps
+    only its own input's basis."""
+    from kaplinskiy import ForgettingGuard
+
+    attention, queries, keys = _cross_attention_task()
+    memory = LayerwiseMemory(attention, threshold=1.0)
+    memory.add_task([(queries, keys)], forward=lambda m, b: m(b[0], b[1], b[1], need_weights=False))
+
+    def blocks() -> list[Tensor]:
+        W = attention.in_proj_weight.detach()
+        return [queries @ W[:8].T, keys @ W[8:16].T, keys @ W[16:].T]
+
+    before, start = blocks(), attention.in_proj_weight.detach().clone()
+    gradient = options.get("project") == "gradient"  # AdamW's rescaling would leave a projected gradient's span
+    base = torch.optim.SGD if gradient else torch.optim.AdamW
+    guard = ForgettingGuard(base(attention.parameters(), lr=0.05), memory, **options)
+    new_q, new_kv = torch.randn(3, 4, 8, dtype=torch.float64), torch.randn(3, 5, 8, dtype=torch.float64)
+
+    def closure() -> Tensor:
+        guard.zero_grad()
+        loss = attention(new_q, new_kv, new_kv, need_weights=False)[0].square().mean()
+        if torch.is_grad_enabled():  # Armijo's trials evaluate it without grad
+            loss.backward()
+        return loss
+
+    for _ in range(3):
+        guard.step(closure)
+    assert float((attention.in_proj_weight.detach() - start).abs().max()) > 1e-3  # the steps were taken
+    moved = [float((a - b).abs().max()) for a, b in zip(blocks(), before, strict=True)]
+    assert max(moved) < 1e-12
