@@ -14,7 +14,7 @@ from .kaplinskiy_optimizer import Kaplinskiy
 from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
 from .memory import ProjectionMemory
 from .memory_dense import DenseMemory, orthonormal_extension
-from .memory_layerwise import LayerwiseMemory, energy_basis_update
+from .memory_layerwise import LayerwiseMemory, energy_basis_update, energy_basis_update_rows
 from .per_sample import IGNORE_INDEX, causal_lm_targets, ground_truth_logit, per_sample_gradients, sample_loss
 from .potential import l2sp_penalty, potential
 from .potential_descent import StepCertificate, potential_descent_step
@@ -47,6 +47,7 @@ __all__ = [
     "complement_projector",
     "empirical_fisher_diagonal",
     "energy_basis_update",
+    "energy_basis_update_rows",
     "ewc_penalty",
     "ewc_penalty_grad",
     "ground_truth_logit",

@@ -4,9 +4,10 @@ For a layer ``y = W x + b`` the weight gradient of any loss is ``sum_s delta_s [
 lie in the span of the layer's (bias-augmented) inputs. If ``U`` is an orthonormal basis of the old
 task's input space, projecting ``G <- G - (G U) U^T`` leaves every old input's pre-activation unchanged
 to first order and gives ``<grad_W L_A, d_W> = 0`` (eq. 12) for that layer, at the cost of two
-``out x in x r`` matmuls instead of ``r`` full-size dot products. ``U`` comes from the eigenvectors
-of the uncentred input covariance (the SVD of GPM's representation matrix), chosen by an energy
-threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's token rows are frozen.
+``out x in x r`` matmuls instead of ``r`` full-size dot products. ``U`` comes from the SVD of GPM's
+representation matrix (the inputs as rows, kept as a triangular factor of their uncentred covariance),
+chosen by an energy threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's token
+rows are frozen.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from .memory import ordinary
 from .per_sample import check_eval_mode
 from .tensor_lists import any_dtensor, is_dtensor, local_shard
 
-__all__ = ["AttentionInProjection", "LayerwiseMemory", "energy_basis_update"]
+_EPS64 = torch.finfo(torch.float64).eps
+
+__all__ = ["AttentionInProjection", "LayerwiseMemory", "energy_basis_update", "energy_basis_update_rows"]
 
 
 def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int | None = None) -> Tensor:
@@ -38,7 +41,9 @@ def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int |
 
     Keep the existing basis ``U`` and add the fewest top eigenvectors of ``(I - U U^T) cov (I - U U^T)``
     such that ``||U U^T R||^2 + ||R_hat_k||^2 >= threshold ||R||^2``; ``threshold = 1`` keeps every
-    numerically non-zero direction. Returns the extended orthonormal basis.
+    numerically non-zero direction. Returns the extended orthonormal basis. The covariance resolves directions
+    down to ``eps`` of its largest eigenvalue, ``eps`` of the largest singular value squared: from the
+    representations themselves, :func:`energy_basis_update_rows` resolves ``eps`` of that singular value.
     """
     d = cov.shape[0]
     total = torch.trace(cov)
@@ -49,9 +54,56 @@ def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int |
     lam, V = torch.linalg.eigh(P @ cov @ P)
     lam, V = lam.flip(0).clamp_min(0), V.flip(1)
     significant = int((lam > d * torch.finfo(cov.dtype).eps * lam[0].clamp_min(total / d)).sum())
+    return _extended(U, lam, V, total, kept, significant, threshold, max_new)
+
+
+def energy_basis_update_rows(
+    U: Tensor, rows: Tensor, threshold: float, max_new: int | None = None, resolution: float | None = None
+) -> Tensor:
+    """:func:`energy_basis_update` from the representations as rows (``m x d``: the inputs, or any ``R`` with
+    ``R^T R`` their covariance, such as the triangular factor :class:`LayerwiseMemory` keeps).
+
+    The directions are the right singular vectors of ``rows (I - U U^T)``, their energies the squared singular
+    values. An SVD of the rows resolves a direction down to ``d eps`` of the largest singular value (the default
+    ``resolution``: singular values below it count as zero), and finds it to an angle of about ``eps`` times the
+    condition; the covariance's eigendecomposition squares both (an input spread over singular values 1 and 1e-6
+    has a covariance of condition 1e12: its small directions come out with errors of 1e-4).
+    """
+    d = rows.shape[1]
+    total = rows.square().sum()
+    if total <= 0:
+        return U
+    if U.shape[1]:
+        coords = rows @ U
+        kept, rows = coords.square().sum(), rows - coords @ U.T
+    else:
+        kept = total.new_zeros(())
+    _, sigma, Vh = torch.linalg.svd(rows, full_matrices=False)
+    if resolution is None:
+        resolution = d * torch.finfo(rows.dtype).eps
+    significant = int((sigma > resolution * sigma[0].clamp_min((total / d).sqrt())).sum())
+    return _extended(U, sigma.square(), Vh.T, total, kept, significant, threshold, max_new)
+
+
+def _extended(
+    U: Tensor,
+    lam: Tensor,
+    V: Tensor,
+    total: Tensor,
+    kept: Tensor,
+    significant: int,
+    threshold: float,
+    max_new: int | None,
+) -> Tensor:
+    """``U`` and the fewest of the directions ``V`` (energies ``lam``, in decreasing order; the first
+    ``significant`` of them numerically non-zero) that bring the kept energy to ``threshold * total`` (GPM, eq. 9;
+    with ``threshold = 1``, all the significant ones), at most ``max_new`` of them, orthonormalised against ``U``."""
+    d = V.shape[0]
     need = threshold * total - kept
     before = torch.cumsum(lam, 0) - lam
-    r = min(significant, int((before < need - d * torch.finfo(cov.dtype).eps * total).sum()))
+    r = min(significant, int((before < need - d * torch.finfo(lam.dtype).eps * total).sum()))
+    if threshold >= 1.0:  # every significant direction, also those whose energy is below the energy sums' rounding
+        r = significant
     if max_new is not None:
         r = min(r, max_new)
     if r == 0:
@@ -438,7 +490,9 @@ class LayerwiseMemory:
 
     Args:
         model: the network; every supported submodule with a trainable weight is covered.
-        threshold: GPM's energy threshold in (0, 1], one float or one per covered layer.
+        threshold: GPM's energy threshold in (0, 1], one float or one per covered layer. With 1, every direction
+            of the inputs is kept down to ``d eps`` of the largest singular value for float64 inputs, and down to
+            ``sqrt(d eps)`` (float64's ``eps``) for inputs of lower precision, whose rounding fills every direction.
         max_new_per_task: most basis vectors one task adds to one layer (the budget ``k``).
         max_per_layer: most basis vectors (protected rows, for an embedding) a layer holds over all tasks
             (each block of a cross-attention's input projection, for its basis); a task that would go beyond it
@@ -573,19 +627,27 @@ class LayerwiseMemory:
         stats: list[Tensor | None] = [None] * len(self.layers)
         embeddings = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Embedding)]
         called: set[int] = set()
+        coarse: set[int] = set()  # layers that recorded an input of less than float64 precision
 
         def add(i: int, x: Tensor, blocks: Sequence[int] = ()) -> None:
-            """Layer ``i``'s input ``x`` joins its statistics ``sum_s x_s x_s^T`` (float64: in float32, R R^T
-            squares the condition number and drops directions); an attention's input projection keeps one per
-            block of rows (query, key, value), and ``x`` joins those of ``blocks``."""
+            """Layer ``i``'s input ``x`` joins its statistics: a triangular ``d x d`` factor ``R`` of the inputs
+            so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64. The factor keeps
+            what the covariance would lose: directions below ``eps`` of the largest one squared
+            (:func:`energy_basis_update_rows`). An attention's input projection keeps one per block of rows
+            (query, key, value), and ``x`` joins those of ``blocks``."""
+            if x.dtype != torch.float64:
+                coarse.add(i)
             rows = _representations(self.layers[i], x.detach(), self._slots[i][1] is not None).to(torch.float64)
-            s = rows.T @ rows
+            d = rows.shape[1]
             if isinstance(self.layers[i], AttentionInProjection):
-                if stats[i] is None:
-                    stats[i] = s.new_zeros(3, *s.shape)
-                stats[i][list(blocks)] += s
+                old = stats[i] if stats[i] is not None else rows.new_zeros(3, d, d)
+                new = old.clone()
+                for b in blocks:  # blocks whose factors are one (self-attention) share one QR, and stay one
+                    same = next((c for c in blocks if c < b and torch.equal(old[c], old[b])), None)
+                    new[b] = new[same] if same is not None else _stacked_factor([old[b], rows])
+                stats[i] = new
                 return
-            stats[i] = s if stats[i] is None else stats[i] + s
+            stats[i] = _stacked_factor([rows] if stats[i] is None else [stats[i], rows])
 
         def recorder(i: int, module: nn.Module) -> Callable[..., None]:
             def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
@@ -635,10 +697,14 @@ class LayerwiseMemory:
         layers = _progress(list(zip(self.layers, stats, strict=True)), progress, "LayerwiseMemory: bases", "layer")
         for i, (m, s) in enumerate(layers):
             before = self._size(i)
+            # float64 inputs are resolved down to d eps of the largest singular value; others carry rounding in
+            # every direction: below sqrt(d eps) of it (a float64 covariance's resolution) a direction is dropped
+            resolution = math.sqrt(self.bases[i].shape[-2] * _EPS64) if i in coarse else None  # (never embeddings)
             if s is not None and s.ndim == 3:  # an attention's input projection
-                self.bases[i] = ordinary(self._grow_blocks(i, s))
+                self.bases[i] = ordinary(self._grow_blocks(i, s, resolution))
             elif s is not None:
-                self.bases[i] = ordinary(self._grow(m, self.bases[i], s, self.thresholds[i], self._room(i)))
+                grown = self._grow(m, self.bases[i], s, self.thresholds[i], self._room(i), resolution)
+                self.bases[i] = ordinary(grown)
             gained.append(self._size(i) - before)
         self.n_tasks += 1
         return gained
@@ -656,9 +722,10 @@ class LayerwiseMemory:
         return out
 
     def _sum_over_ranks(self, stats: list[Tensor | None]) -> None:
-        """Sum, over the ranks that share a sharded layer, the input covariances each recorded, so that every rank
-        grows the same basis: that of the old-task inputs of all ranks (the same basis when every rank recorded
-        the same batches: the energy threshold is relative). Each rank projects its own rows with it."""
+        """Join, over the ranks that share a sharded layer, the input factors each recorded (a QR of them stacked:
+        the sum of their covariances), so that every rank grows the same basis: that of the old-task inputs of all
+        ranks (the same basis when every rank recorded the same batches: the energy threshold is relative). Each
+        rank projects its own rows with it."""
         for i, m in enumerate(self.layers):
             w = m.weight
             if not is_dtensor(w):
@@ -667,7 +734,13 @@ class LayerwiseMemory:
             shape = (3, d_in, d_in) if isinstance(m, AttentionInProjection) else (d_in, d_in)
             s = stats[i] if stats[i] is not None else torch.zeros(shape, dtype=torch.float64, device=w.device)
             for dim in range(w.device_mesh.ndim):
-                dist.all_reduce(s, group=w.device_mesh.get_group(dim))
+                group = w.device_mesh.get_group(dim)
+                parts = [torch.empty_like(s) for _ in range(dist.get_world_size(group))]
+                dist.all_gather(parts, s.contiguous(), group=group)
+                if s.ndim == 3:
+                    s = torch.stack([_stacked_factor([p[b] for p in parts]) for b in range(3)])
+                else:
+                    s = _stacked_factor(parts)
             stats[i] = s
 
     def _size(self, i: int) -> int:
@@ -683,8 +756,8 @@ class LayerwiseMemory:
             caps.append(max(self.max_per_layer - (self._size(i) if size is None else size), 0))
         return min(caps) if caps else None
 
-    def _grow_blocks(self, i: int, s: Tensor) -> Tensor:
-        """Layer ``i``'s basis, an attention's input projection, grown from its three blocks' statistics ``s``
+    def _grow_blocks(self, i: int, s: Tensor, resolution: float | None) -> Tensor:
+        """Layer ``i``'s basis, an attention's input projection, grown from its three blocks' input factors ``s``
         (query, key, value). While the three are one input (self-attention) it stays one basis ``(in_eff, r)`` of
         that input; once they differ (cross-attention), each block of rows gets a basis of its own input, and the
         layer holds them stacked, ``(3, in_eff, r)``, zero columns padding a block of fewer vectors (an earlier
@@ -692,15 +765,17 @@ class LayerwiseMemory:
         blocks' inputs too."""
         U, threshold = self.bases[i], self.thresholds[i]
         if U.ndim == 2 and torch.equal(s[0], s[1]) and torch.equal(s[0], s[2]):
-            return energy_basis_update(U.to(s.dtype), s[0], threshold, self._room(i)).to(U.dtype)
+            return energy_basis_update_rows(U.to(s.dtype), s[0], threshold, self._room(i), resolution).to(U.dtype)
         blocks = _unstacked(U) if U.ndim == 3 else [U] * 3
         grown = [
-            energy_basis_update(V.to(s.dtype), s[b], threshold, self._room(i, V.shape[1])).to(U.dtype)
+            energy_basis_update_rows(V.to(s.dtype), s[b], threshold, self._room(i, V.shape[1]), resolution).to(U.dtype)
             for b, V in enumerate(blocks)
         ]
         return _stacked(grown)
 
-    def _grow(self, module: nn.Module, U: Tensor, s: Tensor, threshold: float, room: int | None) -> Tensor:
+    def _grow(
+        self, module: nn.Module, U: Tensor, s: Tensor, threshold: float, room: int | None, resolution: float | None
+    ) -> Tensor:
         if isinstance(module, nn.Embedding):
             if module.padding_idx is not None:  # the pad row gets no gradient: nothing to protect
                 s = s.clone()
@@ -714,7 +789,7 @@ class LayerwiseMemory:
             if room is not None:
                 r = min(r, room)
             return torch.cat([U, order[:r].to(U)])
-        return energy_basis_update(U.to(s.dtype), s, threshold, room).to(U.dtype)
+        return energy_basis_update_rows(U.to(s.dtype), s, threshold, room, resolution).to(U.dtype)
 
     def _views(self, tensors: Sequence[Tensor], i: int) -> tuple[Tensor, Tensor | None]:
         """Layer ``i``'s weight and bias among ``tensors``; of a sharded layer, the rows this rank holds."""
@@ -1095,6 +1170,15 @@ class _BlockFactors:
         """``D_W <- D_W - C U_w^T`` and ``d_b <- d_b - C u_b``, each row with its block's basis, in place."""
         for k, lo, hi in self.segments:
             self.blocks[k].subtract_(w[lo:hi], None if b is None else b[lo:hi], C[lo:hi], transposed=transposed)
+
+
+def _stacked_factor(parts: Sequence[Tensor]) -> Tensor:
+    """The triangular ``R`` (``d x d``, zero rows below the rank) of a QR of the rows ``parts`` stacked, so that
+    ``R^T R`` is the sum of the parts' ``P^T P``: a running factor joins new inputs, or the ranks' factors join."""
+    A = torch.cat(list(parts))
+    R = torch.linalg.qr(A, mode="r")[1]
+    d = A.shape[1]
+    return F.pad(R, (0, 0, 0, d - R.shape[0])) if R.shape[0] < d else R
 
 
 def _unstacked(U: Tensor) -> list[Tensor]:

@@ -120,11 +120,13 @@ if hasattr(torch.optim, "Muon"):
 
 def full_memory(kind: str, case: TaskPair):
     """A memory that holds all of task A: ``"dense"`` (per-sample loss gradients, OGD) or ``"layerwise"``
-    (every direction of each layer's input space, GPM with threshold 1), so grad L_A lies in its span."""
+    (every direction of each layer's input space, GPM with threshold 1), so grad L_A lies in its span. The dense
+    memory drops only directions below 1e-14 of the largest gradient: with the default ``drop_tol`` (1.5e-8),
+    grad L_A would lie in the span only to that relative size, far above the rounding the tests allow."""
     from kaplinskiy import DenseMemory, LayerwiseMemory, sample_loss
 
     if kind == "dense":
-        mem = DenseMemory(case.model.parameters(), k_per_task=64)
+        mem = DenseMemory(case.model.parameters(), k_per_task=64, drop_tol=1e-14)
         mem.add_task(case.model, case.xa, case.ya, sample_loss)
         return mem
     mem = LayerwiseMemory(case.model, threshold=1.0)

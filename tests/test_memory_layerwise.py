@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from strategies_optim import TaskPair, TiedLM, TinyBlock, eq12_tolerance, task_pairs
 from torch import nn
 
-from kaplinskiy import LayerwiseMemory, energy_basis_update
+from kaplinskiy import LayerwiseMemory, energy_basis_update, energy_basis_update_rows
 
 
 def _eq12_ratio(grads_a: list[torch.Tensor], d: list[torch.Tensor], d_norm: float) -> float:
@@ -72,6 +72,46 @@ def test_energy_threshold_picks_the_fewest_directions() -> None:
     U = energy_basis_update(torch.zeros(4, 0), cov, 0.6)
     assert energy_basis_update(U, cov, 0.6).shape[1] == 1  # already enough energy: nothing added
     assert energy_basis_update(U, cov, 0.9).shape[1] == 2
+
+
+def test_rows_and_covariance_pick_the_same_directions() -> None:
+    """From the inputs as rows or from their covariance, the same fewest directions (same spans) for every
+    threshold, with or without a basis already kept."""
+    torch.manual_seed(0)
+    rows = torch.randn(30, 6, dtype=torch.float64) @ torch.diag(torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5, 0.1]))
+    rows = rows.to(torch.float64)
+    for threshold in (0.5, 0.9, 0.99, 1.0):
+        for U in (torch.zeros(6, 0, dtype=torch.float64), torch.linalg.qr(torch.randn(6, 2, dtype=torch.float64))[0]):
+            a, b = energy_basis_update(U, rows.T @ rows, threshold), energy_basis_update_rows(U, rows, threshold)
+            assert a.shape == b.shape
+            torch.testing.assert_close(a @ a.T, b @ b.T, rtol=0, atol=1e-10)
+
+
+def test_rows_resolve_a_direction_the_covariance_loses() -> None:
+    """Inputs along singular values 1 and 1e-9: the covariance's second eigenvalue, 1e-18, is below float64's
+    rounding of the first, so a basis from the covariance leaves the inputs' small part, 1e-9 of them, outside;
+    from the rows (the memory keeps a triangular factor of them, fed here in two batches) only rounding is left.
+    At 1e-6 the covariance keeps the direction, but off by an angle of about eps times its condition, 1e12."""
+    torch.manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))[0]
+    rows = torch.randn(8, 2, dtype=torch.float64) @ torch.diag(torch.tensor([1.0, 1e-9], dtype=torch.float64)) @ Q[:2]
+
+    def outside(U: torch.Tensor) -> float:
+        return float((rows - rows @ U @ U.T).norm() / rows.norm())
+
+    none = torch.zeros(3, 0, dtype=torch.float64)
+    from_covariance = energy_basis_update(none, rows.T @ rows, 1.0)
+    assert from_covariance.shape[1] == 1 and outside(from_covariance) > 1e-10
+    assert energy_basis_update_rows(none, rows, 1.0).shape[1] == 2
+    # singular values 1 and 1e-6: both keep two directions, the covariance's off by about eps * 1e12
+    wide = torch.randn(8, 2, dtype=torch.float64) @ torch.diag(torch.tensor([1.0, 1e-6], dtype=torch.float64)) @ Q[:2]
+    found = [energy_basis_update(none, wide.T @ wide, 1.0), energy_basis_update_rows(none, wide, 1.0)]
+    left = [float((wide - wide @ U @ U.T).norm() / wide.norm()) for U in found]
+    assert [U.shape[1] for U in found] == [2, 2] and left[0] > 1e-13 and left[1] < 1e-15
+    layer = nn.Linear(3, 2, bias=False).double()
+    memory = LayerwiseMemory(layer, threshold=1.0)
+    memory.add_task([rows[:5], rows[5:]])
+    assert memory.bases[0].shape[1] == 2 and outside(memory.bases[0]) < 1e-15
 
 
 def test_budget_per_task_caps_each_layer() -> None:
