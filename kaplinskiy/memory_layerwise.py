@@ -693,6 +693,12 @@ class LayerwiseMemory:
                     "its weight by F.embedding or indexing, so the rows to protect are unknown; freeze it or "
                     "compute its output from a lookup of its weight"
                 )
+        bad = [names[id(self.layers[i])] for i, s in enumerate(stats) if s is not None and not bool(s.isfinite().all())]
+        if bad:  # before any basis grows: the memory is left as it was
+            raise ValueError(
+                f"Invalid inputs: the old task's inputs of {', '.join(map(repr, bad))} hold NaN or infinite values "
+                "(an overflow in the forward, or a corrupt batch); the memory is left as it was"
+            )
         gained = []
         layers = _progress(list(zip(self.layers, stats, strict=True)), progress, "LayerwiseMemory: bases", "layer")
         for i, (m, s) in enumerate(layers):

@@ -404,3 +404,15 @@ def test_guarded_steps_keep_each_cross_attention_blocks_outputs_on_its_old_input
     assert float((attention.in_proj_weight.detach() - start).abs().max()) > 1e-3  # the steps were taken
     moved = [float((a - b).abs().max()) for a, b in zip(blocks(), before, strict=True)]
     assert max(moved) < 1e-12
+
+
+def test_non_finite_old_inputs_are_refused_before_any_basis_grows() -> None:
+    """An overflow in the second layer's inputs: refused with the layer named, and the first layer's basis, whose
+    inputs were finite, does not grow either (the memory is left as it was)."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)).double()
+    with torch.no_grad():
+        model[0].weight.fill_(1e308)
+    memory = LayerwiseMemory(model)
+    with pytest.raises(ValueError, match=r"inputs of '1' hold NaN or infinite"):
+        memory.add_task([torch.ones(5, 4, dtype=torch.float64)])
+    assert [U.shape[1] for U in memory.bases] == [0, 0] and memory.n_tasks == 0
