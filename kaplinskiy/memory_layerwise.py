@@ -618,7 +618,9 @@ class LayerwiseMemory:
         A model compiled by ``torch.compile`` is recorded as the eager one (the hooks fire in the compiled
         forward), and so is one with activation checkpointing (recording runs under ``no_grad``: nothing is
         recomputed).
-        ``progress=True`` shows tqdm bars over the batches and over the layers' eigendecompositions.
+        Recording holds, per covered layer, a ``d_in x d_in`` float64 factor of its inputs on the weight's device
+        (three for an attention's input projection), and each batch costs a QR of ``d_in`` plus the batch's rows.
+        ``progress=True`` shows tqdm bars over the batches and over the layers' SVDs.
         Returns the number of basis vectors (or protected rows) each layer gained.
         """
         check_eval_mode(self.model)
