@@ -190,6 +190,18 @@ def _record_hsdp(rank: int, world: int) -> dict:
     return {"runs": {kind: _train(kind, rank, world) for kind in KINDS}, "dot": _dot_of_shards(world)}
 
 
+def _assert_every_rank_matches_the_single_process(records: list[dict], kind: str) -> int:
+    """Each rank's run of ``kind``: the single process' skipped steps, certified slopes and parameters. Returns
+    the single process' number of skipped steps."""
+    single, single_skipped, single_slopes = _train(kind)
+    for record in records:
+        got, skipped, slopes = record["runs"][kind]
+        assert skipped == single_skipped
+        assert slopes == pytest.approx(single_slopes, rel=1e-9, abs=1e-15)
+        assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))
+    return single_skipped
+
+
 @pytest.fixture(scope="module")
 def sharded_runs(tmp_path_factory) -> list[dict]:
     """Each rank's record of the sharded runs and refusals (one spawn for every test here)."""
@@ -204,13 +216,8 @@ def test_sharded_guarded_update_equals_single_process(sharded_runs, kind: str) -
     projection and out_proj sharded by rows, a basis per block of rows for cross-attention), and guarded AdamW
     and HybridAdamW given the old task's closure (their certified ``grad L_A . d``, an inner product over every
     rank's shards): three steps on half a batch per rank equal three on the batch."""
-    single, single_skipped, single_slopes = _train(kind)
-    assert single_skipped == (1 if kind == "nan" else 0)
-    for record in sharded_runs:
-        got, skipped, slopes = record["runs"][kind]
-        assert skipped == single_skipped
-        assert slopes == pytest.approx(single_slopes, rel=1e-9, abs=1e-15)
-        assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))
+    skipped = _assert_every_rank_matches_the_single_process(sharded_runs, kind)
+    assert skipped == (1 if kind == "nan" else 0)
 
 
 @pytest.mark.slow
@@ -237,12 +244,7 @@ def test_hybrid_sharded_guarded_update_equals_single_process(hsdp_runs, kind: st
     """The same runs under HSDP, each of four ranks on a quarter of the batch and of the old task: the covariances
     are summed over both mesh dims, the finite check too (the NaN is on the last rank only), and every rank ends
     with the single process' parameters."""
-    single, single_skipped, single_slopes = _train(kind)
-    for record in hsdp_runs:
-        got, skipped, slopes = record["runs"][kind]
-        assert skipped == single_skipped
-        assert slopes == pytest.approx(single_slopes, rel=1e-9, abs=1e-15)
-        assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-13) for a, b in zip(single, got, strict=True))
+    _assert_every_rank_matches_the_single_process(hsdp_runs, kind)
 
 
 @pytest.mark.slow
