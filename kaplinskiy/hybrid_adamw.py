@@ -21,18 +21,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
-from torch.optim.adamw import adamw as functional_adamw
 
 from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_for_peaks, skip_step
-from .adamw_rows_kernel import AdamWRowPlan
 from .deferred_check import VerdictQueue, device_verdict
-from .kernel_launch import Launch
+from .hybrid_adamw_fused import FusedAdamWStep, refuse_sparse
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory, check_trainable
 from .memory_layerwise import LayerwiseMemory
@@ -41,42 +38,6 @@ from .tensor_lists import any_dtensor, copy_list, dot, max_abs, sq_norm
 from .wrapper import copied_state
 
 __all__ = ["HybridAdamW", "adamw_update"]
-
-
-@dataclass
-class _FusedLists:
-    """What a fused step hands to its kernels: the parameters with a gradient; the kernel's tensors' moments and
-    step counts and their groups' indices (in the plan's order); per group, torch's fused AdamW calls; and per
-    parameter its state dict and tensors, to tell whether the state was replaced since."""
-
-    params: list[Tensor]
-    kernel_moments: list[Any]
-    kernel_groups: list[int]
-    rest: list[list[tuple[Any, ...]]]
-    kernel_steps: list[Tensor] = field(default_factory=list)
-    states: list[tuple[Any, ...]] = field(default_factory=list)
-
-    def hold(self, state: Any) -> bool:
-        """Whether ``state`` (the optimizer's) still holds, for every parameter, the dict and tensors these lists
-        hold (not after ``state.clear()``, a new dict, or a moment replaced)."""
-        return all(
-            (st := state.get(p)) is d and st.get("exp_avg") is m and st.get("exp_avg_sq") is v and st.get("step") is t
-            for p, (d, m, v, t) in zip(self.params, self.states, strict=True)
-        )
-
-
-@dataclass
-class _FusedStep:
-    """The host's part of a fused step, made before the finite check's verdict is read (it moves nothing, and
-    creates no state): the kernel's plan, the layers outside it, and, while the kept lists hold, those lists,
-    the groups' hyperparameters and the kernel's launch."""
-
-    plan: AdamWRowPlan | None
-    outside_layers: list[int]
-    skip: Tensor | None
-    lists: _FusedLists | None = None
-    hyper: list[tuple[float, ...]] = field(default_factory=list)
-    launch: Launch | None = None
 
 
 def adamw_update(
@@ -168,12 +129,11 @@ class HybridAdamW(Optimizer):
         if defer_check and not (fused and check_finite):
             raise ValueError("Invalid defer_check: it needs fused=True and check_finite=True")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, project=memory is not None, fused=fused)
+        self._fused = FusedAdamWStep()  # before the groups are added: add_param_group resets it
         super().__init__(params, defaults)
         self.memory, self.armijo, self.c, self.shrink, self.max_trials = memory, armijo, c, shrink, max_trials
         self.fused, self.check_finite, self.defer_check = fused, check_finite, defer_check
         self._verdicts = VerdictQueue("HybridAdamW")
-        self._fused_plan: AdamWRowPlan | None = None
-        self._fused_cache: tuple[Any, _FusedLists] | None = None
         self.hybrid_state: dict[str, Any] = {"step": 0, "certificate": None}
         check_memory_covers_projected_groups(self.param_groups, memory)
         if armijo and any_dtensor(p for g in self.param_groups for p in g["params"]):
@@ -186,12 +146,12 @@ class HybridAdamW(Optimizer):
         """What ``copy.deepcopy`` and ``pickle`` keep: the settings, memory and record too (``torch.optim`` keeps
         only defaults, state and groups); pending verdicts are read first, the fused step's caches rebuilt."""
         self._verdicts.settle(self.hybrid_state, wait=True)
-        return {**copied_state(self), "_fused_plan": None, "_fused_cache": None}
+        return copied_state(self)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group as ``torch.optim`` does, rejecting keys this optimizer does not know."""
         check_group_keys(param_group, self.defaults)
-        self._fused_cache = None
+        self._fused.forget()
         if param_group.get("fused", self.defaults["fused"]) != self.defaults["fused"]:
             raise ValueError("Invalid param group: fused is set for the whole optimizer, not per group")
         super().add_param_group(param_group)
@@ -214,7 +174,7 @@ class HybridAdamW(Optimizer):
         step counts are kept as this optimizer keeps them. Pending verdicts are read first, into the record
         being replaced, and the loaded record is copied (the caller's dict is not written to later)."""
         self._verdicts.settle(self.hybrid_state, wait=True)
-        self._fused_cache = None  # it holds the state tensors being replaced
+        self._fused.forget()  # it holds the state tensors being replaced
         state_dict = dict(state_dict)
         hybrid = state_dict.pop("hybrid", None)
         super().load_state_dict(state_dict)
@@ -229,7 +189,7 @@ class HybridAdamW(Optimizer):
 
     def _propose(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         """AdamW's update for every parameter with a gradient; returns (params, grads, updates)."""
-        _refuse_sparse(self.param_groups)
+        refuse_sparse(self.param_groups)
         all_p, all_g, all_u = [], [], []
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
@@ -293,12 +253,13 @@ class HybridAdamW(Optimizer):
         if self.defer_check:
             self._verdicts.settle(self.hybrid_state, wait=False)
             verdict = device_verdict(loss, present)
-            self._fused_step(loss, closure, old_task_closure, self._prepare_fused(verdict.amax()))
+            prepared = self._fused.prepare(self.memory, self.param_groups, self.state, verdict.amax())
+            self._fused_step(loss, closure, old_task_closure, prepared)
             self._verdicts.push(verdict, self.hybrid_state["step"], loss)
             return loss
         if self.fused:  # the host prepares the step while the device reduces the gradients for the check
             peaks = max_abs(present) if self.check_finite else None
-            prepared = self._prepare_fused(None)
+            prepared = self._fused.prepare(self.memory, self.param_groups, self.state, None)
             if peaks is not None and skip_for_peaks(loss, peaks, "HybridAdamW"):
                 self.hybrid_state["skipped"] = self.hybrid_state.get("skipped", 0) + 1
                 return loss
@@ -343,138 +304,10 @@ class HybridAdamW(Optimizer):
             self.hybrid_state["step"], search, lr, passes, step_norm=norm, old_task_slope=slope
         ).as_dict()
 
-    def _prepare_fused(self, skip: Tensor | None) -> _FusedStep:
-        """The host's part of a fused step (see :class:`_FusedStep`): nothing moves, no state is created, so a
-        step the check then rejects leaves everything as it was. Raises if a projected layer has no gradient."""
-        rows, layers, outside_layers = self.memory.fused_layers() if self.memory is not None else (None, [], [])
-        plan = self._fused_plan
-        if rows is None:
-            plan = None
-        elif plan is None or plan.rows is not rows:
-            plan = AdamWRowPlan(rows, layers)
-        self._fused_plan = plan
-        if plan is not None:
-            plan.check_gradients()
-        prepared = _FusedStep(plan, outside_layers, skip, self._kept_lists(plan))
-        if prepared.lists is not None:
-            self._prepare_launch(prepared)
-        return prepared
-
-    def _prepare_launch(self, prepared: _FusedStep) -> None:
-        """The groups' hyperparameters and the kernel's launch (its tables uploaded without a synchronisation)."""
-        # as numbers: a tensor lr that a scheduler fills in place must still change the kernel's table
-        prepared.hyper = [
-            tuple(map(float, (g["lr"], g["weight_decay"], *g["betas"], g["eps"]))) for g in self.param_groups
-        ]
-        if prepared.plan is not None:
-            lists = prepared.lists
-            kernel_hyper = [prepared.hyper[g] for g in lists.kernel_groups]
-            prepared.launch = prepared.plan.launch(lists.kernel_moments, kernel_hyper, prepared.skip)
-
-    def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any, prepared: _FusedStep) -> None:
-        """The step of ``fused=True``: the projected layers in one grouped launch (AdamW, then ``C = Delta U``
-        and ``w <- w - C U^T``), every other parameter through torch's fused AdamW (with lr 0, so that only its
-        moments move, for a parameter the memory freezes); the layers the kernel does not take (embeddings' protected
-        rows, a weight tied to another layer) are projected by the per-layer path around it, from their coordinates
-        taken before the step. Where the device flag ``prepared.skip`` is 1, nothing moves (torch's ``found_inf``;
-        the step counts are set back)."""
-        plan, skip = prepared.plan, prepared.skip
-        if prepared.lists is None:  # a first step (or one after the state changed): the lists, with new state
-            prepared.lists = self._fused_lists(plan)
-            self._prepare_launch(prepared)
-        lists = prepared.lists
-        witness = None
-        if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step
-            witness = (old_task_gradient(lists.params, old_task_closure), copy_list(lists.params))
-        outside = self.memory.outside_coefficients(prepared.outside_layers) if prepared.outside_layers else {}
-        for parts, (lr, weight_decay, beta1, beta2, eps) in zip(lists.rest, prepared.hyper, strict=True):
-            for is_frozen, ps, exp_avgs, exp_avg_sqs, steps in parts:
-                functional_adamw(
-                    ps,
-                    [p.grad for p in ps],
-                    exp_avgs,
-                    exp_avg_sqs,
-                    [],
-                    steps,
-                    fused=True,
-                    amsgrad=False,
-                    beta1=beta1,
-                    beta2=beta2,
-                    lr=0.0 if is_frozen else lr,
-                    weight_decay=weight_decay,
-                    eps=eps,
-                    maximize=False,
-                    found_inf=skip,
-                )
-        if prepared.launch is not None:
-            torch._foreach_add_(lists.kernel_steps, 1)
-            prepared.launch()
-            if skip is not None:
-                torch._foreach_sub_(lists.kernel_steps, [skip] * len(lists.kernel_steps))
-        if outside:
-            self.memory.restore_outside_(outside, skip)
-        slope = None
-        if witness is not None:
-            slope = dot(witness[0], torch._foreach_sub(lists.params, witness[1]))
+    def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any, prepared: Any) -> None:
+        """The step of ``fused=True`` (:class:`~kaplinskiy.hybrid_adamw_fused.FusedAdamWStep`), certified."""
+        slope = self._fused.step(self.memory, self.param_groups, self.state, prepared, old_task_closure)
         phi = None if loss is None or self.defer_check else float(loss)  # deferred: filled in with the verdict
         search = ArmijoResult(1.0, phi, None, None, 0, True)
-        passes = int(closure is not None) + int(witness is not None)
+        passes = int(closure is not None) + int(old_task_closure is not None)
         self._record(search, float(self.param_groups[0]["lr"]), passes, None, slope)
-
-    def _kept_lists(self, plan: AdamWRowPlan | None) -> _FusedLists | None:
-        """The kept lists, if the plan, the groups, the parameters with a gradient and their state are the same."""
-        with_grad = tuple(p.grad is not None for g in self.param_groups for p in g["params"])
-        key = (plan, len(self.param_groups), with_grad)
-        cache = self._fused_cache
-        return cache[1] if cache is not None and cache[0] == key and cache[1].hold(self.state) else None
-
-    def _fused_lists(self, plan: AdamWRowPlan | None) -> _FusedLists:
-        """Which parameters the kernel steps and which torch's fused AdamW does, with their state tensors (created
-        on a parameter's first step); kept while the plan, the groups, the parameters with a gradient and their
-        state stay the same, so that a step does not rebuild them."""
-        kept = self._kept_lists(plan)
-        if kept is not None:
-            return kept
-        _refuse_sparse(self.param_groups)
-        with_grad = tuple(p.grad is not None for g in self.param_groups for p in g["params"])
-        key = (plan, len(self.param_groups), with_grad)
-        in_kernel = {id(p): i for i, p in enumerate(plan.tensors)} if plan is not None else {}
-        frozen = {id(p) for p in self.memory.frozen_params()} if self.memory is not None else set()
-        lists = _FusedLists([], [None] * len(in_kernel), [0] * len(in_kernel), [])
-        for gi, group in enumerate(self.param_groups):
-            rest: dict[bool, list[Tensor]] = {False: [], True: []}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                lists.params.append(p)
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if id(p) in in_kernel:
-                    i = in_kernel[id(p)]
-                    lists.kernel_moments[i] = (state["exp_avg"], state["exp_avg_sq"], state["step"])
-                    lists.kernel_groups[i] = gi
-                else:
-                    rest[id(p) in frozen].append(p)
-            lists.rest.append(
-                [
-                    (is_frozen, ps, *([self.state[p][k] for p in ps] for k in ("exp_avg", "exp_avg_sq", "step")))
-                    for is_frozen, ps in rest.items()
-                    if ps
-                ]
-            )
-        lists.kernel_steps = [m[2] for m in lists.kernel_moments]
-        lists.states = [(st := self.state[p], st["exp_avg"], st["exp_avg_sq"], st["step"]) for p in lists.params]
-        self._fused_cache = (key, lists)
-        return lists
-
-
-def _refuse_sparse(param_groups: list[dict[str, Any]]) -> None:
-    """Raise before anything moves if a gradient is sparse (``torch.optim.AdamW`` refuses them too)."""
-    if any(p.grad is not None and p.grad.is_sparse for g in param_groups for p in g["params"]):
-        raise RuntimeError(
-            "HybridAdamW does not support sparse gradients (nn.Embedding(sparse=True)); use sparse=False, or "
-            "torch.optim.SparseAdam for those parameters"
-        )

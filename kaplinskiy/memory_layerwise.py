@@ -8,480 +8,35 @@ to first order and gives ``<grad_W L_A, d_W> = 0`` (eq. 12) for that layer, at t
 representation matrix (the inputs as rows, kept as a triangular factor of their uncentred covariance),
 chosen by an energy threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's token
 rows are frozen.
+
+The pieces, one module each: which layers are covered (:mod:`~kaplinskiy.covered_layers`), what their inputs are
+(:mod:`~kaplinskiy.layer_inputs`, :mod:`~kaplinskiy.attention_inputs`), recording them
+(:mod:`~kaplinskiy.layer_recording`), growing the bases (:mod:`~kaplinskiy.energy_basis`), and projecting a layer
+by BLAS (:mod:`~kaplinskiy.basis_factors`) or every layer in one launch (:mod:`~kaplinskiy.layerwise_kernel`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import math
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn import functional as F  # noqa: N812 (the torch idiom)
-from torch.overrides import TorchFunctionMode
 
-from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes, padded_bases
+from .attention_inputs import AttentionInProjection
+from .basis_factors import BasisFactors, BlockFactors, row_blocks, stacked_bases, unstacked_bases
+from .covered_layers import check_sharded, covered_layers, layer_names, warn_loose_matrices
+from .energy_basis import energy_basis_update, energy_basis_update_rows, protected_rows_update
+from .layer_inputs import input_width, is_hf_conv1d
+from .layer_recording import progress_bar, record_layer_inputs
+from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes
 from .memory import ordinary
-from .per_sample import check_eval_mode
-from .tensor_lists import any_dtensor, is_dtensor, local_shard
+from .tensor_lists import any_dtensor, local_shard
 
 _EPS64 = torch.finfo(torch.float64).eps
 
 __all__ = ["AttentionInProjection", "LayerwiseMemory", "energy_basis_update", "energy_basis_update_rows"]
-
-
-def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int | None = None) -> Tensor:
-    """GPM's criterion on the covariance ``cov = R R^T`` of the new task's representations ``R``.
-
-    Keep the existing basis ``U`` and add the fewest top eigenvectors of ``(I - U U^T) cov (I - U U^T)``
-    such that ``||U U^T R||^2 + ||R_hat_k||^2 >= threshold ||R||^2``; ``threshold = 1`` keeps every
-    numerically non-zero direction. Returns the extended orthonormal basis. The covariance resolves directions
-    down to ``eps`` of its largest eigenvalue, ``eps`` of the largest singular value squared: from the
-    representations themselves, :func:`energy_basis_update_rows` resolves ``eps`` of that singular value.
-    """
-    d = cov.shape[0]
-    total = torch.trace(cov)
-    if total <= 0:
-        return U
-    kept = torch.trace(U.T @ cov @ U) if U.shape[1] else total.new_zeros(())
-    P = torch.eye(d, dtype=cov.dtype, device=cov.device) - U @ U.T
-    lam, V = torch.linalg.eigh(P @ cov @ P)
-    lam, V = lam.flip(0).clamp_min(0), V.flip(1)
-    significant = int((lam > d * torch.finfo(cov.dtype).eps * lam[0].clamp_min(total / d)).sum())
-    return _extended(U, lam, V, total, kept, significant, threshold, max_new)
-
-
-def energy_basis_update_rows(
-    U: Tensor, rows: Tensor, threshold: float, max_new: int | None = None, resolution: float | None = None
-) -> Tensor:
-    """:func:`energy_basis_update` from the representations as rows (``m x d``: the inputs, or any ``R`` with
-    ``R^T R`` their covariance, such as the triangular factor :class:`LayerwiseMemory` keeps).
-
-    The directions are the right singular vectors of ``rows (I - U U^T)``, their energies the squared singular
-    values. An SVD of the rows resolves a direction down to ``d eps`` of the largest singular value (the default
-    ``resolution``: singular values below it count as zero), and finds it to an angle of about ``eps`` times the
-    condition; the covariance's eigendecomposition squares both (an input spread over singular values 1 and 1e-6
-    has a covariance of condition 1e12: its small directions come out with errors of 1e-4).
-    """
-    d = rows.shape[1]
-    total = rows.square().sum()
-    if total <= 0:
-        return U
-    if U.shape[1]:
-        coords = rows @ U
-        kept, rows = coords.square().sum(), rows - coords @ U.T
-    else:
-        kept = total.new_zeros(())
-    _, sigma, Vh = torch.linalg.svd(rows, full_matrices=False)
-    if resolution is None:
-        resolution = d * torch.finfo(rows.dtype).eps
-    significant = int((sigma > resolution * sigma[0].clamp_min((total / d).sqrt())).sum())
-    return _extended(U, sigma.square(), Vh.T, total, kept, significant, threshold, max_new)
-
-
-def _extended(
-    U: Tensor,
-    lam: Tensor,
-    V: Tensor,
-    total: Tensor,
-    kept: Tensor,
-    significant: int,
-    threshold: float,
-    max_new: int | None,
-) -> Tensor:
-    """``U`` and the fewest of the directions ``V`` (energies ``lam``, in decreasing order; the first
-    ``significant`` of them numerically non-zero) that bring the kept energy to ``threshold * total`` (GPM, eq. 9;
-    with ``threshold = 1``, all the significant ones), at most ``max_new`` of them, orthonormalised against ``U``."""
-    d = V.shape[0]
-    need = threshold * total - kept
-    before = torch.cumsum(lam, 0) - lam
-    r = min(significant, int((before < need - d * torch.finfo(lam.dtype).eps * total).sum()))
-    if threshold >= 1.0:  # every significant direction, also those whose energy is below the energy sums' rounding
-        r = significant
-    if max_new is not None:
-        r = min(r, max_new)
-    if r == 0:
-        return U
-    N = V[:, :r]
-    if U.shape[1]:
-        N = N - U @ (U.T @ N)
-    N, _ = torch.linalg.qr(N, mode="reduced")
-    return torch.cat([U, N], dim=1)
-
-
-def _progress(items: Iterable[Any], show: bool, desc: str, unit: str) -> Iterable[Any]:
-    """``items``, under a tqdm bar when ``show`` (tqdm is an optional dependency)."""
-    if not show:
-        return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as err:
-        raise ImportError("progress=True needs tqdm: pip install tqdm") from err
-    return tqdm(items, desc=desc, unit=unit)
-
-
-def _is_hf_conv1d(module: nn.Module) -> bool:
-    """Hugging Face's GPT-2 ``Conv1D``: ``y = x W + b`` with ``W`` of shape ``(in, out)``."""
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
-
-
-def _conv_padding(module: nn.Conv1d | nn.Conv2d) -> list[int]:
-    """The ``F.pad`` widths (last dimension first) that the convolution applies to its input.
-
-    ``padding="same"`` pads ``dilation * (kernel - 1)`` in all, the extra one on the right, as torch does.
-    """
-    pads: list[int] = []
-    for d in reversed(range(len(module.kernel_size))):
-        if module.padding == "valid":
-            pads += [0, 0]
-        elif module.padding == "same":
-            total = module.dilation[d] * (module.kernel_size[d] - 1)
-            pads += [total // 2, total - total // 2]
-        else:
-            pads += [module.padding[d], module.padding[d]]
-    return pads
-
-
-def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
-    """The input patches one output position sees, as rows (``N' x in/groups * prod(kernel)``).
-
-    Each group's patches are rows of their own, so the basis spans the union of the groups' input spaces: a
-    grouped (or depthwise) weight's rows each lie in their group's space, and the projection stays exact.
-    """
-    if x.dim() == len(module.kernel_size) + 1:  # an unbatched input
-        x = x.unsqueeze(0)
-    mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
-    x = F.pad(x, _conv_padding(module), mode=mode)
-    kernel, dilation, stride = module.kernel_size, module.dilation, module.stride
-    if isinstance(module, nn.Conv1d):  # as a Conv2d of height one
-        x, kernel, dilation, stride = x.unsqueeze(2), (1, *kernel), (1, *dilation), (1, *stride)
-    n, c = x.shape[:2]
-    x = x.reshape(n * module.groups, c // module.groups, *x.shape[2:])
-    rows = F.unfold(x, kernel, dilation, 0, stride).transpose(1, 2)
-    return rows.reshape(-1, rows.shape[-1])
-
-
-def _representations(module: nn.Module, x: Tensor, with_bias: bool) -> Tensor:
-    """The rows ``x_s`` (``N x in_eff``) whose span the layer's weight gradient rows live in, with an input of 1
-    appended where the layer has a trainable bias."""
-    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-        rows = _conv_patches(module, x)
-    elif x.is_nested:  # sequences without their padding (torch's TransformerEncoder hands its layers these)
-        rows = torch.cat([t.reshape(-1, t.shape[-1]) for t in x.unbind()])
-    else:  # nn.Linear or Hugging Face's Conv1D
-        rows = x.reshape(-1, x.shape[-1])
-    if with_bias:
-        rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)
-    return rows
-
-
-class _RowReads(TorchFunctionMode):
-    """Counts, per embedding weight, how often the forward reads each of its rows (float64, ``num_embeddings``).
-
-    A read is ``F.embedding`` (or ``torch.embedding``) on the weight, an index into it or ``index_select`` along
-    its rows, wherever it is made. A forward pre-hook cannot tell: an ``nn.Embedding`` subclass may take other
-    inputs than the rows it reads (OPT's and BART's learned positions take the attention mask or the token ids
-    and read positions offset by 2) or index its weight without ``F.embedding`` (Whisper's decoder positions).
-    An index that cannot be read as rows counts every row (all are then protected).
-    """
-
-    def __init__(self, weights: Sequence[Tensor]) -> None:
-        super().__init__()
-        self._weights = {id(w): w for w in weights}
-        self.counts: dict[int, Tensor] = {}
-
-    def __torch_function__(
-        self, func: Callable[..., Any], types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        kwargs = kwargs or {}
-        weight = _looked_up(func, args, kwargs)
-        if weight is not None and self._weights.get(id(weight)) is weight:
-            rows, n = _rows_read(func, args, kwargs), weight.shape[0]
-            if rows is None:
-                count = torch.ones(n, dtype=torch.float64, device=weight.device)
-            else:
-                count = torch.bincount(rows.reshape(-1).long(), minlength=n).to(weight.device, torch.float64)
-            before = self.counts.get(id(weight))
-            self.counts[id(weight)] = count if before is None else before + count.to(before.device)
-        return func(*args, **kwargs)
-
-
-def _looked_up(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """The tensor whose rows ``func`` would read: ``F.embedding``'s weight, or what is indexed, else None."""
-    if func is F.embedding:
-        return args[1] if len(args) > 1 else kwargs.get("weight")
-    if func in (torch.embedding, Tensor.__getitem__, Tensor.index_select, torch.index_select) and args:
-        return args[0]
-    return None
-
-
-def _rows_read(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor | None:
-    """The row indices of the weight that ``func(*args, **kwargs)`` reads (any shape); None for all rows."""
-    weight = _looked_up(func, args, kwargs)
-    if func is F.embedding:
-        return args[0] if args else kwargs["input"]
-    if func is torch.embedding:
-        return args[1] if len(args) > 1 else kwargs["indices"]
-    if func is not Tensor.__getitem__:  # index_select(weight, dim, index)
-        dim = args[1] if len(args) > 1 else kwargs.get("dim")
-        index = args[2] if len(args) > 2 else kwargs.get("index")
-        return index if isinstance(dim, int) and dim in (0, -weight.dim()) else None
-    index = args[1]
-    first = index[0] if isinstance(index, tuple) and index else index
-    if isinstance(first, Tensor) and first.dtype == torch.bool and first.dim() > 1:
-        first = first.flatten(1).any(1)
-    try:
-        return torch.arange(weight.shape[0], device=weight.device)[first]
-    except (IndexError, TypeError, RuntimeError):  # an index that is not one of rows: count them all
-        return None
-
-
-_ATTENTION_ARGS = (
-    "query",
-    "key",
-    "value",
-    "key_padding_mask",
-    "need_weights",
-    "attn_mask",
-    "average_attn_weights",
-    "is_causal",
-)
-"""``nn.MultiheadAttention.forward``'s parameters, in order (its callers may pass any of them by position)."""
-
-
-def _attention_heads(attention: nn.MultiheadAttention, named: dict[str, Any]) -> Tensor:
-    """The heads' concatenated outputs, the input of ``out_proj``, for the arguments ``named`` of a call of
-    ``attention``: its own computation (same masks) with ``out_proj`` replaced by the identity, made by
-    ``F.multi_head_attention_forward`` directly, so that no module hook (FSDP2's resharding) runs again."""
-    q, k, v = named["query"], named["key"], named["value"]
-    if q.is_nested:  # self-attention over sequences without their padding (torch's TransformerEncoder fast path)
-        lengths = torch.tensor([t.shape[0] for t in q.unbind()], device=q.device)
-        padded = q.to_padded_tensor(0.0)
-        pad = torch.arange(padded.shape[1], device=q.device) >= lengths[:, None]
-        x = padded if attention.batch_first else padded.transpose(0, 1)
-        heads = _attention_heads(attention, {**named, "query": x, "key": x, "value": x, "key_padding_mask": pad})
-        return heads.transpose(0, 1)[~pad]  # the functional form answers (L, N, E): the rows of real tokens
-    if attention.batch_first and q.dim() == 3:  # the functional form takes (L, N, E)
-        q, k, v = (t.transpose(0, 1) for t in (q, k, v))
-    w = attention.out_proj.weight
-    identity = torch.eye(w.shape[1], dtype=w.dtype, device=w.device)
-    bias = attention.out_proj.bias
-    heads, _ = F.multi_head_attention_forward(
-        q,
-        k,
-        v,
-        attention.embed_dim,
-        attention.num_heads,
-        attention.in_proj_weight,
-        attention.in_proj_bias,
-        attention.bias_k,
-        attention.bias_v,
-        attention.add_zero_attn,
-        0.0,  # recording is in eval mode: no dropout
-        identity,
-        None if bias is None else torch.zeros_like(bias),
-        training=False,
-        key_padding_mask=named.get("key_padding_mask"),
-        need_weights=False,
-        attn_mask=named.get("attn_mask"),
-        is_causal=bool(named.get("is_causal", False)),
-    )
-    return heads
-
-
-def _attention_recorder(
-    attention: nn.MultiheadAttention,
-    i_in: int | None,
-    i_out: int | None,
-    add: Callable[[int, Tensor, Sequence[int]], None],
-) -> Callable[..., None]:
-    """A forward pre-hook (with kwargs) of ``attention`` that records the inputs of its two projections.
-
-    The input projection's are the query, key and value, each for its block of rows (``add``'s last argument:
-    the blocks an input is recorded for; all three when they are one tensor). ``out_proj``'s are the heads'
-    concatenated outputs, which the attention computes inside and never hands to a layer: the hook computes them
-    again (:func:`_attention_heads`).
-    """
-
-    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        named = dict(zip(_ATTENTION_ARGS, args, strict=False)) | kwargs
-        q, k, v = named["query"], named["key"], named["value"]
-        if i_in is not None:
-            inputs = (q, k, v)
-            for x in {id(t): t for t in inputs}.values():  # each tensor once (self-attention: one for all three)
-                add(i_in, x, [block for block, y in enumerate(inputs) if y is x])
-        if i_out is not None:
-            add(i_out, _attention_heads(attention, named))
-
-    return hook
-
-
-def _random_states(model: nn.Module) -> list[Tensor]:
-    """The states of the generators a forward of ``model`` draws from: the CPU's, and that of each CUDA device
-    holding one of its tensors. A forward that drew a random number (a dropout mask) has moved one of them."""
-    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers()) if t.device.type == "cuda"}
-    return [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in sorted(devices, key=str))]
-
-
-def _is_dora(module: nn.Module) -> bool:
-    """A peft LoRA layer with DoRA's magnitude vector (``use_dora=True``)."""
-    magnitudes = getattr(module, "lora_magnitude_vector", None)
-    return isinstance(magnitudes, nn.ModuleDict) and len(magnitudes) > 0
-
-
-def _check_supported(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)) or _is_hf_conv1d(module)
-
-
-class AttentionInProjection(nn.Linear):
-    """``nn.MultiheadAttention``'s packed input projection, ``[q, k, v] = [x_q, x_k, x_v] W^T + b`` (``W`` of shape
-    ``(3E, E)``), as an ``nn.Linear`` that shares the attention's ``in_proj_weight`` and ``in_proj_bias``.
-
-    It is never called (the attention reads its weight directly); :class:`LayerwiseMemory` records its inputs,
-    the attention's query, key and value, from the attention's own arguments, each for its block of rows: one
-    basis for self-attention, where the three are one input, and one basis per block once they differ
-    (cross-attention; see ``LayerwiseMemory._grow_blocks``)."""
-
-    def __init__(self, attention: nn.MultiheadAttention) -> None:
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = attention.embed_dim, 3 * attention.embed_dim
-        self.register_parameter("weight", attention.in_proj_weight)
-        self.register_parameter("bias", attention.in_proj_bias)
-
-
-def _packed_attentions(model: nn.Module) -> list[tuple[str, nn.MultiheadAttention]]:
-    """The ``nn.MultiheadAttention`` modules with a packed input projection (query, key and value of one size)."""
-    return [
-        (key, m)
-        for key, m in model.named_modules()
-        if isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None
-    ]
-
-
-def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]:
-    """Each covered layer's name in ``model`` by ``id`` (an attention's input projection: ``<attention>.in_proj``)."""
-    names = {id(m): key for key, m in model.named_modules()}
-    for key, attention in _packed_attentions(model):
-        for m in layers:
-            if isinstance(m, AttentionInProjection) and m.weight is attention.in_proj_weight:
-                names[id(m)] = f"{key}.in_proj" if key else "in_proj"
-    return names
-
-
-def covered_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter.
-
-    Refused with a clear error: an uninitialised lazy layer, a trainable ``sparse=True`` embedding (its
-    sparse gradient is not projected), and a trainable DoRA adapter (peft's ``use_dora=True``: its output is
-    divided by the norm of the whole adapted weight, which a step orthogonal to the old inputs still changes, and
-    peft forms that weight by calling ``lora_A`` on an identity matrix, which a recording would take for an old
-    input; a :class:`~kaplinskiy.DenseMemory` covers it). An ``nn.MultiheadAttention`` with a packed input
-    projection is covered by two layers: its ``in_proj_weight`` as an :class:`AttentionInProjection` and its
-    ``out_proj``, whose inputs are recorded from the attention's arguments (it reads both weights without calling
-    a layer, so no hook of theirs fires). Left uncovered: the projections of an attention whose key and value
-    have other sizes than the query (``kdim``, ``vdim``), and, with a warning, a weight computed from other
-    parameters (``weight_norm``, ``spectral_norm``, any parametrization): projecting its gradient would not
-    constrain them.
-    """
-    packed = {id(m): m for _, m in _packed_attentions(model)}
-    unseen = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention) and id(m) not in packed}
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    layers, computed = [], []
-    for key, m in model.named_modules():
-        name = f"layer {key!r}" if key else "the model"
-        if id(m) in packed and id(m.in_proj_weight) in trainable:
-            layers.append(AttentionInProjection(m))
-        if _is_dora(m) and any(p.requires_grad for p in m.parameters()):
-            raise ValueError(
-                f"Invalid model: {name} is a DoRA adapter (peft's use_dora=True): it divides by the norm of the whole "
-                "adapted weight, which a step orthogonal to the old inputs still changes, and peft calls its lora_A "
-                "on an identity matrix, which would be recorded as an old input; use DenseMemory, or LoRA without DoRA"
-            )
-        if not _check_supported(m) or id(m) in unseen:
-            continue
-        if isinstance(m.weight, nn.parameter.UninitializedParameter):
-            raise ValueError(f"Invalid model: {name} is a lazy layer not yet initialised; run one forward pass first")
-        if id(m.weight) not in trainable:
-            if m.weight.requires_grad:
-                computed.append(name)
-            continue
-        if isinstance(m, nn.Embedding) and m.sparse:
-            raise ValueError(
-                f"Invalid model: {name}, an embedding, has sparse=True; its sparse gradient is not "
-                "projected: build it with sparse=False, or freeze it"
-            )
-        layers.append(m)
-    if computed:
-        warnings.warn(
-            f"LayerwiseMemory: the weights of {', '.join(computed)} are computed from other parameters "
-            "(weight_norm, spectral_norm or another parametrization); they count as uncovered",
-            stacklevel=3,
-        )
-    return layers
-
-
-def _check_sharded(name: str, module: nn.Module, w: Tensor, b: Tensor | None) -> None:
-    """Refuse a covered layer sharded in a way its projection cannot follow.
-
-    FSDP2's ``fully_shard`` makes the weight and bias DTensors split along dim 0, the output rows. The projection
-    ``[D_W, d_b] <- [D_W, d_b] (I - U U^T)`` (eq. 11) acts on each row alone, so a rank projects the rows it
-    holds and gets the rows of the full projection, with no communication, provided the weight and the bias are
-    split into the same rows. An embedding (its protected rows are global indices, read while FSDP2 holds the
-    unsharded weight) and Hugging Face's ``Conv1D`` (its dim 0 is the input) are refused.
-    """
-    if not (is_dtensor(w) or is_dtensor(b)):
-        return
-    if isinstance(module, nn.Embedding) or _is_hf_conv1d(module):
-        kind = "an embedding" if isinstance(module, nn.Embedding) else "a Hugging Face Conv1D (dim 0 is its input)"
-        raise ValueError(
-            f"Invalid model: {name} is {kind} whose weight is a DTensor (FSDP2's fully_shard or distribute_tensor), "
-            "which LayerwiseMemory does not project; freeze it, or train with DistributedDataParallel"
-        )
-    rows = all(p.is_replicate() or p.is_shard(0) for p in w.placements) if is_dtensor(w) else False
-    if b is not None:
-        rows = rows and is_dtensor(b) and b.device_mesh == w.device_mesh and b.placements == w.placements
-    if not rows:
-        raise ValueError(
-            f"Invalid model: {name}'s weight is a DTensor split other than along its output rows (dim 0), or split "
-            "differently from its bias; LayerwiseMemory projects row by row, so it takes FSDP2's default "
-            "fully_shard (Shard(0)) and replication; use those, or DistributedDataParallel"
-        )
-
-
-def _reshard(model: nn.Module, params: Sequence[Tensor]) -> None:
-    """Leave a model sharded by FSDP2's ``fully_shard`` sharded again after a forward without backward: FSDP2 keeps
-    the root module's parameters gathered then, and ``model.parameters()`` would hand out full tensors whose
-    storage the next step frees (an optimizer built on them reads freed memory)."""
-    if any_dtensor(params):
-        from torch.distributed.fsdp import FSDPModule
-
-        for m in model.modules():
-            if isinstance(m, FSDPModule):
-                m.reshard()
-
-
-def _warn_loose_matrices(model: nn.Module, uncovered: Sequence[Tensor]) -> None:
-    """Warn about trainable weights of two or more dimensions that no covered layer owns: unlike a LayerNorm's
-    scale or a bias, they are usually a layer's weights (a Conv3d, a LoRA embedding adapter, the separate
-    projections of an ``nn.MultiheadAttention`` with other key and value sizes), and left free they carry
-    old-task outputs away unguarded."""
-    names = {id(p): key for key, p in model.named_parameters()}
-    loose = [names[id(p)] for p in uncovered if p.ndim >= 2]
-    if loose:
-        shown = ", ".join(repr(n) for n in loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
-        warnings.warn(
-            f"LayerwiseMemory: {len(loose)} trainable weight tensors belong to no covered layer and move freely, so "
-            f"the old outputs are not protected through them: {shown}. Pass freeze_uncovered=True to hold them, "
-            "use DenseMemory, or leave them out of training (an nn.MultiheadAttention with kdim or vdim other than "
-            "embed_dim keeps separate projections, which are not covered)",
-            stacklevel=3,
-        )
 
 
 class LayerwiseMemory:
@@ -525,7 +80,7 @@ class LayerwiseMemory:
     ``fully_shard`` (weights split along their output rows; on a 2-D mesh, HSDP's replicas of shards), call
     ``add_task`` on every rank, with each rank's own old-task batches or the same ones: the input covariances are
     summed over the ranks (every dim of the mesh), so every rank holds the same basis and projects the rows it
-    holds (:func:`_check_sharded` says which shardings are refused).
+    holds (:func:`check_sharded` says which shardings are refused).
     """
 
     def __init__(
@@ -559,7 +114,7 @@ class LayerwiseMemory:
         self.max_per_layer = max_per_layer
         names = layer_names(model, self.layers)
         for m in self.layers:
-            _check_sharded(f"layer {names[id(m)]!r}", m, m.weight, getattr(m, "bias", None))
+            check_sharded(f"layer {names[id(m)]!r}", m, m.weight, getattr(m, "bias", None))
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._sharded = any_dtensor(self.params)  # FSDP2: the step's tensors are DTensors, projected by their shards
         index = {id(p): i for i, p in enumerate(self.params)}
@@ -579,17 +134,17 @@ class LayerwiseMemory:
             )
         self._uncovered = [i for i in range(len(self.params)) if i not in owned]
         if not freeze_uncovered:
-            _warn_loose_matrices(model, [self.params[i] for i in self._uncovered])
+            warn_loose_matrices(model, [self.params[i] for i in self._uncovered])
         self.bases: list[Tensor] = []
         for m, (_, bias_slot) in zip(self.layers, self._slots, strict=True):
             w = m.weight
             if isinstance(m, nn.Embedding):
                 self.bases.append(ordinary(torch.zeros(0, dtype=torch.long, device=w.device)))
             else:  # a frozen bias is a constant: only a trainable one adds the input of 1
-                d_in = (w.shape[0] if _is_hf_conv1d(m) else math.prod(w.shape[1:])) + (bias_slot is not None)
+                d_in = input_width(m, bias_slot is not None)
                 basis_dtype = torch.promote_types(w.dtype, torch.float32)  # eigh and orthonormality need >= fp32
                 self.bases.append(ordinary(torch.zeros(d_in, 0, dtype=basis_dtype, device=w.device)))
-        self._factor_cache: dict[int, _BasisFactors] = {}
+        self._factor_cache: dict[int, BasisFactors] = {}
         self._plan: RowPlan | None = None
         self._plan_layers: frozenset[int] = frozenset()
         self._plan_key: tuple[Any, ...] | None = None
@@ -619,137 +174,36 @@ class LayerwiseMemory:
         forward), and so is one with activation checkpointing (recording runs under ``no_grad``: nothing is
         recomputed).
         Recording holds, per covered layer, a ``d_in x d_in`` float64 factor of its inputs on the weight's device
-        (three for an attention's input projection), and each batch costs a QR of ``d_in`` plus the batch's rows.
+        (three for an attention's input projection), and each batch costs a QR of ``d_in`` plus the batch's rows;
+        Linear layers that read one tensor (separate query, key and value projections, a gate and up projection)
+        hold one factor, made once, and grow their bases once while those are equal.
         ``progress=True`` shows tqdm bars over the batches and over the layers' SVDs.
         Returns the number of basis vectors (or protected rows) each layer gained.
         """
-        check_eval_mode(self.model)
-        training = any(m.training for m in self.model.modules())
-        states = _random_states(self.model) if training else None
-        stats: list[Tensor | None] = [None] * len(self.layers)
-        embeddings = [i for i, m in enumerate(self.layers) if isinstance(m, nn.Embedding)]
-        called: set[int] = set()
-        coarse: set[int] = set()  # layers that recorded an input of less than float64 precision
-
-        def add(i: int, x: Tensor, blocks: Sequence[int] = ()) -> None:
-            """Layer ``i``'s input ``x`` joins its statistics: a triangular ``d x d`` factor ``R`` of the inputs
-            so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64. The factor keeps
-            what the covariance would lose: directions below ``eps`` of the largest one squared
-            (:func:`energy_basis_update_rows`). An attention's input projection keeps one per block of rows
-            (query, key, value), and ``x`` joins those of ``blocks``."""
-            if x.dtype != torch.float64:
-                coarse.add(i)
-            rows = _representations(self.layers[i], x.detach(), self._slots[i][1] is not None).to(torch.float64)
-            d = rows.shape[1]
-            if isinstance(self.layers[i], AttentionInProjection):
-                old = stats[i] if stats[i] is not None else rows.new_zeros(3, d, d)
-                new = old.clone()
-                for b in blocks:  # blocks whose factors are one (self-attention) share one QR, and stay one
-                    same = next((c for c in blocks if c < b and torch.equal(old[c], old[b])), None)
-                    new[b] = new[same] if same is not None else _stacked_factor([old[b], rows])
-                stats[i] = new
-                return
-            stats[i] = _stacked_factor([rows] if stats[i] is None else [stats[i], rows])
-
-        def recorder(i: int, module: nn.Module) -> Callable[..., None]:
-            def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
-                if isinstance(module, nn.Embedding):  # its rows are counted where they are read (_RowReads)
-                    called.add(i)
-                    return
-                add(i, args[0])
-
-            return hook
-
-        attentions = self._attention_layers()
-        model_forward = forward or (lambda model, batch: model(batch))
-        from_attention = {i for _, pair in attentions for i in pair if i is not None}
-        handles = [
-            m.register_forward_pre_hook(recorder(i, m)) for i, m in enumerate(self.layers) if i not in from_attention
-        ]
-        handles += [
-            attention.register_forward_pre_hook(_attention_recorder(attention, i_in, i_out, add), with_kwargs=True)
-            for attention, (i_in, i_out) in attentions
-        ]
-        reads = _RowReads([self.layers[i].weight for i in embeddings])
-        try:
-            with reads if embeddings else contextlib.nullcontext():
-                for batch in _progress(batches, progress, "LayerwiseMemory: old-task batches", "batch"):
-                    model_forward(self.model, batch)
-        finally:
-            for h in handles:
-                h.remove()
-            _reshard(self.model, self.params)
-        if states is not None and not all(map(torch.equal, states, _random_states(self.model))):
-            raise ValueError(
-                "Invalid model: the old task's forward drew random numbers with the model in training mode (dropout "
-                "without an nn.Dropout layer, as in Hugging Face's BART, OPT or LLaMA, or drop-path), so the "
-                "recorded inputs would be masked at random; call model.eval() first"
-            )
-        self._sum_over_ranks(stats)
-        names = layer_names(self.model, self.layers)
-        for i in embeddings:
-            stats[i] = reads.counts.get(id(self.layers[i].weight))
-            if i in called and stats[i] is None:
-                raise ValueError(
-                    f"Invalid model: the embedding {names[id(self.layers[i])]!r} was called but read no row of "
-                    "its weight by F.embedding or indexing, so the rows to protect are unknown; freeze it or "
-                    "compute its output from a lookup of its weight"
-                )
-        bad = [names[id(self.layers[i])] for i, s in enumerate(stats) if s is not None and not bool(s.isfinite().all())]
-        if bad:  # before any basis grows: the memory is left as it was
-            raise ValueError(
-                f"Invalid inputs: the old task's inputs of {', '.join(map(repr, bad))} hold NaN or infinite values "
-                "(an overflow in the forward, or a corrupt batch); the memory is left as it was"
-            )
+        biased = [bias is not None for _, bias in self._slots]
+        recorded = record_layer_inputs(self.model, self.layers, biased, batches, forward, progress=progress)
         gained = []
-        layers = _progress(list(zip(self.layers, stats, strict=True)), progress, "LayerwiseMemory: bases", "layer")
-        for i, (m, s) in enumerate(layers):
+        grown_from: dict[tuple[Any, ...], tuple[Tensor, Tensor]] = {}  # a factor and basis grown already, by layer
+        pairs = list(zip(self.layers, recorded.factors, strict=True))
+        for i, (m, s) in enumerate(progress_bar(pairs, progress, "LayerwiseMemory: bases", "layer")):
             before = self._size(i)
             # float64 inputs are resolved down to d eps of the largest singular value; others carry rounding in
             # every direction: below sqrt(d eps) of it (a float64 covariance's resolution) a direction is dropped
-            resolution = math.sqrt(self.bases[i].shape[-2] * _EPS64) if i in coarse else None  # (never embeddings)
+            resolution = math.sqrt(self.bases[i].shape[-2] * _EPS64) if i in recorded.coarse else None
             if s is not None and s.ndim == 3:  # an attention's input projection
                 self.bases[i] = ordinary(self._grow_blocks(i, s, resolution))
-            elif s is not None:
-                grown = self._grow(m, self.bases[i], s, self.thresholds[i], self._room(i), resolution)
+            elif s is not None:  # layers that read one input share its factor: grown once for equal bases
+                key = (id(s), getattr(m, "padding_idx", None), self.thresholds[i], self._room(i), resolution)
+                U, prior = self.bases[i], grown_from.get(key)
+                if prior is not None and _equal(prior[0], U):
+                    grown = prior[1].clone()
+                else:
+                    grown = self._grow(m, U, s, self.thresholds[i], self._room(i), resolution)
+                    grown_from[key] = (U, grown)
                 self.bases[i] = ordinary(grown)
             gained.append(self._size(i) - before)
         self.n_tasks += 1
         return gained
-
-    def _attention_layers(self) -> list[tuple[nn.MultiheadAttention, tuple[int | None, int | None]]]:
-        """Each packed attention with the indices of its covered input projection and ``out_proj`` (None: not
-        covered), whose inputs its recorder takes from the attention's arguments."""
-        index = {id(m): i for i, m in enumerate(self.layers)}
-        shims = {id(m.weight): i for i, m in enumerate(self.layers) if isinstance(m, AttentionInProjection)}
-        out = []
-        for _, attention in _packed_attentions(self.model):
-            pair = (shims.get(id(attention.in_proj_weight)), index.get(id(attention.out_proj)))
-            if pair != (None, None):
-                out.append((attention, pair))
-        return out
-
-    def _sum_over_ranks(self, stats: list[Tensor | None]) -> None:
-        """Join, over the ranks that share a sharded layer, the input factors each recorded (a QR of them stacked:
-        the sum of their covariances), so that every rank grows the same basis: that of the old-task inputs of all
-        ranks (the same basis when every rank recorded the same batches: the energy threshold is relative). Each
-        rank projects its own rows with it."""
-        for i, m in enumerate(self.layers):
-            w = m.weight
-            if not is_dtensor(w):
-                continue
-            d_in = self.bases[i].shape[-2]
-            shape = (3, d_in, d_in) if isinstance(m, AttentionInProjection) else (d_in, d_in)
-            s = stats[i] if stats[i] is not None else torch.zeros(shape, dtype=torch.float64, device=w.device)
-            for dim in range(w.device_mesh.ndim):
-                group = w.device_mesh.get_group(dim)
-                parts = [torch.empty_like(s) for _ in range(dist.get_world_size(group))]
-                dist.all_gather(parts, s.contiguous(), group=group)
-                if s.ndim == 3:
-                    s = torch.stack([_stacked_factor([p[b] for p in parts]) for b in range(3)])
-                else:
-                    s = _stacked_factor(parts)
-            stats[i] = s
 
     def _size(self, i: int) -> int:
         """Layer ``i``'s basis vectors (protected rows, for an embedding; the largest block's, for an attention's
@@ -774,29 +228,18 @@ class LayerwiseMemory:
         U, threshold = self.bases[i], self.thresholds[i]
         if U.ndim == 2 and torch.equal(s[0], s[1]) and torch.equal(s[0], s[2]):
             return energy_basis_update_rows(U.to(s.dtype), s[0], threshold, self._room(i), resolution).to(U.dtype)
-        blocks = _unstacked(U) if U.ndim == 3 else [U] * 3
+        blocks = unstacked_bases(U) if U.ndim == 3 else [U] * 3
         grown = [
             energy_basis_update_rows(V.to(s.dtype), s[b], threshold, self._room(i, V.shape[1]), resolution).to(U.dtype)
             for b, V in enumerate(blocks)
         ]
-        return _stacked(grown)
+        return stacked_bases(grown)
 
     def _grow(
         self, module: nn.Module, U: Tensor, s: Tensor, threshold: float, room: int | None, resolution: float | None
     ) -> Tensor:
         if isinstance(module, nn.Embedding):
-            if module.padding_idx is not None:  # the pad row gets no gradient: nothing to protect
-                s = s.clone()
-                s[module.padding_idx] = 0
-            counts = s.clone()
-            counts[U] = 0  # rows already protected carry their energy already
-            total, kept = s.sum(), s[U].sum()
-            order = torch.argsort(counts, descending=True)
-            before = torch.cumsum(counts[order], 0) - counts[order]
-            r = int(((before < threshold * total - kept) & (counts[order] > 0)).sum())
-            if room is not None:
-                r = min(r, room)
-            return torch.cat([U, order[:r].to(U)])
+            return protected_rows_update(U, s, threshold, room, module.padding_idx)
         return energy_basis_update_rows(U.to(s.dtype), s, threshold, room, resolution).to(U.dtype)
 
     def _views(self, tensors: Sequence[Tensor], i: int) -> tuple[Tensor, Tensor | None]:
@@ -806,32 +249,18 @@ class LayerwiseMemory:
             return tensors[wi], (tensors[bi] if bi is not None else None)
         return local_shard(tensors[wi]), (local_shard(tensors[bi]) if bi is not None else None)
 
-    def _factors(self, i: int) -> _BasisFactors | _BlockFactors:
+    def _factors(self, i: int) -> BasisFactors | BlockFactors:
         """Layer ``i``'s basis split into weight rows and bias row; views, rebuilt only when the basis is replaced."""
         cached = self._factor_cache.get(i)
         U = self.bases[i]
         if cached is None or cached.basis is not U or cached.version != U._version:  # replaced, or edited in place
             has_bias = self._slots[i][1] is not None
             if U.ndim == 3:
-                cached = _BlockFactors.of(U, has_bias, self._row_blocks(i))
+                cached = BlockFactors.of(U, has_bias, row_blocks(self.params[self._slots[i][0]]))
             else:
-                cached = _BasisFactors.of(U, has_bias)
+                cached = BasisFactors.of(U, has_bias)
             self._factor_cache[i] = cached
         return cached
-
-    def _row_blocks(self, i: int) -> tuple[tuple[int, int, int], ...]:
-        """An attention input projection's blocks (0: query, 1: key, 2: value) among the rows this rank holds, as
-        ``(block, first, end)`` local row ranges: all three whole on one process, those a shard meets under FSDP2."""
-        w = self.params[self._slots[i][0]]
-        rows, offset = w.shape[0], 0
-        if is_dtensor(w):
-            from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
-
-            local, global_offset = compute_local_shape_and_global_offset(w.shape, w.device_mesh, w.placements)
-            rows, offset = local[0], global_offset[0]
-        size = w.shape[0] // 3
-        ranges = [(b, max(b * size, offset) - offset, min((b + 1) * size, offset + rows) - offset) for b in range(3)]
-        return tuple((b, first, end) for b, first, end in ranges if first < end)
 
     def _grouped(self, tensors: Sequence[Tensor]) -> tuple[RowPlan | None, frozenset[int]]:
         """The grouped kernel's plan for these tensors and the layers it takes (none on the BLAS path).
@@ -865,7 +294,7 @@ class LayerwiseMemory:
                     continue
                 chosen.append(i)
                 f = self._factors(i)
-                layers.append(RowLayer(w, b, f.padded_basis, f.transposed_basis, _is_hf_conv1d(m), f.basis.shape[1]))
+                layers.append(RowLayer(w, b, f.padded_basis, f.transposed_basis, is_hf_conv1d(m), f.basis.shape[1]))
             self._plan = RowPlan(layers, layout=self._plan) if layers else None
             self._plan_layers = frozenset(chosen)
             self._plan_key, self._plan_bases = key, list(self.bases)  # the bases stay alive: ids stay unique
@@ -977,7 +406,7 @@ class LayerwiseMemory:
         w, b = self._views(tensors, i)
         if isinstance(self.layers[i], nn.Embedding):
             return w[self.bases[i]]
-        return self._factors(i).coefficients(w, b, transposed=_is_hf_conv1d(self.layers[i]))
+        return self._factors(i).coefficients(w, b, transposed=is_hf_conv1d(self.layers[i]))
 
     def _restore_layer_(
         self, tensors: Sequence[Tensor], i: int, reference: Tensor, *, compute: bool, skip: Tensor | None
@@ -991,7 +420,7 @@ class LayerwiseMemory:
             else:
                 w.index_put_((self.bases[i],), -reference, accumulate=True)
             return
-        factors, transposed = self._factors(i), _is_hf_conv1d(self.layers[i])
+        factors, transposed = self._factors(i), is_hf_conv1d(self.layers[i])
         C = reference
         if compute:
             C = factors.coefficients(w, b, transposed=transposed) - C.to(factors.dtype)
@@ -1020,7 +449,7 @@ class LayerwiseMemory:
                 embeddings.append(i)
                 continue
             w, b = self._views(tensors, i)
-            factors, transposed = self._factors(i), _is_hf_conv1d(m)
+            factors, transposed = self._factors(i), is_hf_conv1d(m)
             factors.subtract_(w, b, factors.coefficients(w, b, transposed=transposed), transposed=transposed)
         for i in embeddings:
             rows = self.bases[i]
@@ -1076,131 +505,6 @@ class LayerwiseMemory:
         self.n_tasks = int(state["n_tasks"])
 
 
-@dataclass(frozen=True)
-class _BasisFactors:
-    """A layer's basis ``U`` (``in_eff x r``) as the views the per-layer products use: ``U_w`` (weight rows, and
-    its transpose) and ``u_b`` (the bias row, the input of 1), so a projection is a few BLAS calls per layer.
-
-    The products run in the basis' precision (at least float32) whatever the weights' dtype: a bfloat16
-    coefficient of a weight row carries an error of ~4e-3 of that row's coordinate, far more than a small
-    step's, and ``restore_`` subtracts two of them. Weights in bfloat16 or float16 are rounded once, after
-    ``D - C U^T`` is formed in float32."""
-
-    basis: Tensor
-    version: int  # the basis' version counter when these views were made (an in-place edit changes it)
-    U_w: Tensor
-    U_w_T: Tensor
-    u_b: Tensor | None
-    padded_basis: Tensor  # float32, rows padded with zeros to a multiple of 4: what the grouped kernel reads
-    transposed_basis: Tensor  # U^T, float32, row-major, rows padded likewise
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The products' dtype, the basis'."""
-        return self.U_w.dtype
-
-    @classmethod
-    def of(cls, U: Tensor, has_bias: bool) -> _BasisFactors:
-        """Views of ``U``."""
-        d_w = U.shape[0] - int(has_bias)
-        return cls(U, U._version, U[:d_w], U[:d_w].T, U[d_w] if has_bias else None, *padded_bases(U))
-
-    def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
-        """``C = D_W U_w + d_b u_b^T`` (``out x r``); ``transposed`` for HF Conv1D, whose ``W`` is ``(in, out)``."""
-        w = w.to(self.U_w.dtype)
-        b = b.to(self.U_w.dtype) if b is not None else None
-        if transposed:
-            C = torch.mm(self.U_w_T, w)  # (r, out)
-            return C.addr_(self.u_b, b) if b is not None else C
-        C = torch.mm(_as_matrix(w), self.U_w)
-        return C.addr_(b, self.u_b) if b is not None else C
-
-    def subtract_(self, w: Tensor, b: Tensor | None, C: Tensor, *, transposed: bool) -> None:
-        """``D_W <- D_W - C U_w^T`` and ``d_b <- d_b - C u_b``, in place (in the basis' precision, rounded once
-        into tensors of a lower one)."""
-        dtype = self.U_w.dtype
-        C = C.to(dtype)
-        if w.dtype != dtype:
-            high = w.to(dtype)
-            self._subtract_(high, C, transposed)
-            w.copy_(high)
-        else:
-            self._subtract_(w, C, transposed)
-        if b is not None:
-            db = (C.T if transposed else C) @ self.u_b
-            if b.dtype == dtype:
-                b.sub_(db)
-            else:
-                b.copy_(b.to(dtype) - db)
-
-    def _subtract_(self, w: Tensor, C: Tensor, transposed: bool) -> None:
-        if transposed:
-            w.addmm_(self.U_w, C, alpha=-1)
-        elif w.ndim == 2 or w.is_contiguous():
-            _as_matrix(w).addmm_(C, self.U_w_T, alpha=-1)
-        else:  # a convolution weight in another memory format (channels_last): no matrix view of it exists
-            w.sub_(torch.mm(C, self.U_w_T).view(w.shape))
-
-
-@dataclass(frozen=True)
-class _BlockFactors:
-    """An attention input projection's bases, one per block of rows (query, key, value: ``U`` of shape
-    ``(3, in_eff, r)``), as one :class:`_BasisFactors` per block, applied to the local row ranges each block
-    covers (``segments``: ``(block, first, end)``)."""
-
-    basis: Tensor
-    version: int
-    blocks: tuple[_BasisFactors, ...]
-    segments: tuple[tuple[int, int, int], ...]
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The products' dtype, the basis'."""
-        return self.basis.dtype
-
-    @classmethod
-    def of(cls, U: Tensor, has_bias: bool, segments: tuple[tuple[int, int, int], ...]) -> _BlockFactors:
-        """Views of ``U``'s blocks (their zero columns, padding, give zero coefficients)."""
-        return cls(U, U._version, tuple(_BasisFactors.of(V, has_bias) for V in U), segments)
-
-    def coefficients(self, w: Tensor, b: Tensor | None, *, transposed: bool) -> Tensor:
-        """``C = D_W U_w + d_b u_b^T`` row by row, each row with its block's basis (``out x r``)."""
-        if not self.segments:  # a shard holding no row
-            return self.basis.new_zeros(0, self.basis.shape[-1])
-        return torch.cat(
-            [
-                self.blocks[k].coefficients(w[lo:hi], None if b is None else b[lo:hi], transposed=transposed)
-                for k, lo, hi in self.segments
-            ]
-        )
-
-    def subtract_(self, w: Tensor, b: Tensor | None, C: Tensor, *, transposed: bool) -> None:
-        """``D_W <- D_W - C U_w^T`` and ``d_b <- d_b - C u_b``, each row with its block's basis, in place."""
-        for k, lo, hi in self.segments:
-            self.blocks[k].subtract_(w[lo:hi], None if b is None else b[lo:hi], C[lo:hi], transposed=transposed)
-
-
-def _stacked_factor(parts: Sequence[Tensor]) -> Tensor:
-    """The triangular ``R`` (``d x d``, zero rows below the rank) of a QR of the rows ``parts`` stacked, so that
-    ``R^T R`` is the sum of the parts' ``P^T P``: a running factor joins new inputs, or the ranks' factors join."""
-    A = torch.cat(list(parts))
-    R = torch.linalg.qr(A, mode="r")[1]
-    d = A.shape[1]
-    return F.pad(R, (0, 0, 0, d - R.shape[0])) if R.shape[0] < d else R
-
-
-def _unstacked(U: Tensor) -> list[Tensor]:
-    """The blocks' bases of a stacked ``(3, in_eff, r)`` basis, without the zero columns that pad them."""
-    ranks = (U.norm(dim=1) > 0).sum(dim=1).tolist()
-    return [V[:, :r] for V, r in zip(U, ranks, strict=True)]
-
-
-def _stacked(bases: Sequence[Tensor]) -> Tensor:
-    """Bases ``(in_eff, r_b)`` stacked as ``(3, in_eff, max r_b)``, zero columns padding the narrower ones."""
-    width = max(V.shape[1] for V in bases)
-    return torch.stack([F.pad(V, (0, width - V.shape[1])) for V in bases])
-
-
-def _as_matrix(w: Tensor) -> Tensor:
-    """A weight as ``out x in_eff`` (a view for Linear and contiguous Conv weights)."""
-    return w if w.ndim == 2 else w.reshape(w.shape[0], -1)
+def _equal(a: Tensor, b: Tensor) -> bool:
+    """Whether two bases are the same: shape, dtype, device and values."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)

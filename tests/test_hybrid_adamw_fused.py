@@ -100,7 +100,7 @@ def test_fused_step_matches_the_foreach_step(model: str) -> None:
     twin, _, ref = setup(model, fused=False)
     run(net, fused, range(3))
     run(twin, ref, range(3))
-    assert fused._fused_plan is not None and fused._fused_plan.rows.layout == (2 if model == "gpt2" else 1)
+    assert fused._fused.plan is not None and fused._fused.plan.rows.layout == (2 if model == "gpt2" else 1)
     outside = fused.memory.fused_layers()[2]  # embeddings' rows, and GPT-2's head tied to its embedding
     kinds = {type(fused.memory.layers[i]).__name__ for i in outside}
     outside_kinds = {"gpt2": {"Embedding", "Linear"}, "net": {"Embedding"}, "cross": {"AttentionInProjection"}}
@@ -148,7 +148,7 @@ def test_bfloat16_weights_take_the_float32_step_to_rounding() -> None:
             q.grad = p.grad.float()
         opt.step()
         ref.step()
-    assert opt._fused_plan is not None and opt._fused_plan.rows.dtype == torch.bfloat16
+    assert opt._fused.plan is not None and opt._fused.plan.rows.dtype == torch.bfloat16
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p.float(), q, rtol=2**-6, atol=2**-9)
     fused, per_layer = old_task_residual(torch.bfloat16, fused=True), old_task_residual(torch.bfloat16, fused=False)
@@ -177,7 +177,7 @@ def test_fused_step_matches_the_foreach_step_at_edge_ranks_and_widths(sizes, ran
         nets.append(net)
         opts.append(HybridAdamW(net.parameters(), lr=0.05, weight_decay=0.1, memory=memory, fused=fused))
         run(net, opts[-1], range(2))
-    assert opts[0]._fused_plan is not None and len(opts[0]._fused_plan.rows.layers) == len(sizes)
+    assert opts[0]._fused.plan is not None and len(opts[0]._fused.plan.rows.layers) == len(sizes)
     for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
@@ -335,7 +335,7 @@ def test_bias_corrections_keep_float32_precision_where_beta2_t_is_near_one() -> 
     before = [p.detach().clone() for p in net.parameters()]
     run(net, fused, range(1))
     run(twin, ref, range(1))
-    in_kernel = set(fused._fused_plan.tensors)
+    in_kernel = set(fused._fused.plan.tensors)
     pairs = [(p, q, w) for p, q, w in zip(net.parameters(), twin.parameters(), before, strict=True) if p in in_kernel]
     assert len(pairs) >= 4
     for p, q, w in pairs:
@@ -383,7 +383,7 @@ def test_without_the_grouped_kernel_the_same_step_takes_the_per_layer_path() -> 
     twin, _, ref = setup("gpt2", fused=False)
     run(net, fused, range(2))
     run(twin, ref, range(2))
-    assert fused._fused_plan is None and len(memory.fused_layers()[2]) == len(memory.layers)
+    assert fused._fused.plan is None and len(memory.fused_layers()[2]) == len(memory.layers)
     for p, q in zip(net.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
@@ -398,10 +398,10 @@ def test_cache_hints_change_the_launch_not_the_step() -> None:
             net, _, opt = setup("net", fused=True)
             run(net, opt, range(2))
             steps[hints] = [p.detach().clone() for p in net.parameters()]
-            group, tensors = opt.param_groups[0], opt._fused_plan.tensors
+            group, tensors = opt.param_groups[0], opt._fused.plan.tensors
             hyper = [(group["lr"], group["weight_decay"], *group["betas"], group["eps"])] * len(tensors)
             moments = [tuple(opt.state[p][k] for k in ("exp_avg", "exp_avg_sq", "step")) for p in tensors]
-            launch = opt._fused_plan.launch(moments, hyper)
+            launch = opt._fused.plan.launch(moments, hyper)
             assert (launch.constants["STREAM"], launch.constants["KEEP"]) == (
                 ("evict_first", "evict_last") if hints else ("", "")
             )

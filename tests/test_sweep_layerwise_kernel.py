@@ -37,7 +37,7 @@ def test_the_fused_step_is_checked_against_the_foreach_step() -> None:
     s = build("tiny", 2, triton_kernels.DEVICE)
     expected = adamw_reference_step(s)
     opt, err = fused_step_error(s, expected, backend="triton")
-    assert opt._fused_plan is not None and err < STEP_TOLERANCE / 10
+    assert opt._fused.plan is not None and err < STEP_TOLERANCE / 10
     _, err = fused_step_error(s, [1.01 * t for t in expected], backend="triton")
     assert err > STEP_TOLERANCE
 

@@ -212,7 +212,7 @@ def fused_step_error(s: bench.Setup, expected: list[torch.Tensor], backend: str 
 
 def _fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dict:
     opt, err = fused_step_error(s, expected)
-    plan = opt._fused_plan
+    plan = opt._fused.plan
     group = opt.param_groups[0]
     hyper = [(group["lr"], group["weight_decay"], *group["betas"], group["eps"])] * len(plan.tensors)
     moments = [tuple(opt.state[p][k] for k in ("exp_avg", "exp_avg_sq", "step")) for p in plan.tensors]

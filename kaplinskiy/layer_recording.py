@@ -1,0 +1,217 @@
+"""Recording the old task's inputs of a model's covered layers (GPM's representation matrices): forward pre-hooks
+join each layer's inputs into a float64 triangular factor, an embedding's reads of its rows are counted, and what
+was recorded is checked (no random draws in training mode, every input finite) before any basis grows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .attention_inputs import AttentionInProjection, attention_recorder, packed_attentions
+from .covered_layers import layer_names, reshard_after_forward
+from .energy_basis import stacked_factor
+from .layer_inputs import RowReads, input_width, layer_representations
+from .per_sample import check_eval_mode
+from .tensor_lists import is_dtensor
+
+__all__ = ["RecordedInputs", "progress_bar", "record_layer_inputs"]
+
+
+@dataclass(frozen=True)
+class RecordedInputs:
+    """What :func:`record_layer_inputs` took, per covered layer (None where a layer saw no input).
+
+    ``factors``: a triangular ``R`` (``in_eff x in_eff``, float64) with ``R^T R = sum_s x_s x_s^T`` over the
+    layer's representations; three of them, ``(3, in_eff, in_eff)``, for an attention's input projection (query,
+    key, value); for an embedding, how often each row was read (float64, ``num_embeddings``). ``coarse``: the
+    layers that recorded an input of less than float64 precision."""
+
+    factors: list[Tensor | None]
+    coarse: frozenset[int]
+
+
+def progress_bar(items: Iterable[Any], show: bool, desc: str, unit: str) -> Iterable[Any]:
+    """``items``, under a tqdm bar when ``show`` (tqdm is an optional dependency)."""
+    if not show:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ImportError("progress=True needs tqdm: pip install tqdm") from err
+    return tqdm(items, desc=desc, unit=unit)
+
+
+def random_states(model: nn.Module) -> list[Tensor]:
+    """The states of the generators a forward of ``model`` draws from: the CPU's, and that of each CUDA device
+    holding one of its tensors. A forward that drew a random number (a dropout mask) has moved one of them."""
+    devices = {t.device for t in itertools.chain(model.parameters(), model.buffers()) if t.device.type == "cuda"}
+    return [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in sorted(devices, key=str))]
+
+
+def attention_layers(
+    model: nn.Module, layers: Sequence[nn.Module]
+) -> list[tuple[nn.MultiheadAttention, tuple[int | None, int | None]]]:
+    """Each packed attention with the indices among ``layers`` of its covered input projection and ``out_proj``
+    (None: not covered), whose inputs its recorder takes from the attention's arguments."""
+    index = {id(m): i for i, m in enumerate(layers)}
+    shims = {id(m.weight): i for i, m in enumerate(layers) if isinstance(m, AttentionInProjection)}
+    out = []
+    for _, attention in packed_attentions(model):
+        pair = (shims.get(id(attention.in_proj_weight)), index.get(id(attention.out_proj)))
+        if pair != (None, None):
+            out.append((attention, pair))
+    return out
+
+
+@torch.no_grad()
+def record_layer_inputs(
+    model: nn.Module,
+    layers: Sequence[nn.Module],
+    biased: Sequence[bool],
+    batches: Iterable[Any],
+    forward: Callable[[nn.Module, Any], Any] | None = None,
+    *,
+    progress: bool = False,
+) -> RecordedInputs:
+    """Run ``forward(model, batch)`` (default ``model(batch)``) on every batch and record the inputs of ``layers``
+    (``biased``: whether each has a trainable bias, which adds an input of 1), as :class:`RecordedInputs`.
+
+    Refused, with nothing recorded: a model in training mode with dropout or batch norm, a forward that draws
+    random numbers while a layer is in training mode (noticed by the random generators' states), an embedding
+    called without a read of its rows, and non-finite inputs (named by layer). Under FSDP2, the factors of the
+    ranks that share a sharded layer are joined, so every rank holds those of all ranks' inputs.
+    """
+    check_eval_mode(model)
+    training = any(m.training for m in model.modules())
+    states = random_states(model) if training else None
+    stats: list[Tensor | None] = [None] * len(layers)
+    embeddings = [i for i, m in enumerate(layers) if isinstance(m, nn.Embedding)]
+    called: set[int] = set()
+    coarse: set[int] = set()  # layers that recorded an input of less than float64 precision
+    made: dict[tuple[int, bool], tuple[weakref.ref[Tensor], int, Tensor | None, Tensor]] = {}
+
+    def add(i: int, x: Tensor, blocks: Sequence[int] = ()) -> None:
+        """Layer ``i``'s input ``x`` joins its statistics: a triangular ``d x d`` factor ``R`` of the inputs
+        so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64. The factor keeps
+        what the covariance would lose: directions below ``eps`` of the largest one squared
+        (:func:`~kaplinskiy.energy_basis.energy_basis_update_rows`). An attention's input projection keeps one per
+        block of rows (query, key, value), and ``x`` joins those of ``blocks``.
+
+        Linear layers that read one tensor (a transformer's separate query, key and value projections, or its
+        gate and up projections) and held one factor before get one factor after, made once: the same tensor
+        object, so they hold it once (``made``: per input tensor, unchanged since, the factor it turned into
+        which)."""
+        if x.dtype != torch.float64:
+            coarse.add(i)
+        sharable = not isinstance(layers[i], (nn.Conv1d, nn.Conv2d, AttentionInProjection))
+        version = _version(x) if sharable else None
+        key = (id(x), biased[i])
+        seen = made.get(key) if version is not None else None
+        if seen is not None and seen[0]() is x and seen[1] == version and seen[2] is stats[i]:
+            stats[i] = seen[3]
+            return
+        rows = layer_representations(layers[i], x.detach(), biased[i]).to(torch.float64)
+        d = rows.shape[1]
+        if isinstance(layers[i], AttentionInProjection):
+            old = stats[i] if stats[i] is not None else rows.new_zeros(3, d, d)
+            new = old.clone()
+            for b in blocks:  # blocks whose factors are one (self-attention) share one QR, and stay one
+                same = next((c for c in blocks if c < b and torch.equal(old[c], old[b])), None)
+                new[b] = new[same] if same is not None else stacked_factor([old[b], rows])
+            stats[i] = new
+            return
+        before = stats[i]
+        stats[i] = stacked_factor([rows] if before is None else [before, rows])
+        if version is not None:
+            made[key] = (weakref.ref(x), version, before, stats[i])
+
+    def recorder(i: int, module: nn.Module) -> Callable[..., None]:
+        def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
+            if isinstance(module, nn.Embedding):  # its rows are counted where they are read (RowReads)
+                called.add(i)
+                return
+            add(i, args[0])
+
+        return hook
+
+    attentions = attention_layers(model, layers)
+    model_forward = forward or (lambda model, batch: model(batch))
+    from_attention = {i for _, pair in attentions for i in pair if i is not None}
+    handles = [m.register_forward_pre_hook(recorder(i, m)) for i, m in enumerate(layers) if i not in from_attention]
+    handles += [
+        attention.register_forward_pre_hook(attention_recorder(attention, i_in, i_out, add), with_kwargs=True)
+        for attention, (i_in, i_out) in attentions
+    ]
+    reads = RowReads([layers[i].weight for i in embeddings])
+    try:
+        with reads if embeddings else contextlib.nullcontext():
+            for batch in progress_bar(batches, progress, "LayerwiseMemory: old-task batches", "batch"):
+                model_forward(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+        reshard_after_forward(model, [p for p in model.parameters() if p.requires_grad])
+    if states is not None and not all(map(torch.equal, states, random_states(model))):
+        raise ValueError(
+            "Invalid model: the old task's forward drew random numbers with the model in training mode (dropout "
+            "without an nn.Dropout layer, as in Hugging Face's BART, OPT or LLaMA, or drop-path), so the "
+            "recorded inputs would be masked at random; call model.eval() first"
+        )
+    _join_over_ranks(layers, biased, stats)
+    names = layer_names(model, layers)
+    for i in embeddings:
+        stats[i] = reads.counts.get(id(layers[i].weight))
+        if i in called and stats[i] is None:
+            raise ValueError(
+                f"Invalid model: the embedding {names[id(layers[i])]!r} was called but read no row of "
+                "its weight by F.embedding or indexing, so the rows to protect are unknown; freeze it or "
+                "compute its output from a lookup of its weight"
+            )
+    bad = [names[id(layers[i])] for i, s in enumerate(stats) if s is not None and not bool(s.isfinite().all())]
+    if bad:
+        raise ValueError(
+            f"Invalid inputs: the old task's inputs of {', '.join(map(repr, bad))} hold NaN or infinite values "
+            "(an overflow in the forward, or a corrupt batch); the memory is left as it was"
+        )
+    return RecordedInputs(stats, frozenset(coarse))
+
+
+def _join_over_ranks(layers: Sequence[nn.Module], biased: Sequence[bool], stats: list[Tensor | None]) -> None:
+    """Join, over the ranks that share a sharded layer, the input factors each recorded (a QR of them stacked:
+    the sum of their covariances), so that every rank grows the same basis: that of the old-task inputs of all
+    ranks (the same basis when every rank recorded the same batches: the energy threshold is relative). Each
+    rank projects its own rows with it."""
+    for i, m in enumerate(layers):
+        w = m.weight
+        if not is_dtensor(w):
+            continue
+        d_in = input_width(m, biased[i])
+        shape = (3, d_in, d_in) if isinstance(m, AttentionInProjection) else (d_in, d_in)
+        s = stats[i] if stats[i] is not None else torch.zeros(shape, dtype=torch.float64, device=w.device)
+        for dim in range(w.device_mesh.ndim):
+            group = w.device_mesh.get_group(dim)
+            parts = [torch.empty_like(s) for _ in range(dist.get_world_size(group))]
+            dist.all_gather(parts, s.contiguous(), group=group)
+            if s.ndim == 3:
+                s = torch.stack([stacked_factor([p[b] for p in parts]) for b in range(3)])
+            else:
+                s = stacked_factor(parts)
+        stats[i] = s
+
+
+def _version(x: Tensor) -> int | None:
+    """``x``'s version counter (it counts in-place changes), or None for a tensor that keeps none (made under
+    ``torch.inference_mode``)."""
+    try:
+        return x._version
+    except RuntimeError:
+        return None
