@@ -22,6 +22,7 @@ from .dense_kernel import DensePlan, dense_kernel_takes
 from .layerwise_kernel import grouped_kernel_available
 from .memory import ordinary
 from .per_sample import ground_truth_logit, per_sample_gradients
+from .snapshots import snapshot_extension
 from .tensor_lists import any_dtensor
 
 __all__ = ["DenseMemory", "orthonormal_extension"]
@@ -54,37 +55,6 @@ def orthonormal_extension(Q: Tensor, C: Tensor, k: int, drop_tol: float) -> Tens
         N = N - Q @ (Q.T @ N)
         N, _ = torch.linalg.qr(N, mode="reduced")
     return N
-
-
-# What torch.func's per-sample gradients cannot run through, by a phrase of torch's error, and what to do instead.
-_PER_SAMPLE_LIMITS = (
-    (
-        "saved tensor hooks",
-        RuntimeError,
-        "the forward runs activation checkpointing (torch.utils.checkpoint) or other saved-tensor hooks, which "
-        "torch.func's per-sample gradients do not run through; turn them off while recording (Hugging Face models "
-        "checkpoint in training mode only: call model.eval())",
-    ),
-    (
-        "setup_context",
-        RuntimeError,
-        "the forward runs an autograd.Function that torch.func cannot transform (reentrant activation "
-        "checkpointing, torch.utils.checkpoint(use_reentrant=True), or a custom kernel); turn it off while recording",
-    ),
-    (
-        "requires_grad_",
-        RuntimeError,
-        "the forward calls requires_grad_() or torch.autograd, which torch.func's per-sample gradients refuse; "
-        "Hugging Face's activation checkpointing installs such a hook: call model.disable_input_require_grads() "
-        "before add_task, and enable_input_require_grads() after it",
-    ),
-    (
-        "called random operation",
-        ValueError,
-        "Invalid model: the forward draws random numbers (in training mode, dropout without an nn.Dropout layer, "
-        "as in Hugging Face's BART, OPT or LLaMA, or drop-path: call model.eval() first)",
-    ),
-)
 
 
 class DenseMemory:
@@ -173,10 +143,13 @@ class DenseMemory:
             raise ValueError(f"Invalid directions: expected shape ({self.numel}, m), got {tuple(C.shape)}")
         if not torch.isfinite(C).all():
             raise ValueError("Invalid directions: they contain non-finite entries")
+        return self._add(orthonormal_extension(self.basis, C.to(self.basis), self.k_per_task, self.drop_tol))
+
+    def _add(self, wanted: Tensor) -> int:
+        """Store the new orthonormal columns ``wanted`` (most energetic first) as one task's, within the budget."""
         room = self.k_per_task
         if self.max_vectors is not None:
             room = min(room, self.max_vectors - self.rank)
-        wanted = orthonormal_extension(self.basis, C.to(self.basis), self.k_per_task, self.drop_tol)
         kept = wanted[:, : max(room, 0)]
         self.n_dropped += wanted.shape[1] - kept.shape[1]
         self._directions = ordinary(torch.cat([self._directions, kept.T], dim=0))
@@ -191,22 +164,44 @@ class DenseMemory:
         fn: Callable[[Tensor, Tensor], Tensor] = ground_truth_logit,
         *,
         chunk_size: int | None = None,
+        held: int | None = None,
     ) -> int:
         """Store the per-sample gradients of ``fn`` on held samples of the finished task.
 
         ``fn = ground_truth_logit`` is OGD-GTL; ``fn = sample_loss`` stores loss gradients. What torch.func
         cannot run through (activation checkpointing, a hook that calls ``requires_grad_``, random numbers drawn
         in training mode) is refused with what to do instead, and the memory is left as it was.
+
+        The ``N`` gradients are held together (``N x n`` numbers, and a few copies of that size on the way); with
+        ``held`` below ``N``, at most ``held`` samples' gradients are made at a time, and the same directions come
+        from their Gram matrix (:func:`~kaplinskiy.snapshots.snapshot_extension`, more passes over the samples). Its
+        float64 Gram matrix resolves a direction of singular value ``s`` times the largest to an angle of about
+        ``eps64 / s^2``: within a float32 basis' own rounding for every ``drop_tol`` it takes, so a float64 basis
+        with ``held`` needs ``drop_tol >= 1e-4`` (an angle of ``2e-8``). ``chunk_size`` bounds torch.func's
+        intermediate memory within each batch of samples.
         """
-        try:
+        if held is not None and held < 1:
+            raise ValueError(f"Invalid held: {held}")
+        n_samples = inputs.shape[0]
+        if held is None or held >= n_samples:
             G = per_sample_gradients(model, fn, inputs, targets, self.params, chunk_size=chunk_size)
-        except RuntimeError as err:
-            known = next((k for k in _PER_SAMPLE_LIMITS if k[0] in str(err)), None)
-            if known is None:
-                raise
-            _, error, message = known
-            raise error(f"{message} (torch.func: {err})") from err
-        return self.add_directions(G.T)
+            return self.add_directions(G.T)
+        if self.dtype == torch.float64 and self.drop_tol < 1e-4:
+            raise ValueError(
+                f"Invalid held: a float64 basis with drop_tol={self.drop_tol:g}; the Gram matrix of held gradients "
+                "resolves a direction of singular value s (relative) to an angle of eps64 / s^2, so it needs "
+                "drop_tol >= 1e-4 (or the gradients held together: held=None)"
+            )
+        batches = [slice(s, min(s + held, n_samples)) for s in range(0, n_samples, held)]
+
+        def chunk(i: int) -> Tensor:
+            rows = batches[i]
+            G = per_sample_gradients(model, fn, inputs[rows], targets[rows], self.params, chunk_size=chunk_size)
+            if not torch.isfinite(G).all():
+                raise ValueError("Invalid directions: they contain non-finite entries")
+            return G.T
+
+        return self._add(snapshot_extension(self.basis, chunk, len(batches), self.k_per_task, self.drop_tol))
 
     def _grouped(self, tensors: Sequence[Tensor]) -> DensePlan | None:
         """The grouped kernels' plan for these tensors, kept while they and the basis are the same objects."""

@@ -114,6 +114,38 @@ def _names_of(model: nn.Module, params: Sequence[Tensor]) -> list[str]:
     return [by_id[id(p)] for p in params]
 
 
+# What torch.func's per-sample gradients cannot run through, by a phrase of torch's error, and what to do instead.
+_PER_SAMPLE_LIMITS = (
+    (
+        "saved tensor hooks",
+        RuntimeError,
+        "the forward runs activation checkpointing (torch.utils.checkpoint) or other saved-tensor hooks, which "
+        "torch.func's per-sample gradients do not run through; turn them off while they are computed (Hugging Face "
+        "models checkpoint in training mode only: call model.eval())",
+    ),
+    (
+        "setup_context",
+        RuntimeError,
+        "the forward runs an autograd.Function that torch.func cannot transform (reentrant activation "
+        "checkpointing, torch.utils.checkpoint(use_reentrant=True), or a custom kernel); turn it off while they are "
+        "computed",
+    ),
+    (
+        "requires_grad_",
+        RuntimeError,
+        "the forward calls requires_grad_() or torch.autograd, which torch.func's per-sample gradients refuse; "
+        "Hugging Face's activation checkpointing installs such a hook: call model.disable_input_require_grads() "
+        "before they are computed (add_task, the Fisher), and enable_input_require_grads() after",
+    ),
+    (
+        "called random operation",
+        ValueError,
+        "Invalid model: the forward draws random numbers (in training mode, dropout without an nn.Dropout layer, "
+        "as in Hugging Face's BART, OPT or LLaMA, or drop-path: call model.eval() first)",
+    ),
+)
+
+
 def per_sample_gradients(
     model: nn.Module,
     fn: Callable[[Tensor, Tensor], Tensor],
@@ -129,7 +161,9 @@ def per_sample_gradients(
     returns a scalar. ``params`` defaults to the parameters that require grad. Buffers are read
     as they are; a dropout or batch-norm layer in training mode is refused (per-sample gradients of a
     random mask, or of batch statistics of one sample, are not what a Fisher or a memory needs; see
-    :func:`check_eval_mode`): call ``model.eval()`` first. ``chunk_size`` bounds memory.
+    :func:`check_eval_mode`): call ``model.eval()`` first. ``chunk_size`` bounds memory. What torch.func cannot
+    run through (activation checkpointing, a hook that calls ``requires_grad_``, random numbers drawn in training
+    mode) is refused with what to do instead.
     """
     check_eval_mode(model)
     if params is None:
@@ -144,5 +178,12 @@ def per_sample_gradients(
         return fn(out, y)
 
     values = tuple(p.detach() for p in params)
-    grads = vmap(grad(one), in_dims=(None, 0, 0), chunk_size=chunk_size)(values, inputs, targets)
+    try:
+        grads = vmap(grad(one), in_dims=(None, 0, 0), chunk_size=chunk_size)(values, inputs, targets)
+    except RuntimeError as err:
+        known = next((k for k in _PER_SAMPLE_LIMITS if k[0] in str(err)), None)
+        if known is None:
+            raise
+        _, error, message = known
+        raise error(f"{message} (torch.func: {err})") from err
     return torch.cat([g.reshape(inputs.shape[0], -1) for g in grads], dim=1)
