@@ -18,7 +18,7 @@ from torch import Tensor
 
 __all__ = ["snapshot_extension"]
 
-_ROWS = 1 << 20  # rows of two chunks cast to float64 at a time for one block of the Gram matrix
+_ROWS = 1 << 18  # rows of two chunks cast to float64 at a time for one block of the Gram matrix
 
 
 def snapshot_extension(Q: Tensor, chunk: Callable[[int], Tensor], m: int, k: int, drop_tol: float) -> Tensor:
