@@ -160,3 +160,26 @@ def test_layers_that_share_a_task_s_factor_grow_their_own_earlier_bases() -> Non
     assert not torch.equal(bases[0][0], bases[0][1])
     for U, V in zip(*bases, strict=True):
         assert torch.equal(U, V)
+
+
+def test_a_hugging_face_llama_records_one_factor_for_q_k_v_and_one_for_gate_up() -> None:
+    """In Hugging Face's LLaMA the query, key and value projections read one tensor, and so do the gate and up
+    projections: each block records three factors for its seven Linear layers."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=16,
+    )  # fmt: skip
+    torch.manual_seed(5)
+    model = transformers.LlamaForCausalLM(config).eval()
+    memory = LayerwiseMemory(model, threshold=0.99)
+    batches = [torch.randint(0, 32, (2, 6)) for _ in range(2)]
+    linear = [i for i, m in enumerate(memory.layers) if isinstance(m, nn.Linear) and m is not model.lm_head]
+    factors = record_layer_inputs(model, [memory.layers[i] for i in linear], [False] * len(linear), batches).factors
+    blocks = [model.model.layers[b] for b in range(2)]
+    expected = [[b.self_attn.q_proj, b.self_attn.k_proj, b.self_attn.v_proj] for b in blocks]
+    expected += [[b.mlp.gate_proj, b.mlp.up_proj] for b in blocks]
+    by_layer = {id(memory.layers[i]): f for i, f in zip(linear, factors, strict=True)}
+    for group in expected:
+        assert len({id(by_layer[id(m)]) for m in group}) == 1
+    assert len({id(f) for f in factors}) == 4 * len(blocks)  # with o_proj and down_proj, their own
