@@ -21,9 +21,10 @@ from .covered_layers import layer_names, reshard_after_forward
 from .energy_basis import stacked_factor
 from .layer_inputs import RowReads, input_width, layer_representations
 from .per_sample import check_eval_mode
+from .progress import progress_bar
 from .tensor_lists import is_dtensor
 
-__all__ = ["RecordedInputs", "progress_bar", "record_layer_inputs"]
+__all__ = ["RecordedInputs", "record_layer_inputs"]
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,6 @@ class RecordedInputs:
 
     factors: list[Tensor | None]
     coarse: frozenset[int]
-
-
-def progress_bar(items: Iterable[Any], show: bool, desc: str, unit: str) -> Iterable[Any]:
-    """``items``, under a tqdm bar when ``show`` (tqdm is an optional dependency)."""
-    if not show:
-        return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as err:
-        raise ImportError("progress=True needs tqdm: pip install tqdm") from err
-    return tqdm(items, desc=desc, unit=unit)
 
 
 def random_states(model: nn.Module) -> list[Tensor]:

@@ -22,7 +22,8 @@ from .dense_kernel import DensePlan, dense_kernel_takes
 from .layerwise_kernel import grouped_kernel_available
 from .memory import ordinary
 from .per_sample import ground_truth_logit, per_sample_gradients
-from .snapshots import snapshot_extension
+from .progress import progress_ticks
+from .snapshots import chunks_made, snapshot_extension
 from .tensor_lists import any_dtensor
 
 __all__ = ["DenseMemory", "orthonormal_extension"]
@@ -165,6 +166,7 @@ class DenseMemory:
         *,
         chunk_size: int | None = None,
         held: int | None = None,
+        progress: bool = False,
     ) -> int:
         """Store the per-sample gradients of ``fn`` on held samples of the finished task.
 
@@ -178,7 +180,7 @@ class DenseMemory:
         float64 Gram matrix resolves a direction of singular value ``s`` times the largest to an angle of about
         ``eps64 / s^2``: within a float32 basis' own rounding for every ``drop_tol`` it takes, so a float64 basis
         with ``held`` needs ``drop_tol >= 1e-4`` (an angle of ``2e-8``). ``chunk_size`` bounds torch.func's
-        intermediate memory within each batch of samples.
+        intermediate memory within each batch of samples. ``progress=True`` shows a tqdm bar over the batches made.
         """
         if held is not None and held < 1:
             raise ValueError(f"Invalid held: {held}")
@@ -193,15 +195,19 @@ class DenseMemory:
                 "drop_tol >= 1e-4 (or the gradients held together: held=None)"
             )
         batches = [slice(s, min(s + held, n_samples)) for s in range(0, n_samples, held)]
+        m = len(batches)
+        with progress_ticks(chunks_made(m), progress, "DenseMemory: held samples", "batch") as tick:
 
-        def chunk(i: int) -> Tensor:
-            rows = batches[i]
-            G = per_sample_gradients(model, fn, inputs[rows], targets[rows], self.params, chunk_size=chunk_size)
-            if not torch.isfinite(G).all():
-                raise ValueError("Invalid directions: they contain non-finite entries")
-            return G.T
+            def chunk(i: int) -> Tensor:
+                rows = batches[i]
+                G = per_sample_gradients(model, fn, inputs[rows], targets[rows], self.params, chunk_size=chunk_size)
+                if not torch.isfinite(G).all():
+                    raise ValueError("Invalid directions: they contain non-finite entries")
+                tick()
+                return G.T
 
-        return self._add(snapshot_extension(self.basis, chunk, len(batches), self.k_per_task, self.drop_tol))
+            wanted = snapshot_extension(self.basis, chunk, m, self.k_per_task, self.drop_tol)
+        return self._add(wanted)
 
     def _grouped(self, tensors: Sequence[Tensor]) -> DensePlan | None:
         """The grouped kernels' plan for these tensors, kept while they and the basis are the same objects."""

@@ -29,9 +29,10 @@ from .basis_factors import BasisFactors, BlockFactors, row_blocks, stacked_bases
 from .covered_layers import check_sharded, covered_layers, layer_names, warn_loose_matrices
 from .energy_basis import energy_basis_update, energy_basis_update_rows, protected_rows_update
 from .layer_inputs import input_width, is_hf_conv1d
-from .layer_recording import progress_bar, record_layer_inputs
+from .layer_recording import record_layer_inputs
 from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes
 from .memory import ordinary
+from .progress import progress_bar
 from .tensor_lists import any_dtensor, local_shard
 
 _EPS64 = torch.finfo(torch.float64).eps

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["snapshot_extension"]
+__all__ = ["chunks_made", "snapshot_extension"]
 
 _ROWS = 1 << 18  # rows of two chunks cast to float64 at a time for one block of the Gram matrix
 
@@ -71,6 +71,12 @@ def snapshot_extension(Q: Tensor, chunk: Callable[[int], Tensor], m: int, k: int
             N = N - Q @ (Q.T @ N)
     N, _ = torch.linalg.qr(N, mode="reduced")
     return N
+
+
+def chunks_made(m: int) -> int:
+    """How many chunks :func:`snapshot_extension` makes for ``m`` of them: ``m`` for their own blocks, again each
+    chunk before the previous one for every later chunk, and all but the last to map back."""
+    return m + (m - 1) * (m - 2) // 2 + m - 1 if m > 1 else m
 
 
 def _projected(Q: Tensor, C: Tensor) -> Tensor:

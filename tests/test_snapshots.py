@@ -14,7 +14,7 @@ from torch import nn
 
 import kaplinskiy.memory_dense as memory_dense
 from kaplinskiy import DenseMemory, orthonormal_extension, sample_loss
-from kaplinskiy.snapshots import snapshot_extension
+from kaplinskiy.snapshots import chunks_made, snapshot_extension
 
 
 def _projector(N: torch.Tensor) -> torch.Tensor:
@@ -67,11 +67,14 @@ def _data(n: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("held", [1, 2, 4, 10])
-def test_add_task_with_held_samples_stores_the_directions_of_all_held_together(held: int) -> None:
+def test_add_task_with_held_samples_stores_the_directions_of_all_held_together(held: int, monkeypatch) -> None:
     """Two tasks, the second with a budget below its rank: the bases' spans, counts and drops agree with
-    the gradients held together, and ``per_sample_gradients`` is never asked for more than ``held`` samples."""
+    the gradients held together, and ``per_sample_gradients`` is never asked for more than ``held`` samples, as
+    many times as the progress bar counts."""
     model, (x, y) = _model(), _data()
     whole, chunked = (DenseMemory(list(model.parameters()), k_per_task=6, drop_tol=1e-4) for _ in range(2))
+    for task in (slice(0, 5), slice(5, 11)):
+        whole.add_task(model, x[task], y[task], sample_loss)
     sizes = []
     real = memory_dense.per_sample_gradients
 
@@ -79,22 +82,22 @@ def test_add_task_with_held_samples_stores_the_directions_of_all_held_together(h
         sizes.append(inputs.shape[0])
         return real(model, fn, inputs, targets, params, chunk_size=chunk_size)
 
+    monkeypatch.setattr(memory_dense, "per_sample_gradients", counted)
     for task in (slice(0, 5), slice(5, 11)):
-        whole.add_task(model, x[task], y[task], sample_loss)
-        memory_dense.per_sample_gradients = counted
-        try:
-            chunked.add_task(model, x[task], y[task], sample_loss, held=held)
-        finally:
-            memory_dense.per_sample_gradients = real
+        chunked.add_task(model, x[task], y[task], sample_loss, held=held)
     assert (chunked.rank, chunked.n_tasks, chunked.n_dropped) == (whole.rank, whole.n_tasks, whole.n_dropped)
     assert torch.dist(_projector(chunked.basis), _projector(whole.basis)) <= 1e-8
     assert max(sizes) <= held
+    assert len(sizes) == sum(1 if n <= held else chunks_made(-(-n // held)) for n in (5, 6))
 
-    def calls(n: int) -> int:  # m chunks: m for their own blocks, (m-1)(m-2)/2 again, m-1 to map back
-        m = -(-n // held)
-        return 1 if m == 1 else m + (m - 1) * (m - 2) // 2 + m - 1
 
-    assert len(sizes) == calls(5) + calls(6)
+def test_progress_counts_every_batch_made(capsys) -> None:
+    pytest.importorskip("tqdm")
+    model, (x, y) = _model(), _data()
+    memory = DenseMemory(list(model.parameters()), k_per_task=4, drop_tol=1e-4)
+    memory.add_task(model, x, y, sample_loss, held=3, progress=True)
+    err, total = capsys.readouterr().err, chunks_made(4)
+    assert "DenseMemory: held samples: 100%" in err and f"{total}/{total}" in err
 
 
 def test_held_is_refused_where_the_gram_matrix_cannot_resolve_the_basis() -> None:
