@@ -6,7 +6,8 @@ import math
 
 import pytest
 import torch
-from bench_step_time import build, run
+from bench_step_time import run
+from step_time_rows import build
 
 
 def test_benchmark_reports_finite_ratios_against_the_adamw_reference() -> None:
@@ -48,7 +49,8 @@ def test_record_holds_ratios_targets_and_provenance(tmp_path, monkeypatch, capsy
     import json
     import sys
 
-    from bench_step_time import FUSED, FUSED_DEVICE, FUSED_UNCHECKED, TARGETS, main
+    from bench_step_time import TARGETS, main
+    from step_time_rows import FUSED, FUSED_DEVICE, FUSED_UNCHECKED
 
     torch.set_default_dtype(torch.float32)
     out = tmp_path / "bench" / "record.json"
@@ -67,7 +69,7 @@ def test_record_holds_ratios_targets_and_provenance(tmp_path, monkeypatch, capsy
 
 
 def test_the_twin_has_its_own_weights_and_the_same_bases() -> None:
-    from bench_step_time import layerwise_twin
+    from step_time_rows import layerwise_twin
 
     torch.set_default_dtype(torch.float32)
     s = build("tiny", 2, torch.device("cpu"))
@@ -81,13 +83,14 @@ def test_the_twin_has_its_own_weights_and_the_same_bases() -> None:
 
 def test_fused_rows_join_where_the_grouped_kernel_runs(monkeypatch) -> None:
     import bench_step_time
+    import step_time_rows
 
     torch.set_default_dtype(torch.float32)
     s = build("tiny", 2, torch.device("cpu"))
-    assert bench_step_time.FUSED not in bench_step_time.candidates(s, True)
-    monkeypatch.setattr(bench_step_time, "grouped_kernel_available", lambda device: True)
-    rows = bench_step_time.candidates(s, True)
-    fused = {bench_step_time.FUSED, bench_step_time.FUSED_DEVICE, bench_step_time.FUSED_UNCHECKED}
+    assert step_time_rows.FUSED not in step_time_rows.candidates(s, True)
+    monkeypatch.setattr(step_time_rows, "grouped_kernel_available", lambda device: True)
+    rows = step_time_rows.candidates(s, True)
+    fused = {step_time_rows.FUSED, step_time_rows.FUSED_DEVICE, step_time_rows.FUSED_UNCHECKED}
     assert fused <= set(rows) and fused <= set(bench_step_time.TARGETS)
 
 

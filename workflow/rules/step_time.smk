@@ -10,7 +10,12 @@ STEP_TIME_LIBRARY = sorted(str(p) for p in Path("kaplinskiy").rglob("*.py"))
 rule step_time_local:
     input:
         library=STEP_TIME_LIBRARY,
-        code=["workflow/scripts/bench_step_time.py", "workflow/scripts/provenance.py", "workflow/scripts/paths.py"],
+        code=[
+            "workflow/scripts/bench_step_time.py",
+            "workflow/scripts/step_time_rows.py",
+            "workflow/scripts/provenance.py",
+            "workflow/scripts/paths.py",
+        ],
     output:
         "results/step_time/local.json",
     params:

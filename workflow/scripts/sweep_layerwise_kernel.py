@@ -28,6 +28,7 @@ import triton.testing
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_step_time as bench
+import step_time_rows
 
 import kaplinskiy.layerwise_kernel as lk
 from kaplinskiy import HybridAdamW, adamw_rows_kernel
@@ -75,7 +76,7 @@ def device_ms(fn, device: torch.device | None = None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="also write every variant and the best as JSON")
-    parser.add_argument("--preset", choices=sorted(bench.PRESETS), default="gpt2-124m")
+    parser.add_argument("--preset", choices=sorted(step_time_rows.PRESETS), default="gpt2-124m")
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
     sweep(args.preset, torch.device(args.device), out=args.out)
@@ -87,8 +88,8 @@ def sweep(
     """Every variant checked and timed (printed as it goes), and the best; a variant that fails to compile or
     run is reported and the sweep goes on. The record is written to ``out`` after every variant, so a run cut
     short keeps what it measured."""
-    s = bench.build(preset, 16, device)
-    mem, blas = s.layerwise, bench._twin(s.layerwise, "torch")
+    s = step_time_rows.build(preset, 16, device)
+    mem, blas = s.layerwise, step_time_rows.memory_twin(s.layerwise, "torch")
     grads = [p.grad.clone() for p in s.params]  # timed in place: projected again and again
     original = [g.clone() for g in grads]
     expected = [g.clone() for g in grads]
@@ -173,15 +174,15 @@ def best_variant(variants: list[dict]) -> dict | None:
 
 
 def _fused_twin(
-    s: bench.Setup, backend: str = "auto", lr: float = 1e-4, **kw
+    s: step_time_rows.Setup, backend: str = "auto", lr: float = 1e-4, **kw
 ) -> tuple[list[torch.Tensor], HybridAdamW]:
-    params, memory = bench.layerwise_twin(s)
+    params, memory = step_time_rows.layerwise_twin(s)
     if backend != "auto":
-        memory = bench._twin(memory, backend)
+        memory = step_time_rows.memory_twin(memory, backend)
     return params, HybridAdamW(params, lr=lr, weight_decay=0.1, memory=memory, **kw)
 
 
-def adamw_reference_step(s: bench.Setup) -> list[torch.Tensor]:
+def adamw_reference_step(s: step_time_rows.Setup) -> list[torch.Tensor]:
     """The step ``w1 - w0`` of one HybridAdamW step (lr ``CHECK_LR``) with foreach kernels and per-layer BLAS
     projection."""
     params, opt = _fused_twin(s, backend="torch", lr=CHECK_LR)
@@ -189,7 +190,7 @@ def adamw_reference_step(s: bench.Setup) -> list[torch.Tensor]:
     return [p.detach() - q.detach() for p, q in zip(params, s.params, strict=True)]
 
 
-def fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dict:
+def fused_step(s: step_time_rows.Setup, one: float, expected: list[torch.Tensor]) -> dict:
     """The fused AdamW-and-projection step checked against the reference step ``expected``, and its kernel's
     device time on the covered layers against torch's fused AdamW on the same tensors (its capturable step,
     also replayed from a CUDA graph), in passes over the weights. A variant that fails to compile or run is
@@ -200,7 +201,9 @@ def fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dict
         return {"line": f"fused AdamW kernel FAILED: {failure(error)}"}
 
 
-def fused_step_error(s: bench.Setup, expected: list[torch.Tensor], backend: str = "auto") -> tuple[HybridAdamW, float]:
+def fused_step_error(
+    s: step_time_rows.Setup, expected: list[torch.Tensor], backend: str = "auto"
+) -> tuple[HybridAdamW, float]:
     """One ``HybridAdamW(fused=True)`` step (lr ``CHECK_LR``) on a copy of the model: the optimizer, and
     ``max |step - expected| / max |expected|``."""
     params, opt = _fused_twin(s, backend, lr=CHECK_LR, fused=True, check_finite=False)
@@ -210,7 +213,7 @@ def fused_step_error(s: bench.Setup, expected: list[torch.Tensor], backend: str 
     return opt, err / max(float(b.abs().max()) for b in expected)
 
 
-def _fused_step(s: bench.Setup, one: float, expected: list[torch.Tensor]) -> dict:
+def _fused_step(s: step_time_rows.Setup, one: float, expected: list[torch.Tensor]) -> dict:
     opt, err = fused_step_error(s, expected)
     plan = opt._fused.plan
     group = opt.param_groups[0]
