@@ -33,8 +33,9 @@ class RecordedInputs:
 
     ``factors``: a triangular ``R`` (``in_eff x in_eff``, float64) with ``R^T R = sum_s x_s x_s^T`` over the
     layer's representations; three of them, ``(3, in_eff, in_eff)``, for an attention's input projection (query,
-    key, value); for an embedding, how often each row was read (float64, ``num_embeddings``). ``coarse``: the
-    layers that recorded an input of less than float64 precision."""
+    key, value); for an embedding, how often each row was read (float64, ``num_embeddings``). Linear layers that
+    read the same tensors hold one factor object. ``coarse``: the layers that recorded an input of less than
+    float64 precision."""
 
     factors: list[Tensor | None]
     coarse: frozenset[int]
