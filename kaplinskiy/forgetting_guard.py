@@ -311,33 +311,14 @@ class ForgettingGuard(OptimizerWrapper):
             grad_a, w0 = witness
             old_slope = dot(grad_a, torch._foreach_sub(self._params(), w0))
         lr = float(self.param_groups[0]["lr"])
-        if search is None:
-            cert = Certificate(
-                step=self.guard_state["step"],
-                accepted=True,
-                eta=lr,
-                t=1.0,
-                phi_before=None if loss is None else float(loss),
-                phi_after=None,
-                slope=None,
-                n_trials=0,
-                forward_passes=int(closure is not None) + int(witness is not None),
-                step_norm=None,
-                memory_residual=residual,
-                old_task_slope=old_slope,
-            )
+        if search is None:  # the step taken whole: t = 1, nothing tried
+            search, norm = ArmijoResult(1.0, None if loss is None else float(loss), None, None, 0, True), None
+            passes = int(closure is not None) + int(witness is not None)
         else:
             norm = search.eta * sq_norm(update) ** 0.5
             passes = 1 + search.n_trials + int(witness is not None)
-            cert = Certificate.from_search(
-                self.guard_state["step"],
-                search,
-                lr,
-                passes,
-                step_norm=norm,
-                memory_residual=residual,
-                old_task_slope=old_slope,
-            )
+        measured = dict(step_norm=norm, memory_residual=residual, old_task_slope=old_slope)
+        cert = Certificate.from_search(self.guard_state["step"], search, lr, passes, **measured)
         self.guard_state["certificate"] = cert.as_dict()
 
 

@@ -164,3 +164,29 @@ def test_hybrid_adamw_refuses_a_memory_parameter_frozen_later() -> None:
     model(torch.randn(2, 4)).sum().backward()
     with pytest.raises(ValueError, match=r"parameters \[1\] were frozen"):
         opt.step()
+
+
+def test_a_step_without_a_search_is_certified_whole() -> None:
+    """Without Armijo the step is taken whole: t = 1, eta = lr, nothing tried, Phi before it from the closure and
+    nothing measured after it; the memory residual when certifying."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    memory = LayerwiseMemory(model, threshold=0.9)
+    memory.add_task([torch.randn(5, 4)])
+    guard = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.1), memory, certify=True)
+    x = torch.randn(6, 4)
+
+    def closure() -> torch.Tensor:
+        guard.zero_grad()
+        loss = model(x).square().sum()
+        loss.backward()
+        return loss
+
+    loss = guard.step(closure)
+    cert = guard.certificate
+    residual = cert.pop("memory_residual")
+    assert cert == dict(
+        step=1, accepted=True, eta=0.1, t=1.0, phi_before=float(loss), phi_after=None, slope=None, n_trials=0,
+        forward_passes=1, step_norm=None, old_task_slope=None,
+    )  # fmt: skip
+    assert residual is not None and residual < 1e-6
