@@ -23,6 +23,7 @@ from .layerwise_kernel import grouped_kernel_available
 from .memory import ordinary
 from .per_sample import ground_truth_logit, per_sample_gradients
 from .progress import progress_ticks
+from .projection import project_out_twice
 from .snapshots import chunks_made, snapshot_extension
 from .tensor_lists import any_dtensor
 
@@ -44,11 +45,7 @@ def orthonormal_extension(Q: Tensor, C: Tensor, k: int, drop_tol: float) -> Tens
     scale = C.norm(dim=0).max()
     if scale == 0:
         return C.new_zeros((n, 0))
-    R = C
-    for _ in range(2):
-        if Q.shape[1]:
-            R = R - Q @ (Q.T @ R)
-    Q1, R1 = torch.linalg.qr(R, mode="reduced")
+    Q1, R1 = torch.linalg.qr(project_out_twice(C, Q), mode="reduced")
     U, S, _ = torch.linalg.svd(R1)
     keep = int((S > drop_tol * scale).sum())
     N = Q1 @ U[:, : min(keep, k)]
@@ -142,8 +139,7 @@ class DenseMemory:
         """Add the span of the columns of ``C`` (``n x m``) as one task's directions; returns how many were kept."""
         if C.ndim != 2 or C.shape[0] != self.numel:
             raise ValueError(f"Invalid directions: expected shape ({self.numel}, m), got {tuple(C.shape)}")
-        if not torch.isfinite(C).all():
-            raise ValueError("Invalid directions: they contain non-finite entries")
+        _check_finite(C)
         return self._add(orthonormal_extension(self.basis, C.to(self.basis), self.k_per_task, self.drop_tol))
 
     def _add(self, wanted: Tensor) -> int:
@@ -201,8 +197,7 @@ class DenseMemory:
             def chunk(i: int) -> Tensor:
                 rows = batches[i]
                 G = per_sample_gradients(model, fn, inputs[rows], targets[rows], self.params, chunk_size=chunk_size)
-                if not torch.isfinite(G).all():
-                    raise ValueError("Invalid directions: they contain non-finite entries")
+                _check_finite(G)
                 tick()
                 return G.T
 
@@ -292,3 +287,9 @@ class DenseMemory:
             raise ValueError(f"Invalid state: {basis.shape[1]} directions for a memory of at most {self.max_vectors}")
         self._directions = ordinary(basis.T.to(self._directions).clone(memory_format=torch.contiguous_format))
         self.n_tasks, self.n_dropped = int(state["n_tasks"]), int(state["n_dropped"])
+
+
+def _check_finite(C: Tensor) -> None:
+    """Refuse candidate directions with NaN or infinite entries, before the memory changes."""
+    if not torch.isfinite(C).all():
+        raise ValueError("Invalid directions: they contain non-finite entries")

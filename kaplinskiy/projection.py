@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["complement_projector", "orthonormal_basis", "project_out", "projected_direction"]
+__all__ = ["complement_projector", "orthonormal_basis", "project_out", "project_out_twice", "projected_direction"]
 
 
 def _check_matrix(G: Tensor) -> None:
@@ -56,6 +56,15 @@ def project_out(g: Tensor, basis: Tensor) -> Tensor:
     if basis.shape[1] == 0:
         return g.clone()
     return g - basis @ (basis.T @ g)
+
+
+def project_out_twice(C: Tensor, basis: Tensor) -> Tensor:
+    """``P_perp C`` for the columns of ``C``, applied twice (classical Gram-Schmidt with one re-orthogonalisation,
+    "twice is enough"): ``Q^T`` of the result is zero to rounding even where ``C`` lies mostly in span(Q)."""
+    for _ in range(2):
+        if basis.shape[1]:
+            C = C - basis @ (basis.T @ C)
+    return C
 
 
 def projected_direction(g: Tensor, basis: Tensor) -> Tensor:

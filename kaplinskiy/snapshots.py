@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .projection import project_out_twice
+
 __all__ = ["chunks_made", "snapshot_extension"]
 
 _ROWS = 1 << 18  # rows of two chunks cast to float64 at a time for one block of the Gram matrix
@@ -66,10 +68,7 @@ def snapshot_extension(Q: Tensor, chunk: Callable[[int], Tensor], m: int, k: int
         R_i = previous if i == m - 1 else _projected(Q, chunk(i))
         previous = None
         N.addmm_(R_i, W[starts[i] : starts[i] + sizes[i]])
-    for _ in range(2):
-        if Q.shape[1]:
-            N = N - Q @ (Q.T @ N)
-    N, _ = torch.linalg.qr(N, mode="reduced")
+    N, _ = torch.linalg.qr(project_out_twice(N, Q), mode="reduced")
     return N
 
 
@@ -80,12 +79,8 @@ def chunks_made(m: int) -> int:
 
 
 def _projected(Q: Tensor, C: Tensor) -> Tensor:
-    """``(I - Q Q^T) C``, projected twice ("twice is enough"), in ``Q``'s dtype."""
-    R = C.to(Q)
-    for _ in range(2):
-        if Q.shape[1]:
-            R = R - Q @ (Q.T @ R)
-    return R
+    """``(I - Q Q^T) C``, projected twice, in ``Q``'s dtype."""
+    return project_out_twice(C.to(Q), Q)
 
 
 def _gram(A: Tensor, B: Tensor) -> Tensor:
