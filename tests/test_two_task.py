@@ -165,3 +165,25 @@ def test_the_texts_judgements_are_checked_and_marked_when_they_fail() -> None:
     fails = two_task_numbers(summary, {"baseline": "slow", "method": "fast"}, "summary.json")
     assert "not supported" in value(fails, "ClaimTradeOff")
     assert "not supported" in value(fails, "ClaimFirstOrderLeak")  # the records' slopes are all 0
+
+
+def test_task_a_s_minimiser_has_the_same_bits_whatever_the_buffers_alignment() -> None:
+    """The same seed gives the same w_A* to the last bit in processes whose allocations start at different offsets
+    (MKL's default least-squares driver did not: a rerun of the benchmark then moved a chaotic arm's numbers)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    code = (
+        "import sys, torch; torch.set_num_threads(1); junk = torch.empty(int(sys.argv[1]), dtype=torch.uint8); "
+        "from two_task import make_task; "
+        "print(repr(make_task(20, 200, 100.0, 0.1, torch.Generator().manual_seed(0)).minimiser().tolist()))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(offset)], cwd=scripts, capture_output=True, text=True, check=True
+        ).stdout
+        for offset in (1, 8, 24)
+    }
+    assert len(outputs) == 1
