@@ -187,3 +187,45 @@ def test_task_a_s_minimiser_has_the_same_bits_whatever_the_buffers_alignment() -
         for offset in (1, 8, 24)
     }
     assert len(outputs) == 1
+
+
+def _matched_summary(per_seed: dict[str, list[float | None]]) -> dict:
+    def mean(values: list[float | None]) -> float | None:
+        reached = [v for v in values if v is not None]
+        return sum(reached) / len(reached) if reached else None
+
+    return {
+        "arms": {
+            arm: {
+                "stats": {"matched_forgetting": None if mean(v) is None else {"mean": mean(v)}},
+                "per_seed": {"matched_forgetting": v},
+            }
+            for arm, v in per_seed.items()
+        }
+    }
+
+
+def test_the_paired_interval_is_student_t_on_the_differences() -> None:
+    from paper_numbers import paired_interval
+
+    mean, low, high = paired_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / 3**0.5  # t_{0.975, 2} * sd 1 / sqrt 3
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    assert paired_interval([0.5])[0] == 0.5 and all(v != v for v in paired_interval([0.5])[1:])  # nan bounds
+
+
+def test_the_best_arm_at_matched_learning_is_named_only_where_seeds_separate_it() -> None:
+    """A lead within the seeds' spread is reported as no single best arm; a lead on every seed is not; an arm that
+    never reached matched learning is left out, and one seed separates nothing."""
+    from paper_numbers import matched_best, matched_best_abstract, matched_best_sentence
+
+    clear = _matched_summary({"a": [0.10, 0.20, 0.30], "b": [0.50, 0.61, 0.70], "never": [None, None, None]})
+    assert matched_best(clear) == ("a", [])
+    assert "below every other arm" in matched_best_sentence(clear, {"a": "Arm A"})
+    assert "lower than every other arm" in matched_best_abstract(clear, {}, method="b")
+    close = _matched_summary({"a": [0.10, 0.50, 0.30], "b": [0.20, 0.40, 0.35], "c": [0.9, 1.0, 1.1]})
+    assert matched_best(close) == ("a", ["b"])  # b is lower on one seed of three: the interval includes zero
+    sentence = matched_best_sentence(close, {"a": "Arm A", "b": "Arm B"})
+    assert "not separated from Arm B" in sentence and "no single best arm" in sentence
+    assert matched_best_abstract(close, {}, method="b").endswith("one other arm, the full method among them")
+    assert matched_best(_matched_summary({"a": [0.1], "b": [0.9]})) == ("a", ["b"])

@@ -1,10 +1,12 @@
 """In-text numbers of the paper as LaTeX macros; each line says which file it came from."""
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from latex_format import claim_mark, fmt, macro
+from scipy import stats
 
 DIGITS = dict(
     zip("0123456789", ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"), strict=True)
@@ -24,6 +26,62 @@ def _range(values: list[float]) -> str:
 def _matched(data: dict[str, Any]) -> float | None:
     stats = data["stats"].get("matched_forgetting")
     return None if stats is None else stats["mean"]
+
+
+def paired_interval(differences: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of paired per-seed differences and its Student-t interval; (mean, nan, nan) below two seeds."""
+    n = len(differences)
+    mean = sum(differences) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * stats.tstd(differences) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def matched_best(summary: dict[str, Any], level: float = 0.95) -> tuple[str, list[str]]:
+    """The arm with the least mean forgetting at matched learning, and the arms its lead over is not separated from.
+
+    Each other arm is compared with the best seed by seed (paired differences of matched forgetting, on the seeds
+    where both reached matched learning); a lead counts only when the paired ``level`` interval excludes zero, and
+    never on fewer than two seeds."""
+    arms = summary["arms"]
+    per_seed = {arm: data["per_seed"]["matched_forgetting"] for arm, data in arms.items() if _matched(data) is not None}
+    best = min(per_seed, key=lambda arm: _matched(arms[arm]))
+    tied = []
+    for arm, values in per_seed.items():
+        diffs = [o - b for o, b in zip(values, per_seed[best], strict=True) if o is not None and b is not None]
+        if arm != best and not (diffs and paired_interval(diffs, level)[1] > 0):  # a nan bound is not a lead
+            tied.append(arm)
+    return best, tied
+
+
+def matched_best_sentence(summary: dict[str, Any], labels: dict[str, str], level: float = 0.95) -> str:
+    """The text's clause on the best arm at matched learning, saying which arms its lead is within the spread of."""
+    best, tied = matched_best(summary, level)
+    head = (
+        f"the lowest mean forgetting at matched learning is that of {labels.get(best, best)} "
+        f"(${fmt(_matched(summary['arms'][best]))}$)"
+    )
+    percent = f"{round(level * 100)}\\%"
+    if not tied:
+        return f"{head}, below every other arm's in a paired {percent} interval over seeds"
+    names = [labels.get(arm, arm) for arm in tied]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return (
+        f"{head}, but over these seeds it is not separated from {listed} (paired {percent} intervals of the "
+        "difference include zero), so these data name no single best arm"
+    )
+
+
+def matched_best_abstract(summary: dict[str, Any], labels: dict[str, str], method: str, level: float = 0.95) -> str:
+    """The abstract's shorter clause on the best arm at matched learning (``method``: the paper's full method)."""
+    best, tied = matched_best(summary, level)
+    name = labels.get(best, best)
+    if not tied:
+        return f"the least forgetting is that of {name}, lower than every other arm's over seeds"
+    others = "one other arm" if len(tied) == 1 else f"{len(tied)} other arms"
+    among = ", the full method among them" if method in tied else ""
+    return f"the lowest mean forgetting, that of {name}, is not separated over seeds from {others}{among}"
 
 
 def armijo_sentence(summary: dict[str, Any]) -> str:
@@ -84,8 +142,6 @@ def two_task_numbers(
     }
     base_m, method_m = base["per_seed"]["matched_forgetting"], method["per_seed"]["matched_forgetting"]
     matched_pairs = [m / b for m, b in zip(method_m, base_m, strict=True) if m is not None and b]
-    reaching = {arm: _matched(data) for arm, data in arms.items() if _matched(data) is not None}
-    best = min(reaching, key=reaching.get)
     lines += [
         macro("HeadlineForgettingRatio", fmt(ratio["forgetting"], 2), source),
         macro("HeadlineForgettingRange", _range(paired["forgetting"]), source),
@@ -97,8 +153,9 @@ def two_task_numbers(
             source,
         ),
         macro("HeadlineMatchedRange", _range(matched_pairs) if matched_pairs else "--", source),
-        macro("MatchedBestArm", labels.get(best, best), source),  # labels are LaTeX, as in the table
-        macro("MatchedBestForgetting", fmt(reaching[best]), source),
+        # labels are LaTeX, as in the table
+        macro("MatchedBestSentence", matched_best_sentence(summary, labels), source),
+        macro("MatchedBestAbstract", matched_best_abstract(summary, labels, headline["method"]), source),
         macro("HeadlinePhiMonotone", "every" if method["all_phi_monotone"] else "not every", source),
         macro("PhiMonotoneSentence", phi_sentence(summary, labels), source),
         macro("ArmijoSentence", armijo_sentence(summary), source),
