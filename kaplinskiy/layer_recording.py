@@ -24,7 +24,7 @@ from .per_sample import check_eval_mode
 from .progress import progress_bar
 from .tensor_lists import is_dtensor
 
-__all__ = ["RecordedInputs", "record_layer_inputs"]
+__all__ = ["RecordedInputs", "factor_bytes", "record_layer_inputs", "recording_passes"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,11 @@ class RecordedInputs:
     layer's representations; three of them, ``(3, in_eff, in_eff)``, for an attention's input projection (query,
     key, value); for an embedding, how often each row was read (float64, ``num_embeddings``). Linear layers that
     read the same tensors hold one factor object. ``coarse``: the layers that recorded an input of less than
-    float64 precision."""
+    float64 precision. ``n_batches``: how many batches the forward ran on."""
 
     factors: list[Tensor | None]
     coarse: frozenset[int]
+    n_batches: int = 0
 
 
 def random_states(model: nn.Module) -> list[Tensor]:
@@ -72,6 +73,8 @@ def record_layer_inputs(
     forward: Callable[[nn.Module, Any], Any] | None = None,
     *,
     progress: bool = False,
+    description: str = "LayerwiseMemory: old-task batches",
+    count_rows: bool | None = None,
 ) -> RecordedInputs:
     """Run ``forward(model, batch)`` (default ``model(batch)``) on every batch and record the inputs of ``layers``
     (``biased``: whether each has a trainable bias, which adds an input of 1), as :class:`RecordedInputs`.
@@ -80,6 +83,11 @@ def record_layer_inputs(
     random numbers while a layer is in training mode (noticed by the random generators' states), an embedding
     called without a read of its rows, and non-finite inputs (named by layer). Under FSDP2, the factors of the
     ranks that share a sharded layer are joined, so every rank holds those of all ranks' inputs.
+
+    ``count_rows``: run the forward under the embeddings' row counter (:class:`~kaplinskiy.layer_inputs.RowReads`;
+    default: when some of ``layers`` is an embedding). The counter, a torch function mode, turns off fused paths
+    (``nn.MultiheadAttention``'s fast path), so it changes the rounding of later layers' inputs: a recording in
+    several passes sets it alike on each, so that each pass sees the inputs of one.
     """
     check_eval_mode(model)
     training = any(m.training for m in model.modules())
@@ -144,9 +152,11 @@ def record_layer_inputs(
     ]
     reads = RowReads([layers[i].weight for i in embeddings])
     try:
-        with reads if embeddings else contextlib.nullcontext():
-            for batch in progress_bar(batches, progress, "LayerwiseMemory: old-task batches", "batch"):
+        with reads if (bool(embeddings) if count_rows is None else count_rows) else contextlib.nullcontext():
+            n_batches = 0
+            for batch in progress_bar(batches, progress, description, "batch"):
                 model_forward(model, batch)
+                n_batches += 1
     finally:
         for h in handles:
             h.remove()
@@ -173,7 +183,44 @@ def record_layer_inputs(
             f"Invalid inputs: the old task's inputs of {', '.join(map(repr, bad))} hold NaN or infinite values "
             "(an overflow in the forward, or a corrupt batch); the memory is left as it was"
         )
-    return RecordedInputs(stats, frozenset(coarse))
+    return RecordedInputs(stats, frozenset(coarse), n_batches)
+
+
+def factor_bytes(module: nn.Module, has_bias: bool) -> int:
+    """Bytes of what recording holds for ``module`` (:class:`RecordedInputs`): a float64 ``in_eff x in_eff``
+    factor, three for an attention's input projection, a float64 count per row for an embedding."""
+    if isinstance(module, nn.Embedding):
+        return module.num_embeddings * 8
+    blocks = 3 if isinstance(module, AttentionInProjection) else 1
+    return blocks * input_width(module, has_bias) ** 2 * 8
+
+
+def recording_passes(
+    model: nn.Module, layers: Sequence[nn.Module], biased: Sequence[bool], max_bytes: int | None
+) -> list[list[int]]:
+    """The covered layers split into runs of consecutive ones whose recording holds at most ``max_bytes``
+    together (:func:`factor_bytes`, counting a factor that layers reading one tensor share once per layer); one
+    run of all when ``max_bytes`` is None. Refused: a layer that alone holds more."""
+    if max_bytes is None:
+        return [list(range(len(layers)))]
+    if max_bytes < 1:
+        raise ValueError(f"Invalid max_factor_bytes: {max_bytes}")
+    passes: list[list[int]] = []
+    held = 0
+    for i, (m, b) in enumerate(zip(layers, biased, strict=True)):
+        size = factor_bytes(m, b)
+        if size > max_bytes:
+            name = layer_names(model, layers)[id(m)]
+            raise ValueError(
+                f"Invalid max_factor_bytes: {max_bytes}, below the {size} bytes that recording layer {name!r} "
+                "holds on its own"
+            )
+        if not passes or held + size > max_bytes:
+            passes.append([])
+            held = 0
+        passes[-1].append(i)
+        held += size
+    return passes
 
 
 def _join_over_ranks(layers: Sequence[nn.Module], biased: Sequence[bool], stats: list[Tensor | None]) -> None:

@@ -18,7 +18,7 @@ by BLAS (:mod:`~kaplinskiy.basis_factors`) or every layer in one launch (:mod:`~
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,7 +29,7 @@ from .basis_factors import BasisFactors, BlockFactors, row_blocks, stacked_bases
 from .covered_layers import check_sharded, covered_layers, layer_names, warn_loose_matrices
 from .energy_basis import energy_basis_update, energy_basis_update_rows, protected_rows_update
 from .layer_inputs import input_width, is_hf_conv1d
-from .layer_recording import record_layer_inputs
+from .layer_recording import record_layer_inputs, recording_passes
 from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes
 from .memory import ordinary
 from .progress import progress_bar
@@ -160,6 +160,7 @@ class LayerwiseMemory:
         forward: Callable[[nn.Module, Any], Any] | None = None,
         *,
         progress: bool = False,
+        max_factor_bytes: int | None = None,
     ) -> list[int]:
         """Record each layer's inputs on the old task's ``batches`` and grow the bases (GPM's memory update).
 
@@ -178,38 +179,82 @@ class LayerwiseMemory:
         (three for an attention's input projection), and each batch costs a QR of ``d_in`` plus the batch's rows;
         Linear layers that read one tensor (separate query, key and value projections, a gate and up projection)
         hold one factor, made once, and grow their bases once while those are equal.
+        ``max_factor_bytes`` bounds what recording holds at once (:func:`~kaplinskiy.layer_recording.factor_bytes`;
+        a large model's factors add up to tens of GB): the covered layers are recorded in runs of consecutive
+        layers that hold at most that much, one pass of the forward over ``batches`` per run, so ``batches`` must
+        be re-iterable (a list, a ``DataLoader``) and give the same inputs on each pass (no shuffling with
+        ``drop_last``, no random augmentation). The bases are the same, bit for bit, as from one pass; a pass that
+        sees another number of batches is refused. Whatever is refused, in any pass, leaves the memory as it was.
         ``progress=True`` shows tqdm bars over the batches and over the layers' SVDs.
         Returns the number of basis vectors (or protected rows) each layer gained.
         """
         biased = [bias is not None for _, bias in self._slots]
-        recorded = record_layer_inputs(self.model, self.layers, biased, batches, forward, progress=progress)
-        gained = []
+        passes = recording_passes(self.model, self.layers, biased, max_factor_bytes)
+        if len(passes) > 1 and isinstance(batches, Iterator):  # iter() of a DataLoader starts its workers
+            raise ValueError(
+                f"Invalid batches: max_factor_bytes needs {len(passes)} passes over them, but they are an iterator "
+                "(a generator), which gives them once; pass a list or a DataLoader"
+            )
+        grown: list[Tensor] = list(self.bases)  # committed once every pass has been recorded and checked
+        n_batches = None
+        for n, layers in enumerate(passes):
+            desc = "LayerwiseMemory: old-task batches" + (f", pass {n + 1}/{len(passes)}" if len(passes) > 1 else "")
+            seen = self._grow_pass(layers, biased, batches, forward, progress, desc, grown)
+            if n_batches is not None and seen != n_batches:
+                raise ValueError(
+                    f"Invalid batches: pass {n + 1} of {len(passes)} ran on {seen} batches, pass 1 on {n_batches}; "
+                    "max_factor_bytes needs the same batches on every pass; the memory is left as it was"
+                )
+            n_batches = seen
+        gained = [_basis_size(U) - _basis_size(V) for U, V in zip(grown, self.bases, strict=True)]
+        self.bases[:] = grown
+        self.n_tasks += 1
+        return gained
+
+    def _grow_pass(
+        self,
+        layers: list[int],
+        biased: list[bool],
+        batches: Iterable[Any],
+        forward: Callable[[nn.Module, Any], Any] | None,
+        progress: bool,
+        description: str,
+        grown: list[Tensor],
+    ) -> int:
+        """Record the inputs of the covered layers ``layers`` in one pass over ``batches`` and put their grown bases
+        in ``grown``; the recorded factors are freed on return. Returns how many batches the pass ran on."""
+        recorded = record_layer_inputs(
+            self.model,
+            [self.layers[i] for i in layers],
+            [biased[i] for i in layers],
+            batches,
+            forward,
+            progress=progress,
+            description=description,
+            count_rows=any(isinstance(m, nn.Embedding) for m in self.layers),  # alike on every pass
+        )
         grown_from: dict[tuple[Any, ...], tuple[Tensor, Tensor]] = {}  # a factor and basis grown already, by layer
-        pairs = list(zip(self.layers, recorded.factors, strict=True))
-        for i, (m, s) in enumerate(progress_bar(pairs, progress, "LayerwiseMemory: bases", "layer")):
-            before = self._size(i)
+        pairs = list(zip(layers, recorded.factors, strict=True))
+        for j, (i, s) in enumerate(progress_bar(pairs, progress, "LayerwiseMemory: bases", "layer")):
+            m = self.layers[i]
             # float64 inputs are resolved down to d eps of the largest singular value; others carry rounding in
             # every direction: below sqrt(d eps) of it (a float64 covariance's resolution) a direction is dropped
-            resolution = math.sqrt(self.bases[i].shape[-2] * _EPS64) if i in recorded.coarse else None
+            resolution = math.sqrt(self.bases[i].shape[-2] * _EPS64) if j in recorded.coarse else None
             if s is not None and s.ndim == 3:  # an attention's input projection
-                self.bases[i] = ordinary(self._grow_blocks(i, s, resolution))
+                grown[i] = ordinary(self._grow_blocks(i, s, resolution))
             elif s is not None:  # layers that read one input share its factor: grown once for equal bases
                 key = (id(s), getattr(m, "padding_idx", None), self.thresholds[i], self._room(i), resolution)
                 U, prior = self.bases[i], grown_from.get(key)
                 if prior is not None and _equal(prior[0], U):
-                    grown = prior[1].clone()
+                    grown[i] = ordinary(prior[1].clone())
                 else:
-                    grown = self._grow(m, U, s, self.thresholds[i], self._room(i), resolution)
-                    grown_from[key] = (U, grown)
-                self.bases[i] = ordinary(grown)
-            gained.append(self._size(i) - before)
-        self.n_tasks += 1
-        return gained
+                    grown[i] = ordinary(self._grow(m, U, s, self.thresholds[i], self._room(i), resolution))
+                    grown_from[key] = (U, grown[i])
+        return recorded.n_batches
 
     def _size(self, i: int) -> int:
-        """Layer ``i``'s basis vectors (protected rows, for an embedding; the largest block's, for an attention's
-        input projection with a basis per block)."""
-        return self.bases[i].numel() if self.bases[i].ndim == 1 else self.bases[i].shape[-1]
+        """Layer ``i``'s basis vectors (:func:`_basis_size`)."""
+        return _basis_size(self.bases[i])
 
     def _room(self, i: int, size: int | None = None) -> int | None:
         """How many vectors layer ``i`` (holding ``size`` of them, default its own) may still gain from one task:
@@ -504,6 +549,12 @@ class LayerwiseMemory:
             ordinary(new.to(old.device, old.dtype).clone()) for old, new in zip(self.bases, bases, strict=True)
         ]
         self.n_tasks = int(state["n_tasks"])
+
+
+def _basis_size(U: Tensor) -> int:
+    """A basis' vectors: protected rows, for an embedding; the largest block's, for an attention's input projection
+    with a basis per block."""
+    return U.numel() if U.ndim == 1 else U.shape[-1]
 
 
 def _equal(a: Tensor, b: Tensor) -> bool:

@@ -14,6 +14,7 @@ from torch import nn
 from two_processes import run_on_processes, run_on_two_processes
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
+from kaplinskiy.layer_recording import factor_bytes, recording_passes
 from kaplinskiy.tensor_lists import dot
 
 STEPS = 3
@@ -181,13 +182,30 @@ def _dot_of_shards(world: int) -> tuple[float, float, int]:
     return value, dot(full, full), comms.get_total_counts()
 
 
+def _passes(rank: int, world: int) -> tuple[int, bool]:
+    """Cross-attention's bases recorded with each layer in a pass of its own (``max_factor_bytes``): how many
+    passes, and whether they equal, bit for bit, the bases of one pass (the factors joined over the ranks on each)."""
+    torch.set_default_dtype(torch.float64)
+    model, xa, _, _ = _problem("cross_attention")
+    _shard(model, world)
+    old = [xa[rank * len(xa) // world : (rank + 1) * len(xa) // world]]
+    one, passes = (LayerwiseMemory(model, threshold=0.95) for _ in range(2))
+    one.add_task(old)
+    budget = max(factor_bytes(m, b is not None) for m, (_, b) in zip(passes.layers, passes._slots, strict=True))
+    passes.add_task(old, max_factor_bytes=budget)
+    biased = [b is not None for _, b in passes._slots]
+    n = len(recording_passes(model, passes.layers, biased, budget))
+    return n, all(torch.equal(U, V) for U, V in zip(one.bases, passes.bases, strict=True))
+
+
 def _record(rank: int, world: int) -> dict:
     runs = {kind: _train(kind, rank, world) for kind in KINDS}
-    return {"runs": runs, "refusals": _refusals(world), "dot": _dot_of_shards(world)}
+    return {"runs": runs, "refusals": _refusals(world), "dot": _dot_of_shards(world), "passes": _passes(rank, world)}
 
 
 def _record_hsdp(rank: int, world: int) -> dict:
-    return {"runs": {kind: _train(kind, rank, world) for kind in KINDS}, "dot": _dot_of_shards(world)}
+    runs = {kind: _train(kind, rank, world) for kind in KINDS}
+    return {"runs": runs, "dot": _dot_of_shards(world), "passes": _passes(rank, world)}
 
 
 def _assert_every_rank_matches_the_single_process(records: list[dict], kind: str) -> int:
@@ -229,6 +247,16 @@ def test_inner_product_of_shards_reduces_once(sharded_runs, hsdp_runs, mesh: str
         value, unsharded, collectives = record["dot"]
         assert value == pytest.approx(unsharded, rel=1e-13)
         assert collectives == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mesh", ["fsdp", "hsdp"])
+def test_sharded_recording_in_passes_grows_the_bases_of_one_pass(sharded_runs, hsdp_runs, mesh: str) -> None:
+    """``add_task(max_factor_bytes=...)`` on every rank: each pass joins its layers' factors over the ranks, and the
+    bases equal those of one pass, bit for bit, on every rank."""
+    for record in sharded_runs if mesh == "fsdp" else hsdp_runs:
+        n, equal = record["passes"]
+        assert n > 1 and equal
 
 
 @pytest.fixture(scope="module")
