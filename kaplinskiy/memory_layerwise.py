@@ -184,7 +184,9 @@ class LayerwiseMemory:
         layers that hold at most that much, one pass of the forward over ``batches`` per run, so ``batches`` must
         be re-iterable (a list, a ``DataLoader``) and give the same inputs on each pass (no shuffling with
         ``drop_last``, no random augmentation). The bases are the same, bit for bit, as from one pass; a pass that
-        sees another number of batches is refused. Whatever is refused, in any pass, leaves the memory as it was.
+        sees another number of batches is refused. The budget counts the factors; a layer's QR and SVD take a few
+        times its factor on top while it grows, and the forward its activations. Whatever is refused, in any
+        pass, leaves the memory as it was.
         ``progress=True`` shows tqdm bars over the batches and over the layers' SVDs.
         Returns the number of basis vectors (or protected rows) each layer gained.
         """
