@@ -4,11 +4,14 @@ the next pass, and grow the bases of one pass bit for bit; whatever is refused l
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Iterator
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import kaplinskiy.memory_layerwise as memory_layerwise
@@ -128,3 +131,27 @@ def test_what_is_refused_leaves_the_memory_as_it_was() -> None:
     with pytest.raises(ValueError, match=r"inputs of 'conv' hold NaN or infinite"):
         memory.add_task(_task(2), max_factor_bytes=budget)
     assert _unchanged(memory, before)
+
+
+@given(
+    widths=st.lists(st.integers(1, 9), min_size=2, max_size=5),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+    extra=st.integers(0, 2000),
+)
+def test_any_budget_grows_the_bases_of_one_pass(widths: list[int], bias: bool, seed: int, extra: int) -> None:
+    """A random MLP, a random budget at or above its largest factor: the passes hold at most the budget each, and
+    two tasks grow the bases (and the gains) of one pass, bit for bit."""
+    torch.manual_seed(seed)
+    layers = [nn.Linear(a, b, bias=bias) for a, b in itertools.pairwise(widths)]
+    model = nn.Sequential(*itertools.chain.from_iterable((layer, nn.Tanh()) for layer in layers)).eval()
+    gen = torch.Generator().manual_seed(seed)
+    tasks = [[torch.randn(3, widths[0], generator=gen) for _ in range(2)] for _ in range(2)]
+    sizes = [factor_bytes(layer, bias) for layer in layers]
+    budget = max(sizes) + extra
+    one, passes = (LayerwiseMemory(model, threshold=0.9) for _ in range(2))
+    assert [one.add_task(task) for task in tasks] == [passes.add_task(task, max_factor_bytes=budget) for task in tasks]
+    assert all(torch.equal(U, V) for U, V in zip(one.bases, passes.bases, strict=True))
+    runs = recording_passes(model, passes.layers, [bias] * len(layers), budget)
+    assert sorted(i for run in runs for i in run) == list(range(len(layers)))
+    assert all(sum(sizes[i] for i in run) <= budget for run in runs)
