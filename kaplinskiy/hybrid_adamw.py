@@ -158,8 +158,10 @@ class HybridAdamW(Optimizer):
 
     @property
     def certificate(self) -> dict[str, Any] | None:
-        """The last step's certificate as plain values (``None`` before the first step). With a deferred check,
-        reading it waits for the pending verdicts, so that ``accepted`` is final."""
+        """The certificate of the last step taken, as plain values (``None`` before the first); a step the host
+        skips for a zero or non-finite gradient leaves it as it was (counted in ``"skipped"``), so its ``step``
+        tells. With a deferred check, a non-finite step is certified as not accepted, and reading the certificate
+        waits for the pending verdicts, so that ``accepted`` is final."""
         self._verdicts.settle(self.hybrid_state, wait=True)
         return self.hybrid_state["certificate"]
 

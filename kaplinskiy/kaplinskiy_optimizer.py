@@ -76,7 +76,8 @@ class Kaplinskiy(Optimizer):
 
     @property
     def certificate(self) -> dict[str, Any] | None:
-        """The last step's certificate as plain values (``None`` before the first step)."""
+        """The certificate of the last step taken, as plain values (``None`` before the first); a step skipped
+        for a zero or non-finite gradient leaves it as it was, so its ``step`` (the steps taken) tells."""
         first = self.param_groups[0]["params"][0]
         return self.state[first].get("certificate") if first in self.state else None
 

@@ -1,6 +1,7 @@
 """Recording the old task's inputs of a model's covered layers (GPM's representation matrices): forward pre-hooks
 join each layer's inputs into a float64 triangular factor, an embedding's reads of its rows are counted, and what
-was recorded is checked (no random draws in training mode, every input finite) before any basis grows.
+was recorded is checked (no random draws in training mode, every input finite) before any basis grows. Under a
+budget of bytes, the layers are recorded in passes of consecutive ones (:func:`recording_passes`).
 """
 
 from __future__ import annotations
