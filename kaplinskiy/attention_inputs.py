@@ -102,7 +102,7 @@ class AttentionInProjection(nn.Linear):
     It is never called (the attention reads its weight directly); :class:`LayerwiseMemory` records its inputs,
     the attention's query, key and value, from the attention's own arguments, each for its block of rows: one
     basis for self-attention, where the three are one input, and one basis per block once they differ
-    (cross-attention; see ``LayerwiseMemory._grow_blocks``)."""
+    (cross-attention; see ``layer_bases.grown_block_bases``)."""
 
     def __init__(self, attention: nn.MultiheadAttention) -> None:
         nn.Module.__init__(self)

@@ -17,7 +17,6 @@ by BLAS (:mod:`~kaplinskiy.basis_factors`) or every layer in one launch (:mod:`~
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -25,17 +24,15 @@ import torch
 from torch import Tensor, nn
 
 from .attention_inputs import AttentionInProjection
-from .basis_factors import BasisFactors, BlockFactors, row_blocks, stacked_bases, unstacked_bases
+from .basis_factors import BasisFactors, BlockFactors, row_blocks
 from .covered_layers import check_sharded, covered_layers, layer_names, warn_loose_matrices
-from .energy_basis import energy_basis_update, energy_basis_update_rows, protected_rows_update
+from .energy_basis import energy_basis_update, energy_basis_update_rows
+from .layer_bases import BasisBudget, basis_size, grow_recorded
 from .layer_inputs import input_width, is_hf_conv1d
 from .layer_recording import record_layer_inputs, recording_passes
 from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes
 from .memory import ordinary
-from .progress import progress_bar
 from .tensor_lists import any_dtensor, local_shard
-
-_EPS64 = torch.finfo(torch.float64).eps
 
 __all__ = ["AttentionInProjection", "LayerwiseMemory", "energy_basis_update", "energy_basis_update_rows"]
 
@@ -197,7 +194,7 @@ class LayerwiseMemory:
                 f"Invalid batches: max_factor_bytes needs {len(passes)} passes over them, but they are an iterator "
                 "(a generator), which gives them once; pass a list or a DataLoader"
             )
-        grown: list[Tensor] = list(self.bases)  # committed once every pass has been recorded and checked
+        grown: dict[int, Tensor] = {}  # committed once every pass has been recorded and checked
         n_batches = None
         for n, layers in enumerate(passes):
             desc = "LayerwiseMemory: old-task batches" + (f", pass {n + 1}/{len(passes)}" if len(passes) > 1 else "")
@@ -208,8 +205,8 @@ class LayerwiseMemory:
                     "max_factor_bytes needs the same batches on every pass; the memory is left as it was"
                 )
             n_batches = seen
-        gained = [_basis_size(U) - _basis_size(V) for U, V in zip(grown, self.bases, strict=True)]
-        self.bases[:] = grown
+        gained = [basis_size(grown.get(i, U)) - basis_size(U) for i, U in enumerate(self.bases)]
+        self.bases[:] = [grown.get(i, U) for i, U in enumerate(self.bases)]
         self.n_tasks += 1
         return gained
 
@@ -221,10 +218,11 @@ class LayerwiseMemory:
         forward: Callable[[nn.Module, Any], Any] | None,
         progress: bool,
         description: str,
-        grown: list[Tensor],
+        grown: dict[int, Tensor],
     ) -> int:
         """Record the inputs of the covered layers ``layers`` in one pass over ``batches`` and put their grown bases
-        in ``grown``; the recorded factors are freed on return. Returns how many batches the pass ran on."""
+        in ``grown``, by layer index; the recorded factors are freed on return. Returns how many batches the pass
+        ran on."""
         recorded = record_layer_inputs(
             self.model,
             [self.layers[i] for i in layers],
@@ -235,60 +233,14 @@ class LayerwiseMemory:
             description=description,
             count_rows=any(isinstance(m, nn.Embedding) for m in self.layers),  # alike on every pass
         )
-        grown_from: dict[tuple[Any, ...], tuple[Tensor, Tensor]] = {}  # a factor and basis grown already, by layer
-        pairs = list(zip(layers, recorded.factors, strict=True))
-        for j, (i, s) in enumerate(progress_bar(pairs, progress, "LayerwiseMemory: bases", "layer")):
-            m = self.layers[i]
-            # float64 inputs are resolved down to d eps of the largest singular value; others carry rounding in
-            # every direction: below sqrt(d eps) of it (a float64 covariance's resolution) a direction is dropped
-            resolution = math.sqrt(self.bases[i].shape[-2] * _EPS64) if j in recorded.coarse else None
-            if s is not None and s.ndim == 3:  # an attention's input projection
-                grown[i] = ordinary(self._grow_blocks(i, s, resolution))
-            elif s is not None:  # layers that read one input share its factor: grown once for equal bases
-                key = (id(s), getattr(m, "padding_idx", None), self.thresholds[i], self._room(i), resolution)
-                U, prior = self.bases[i], grown_from.get(key)
-                if prior is not None and _equal(prior[0], U):
-                    grown[i] = ordinary(prior[1].clone())
-                else:
-                    grown[i] = ordinary(self._grow(m, U, s, self.thresholds[i], self._room(i), resolution))
-                    grown_from[key] = (U, grown[i])
+        budget = BasisBudget(self.max_new_per_task, self.max_per_layer)
+        bases = grow_recorded(self.layers, self.bases, self.thresholds, budget, layers, recorded, progress=progress)
+        grown.update(bases)
         return recorded.n_batches
 
     def _size(self, i: int) -> int:
-        """Layer ``i``'s basis vectors (:func:`_basis_size`)."""
-        return _basis_size(self.bases[i])
-
-    def _room(self, i: int, size: int | None = None) -> int | None:
-        """How many vectors layer ``i`` (holding ``size`` of them, default its own) may still gain from one task:
-        the per-task and the total budget."""
-        caps = [c for c in (self.max_new_per_task,) if c is not None]
-        if self.max_per_layer is not None:
-            caps.append(max(self.max_per_layer - (self._size(i) if size is None else size), 0))
-        return min(caps) if caps else None
-
-    def _grow_blocks(self, i: int, s: Tensor, resolution: float | None) -> Tensor:
-        """Layer ``i``'s basis, an attention's input projection, grown from its three blocks' input factors ``s``
-        (query, key, value). While the three are one input (self-attention) it stays one basis ``(in_eff, r)`` of
-        that input; once they differ (cross-attention), each block of rows gets a basis of its own input, and the
-        layer holds them stacked, ``(3, in_eff, r)``, zero columns padding a block of fewer vectors (an earlier
-        common basis is every block's). A basis of their union would constrain each block's rows by the other
-        blocks' inputs too."""
-        U, threshold = self.bases[i], self.thresholds[i]
-        if U.ndim == 2 and torch.equal(s[0], s[1]) and torch.equal(s[0], s[2]):
-            return energy_basis_update_rows(U.to(s.dtype), s[0], threshold, self._room(i), resolution).to(U.dtype)
-        blocks = unstacked_bases(U) if U.ndim == 3 else [U] * 3
-        grown = [
-            energy_basis_update_rows(V.to(s.dtype), s[b], threshold, self._room(i, V.shape[1]), resolution).to(U.dtype)
-            for b, V in enumerate(blocks)
-        ]
-        return stacked_bases(grown)
-
-    def _grow(
-        self, module: nn.Module, U: Tensor, s: Tensor, threshold: float, room: int | None, resolution: float | None
-    ) -> Tensor:
-        if isinstance(module, nn.Embedding):
-            return protected_rows_update(U, s, threshold, room, module.padding_idx)
-        return energy_basis_update_rows(U.to(s.dtype), s, threshold, room, resolution).to(U.dtype)
+        """Layer ``i``'s basis vectors (:func:`~kaplinskiy.layer_bases.basis_size`)."""
+        return basis_size(self.bases[i])
 
     def _views(self, tensors: Sequence[Tensor], i: int) -> tuple[Tensor, Tensor | None]:
         """Layer ``i``'s weight and bias among ``tensors``; of a sharded layer, the rows this rank holds."""
@@ -551,14 +503,3 @@ class LayerwiseMemory:
             ordinary(new.to(old.device, old.dtype).clone()) for old, new in zip(self.bases, bases, strict=True)
         ]
         self.n_tasks = int(state["n_tasks"])
-
-
-def _basis_size(U: Tensor) -> int:
-    """A basis' vectors: protected rows, for an embedding; the largest block's, for an attention's input projection
-    with a basis per block."""
-    return U.numel() if U.ndim == 1 else U.shape[-1]
-
-
-def _equal(a: Tensor, b: Tensor) -> bool:
-    """Whether two bases are the same: shape, dtype, device and values."""
-    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
