@@ -153,7 +153,10 @@ def record_layer_inputs(
     ]
     reads = RowReads([layers[i].weight for i in embeddings])
     try:
-        with reads if (bool(embeddings) if count_rows is None else count_rows) else contextlib.nullcontext():
+        counting = reads if (bool(embeddings) if count_rows is None else count_rows) else contextlib.nullcontext()
+        # a compiled forward runs eagerly: Dynamo does not guard on module hooks, so a graph compiled before the
+        # hooks (or with another pass's) would skip them, and what they do is bookkeeping it should not trace
+        with counting, torch.compiler.set_stance("force_eager"):
             n_batches = 0
             for batch in progress_bar(batches, progress, description, "batch"):
                 model_forward(model, batch)

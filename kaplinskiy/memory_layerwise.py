@@ -169,9 +169,10 @@ class LayerwiseMemory:
         left as it was. Under ``torch.autocast`` the inputs recorded are those the autocast forward computes
         (bfloat16 values after a bfloat16 layer), so the guard keeps the old outputs to that precision: record
         without autocast where the full-precision outputs are the ones to keep.
-        A model compiled by ``torch.compile`` is recorded as the eager one (the hooks fire in the compiled
-        forward), and so is one with activation checkpointing (recording runs under ``no_grad``: nothing is
-        recomputed).
+        A model compiled by ``torch.compile`` is recorded as the eager one: recording runs it eagerly
+        (``torch.compiler.set_stance("force_eager")``), since Dynamo does not guard on module hooks and a graph
+        compiled before them would skip them. So is one with activation checkpointing (recording runs under
+        ``no_grad``: nothing is recomputed). A forward that runs on batches but calls no covered layer is refused.
         Recording holds, per covered layer, a ``d_in x d_in`` float64 factor of its inputs on the weight's device
         (three for an attention's input projection), and each batch costs a QR of ``d_in`` plus the batch's rows;
         Linear layers that read one tensor (separate query, key and value projections, a gate and up projection)
@@ -205,6 +206,11 @@ class LayerwiseMemory:
                     "max_factor_bytes needs the same batches on every pass; the memory is left as it was"
                 )
             n_batches = seen
+        if n_batches and not grown:
+            raise ValueError(
+                f"Invalid forward: it ran on {n_batches} batches but called no covered layer (a forward that returns "
+                "before them, or a compiled graph that skips them); the memory is left as it was"
+            )
         gained = [basis_size(grown.get(i, U)) - basis_size(U) for i, U in enumerate(self.bases)]
         self.bases[:] = [grown.get(i, U) for i, U in enumerate(self.bases)]
         self.n_tasks += 1

@@ -9,6 +9,7 @@ A set-up that cannot keep it is refused with a message that says why. Every mode
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.utils.checkpoint import checkpoint
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory, causal_lm_targets
+from kaplinskiy.layer_recording import factor_bytes
 
 VOCAB = 50
 
@@ -187,6 +189,26 @@ def test_a_compiled_model_is_recorded_and_guarded_as_the_eager_one(where: str) -
     compiled module keep the old outputs. The eager backend runs Dynamo's tracing without Inductor's code
     generation (fast)."""
     _check_compiled(where, "eager")
+
+
+@pytest.mark.parametrize("per_layer", [False, True], ids=["one pass", "a pass per layer"])
+def test_a_model_compiled_and_run_before_the_memory_without_an_embedding_is_recorded(per_layer: bool) -> None:
+    """Dynamo does not guard on module hooks: a graph compiled before the memory's hooks existed skips them (the
+    embedding's row counter of ``_TokenNet`` changes the graph's guards, which hides this). Recording runs the
+    forward eagerly, so the bases are the eager model's, bit for bit, in one pass or a pass per layer."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 4)).eval()
+    eager = copy.deepcopy(model)
+    compiled = torch.compile(model, backend="eager")
+    old = [torch.randn(6, 8, generator=torch.Generator().manual_seed(1))]
+    with torch.no_grad():
+        compiled(old[0])
+    memory, reference = LayerwiseMemory(model, threshold=0.99), LayerwiseMemory(eager, threshold=0.99)
+    budget = max(factor_bytes(m, True) for m in memory.layers) if per_layer else None
+    memory.add_task(old, forward=lambda _, batch: compiled(batch), max_factor_bytes=budget)
+    reference.add_task(old)
+    assert all(U.shape[1] and torch.equal(U, V) for U, V in zip(memory.bases, reference.bases, strict=True))
 
 
 @pytest.mark.slow

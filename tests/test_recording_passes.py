@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 import kaplinskiy.memory_layerwise as memory_layerwise
 from kaplinskiy import LayerwiseMemory
+from kaplinskiy.layer_bases import basis_size
 from kaplinskiy.layer_recording import factor_bytes, recording_passes
 
 
@@ -155,3 +156,27 @@ def test_any_budget_grows_the_bases_of_one_pass(widths: list[int], bias: bool, s
     runs = recording_passes(model, passes.layers, [bias] * len(layers), budget)
     assert sorted(i for run in runs for i in run) == list(range(len(layers)))
     assert all(sum(sizes[i] for i in run) <= budget for run in runs)
+
+
+def test_a_compiled_forward_is_recorded_in_passes_as_the_eager_one() -> None:
+    """A forward compiled and run before the memory: recording runs it eagerly, so each pass's hooks fire (Dynamo
+    does not guard on module hooks) and the bases are those of one eager pass, bit for bit."""
+    torch._dynamo.reset()
+    one = LayerwiseMemory(_model(), threshold=0.95)
+    one.add_task(_task(1))
+    model = _model()
+    compiled = torch.compile(model, backend="eager")
+    with torch.no_grad():
+        compiled(_task(1)[0])
+    memory = LayerwiseMemory(model, threshold=0.95)
+    memory.add_task(_task(1), forward=lambda _, batch: compiled(batch), max_factor_bytes=_budgets(memory)[0])
+    assert all(torch.equal(U, V) for U, V in zip(memory.bases, one.bases, strict=True))
+
+
+def test_a_forward_that_calls_no_covered_layer_is_refused() -> None:
+    memory = LayerwiseMemory(_model(), threshold=0.95)
+    with pytest.raises(ValueError, match="ran on 3 batches but called no covered layer"):
+        memory.add_task(_task(1), forward=lambda model, batch: batch[1].sum())
+    assert memory.n_tasks == 0
+    memory.add_task([])  # no batches: nothing to record, nothing refused
+    assert memory.n_tasks == 1 and all(basis_size(U) == 0 for U in memory.bases)
