@@ -21,6 +21,7 @@ from torch import Tensor, nn
 transformers = pytest.importorskip("transformers")
 
 from kaplinskiy import ForgettingGuard, HybridAdamW, LayerwiseMemory  # noqa: E402
+from kaplinskiy.layer_recording import factor_bytes, recording_passes  # noqa: E402
 
 VOCAB = 50
 Batch = dict[str, Tensor]
@@ -216,3 +217,17 @@ def test_an_embedding_protects_the_rows_it_reads_not_its_argument(name: str, key
     if rows is None:  # the old tokens, of the encoder and of the decoder
         rows = sorted(set(old["input_ids"].flatten().tolist()) | set(old["decoder_input_ids"].flatten().tolist()))
     assert _embedding_rows(model, memory, key) == rows
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_recording_in_passes_grows_the_bases_of_one_pass(name: str) -> None:
+    """``add_task(max_factor_bytes=...)`` at the largest layer's factor (several passes): the bases of one
+    pass, bit for bit, whatever each architecture computes between its layers (shared inputs, attention's fast
+    paths, embedding reads by position)."""
+    model, old, _, one = _build(name)
+    passes = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    biased = [b is not None for _, b in passes._slots]
+    budget = max(factor_bytes(m, b) for m, b in zip(passes.layers, biased, strict=True))
+    assert len(recording_passes(model, passes.layers, biased, budget)) > 2
+    passes.add_task([old], forward=lambda m, batch: m(**batch), max_factor_bytes=budget)
+    assert all(torch.equal(U, V) for U, V in zip(passes.bases, one.bases, strict=True))
