@@ -15,6 +15,7 @@ from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
 from .memory import ProjectionMemory
 from .memory_dense import DenseMemory, orthonormal_extension
 from .memory_layerwise import LayerwiseMemory, energy_basis_update, energy_basis_update_rows
+from .outside_uses import UnrecordedUseWarning
 from .per_sample import IGNORE_INDEX, causal_lm_targets, ground_truth_logit, per_sample_gradients, sample_loss
 from .potential import l2sp_penalty, potential
 from .potential_descent import StepCertificate, potential_descent_step
@@ -39,6 +40,7 @@ __all__ = [
     "ProjectionMemory",
     "ReplayBuffer",
     "StepCertificate",
+    "UnrecordedUseWarning",
     "__version__",
     "adamw_update",
     "armijo_backtrack",

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["RowReads", "input_width", "is_hf_conv1d", "layer_representations"]
+__all__ = ["RowReads", "input_width", "is_hf_conv1d", "layer_representations", "looked_up"]
 
 
 def is_hf_conv1d(module: nn.Module) -> bool:
@@ -98,7 +98,7 @@ class RowReads(TorchFunctionMode):
         self, func: Callable[..., Any], types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        weight = _looked_up(func, args, kwargs)
+        weight = looked_up(func, args, kwargs)
         if weight is not None and self._weights.get(id(weight)) is weight:
             rows, n = _rows_read(func, args, kwargs), weight.shape[0]
             if rows is None:
@@ -110,7 +110,7 @@ class RowReads(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _looked_up(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+def looked_up(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """The tensor whose rows ``func`` would read: ``F.embedding``'s weight, or what is indexed, else None."""
     if func is F.embedding:
         return args[1] if len(args) > 1 else kwargs.get("weight")
@@ -121,7 +121,7 @@ def _looked_up(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, 
 
 def _rows_read(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Tensor | None:
     """The row indices of the weight that ``func(*args, **kwargs)`` reads (any shape); None for all rows."""
-    weight = _looked_up(func, args, kwargs)
+    weight = looked_up(func, args, kwargs)
     if func is F.embedding:
         return args[0] if args else kwargs["input"]
     if func is torch.embedding:

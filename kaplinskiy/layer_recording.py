@@ -21,6 +21,7 @@ from .attention_inputs import AttentionInProjection, attention_recorder, packed_
 from .covered_layers import layer_names, reshard_after_forward
 from .energy_basis import stacked_factor
 from .layer_inputs import RowReads, input_width, layer_representations
+from .outside_uses import OutsideUses, weight_owners
 from .per_sample import check_eval_mode
 from .progress import progress_bar
 from .tensor_lists import is_dtensor
@@ -75,7 +76,6 @@ def record_layer_inputs(
     *,
     progress: bool = False,
     description: str = "LayerwiseMemory: old-task batches",
-    count_rows: bool | None = None,
 ) -> RecordedInputs:
     """Run ``forward(model, batch)`` (default ``model(batch)``) on every batch and record the inputs of ``layers``
     (``biased``: whether each has a trainable bias, which adds an input of 1), as :class:`RecordedInputs`.
@@ -84,11 +84,8 @@ def record_layer_inputs(
     random numbers while a layer is in training mode (noticed by the random generators' states), an embedding
     called without a read of its rows, and non-finite inputs (named by layer). Under FSDP2, the factors of the
     ranks that share a sharded layer are joined, so every rank holds those of all ranks' inputs.
-
-    ``count_rows``: run the forward under the embeddings' row counter (:class:`~kaplinskiy.layer_inputs.RowReads`;
-    default: when some of ``layers`` is an embedding). The counter, a torch function mode, turns off fused paths
-    (``nn.MultiheadAttention``'s fast path), so it changes the rounding of later layers' inputs: a recording in
-    several passes sets it alike on each, so that each pass sees the inputs of one.
+    A covered weight used outside a call of its module is named in an
+    :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning`: its inputs there are not recorded.
     """
     check_eval_mode(model)
     training = any(m.training for m in model.modules())
@@ -152,11 +149,15 @@ def record_layer_inputs(
         for attention, (i_in, i_out) in attentions
     ]
     reads = RowReads([layers[i].weight for i in embeddings])
+    names = layer_names(model, layers)
+    outside = OutsideUses(weight_owners(model, layers, names), {id(layers[i].weight) for i in embeddings})
+    handles += outside.hooks()
     try:
-        counting = reads if (bool(embeddings) if count_rows is None else count_rows) else contextlib.nullcontext()
         # a compiled forward runs eagerly: Dynamo does not guard on module hooks, so a graph compiled before the
-        # hooks (or with another pass's) would skip them, and what they do is bookkeeping it should not trace
-        with counting, torch.compiler.set_stance("force_eager"):
+        # hooks (or with another pass's) would skip them, and what they do is bookkeeping it should not trace.
+        # The modes (uses outside the modules' calls, and an embedding's rows read) turn off fused paths such as
+        # nn.MultiheadAttention's fast path: every recording runs under them, so that passes see the same inputs
+        with reads if embeddings else contextlib.nullcontext(), outside, torch.compiler.set_stance("force_eager"):
             n_batches = 0
             for batch in progress_bar(batches, progress, description, "batch"):
                 model_forward(model, batch)
@@ -171,8 +172,8 @@ def record_layer_inputs(
             "without an nn.Dropout layer, as in Hugging Face's BART, OPT or LLaMA, or drop-path), so the "
             "recorded inputs would be masked at random; call model.eval() first"
         )
+    outside.warn()
     _join_over_ranks(layers, biased, stats)
-    names = layer_names(model, layers)
     for i in embeddings:
         stats[i] = reads.counts.get(id(layers[i].weight))
         if i in called and stats[i] is None:

@@ -172,7 +172,9 @@ class LayerwiseMemory:
         A model compiled by ``torch.compile`` is recorded as the eager one: recording runs it eagerly
         (``torch.compiler.set_stance("force_eager")``), since Dynamo does not guard on module hooks and a graph
         compiled before them would skip them. So is one with activation checkpointing (recording runs under
-        ``no_grad``: nothing is recomputed). A forward that runs on batches but calls no covered layer is refused.
+        ``no_grad``: nothing is recomputed). A forward that runs on batches but calls no covered layer is refused, and
+        a covered weight used outside its module's call is named in an
+        :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning` (its inputs there are not recorded).
         Recording holds, per covered layer, a ``d_in x d_in`` float64 factor of its inputs on the weight's device
         (three for an attention's input projection), and each batch costs a QR of ``d_in`` plus the batch's rows;
         Linear layers that read one tensor (separate query, key and value projections, a gate and up projection)
@@ -237,7 +239,6 @@ class LayerwiseMemory:
             forward,
             progress=progress,
             description=description,
-            count_rows=any(isinstance(m, nn.Embedding) for m in self.layers),  # alike on every pass
         )
         budget = BasisBudget(self.max_new_per_task, self.max_per_layer)
         bases = grow_recorded(self.layers, self.bases, self.thresholds, budget, layers, recorded, progress=progress)

@@ -1,0 +1,95 @@
+"""Uses of a covered weight that recording does not see (:mod:`kaplinskiy.outside_uses`): a layer's ``forward``
+called around its hooks, ``F.linear`` on its weight, a head written as ``h @ embedding.weight.T``. Each is named in
+an :class:`UnrecordedUseWarning`, and the warning is not idle: through such a head a guarded step moves the old
+outputs, while the same model with its head as a module sharing the weight keeps them. (pyproject's pytest
+settings make this warning an error in every other test: no false alarms there.)"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812 (the torch idiom)
+
+from kaplinskiy import ForgettingGuard, LayerwiseMemory, UnrecordedUseWarning
+
+
+class _Language(nn.Module):
+    """Token embedding, a hidden layer, and a head tied to the embedding: as an ``nn.Linear`` sharing its weight
+    (``module``), or written out as ``h @ embedding.weight.T`` (``functional``)."""
+
+    def __init__(self, head: str) -> None:
+        super().__init__()
+        self.embed, self.hidden = nn.Embedding(20, 8), nn.Linear(8, 8)
+        self.head = nn.Linear(8, 20, bias=False) if head == "module" else None
+        if self.head is not None:
+            self.head.weight = self.embed.weight
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        h = torch.tanh(self.hidden(self.embed(tokens)))
+        return self.head(h) if self.head is not None else h @ self.embed.weight.T
+
+
+def _guarded_change(head: str) -> float:
+    """How far three guarded SGD steps on new tokens move the old tokens' logits (threshold 1, everything
+    uncovered frozen: the promise is that they do not move)."""
+    torch.manual_seed(0)
+    model = _Language(head).eval()
+    old, new = torch.randint(0, 5, (3, 4)), torch.randint(5, 20, (3, 4))
+    memory = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    memory.add_task([old])
+    before = model(old).detach().clone()
+    opt = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.5), memory)
+    for _ in range(3):
+        opt.zero_grad()
+        model(new).logsumexp(-1).mean().backward()
+        opt.step()
+    with torch.no_grad():
+        return float((model(old) - before).abs().max())
+
+
+def test_a_head_written_out_on_the_embedding_weight_is_named_and_does_leak() -> None:
+    with pytest.warns(UnrecordedUseWarning, match=r"'embed' \(by T\)"):
+        leaked = _guarded_change("functional")
+    assert leaked > 1e-3  # the rows no lookup read are free to move, and the head reads every row
+    assert _guarded_change("module") < 1e-12  # the same head as a module sharing the weight: recorded, kept
+
+
+class _Around(nn.Module):
+    def __init__(self, use: Callable[[nn.Module, Tensor], Tensor]) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(4, 4), nn.Linear(4, 2)
+        self.use = use
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.use(self, torch.tanh(self.first(x)))
+
+
+@pytest.mark.parametrize(
+    ("use", "op"),
+    [
+        (lambda m, h: m.second.forward(h), "linear"),  # the module's forward, around its hooks
+        (lambda m, h: F.linear(h, m.second.weight, m.second.bias), "linear"),
+        (lambda m, h: h @ m.second.weight.t() + m.second.bias, "t"),
+    ],
+    ids=["forward called directly", "F.linear", "matmul on its transpose"],
+)
+def test_a_weight_used_outside_its_module_call_is_named(use: Callable[[nn.Module, Tensor], Tensor], op: str) -> None:
+    memory = LayerwiseMemory(_Around(use).eval())
+    with pytest.warns(UnrecordedUseWarning, match=rf"'second' \(by {op}\)") as caught:
+        memory.add_task([torch.randn(5, 4)])
+    assert len(caught) == 1 and "'first'" not in str(caught[0].message)
+
+
+def test_reading_a_weight_s_shape_or_dtype_outside_is_no_use() -> None:
+    def use(m: nn.Module, h: Tensor) -> Tensor:
+        assert m.second.weight.shape[0] == 2 and m.second.weight.dtype == h.dtype and m.second.weight.requires_grad
+        return m.second(h)
+
+    memory = LayerwiseMemory(_Around(use).eval())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        memory.add_task([torch.randn(5, 4)])
