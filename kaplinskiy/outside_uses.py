@@ -20,6 +20,11 @@ from .tensor_lists import is_dtensor
 
 __all__ = ["OutsideUses", "UnrecordedUseWarning", "weight_owners"]
 
+_FACTORIES = frozenset(
+    {"new_empty", "new_zeros", "new_ones", "new_full", "new_tensor", "empty_like", "zeros_like", "ones_like"}
+    | {"full_like", "rand_like", "randn_like", "randint_like"}
+)
+
 
 class UnrecordedUseWarning(UserWarning):
     """A covered weight was used where recording does not see its inputs: that use is not protected."""
@@ -56,6 +61,8 @@ class OutsideUses(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if getattr(func, "__name__", None) in _FACTORIES:
+            return out  # a new tensor of the weight's shape, dtype or device, not of its values
         if not isinstance(out, Tensor) and not any(isinstance(t, Tensor) for t in tree_leaves(out)):
             return out  # a shape, a dtype, a flag: no use of the values
         for t in tree_leaves((args, kwargs)):

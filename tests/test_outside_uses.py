@@ -84,10 +84,11 @@ def test_a_weight_used_outside_its_module_call_is_named(use: Callable[[nn.Module
     assert len(caught) == 1 and "'first'" not in str(caught[0].message)
 
 
-def test_reading_a_weight_s_shape_or_dtype_outside_is_no_use() -> None:
+def test_reading_a_weight_s_shape_or_dtype_or_making_tensors_like_it_is_no_use() -> None:
     def use(m: nn.Module, h: Tensor) -> Tensor:
-        assert m.second.weight.shape[0] == 2 and m.second.weight.dtype == h.dtype and m.second.weight.requires_grad
-        return m.second(h)
+        w = m.second.weight
+        assert w.shape[0] == 2 and w.dtype == h.dtype and w.requires_grad
+        return m.second(h) + w.new_zeros(1) + torch.zeros_like(w).sum()  # new tensors shaped like it: no use
 
     memory = LayerwiseMemory(_Around(use).eval())
     with warnings.catch_warnings():
