@@ -7,6 +7,7 @@ budget of bytes, the layers are recorded in passes of consecutive ones (:func:`r
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -84,7 +85,8 @@ def record_layer_inputs(
     random numbers while a layer is in training mode (noticed by the random generators' states), an embedding
     called without a read of its rows, and non-finite inputs (named by layer). Under FSDP2, the factors of the
     ranks that share a sharded layer are joined, so every rank holds those of all ranks' inputs.
-    A covered weight used outside a call of its module is named in an
+    ``F.linear`` on a Linear layer's weight outside the layer's call has its input recorded; any other use of a
+    covered weight outside a call of its module is named in an
     :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning`: its inputs there are not recorded.
     """
     check_eval_mode(model)
@@ -150,7 +152,12 @@ def record_layer_inputs(
     ]
     reads = RowReads([layers[i].weight for i in embeddings])
     names = layer_names(model, layers)
-    outside = OutsideUses(weight_owners(model, layers, names), {id(layers[i].weight) for i in embeddings})
+    linear = {
+        id(m.weight): functools.partial(add, i)
+        for i, m in enumerate(layers)
+        if isinstance(m, nn.Linear) and not isinstance(m, AttentionInProjection)
+    }
+    outside = OutsideUses(weight_owners(model, layers, names), {id(layers[i].weight) for i in embeddings}, linear)
     handles += outside.hooks()
     try:
         # a compiled forward runs eagerly: Dynamo does not guard on module hooks, so a graph compiled before the

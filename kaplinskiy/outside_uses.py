@@ -1,8 +1,9 @@
-"""Uses of a covered weight that recording does not see: the layer-wise memory records a layer's inputs where its
-module is called, so a weight used outside that call (``layer.forward(x)`` called directly, ``F.linear(h,
-layer.weight)``, a language model's head written as ``h @ embedding.weight.T``) feeds the old task's outputs through
-inputs no basis holds, and a guarded step may move those outputs. An embedding's lookups of its rows are recorded
-wherever they are made (:class:`~kaplinskiy.layer_inputs.RowReads`); its other uses are not.
+"""Uses of a covered weight outside a call of its module. The layer-wise memory records a layer's inputs where its
+module is called; ``F.linear`` on a Linear layer's weight elsewhere (its ``forward`` called directly, or the
+functional form) has its input recorded too, and an embedding's lookups of its rows are recorded wherever they are
+made (:class:`~kaplinskiy.layer_inputs.RowReads`). Any other use (a language model's head written as
+``h @ embedding.weight.T``, a matmul on ``weight.t()``) feeds the old task's outputs through inputs no basis holds,
+so a guarded step may move those outputs: it is named in an :class:`UnrecordedUseWarning`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
@@ -34,12 +36,20 @@ class OutsideUses(TorchFunctionMode):
     """Notes, while the old task's forward runs, each use of a covered weight outside a call of a module that owns
     it (the layer, a layer sharing its weight, or the attention that reads it): an op that takes the weight and
     gives a tensor (reading its shape or dtype is no use). ``owners``: per weight, the modules whose calls are
-    recorded. Enter :meth:`hooks` for the duration, and :meth:`warn` after."""
+    recorded. ``linear``: per Linear layer's weight, a function that records an input of the layer; ``F.linear``
+    on that weight outside the layer's call (its ``forward`` called directly, or the functional form) has its input
+    recorded there, as the layer's own call would. Enter :meth:`hooks` for the duration, and :meth:`warn` after."""
 
-    def __init__(self, owners: dict[int, tuple[str, Tensor, Sequence[nn.Module]]], embeddings: set[int]) -> None:
+    def __init__(
+        self,
+        owners: dict[int, tuple[str, Tensor, Sequence[nn.Module]]],
+        embeddings: set[int],
+        linear: dict[int, Callable[[Tensor], None]] | None = None,
+    ) -> None:
         super().__init__()
         self._owners = owners  # weight id -> (layer name, weight, owning modules)
         self._embeddings = embeddings  # weight ids whose lookups are recorded anywhere
+        self._linear = linear or {}  # weight id -> records an input of its Linear layer
         self._active: dict[int, int] = {}  # module id -> calls in progress
         self.found: dict[str, str] = {}  # layer name -> the first op that used its weight outside
 
@@ -71,8 +81,12 @@ class OutsideUses(TorchFunctionMode):
                 continue
             if id(t) in self._embeddings and looked_up(func, args, kwargs) is t:
                 continue
-            if not any(self._active.get(id(m), 0) for m in entry[2]):
-                self.found[entry[0]] = _op_name(func)
+            if any(self._active.get(id(m), 0) for m in entry[2]):
+                continue
+            if func is F.linear and id(t) in self._linear and _linear_operands(args, kwargs)[1] is t:
+                self._linear[id(t)](_linear_operands(args, kwargs)[0])  # the input a call of the layer would see
+                continue
+            self.found[entry[0]] = _op_name(func)
         return out
 
     def warn(self) -> None:
@@ -106,6 +120,12 @@ def weight_owners(
             if isinstance(w, Tensor) and id(w) in owners and owners[id(w)][1] is w:
                 owners[id(w)][2].append(module)
     return owners
+
+
+def _linear_operands(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """``F.linear``'s input and weight, however they were passed."""
+    named = dict(zip(("input", "weight"), args, strict=False)) | kwargs
+    return named.get("input"), named.get("weight")
 
 
 def _op_name(func: Callable[..., Any]) -> str:

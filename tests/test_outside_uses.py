@@ -1,8 +1,9 @@
-"""Uses of a covered weight that recording does not see (:mod:`kaplinskiy.outside_uses`): a layer's ``forward``
-called around its hooks, ``F.linear`` on its weight, a head written as ``h @ embedding.weight.T``. Each is named in
-an :class:`UnrecordedUseWarning`, and the warning is not idle: through such a head a guarded step moves the old
-outputs, while the same model with its head as a module sharing the weight keeps them. (pyproject's pytest
-settings make this warning an error in every other test: no false alarms there.)"""
+"""Uses of a covered weight outside a call of its module (:mod:`kaplinskiy.outside_uses`). ``F.linear`` on a Linear
+layer's weight (its ``forward`` called around its hooks, or the functional form) has its input recorded there. Other
+uses (a matmul on ``weight.t()``, a head written as ``h @ embedding.weight.T``) are named in an
+:class:`UnrecordedUseWarning`, and the warning is not idle: through such a head a guarded step moves the old
+outputs, while the same model with its head as a module sharing the weight keeps them. (pyproject's pytest settings
+make this warning an error in every other test: no false alarms there.)"""
 
 from __future__ import annotations
 
@@ -68,16 +69,53 @@ class _Around(nn.Module):
         return self.use(self, torch.tanh(self.first(x)))
 
 
+def _called(m: nn.Module, h: Tensor) -> Tensor:
+    return m.second(h)
+
+
+@pytest.mark.parametrize(
+    "use",
+    [lambda m, h: m.second.forward(h), lambda m, h: F.linear(input=h, weight=m.second.weight, bias=m.second.bias)],
+    ids=["forward called directly", "F.linear"],
+)
+def test_a_linear_weight_used_by_f_linear_outside_its_call_has_that_input_recorded(
+    use: Callable[[nn.Module, Tensor], Tensor],
+) -> None:
+    """``F.linear`` on a Linear layer's weight outside the layer's call (its ``forward`` called around the hooks,
+    or the functional form): the input is recorded there, so the bases are those of the layer called as a module
+    (bit for bit), no warning is given, and guarded steps keep the old outputs."""
+    torch.manual_seed(0)
+    model, reference = _Around(use).eval(), _Around(_called).eval()
+    reference.load_state_dict(model.state_dict())
+    old = [torch.randn(5, 4, generator=torch.Generator().manual_seed(1))]
+    memory = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        memory.add_task(old)
+    expected = LayerwiseMemory(reference, threshold=1.0, freeze_uncovered=True)
+    expected.add_task(old)
+    assert all(U.shape[1] and torch.equal(U, V) for U, V in zip(memory.bases, expected.bases, strict=True))
+    before = model(old[0]).detach().clone()
+    opt = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.5), memory)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).square().sum().backward()
+        opt.step()
+    with torch.no_grad():
+        assert float((model(old[0]) - before).abs().max()) < 1e-12
+
+
 @pytest.mark.parametrize(
     ("use", "op"),
     [
-        (lambda m, h: m.second.forward(h), "linear"),  # the module's forward, around its hooks
-        (lambda m, h: F.linear(h, m.second.weight, m.second.bias), "linear"),
         (lambda m, h: h @ m.second.weight.t() + m.second.bias, "t"),
+        (lambda m, h: torch.addmm(m.second.bias, h, m.second.weight.T), "T"),
     ],
-    ids=["forward called directly", "F.linear", "matmul on its transpose"],
+    ids=["matmul on its transpose", "addmm"],
 )
-def test_a_weight_used_outside_its_module_call_is_named(use: Callable[[nn.Module, Tensor], Tensor], op: str) -> None:
+def test_another_use_of_a_weight_outside_its_module_call_is_named(
+    use: Callable[[nn.Module, Tensor], Tensor], op: str
+) -> None:
     memory = LayerwiseMemory(_Around(use).eval())
     with pytest.warns(UnrecordedUseWarning, match=rf"'second' \(by {op}\)") as caught:
         memory.add_task([torch.randn(5, 4)])
