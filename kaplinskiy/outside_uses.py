@@ -77,16 +77,18 @@ class OutsideUses(TorchFunctionMode):
             return out  # a shape, a dtype, a flag: no use of the values
         for t in tree_leaves((args, kwargs)):
             entry = self._owners.get(id(t)) if isinstance(t, Tensor) else None
-            if entry is None or entry[1] is not t or entry[0] in self.found:
+            if entry is None or entry[1] is not t:
                 continue
             if id(t) in self._embeddings and looked_up(func, args, kwargs) is t:
                 continue
             if any(self._active.get(id(m), 0) for m in entry[2]):
                 continue
-            if func is F.linear and id(t) in self._linear and _linear_operands(args, kwargs)[1] is t:
-                self._linear[id(t)](_linear_operands(args, kwargs)[0])  # the input a call of the layer would see
-                continue
-            self.found[entry[0]] = _op_name(func)
+            if func is F.linear and id(t) in self._linear:
+                x, weight = _linear_operands(args, kwargs)
+                if weight is t:
+                    self._linear[id(t)](x)  # the input a call of the layer would see
+                    continue
+            self.found.setdefault(entry[0], _op_name(func))
         return out
 
     def warn(self) -> None:

@@ -132,3 +132,21 @@ def test_reading_a_weight_s_shape_or_dtype_or_making_tensors_like_it_is_no_use()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         memory.add_task([torch.randn(5, 4)])
+
+
+def test_an_f_linear_input_is_recorded_after_another_outside_use_was_named() -> None:
+    """A weight first used by a matmul on its transpose (named), then by ``F.linear`` (recorded): the warning does
+    not stop the recording, so the layer's basis is that of the layer called as a module."""
+
+    def use(m: nn.Module, h: Tensor) -> Tensor:
+        return 0 * (h @ m.second.weight.t()).sum() + F.linear(h, m.second.weight, m.second.bias)
+
+    torch.manual_seed(0)
+    model, reference = _Around(use).eval(), _Around(_called).eval()
+    reference.load_state_dict(model.state_dict())
+    old = [torch.randn(5, 4, generator=torch.Generator().manual_seed(1))]
+    memory, expected = LayerwiseMemory(model, threshold=1.0), LayerwiseMemory(reference, threshold=1.0)
+    with pytest.warns(UnrecordedUseWarning, match=r"'second' \(by t\)"):
+        memory.add_task(old)
+    expected.add_task(old)
+    assert all(U.shape[1] and torch.equal(U, V) for U, V in zip(memory.bases, expected.bases, strict=True))
