@@ -65,9 +65,10 @@ def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
     return rows.reshape(-1, rows.shape[-1])
 
 
-def layer_representations(module: nn.Module, x: Tensor, with_bias: bool) -> Tensor:
+def layer_representations(module: nn.Module, x: Tensor, with_bias: bool, *, bias_added: bool = True) -> Tensor:
     """The rows ``x_s`` (``N x in_eff``) whose span the layer's weight gradient rows live in, with an input of 1
-    appended where the layer has a trainable bias."""
+    appended where the layer has a trainable bias (of 0 where the bias is not added: ``F.linear`` on the layer's
+    weight without it)."""
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         rows = _conv_patches(module, x)
     elif x.is_nested:  # sequences without their padding (torch's TransformerEncoder hands its layers these)
@@ -75,7 +76,7 @@ def layer_representations(module: nn.Module, x: Tensor, with_bias: bool) -> Tens
     else:  # nn.Linear or Hugging Face's Conv1D
         rows = x.reshape(-1, x.shape[-1])
     if with_bias:
-        rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)
+        rows = torch.cat([rows, rows.new_full((rows.shape[0], 1), float(bias_added))], dim=1)
     return rows
 
 

@@ -7,7 +7,6 @@ budget of bytes, the layers are recorded in passes of consecutive ones (:func:`r
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +21,7 @@ from .attention_inputs import AttentionInProjection, attention_recorder, packed_
 from .covered_layers import layer_names, reshard_after_forward
 from .energy_basis import stacked_factor
 from .layer_inputs import RowReads, input_width, layer_representations
-from .outside_uses import OutsideUses, weight_owners
+from .outside_uses import OutsideUses, parameter_owners
 from .per_sample import check_eval_mode
 from .progress import progress_bar
 from .tensor_lists import is_dtensor
@@ -85,8 +84,9 @@ def record_layer_inputs(
     random numbers while a layer is in training mode (noticed by the random generators' states), an embedding
     called without a read of its rows, and non-finite inputs (named by layer). Under FSDP2, the factors of the
     ranks that share a sharded layer are joined, so every rank holds those of all ranks' inputs.
-    ``F.linear`` on a Linear layer's weight outside the layer's call has its input recorded; any other use of a
-    covered weight outside a call of its module is named in an
+    A product with a Linear layer's weight outside the layer's call (``F.linear``, ``x @ W.T``, ``addmm``) has its
+    input recorded (with the input of 1 that the layer's bias multiplies only where it adds that bias); any other
+    use of a covered weight or trainable bias outside a call of its module is named in an
     :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning`: its inputs there are not recorded.
     """
     check_eval_mode(model)
@@ -98,12 +98,14 @@ def record_layer_inputs(
     coarse: set[int] = set()  # layers that recorded an input of less than float64 precision
     made: dict[tuple[int, bool], tuple[weakref.ref[Tensor], int, Tensor | None, Tensor]] = {}
 
-    def add(i: int, x: Tensor, blocks: Sequence[int] = ()) -> None:
+    def add(i: int, x: Tensor, blocks: Sequence[int] = (), *, bias_added: bool = True) -> None:
         """Layer ``i``'s input ``x`` joins its statistics: a triangular ``d x d`` factor ``R`` of the inputs
         so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64. The factor keeps
         what the covariance would lose: directions below ``eps`` of the largest one squared
         (:func:`~kaplinskiy.energy_basis.energy_basis_update_rows`). An attention's input projection keeps one per
-        block of rows (query, key, value), and ``x`` joins those of ``blocks``.
+        block of rows (query, key, value), and ``x`` joins those of ``blocks``. ``bias_added``: whether the
+        layer's bias is added to the product of ``x`` (not where ``F.linear`` takes the weight without it): the
+        input of 1 that the bias multiplies is then 0.
 
         Linear layers that read one tensor (a transformer's separate query, key and value projections, or its
         gate and up projections) and held one factor before get one factor after, made once: the same tensor
@@ -113,12 +115,12 @@ def record_layer_inputs(
             coarse.add(i)
         sharable = not isinstance(layers[i], (nn.Conv1d, nn.Conv2d, AttentionInProjection))
         version = _version(x) if sharable else None
-        key = (id(x), biased[i])
+        key = (id(x), biased[i], bias_added)
         seen = made.get(key) if version is not None else None
         if seen is not None and seen[0]() is x and seen[1] == version and seen[2] is stats[i]:
             stats[i] = seen[3]
             return
-        rows = layer_representations(layers[i], x.detach(), biased[i]).to(torch.float64)
+        rows = layer_representations(layers[i], x.detach(), biased[i], bias_added=bias_added).to(torch.float64)
         d = rows.shape[1]
         if isinstance(layers[i], AttentionInProjection):
             old = stats[i] if stats[i] is not None else rows.new_zeros(3, d, d)
@@ -152,12 +154,14 @@ def record_layer_inputs(
     ]
     reads = RowReads([layers[i].weight for i in embeddings])
     names = layer_names(model, layers)
+    biases = [m.bias if b else None for m, b in zip(layers, biased, strict=True)]
     linear = {
-        id(m.weight): functools.partial(add, i)
+        id(m.weight): (lambda x, bias_added, i=i: add(i, x, bias_added=bias_added), biases[i])
         for i, m in enumerate(layers)
         if isinstance(m, nn.Linear) and not isinstance(m, AttentionInProjection)
     }
-    outside = OutsideUses(weight_owners(model, layers, names), {id(layers[i].weight) for i in embeddings}, linear)
+    owners = parameter_owners(model, layers, names, biases)
+    outside = OutsideUses(owners, {id(layers[i].weight) for i in embeddings}, linear)
     handles += outside.hooks()
     try:
         # a compiled forward runs eagerly: Dynamo does not guard on module hooks, so a graph compiled before the

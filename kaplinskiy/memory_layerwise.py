@@ -173,8 +173,10 @@ class LayerwiseMemory:
         (``torch.compiler.set_stance("force_eager")``), since Dynamo does not guard on module hooks and a graph
         compiled before them would skip them. So is one with activation checkpointing (recording runs under
         ``no_grad``: nothing is recomputed). A forward that runs on batches but calls no covered layer is refused.
-        ``F.linear`` on a Linear layer's weight outside its call (its ``forward`` called directly) has its input
-        recorded; any other use of a covered weight outside its module's call is named in an
+        A product with a Linear layer's weight outside its call (its ``forward`` called directly, ``F.linear``,
+        ``x @ W.T``, ``torch.addmm(b, x, W.t())``) has its input recorded (its input of 1 only where the product
+        adds the layer's bias); any other use of a covered weight or trainable bias outside its module's call is
+        named in an
         :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning` (its inputs there are not recorded).
         Recording holds, per covered layer, a ``d_in x d_in`` float64 factor of its inputs on the weight's device
         (three for an attention's input projection), and each batch costs a QR of ``d_in`` plus the batch's rows;

@@ -75,15 +75,19 @@ def _called(m: nn.Module, h: Tensor) -> Tensor:
 
 @pytest.mark.parametrize(
     "use",
-    [lambda m, h: m.second.forward(h), lambda m, h: F.linear(input=h, weight=m.second.weight, bias=m.second.bias)],
-    ids=["forward called directly", "F.linear"],
+    [
+        lambda m, h: m.second.forward(h),
+        lambda m, h: F.linear(input=h, weight=m.second.weight, bias=m.second.bias),
+        lambda m, h: torch.addmm(m.second.bias, h, m.second.weight.T),
+    ],
+    ids=["forward called directly", "F.linear", "addmm on its transpose"],
 )
-def test_a_linear_weight_used_by_f_linear_outside_its_call_has_that_input_recorded(
+def test_a_linear_weight_used_by_a_product_outside_its_call_has_that_input_recorded(
     use: Callable[[nn.Module, Tensor], Tensor],
 ) -> None:
     """``F.linear`` on a Linear layer's weight outside the layer's call (its ``forward`` called around the hooks,
-    or the functional form): the input is recorded there, so the bases are those of the layer called as a module
-    (bit for bit), no warning is given, and guarded steps keep the old outputs."""
+    or the functional form), or ``addmm`` on its transpose: the input is recorded there, so the bases are those of
+    the layer called as a module (bit for bit), no warning is given, and guarded steps keep the old outputs."""
     torch.manual_seed(0)
     model, reference = _Around(use).eval(), _Around(_called).eval()
     reference.load_state_dict(model.state_dict())
@@ -106,12 +110,63 @@ def test_a_linear_weight_used_by_f_linear_outside_its_call_has_that_input_record
 
 
 @pytest.mark.parametrize(
+    "use",
+    [
+        lambda m, h: m.second(h) + F.linear(2 * h + 1, m.second.weight),
+        lambda m, h: m.second(h) + F.linear(2 * h + 1, m.second.weight, torch.ones(2)),
+        lambda m, h: m.second(h) + (2 * h + 1) @ m.second.weight.t(),
+        lambda m, h: m.second(h) + torch.matmul(2 * h + 1, m.second.weight.mT),
+        lambda m, h: m.second(h) + torch.mm(2 * h + 1, m.second.weight.transpose(0, 1)),
+        lambda m, h: m.second(h) + torch.addmm(torch.ones(2), 2 * h + 1, m.second.weight.T),
+    ],
+    ids=["without a bias", "with another bias", "@ its transpose", "matmul", "mm", "addmm with another bias"],
+)
+def test_a_product_without_the_layer_s_bias_records_its_input_with_no_input_of_1(
+    use: Callable[[nn.Module, Tensor], Tensor],
+) -> None:
+    """``F.linear(x, layer.weight)`` (or ``x @ layer.weight.T``) computes ``W x``, which a step moves by ``D_W x``
+    and not ``D_W x + d_b``: its input is recorded as ``[x; 0]``, and guarded steps keep the old outputs. (Recorded
+    as ``[x; 1]``, as a call of the layer adds its bias, three steps moved them by 0.04 and 0.06: ``D_W x + d_b = 0``
+    leaves ``D_W x`` free.)"""
+    torch.manual_seed(0)
+    model = _Around(use).eval()
+    old = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+    memory = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        memory.add_task([old])
+    h = torch.tanh(model.first(old)).detach()
+    without = torch.cat([2 * h + 1, torch.zeros(3, 1)], dim=1)  # the representations F.linear's use adds
+    U = memory.bases[1]
+    assert float((without - without @ U @ U.T).abs().max()) < 1e-12
+    before = model(old).detach().clone()
+    opt = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.05), memory)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(5, 4)).square().sum().backward()
+        opt.step()
+    with torch.no_grad():
+        after = model(old)
+    assert float((after - before).abs().max()) < 1e-12
+
+
+def test_a_layer_s_bias_used_outside_its_call_is_named() -> None:
+    memory = LayerwiseMemory(_Around(lambda m, h: m.second(h) + m.second.bias).eval())
+    with pytest.warns(UnrecordedUseWarning, match=r"weights or biases of 'second' \(by add\)"):
+        memory.add_task([torch.randn(5, 4)])
+
+
+@pytest.mark.parametrize(
     ("use", "op"),
     [
-        (lambda m, h: h @ m.second.weight.t() + m.second.bias, "t"),
-        (lambda m, h: torch.addmm(m.second.bias, h, m.second.weight.T), "T"),
+        (lambda m, h: m.second(h) + torch.einsum("bi,oi->bo", h, m.second.weight), "einsum"),
+        (lambda m, h: m.second(h) + (m.second.weight.t() @ m.second.weight).sum(), "matmul"),
+        (lambda m, h: m.second(h) + h @ m.second.weight.t().contiguous(), "contiguous"),
+        (lambda m, h: m.second(h) + F.linear(h[:, :2], m.second.weight.T).sum(), "linear"),
+        (lambda m, h: m.second(h) + torch.addmm(m.second.bias, h, m.second.weight.T, alpha=2), "addmm"),
+        (lambda m, h: h @ m.second.weight.t() + m.second.bias, "add"),
     ],
-    ids=["matmul on its transpose", "addmm"],
+    ids=["einsum", "its transpose times it", "a copy of its transpose", "F.linear on its transpose", "scaled", "bias"],
 )
 def test_another_use_of_a_weight_outside_its_module_call_is_named(
     use: Callable[[nn.Module, Tensor], Tensor], op: str
@@ -135,18 +190,18 @@ def test_reading_a_weight_s_shape_or_dtype_or_making_tensors_like_it_is_no_use()
 
 
 def test_an_f_linear_input_is_recorded_after_another_outside_use_was_named() -> None:
-    """A weight first used by a matmul on its transpose (named), then by ``F.linear`` (recorded): the warning does
-    not stop the recording, so the layer's basis is that of the layer called as a module."""
+    """A weight first used by an einsum (named), then by ``F.linear`` (recorded): the warning does not stop the
+    recording, so the layer's basis is that of the layer called as a module."""
 
     def use(m: nn.Module, h: Tensor) -> Tensor:
-        return 0 * (h @ m.second.weight.t()).sum() + F.linear(h, m.second.weight, m.second.bias)
+        return 0 * torch.einsum("bi,oi->", h, m.second.weight) + F.linear(h, m.second.weight, m.second.bias)
 
     torch.manual_seed(0)
     model, reference = _Around(use).eval(), _Around(_called).eval()
     reference.load_state_dict(model.state_dict())
     old = [torch.randn(5, 4, generator=torch.Generator().manual_seed(1))]
     memory, expected = LayerwiseMemory(model, threshold=1.0), LayerwiseMemory(reference, threshold=1.0)
-    with pytest.warns(UnrecordedUseWarning, match=r"'second' \(by t\)"):
+    with pytest.warns(UnrecordedUseWarning, match=r"'second' \(by einsum\)"):
         memory.add_task(old)
     expected.add_task(old)
     assert all(U.shape[1] and torch.equal(U, V) for U, V in zip(memory.bases, expected.bases, strict=True))
