@@ -7,11 +7,14 @@ make this warning an error in every other test: no false alarms there.)"""
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
@@ -205,3 +208,70 @@ def test_an_f_linear_input_is_recorded_after_another_outside_use_was_named() -> 
         memory.add_task(old)
     expected.add_task(old)
     assert all(U.shape[1] and torch.equal(U, V) for U, V in zip(memory.bases, expected.bases, strict=True))
+
+
+_FORMS: dict[str, Callable[[nn.Linear, Tensor], Tensor]] = {
+    "module": lambda layer, x: layer(x),
+    "forward": lambda layer, x: layer.forward(x),
+    "F.linear": lambda layer, x: F.linear(x, layer.weight, layer.bias),
+    "F.linear without the bias": lambda layer, x: F.linear(x, layer.weight),
+    "@ its transpose": lambda layer, x: x @ layer.weight.T,
+    "matmul": lambda layer, x: torch.matmul(x, layer.weight.t()),
+    "addmm": lambda layer, x: (
+        torch.addmm(layer.bias, x, layer.weight.mT) if layer.bias is not None else torch.mm(x, layer.weight.mT)
+    ),
+}
+
+
+class _Uses(nn.Module):
+    """An MLP whose layers are each applied in one form, some a second time to another input in another form."""
+
+    def __init__(self, widths: list[int], biases: list[bool], forms: list[tuple[str, str | None]]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b, bias=bias) for (a, b), bias in zip(itertools.pairwise(widths), biases, strict=True)
+        )
+        self.forms = forms
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer, (form, again) in zip(self.layers, self.forms, strict=True):
+            y = _FORMS[form](layer, x)
+            if again is not None:
+                y = y + 0.5 * _FORMS[again](layer, 2 * x + 1)
+            x = torch.tanh(y)
+        return x
+
+
+@given(
+    widths=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    data=st.data(),
+    seed=st.integers(0, 2**16),
+)
+def test_a_guarded_step_keeps_the_old_outputs_through_every_recorded_form_of_a_product(
+    widths: list[int], data: st.DataObject, seed: int
+) -> None:
+    """Random MLPs whose layers are applied as modules or as products with their weights outside their calls
+    (``forward`` called directly, ``F.linear`` with or without the bias, ``x @ W.T``, ``matmul``, ``addmm``), some
+    twice: recording names no use, and with ``threshold=1`` guarded steps keep the old outputs."""
+    n = len(widths) - 1
+    biases = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    names = sorted(_FORMS)
+    forms = data.draw(
+        st.lists(st.tuples(st.sampled_from(names), st.none() | st.sampled_from(names)), min_size=n, max_size=n)
+    )
+    torch.manual_seed(seed)
+    model = _Uses(widths, biases, forms).eval()
+    gen = torch.Generator().manual_seed(seed)
+    old = torch.randn(2, widths[0], generator=gen)
+    memory = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        memory.add_task([old])
+    before = model(old).detach().clone()
+    opt = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.05), memory)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, widths[0], generator=gen)).square().sum().backward()
+        opt.step()
+    with torch.no_grad():
+        assert float((model(old) - before).abs().max()) < 1e-12
