@@ -96,7 +96,7 @@ def record_layer_inputs(
     embeddings = [i for i, m in enumerate(layers) if isinstance(m, nn.Embedding)]
     called: set[int] = set()
     coarse: set[int] = set()  # layers that recorded an input of less than float64 precision
-    made: dict[tuple[int, bool], tuple[weakref.ref[Tensor], int, Tensor | None, Tensor]] = {}
+    made: dict[tuple[int, bool, bool], tuple[weakref.ref[Tensor], int, Tensor | None, Tensor]] = {}
 
     def add(i: int, x: Tensor, blocks: Sequence[int] = (), *, bias_added: bool = True) -> None:
         """Layer ``i``'s input ``x`` joins its statistics: a triangular ``d x d`` factor ``R`` of the inputs
