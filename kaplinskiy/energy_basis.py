@@ -93,13 +93,15 @@ def _extended(
     return torch.cat([U, N], dim=1)
 
 
-def stacked_factor(parts: Sequence[Tensor]) -> Tensor:
-    """The triangular ``R`` (``d x d``, zero rows below the rank) of a QR of the rows ``parts`` stacked, so that
-    ``R^T R`` is the sum of the parts' ``P^T P``: a running factor joins new inputs, or the ranks' factors join."""
+def stacked_factor(parts: Sequence[Tensor], *, square: bool = False) -> Tensor:
+    """The triangular ``R`` of a QR of the rows ``parts`` stacked, so that ``R^T R`` is the sum of the parts'
+    ``P^T P``: a running factor joins new inputs, or the ranks' factors join. ``R`` has ``min(n, d)`` rows for
+    ``n`` rows stacked (fewer inputs than their width make a short factor, and each later QR and the SVD that
+    reads it cost less), or ``d`` with ``square`` (zero rows below ``n``)."""
     A = torch.cat(list(parts))
     R = torch.linalg.qr(A, mode="r")[1]
     d = A.shape[1]
-    return F.pad(R, (0, 0, 0, d - R.shape[0])) if R.shape[0] < d else R
+    return F.pad(R, (0, 0, 0, d - R.shape[0])) if square and R.shape[0] < d else R
 
 
 def protected_rows_update(

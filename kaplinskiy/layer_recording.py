@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
 from .attention_inputs import AttentionInProjection, attention_recorder, packed_attentions
 from .covered_layers import layer_names, reshard_after_forward
@@ -33,11 +34,11 @@ __all__ = ["RecordedInputs", "factor_bytes", "record_layer_inputs", "recording_p
 class RecordedInputs:
     """What :func:`record_layer_inputs` took, per covered layer (None where a layer saw no input).
 
-    ``factors``: a triangular ``R`` (``in_eff x in_eff``, float64) with ``R^T R = sum_s x_s x_s^T`` over the
-    layer's representations; three of them, ``(3, in_eff, in_eff)``, for an attention's input projection (query,
-    key, value); for an embedding, how often each row was read (float64, ``num_embeddings``). Linear layers that
-    read the same tensors hold one factor object. ``coarse``: the layers that recorded an input of less than
-    float64 precision. ``n_batches``: how many batches the forward ran on."""
+    ``factors``: a triangular ``R`` (``min(n, in_eff) x in_eff`` for ``n`` inputs, float64) with
+    ``R^T R = sum_s x_s x_s^T`` over the layer's representations; three of them, ``(3, in_eff, in_eff)``, for an
+    attention's input projection (query, key, value); for an embedding, how often each row was read (float64,
+    ``num_embeddings``). Linear layers that read the same tensors hold one factor object. ``coarse``: the layers
+    that recorded an input of less than float64 precision. ``n_batches``: how many batches the forward ran on."""
 
     factors: list[Tensor | None]
     coarse: frozenset[int]
@@ -99,8 +100,8 @@ def record_layer_inputs(
     made: dict[tuple[int, bool, bool], tuple[weakref.ref[Tensor], int, Tensor | None, Tensor]] = {}
 
     def add(i: int, x: Tensor, blocks: Sequence[int] = (), *, bias_added: bool = True) -> None:
-        """Layer ``i``'s input ``x`` joins its statistics: a triangular ``d x d`` factor ``R`` of the inputs
-        so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64. The factor keeps
+        """Layer ``i``'s input ``x`` joins its statistics: a triangular factor ``R`` (at most ``d x d``) of the
+        inputs so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64. The factor keeps
         what the covariance would lose: directions below ``eps`` of the largest one squared
         (:func:`~kaplinskiy.energy_basis.energy_basis_update_rows`). An attention's input projection keeps one per
         block of rows (query, key, value), and ``x`` joins those of ``blocks``. ``bias_added``: whether the
@@ -127,7 +128,7 @@ def record_layer_inputs(
             new = old.clone()
             for b in blocks:  # blocks whose factors are one (self-attention) share one QR, and stay one
                 same = next((c for c in blocks if c < b and torch.equal(old[c], old[b])), None)
-                new[b] = new[same] if same is not None else stacked_factor([old[b], rows])
+                new[b] = new[same] if same is not None else stacked_factor([old[b], rows], square=True)
             stats[i] = new
             return
         before = stats[i]
@@ -203,8 +204,8 @@ def record_layer_inputs(
 
 
 def factor_bytes(module: nn.Module, has_bias: bool) -> int:
-    """Bytes of what recording holds for ``module`` (:class:`RecordedInputs`): a float64 ``in_eff x in_eff``
-    factor, three for an attention's input projection, a float64 count per row for an embedding."""
+    """Bytes of what recording holds for ``module`` (:class:`RecordedInputs`) at most: a float64
+    ``in_eff x in_eff`` factor, three for an attention's input projection, a float64 count per row for an embedding."""
     if isinstance(module, nn.Embedding):
         return module.num_embeddings * 8
     blocks = 3 if isinstance(module, AttentionInProjection) else 1
@@ -251,12 +252,13 @@ def _join_over_ranks(layers: Sequence[nn.Module], biased: Sequence[bool], stats:
         d_in = input_width(m, biased[i])
         shape = (3, d_in, d_in) if isinstance(m, AttentionInProjection) else (d_in, d_in)
         s = stats[i] if stats[i] is not None else torch.zeros(shape, dtype=torch.float64, device=w.device)
+        s = F.pad(s, (0, 0, 0, d_in - s.shape[-2]))  # a short factor made square: every rank sends one shape
         for dim in range(w.device_mesh.ndim):
             group = w.device_mesh.get_group(dim)
             parts = [torch.empty_like(s) for _ in range(dist.get_world_size(group))]
             dist.all_gather(parts, s.contiguous(), group=group)
             if s.ndim == 3:
-                s = torch.stack([stacked_factor([p[b] for p in parts]) for b in range(3)])
+                s = torch.stack([stacked_factor([p[b] for p in parts], square=True) for b in range(3)])
             else:
                 s = stacked_factor(parts)
         stats[i] = s

@@ -178,8 +178,9 @@ class LayerwiseMemory:
         adds the layer's bias); any other use of a covered weight or trainable bias outside its module's call is
         named in an
         :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning` (its inputs there are not recorded).
-        Recording holds, per covered layer, a ``d_in x d_in`` float64 factor of its inputs on the weight's device
-        (three for an attention's input projection), and each batch costs a QR of ``d_in`` plus the batch's rows;
+        Recording holds, per covered layer, a float64 factor of its inputs on the weight's device, ``d_in x d_in``
+        once it has seen ``d_in`` inputs (three for an attention's input projection), and each batch costs a QR of
+        the factor's rows plus the batch's;
         Linear layers that read one tensor (separate query, key and value projections, a gate and up projection)
         hold one factor, made once, and grow their bases once while those are equal.
         ``max_factor_bytes`` bounds what recording holds at once (:func:`~kaplinskiy.layer_recording.factor_bytes`;

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from kaplinskiy import LayerwiseMemory
-from kaplinskiy.energy_basis import stacked_factor
+from kaplinskiy.energy_basis import energy_basis_update_rows, stacked_factor
 from kaplinskiy.layer_recording import record_layer_inputs
 
 
@@ -183,3 +183,25 @@ def test_a_hugging_face_llama_records_one_factor_for_q_k_v_and_one_for_gate_up()
     for group in expected:
         assert len({id(by_layer[id(m)]) for m in group}) == 1
     assert len({id(f) for f in factors}) == 4 * len(blocks)  # with o_proj and down_proj, their own
+
+
+def test_fewer_inputs_than_their_width_make_a_short_factor_and_the_bases_of_a_square_one() -> None:
+    """A layer 40 inputs wide sees 3 batches of 4: its factor has 12 rows, not 40 (each QR, and the SVD that reads
+    it, works on those rows alone), its ``R^T R`` is the inputs' covariance, and the basis grown from it is that
+    of the square factor padded with zero rows (to rounding), and grows square once the inputs outnumber the
+    width."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(40, 3)).eval()
+    xs = [torch.randn(4, 40) for _ in range(3)]
+    (factor,) = record_layer_inputs(model, [model[0]], [True], xs).factors
+    rows = torch.cat([torch.cat([x, torch.ones(4, 1)], dim=1) for x in xs])
+    assert factor.shape == (12, 41)
+    torch.testing.assert_close(factor.T @ factor, rows.T @ rows, rtol=0, atol=1e-12)
+    square = stacked_factor([rows], square=True)
+    assert square.shape == (41, 41) and not square[12:].any()
+    memory = LayerwiseMemory(model, threshold=0.95)
+    memory.add_task(xs)
+    U = energy_basis_update_rows(torch.zeros(41, 0), square, 0.95)
+    torch.testing.assert_close(memory.bases[0].abs(), U.abs(), rtol=0, atol=1e-12)  # columns up to sign
+    more = [torch.randn(20, 40) for _ in range(3)]
+    assert record_layer_inputs(model, [model[0]], [True], more).factors[0].shape == (41, 41)
