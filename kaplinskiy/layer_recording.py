@@ -35,10 +35,11 @@ class RecordedInputs:
     """What :func:`record_layer_inputs` took, per covered layer (None where a layer saw no input).
 
     ``factors``: a triangular ``R`` (``min(n, in_eff) x in_eff`` for ``n`` inputs, float64) with
-    ``R^T R = sum_s x_s x_s^T`` over the layer's representations; three of them, ``(3, in_eff, in_eff)``, for an
-    attention's input projection (query, key, value); for an embedding, how often each row was read (float64,
-    ``num_embeddings``). Linear layers that read the same tensors hold one factor object. ``coarse``: the layers
-    that recorded an input of less than float64 precision. ``n_batches``: how many batches the forward ran on."""
+    ``R^T R = sum_s x_s x_s^T`` over the layer's representations; three of them stacked, ``(3, h, in_eff)`` with
+    zero rows padding the shorter ones, for an attention's input projection (query, key, value); for an
+    embedding, how often each row was read (float64, ``num_embeddings``). Linear layers that read the same
+    tensors hold one factor object. ``coarse``: the layers that recorded an input of less than float64
+    precision. ``n_batches``: how many batches the forward ran on."""
 
     factors: list[Tensor | None]
     coarse: frozenset[int]
@@ -124,12 +125,16 @@ def record_layer_inputs(
         rows = layer_representations(layers[i], x.detach(), biased[i], bias_added=bias_added).to(torch.float64)
         d = rows.shape[1]
         if isinstance(layers[i], AttentionInProjection):
-            old = stats[i] if stats[i] is not None else rows.new_zeros(3, d, d)
-            new = old.clone()
+            old = stats[i] if stats[i] is not None else rows.new_zeros(3, 0, d)
+            new = list(old)
             for b in blocks:  # blocks whose factors are one (self-attention) share one QR, and stay one
                 same = next((c for c in blocks if c < b and torch.equal(old[c], old[b])), None)
-                new[b] = new[same] if same is not None else stacked_factor([old[b], rows], square=True)
-            stats[i] = new
+                if same is not None:
+                    new[b] = new[same]
+                else:  # without the zero rows that padded the factor (they add nothing to R^T R)
+                    new[b] = stacked_factor([old[b][old[b].any(dim=1)], rows])
+            height = max(f.shape[0] for f in new)  # short factors, stacked: zero rows pad the shorter ones
+            stats[i] = torch.stack([F.pad(f, (0, 0, 0, height - f.shape[0])) for f in new])
             return
         before = stats[i]
         stats[i] = stacked_factor([rows] if before is None else [before, rows])

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from kaplinskiy import LayerwiseMemory
+from kaplinskiy.attention_inputs import AttentionInProjection
 from kaplinskiy.energy_basis import energy_basis_update_rows, stacked_factor
 from kaplinskiy.layer_recording import record_layer_inputs
 
@@ -205,3 +206,31 @@ def test_fewer_inputs_than_their_width_make_a_short_factor_and_the_bases_of_a_sq
     torch.testing.assert_close(memory.bases[0].abs(), U.abs(), rtol=0, atol=1e-12)  # columns up to sign
     more = [torch.randn(20, 40) for _ in range(3)]
     assert record_layer_inputs(model, [model[0]], [True], more).factors[0].shape == (41, 41)
+
+
+class _Cross(nn.Module):
+    """A cross-attention: 2 queries attend to 5 memory tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        queries, memory = batch
+        return self.attention(queries, memory, memory, need_weights=False)[0]
+
+
+def test_an_attention_s_blocks_keep_short_factors_stacked_to_the_longest() -> None:
+    """The input projection's query block has seen 2 inputs, its key and value blocks 5: the three factors are
+    stacked 5 rows high (zero rows under the query's 2), each with its own inputs' covariance."""
+    torch.manual_seed(4)
+    model = _Cross().eval()
+    queries, memory = torch.randn(1, 2, 16), torch.randn(1, 5, 16)
+    layers = LayerwiseMemory(model).layers
+    i = next(k for k, m in enumerate(layers) if isinstance(m, AttentionInProjection))
+    biased = [getattr(m, "bias", None) is not None for m in layers]
+    factors = record_layer_inputs(model, layers, biased, [(queries, memory)]).factors[i]
+    assert factors.shape == (3, 5, 17) and not factors[0, 2:].any()
+    for block, x in zip(factors, (queries, memory, memory), strict=True):
+        rows = torch.cat([x[0], torch.ones(x.shape[1], 1)], dim=1)
+        torch.testing.assert_close(block.T @ block, rows.T @ rows, rtol=0, atol=1e-12)
