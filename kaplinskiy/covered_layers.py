@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .attention_inputs import AttentionInProjection, packed_attentions
-from .layer_inputs import is_hf_conv1d
+from .layer_inputs import CONVOLUTIONS, is_hf_conv1d
 from .tensor_lists import any_dtensor, is_dtensor
 
 __all__ = ["check_sharded", "covered_layers", "layer_names", "reshard_after_forward", "warn_loose_matrices"]
@@ -23,7 +23,7 @@ def _is_dora(module: nn.Module) -> bool:
 
 
 def _check_supported(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d)) or is_hf_conv1d(module)
+    return isinstance(module, (nn.Linear, nn.Embedding, *CONVOLUTIONS)) or is_hf_conv1d(module)
 
 
 def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]:
@@ -130,9 +130,9 @@ def reshard_after_forward(model: nn.Module, params: Sequence[Tensor]) -> None:
 
 def warn_loose_matrices(model: nn.Module, uncovered: Sequence[Tensor]) -> None:
     """Warn about trainable weights of two or more dimensions that no covered layer owns: unlike a LayerNorm's
-    scale or a bias, they are usually a layer's weights (a Conv3d, a LoRA embedding adapter, the separate
-    projections of an ``nn.MultiheadAttention`` with other key and value sizes), and left free they carry
-    old-task outputs away unguarded."""
+    scale or a bias, they are usually a layer's weights (a transposed convolution, a LoRA embedding adapter, the
+    separate projections of an ``nn.MultiheadAttention`` with other key and value sizes), and left free they
+    carry old-task outputs away unguarded."""
     names = {id(p): key for key, p in model.named_parameters()}
     loose = [names[id(p)] for p in uncovered if p.ndim >= 2]
     if loose:

@@ -14,7 +14,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["RowReads", "input_width", "is_hf_conv1d", "layer_representations", "looked_up"]
+__all__ = ["CONVOLUTIONS", "RowReads", "input_width", "is_hf_conv1d", "layer_representations", "looked_up"]
+
+CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the convolutions covered: their patches are their inputs
+Convolution = nn.Conv1d | nn.Conv2d | nn.Conv3d
 
 
 def is_hf_conv1d(module: nn.Module) -> bool:
@@ -29,7 +32,7 @@ def input_width(module: nn.Module, has_bias: bool) -> int:
     return (w.shape[0] if is_hf_conv1d(module) else math.prod(w.shape[1:])) + int(has_bias)
 
 
-def _conv_padding(module: nn.Conv1d | nn.Conv2d) -> list[int]:
+def _conv_padding(module: Convolution) -> list[int]:
     """The ``F.pad`` widths (last dimension first) that the convolution applies to its input.
 
     ``padding="same"`` pads ``dilation * (kernel - 1)`` in all, the extra one on the right, as torch does.
@@ -46,30 +49,33 @@ def _conv_padding(module: nn.Conv1d | nn.Conv2d) -> list[int]:
     return pads
 
 
-def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
-    """The input patches one output position sees, as rows (``N' x in/groups * prod(kernel)``).
+def _conv_patches(module: Convolution, x: Tensor) -> Tensor:
+    """The input patches one output position sees, as rows (``N' x in/groups * prod(kernel)``, in the order of
+    the weight's ``(in/groups, *kernel)`` entries), for 1, 2 or 3 spatial dimensions.
 
     Each group's patches are rows of their own, so the basis spans the union of the groups' input spaces: a
     grouped (or depthwise) weight's rows each lie in their group's space, and the projection stays exact.
     """
-    if x.dim() == len(module.kernel_size) + 1:  # an unbatched input
+    spatial = len(module.kernel_size)
+    if x.dim() == spatial + 1:  # an unbatched input
         x = x.unsqueeze(0)
     mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
     x = F.pad(x, _conv_padding(module), mode=mode)
-    kernel, dilation, stride = module.kernel_size, module.dilation, module.stride
-    if isinstance(module, nn.Conv1d):  # as a Conv2d of height one
-        x, kernel, dilation, stride = x.unsqueeze(2), (1, *kernel), (1, *dilation), (1, *stride)
     n, c = x.shape[:2]
     x = x.reshape(n * module.groups, c // module.groups, *x.shape[2:])
-    rows = F.unfold(x, kernel, dilation, 0, stride).transpose(1, 2)
-    return rows.reshape(-1, rows.shape[-1])
+    geometry = zip(module.kernel_size, module.dilation, module.stride, strict=True)
+    for dim, (k, dilation, stride) in enumerate(geometry, start=2):
+        x = x.unfold(dim, dilation * (k - 1) + 1, stride)[..., ::dilation]  # a view: (..., out_dim, ..., k)
+    positions, taps = range(2, 2 + spatial), range(2 + spatial, 2 + 2 * spatial)
+    x = x.permute(0, *positions, 1, *taps)  # (n, *out, in/groups, *kernel)
+    return x.reshape(-1, math.prod(x.shape[1 + spatial :]))
 
 
 def layer_representations(module: nn.Module, x: Tensor, with_bias: bool, *, bias_added: bool = True) -> Tensor:
     """The rows ``x_s`` (``N x in_eff``) whose span the layer's weight gradient rows live in, with an input of 1
     appended where the layer has a trainable bias (of 0 where the bias is not added: ``F.linear`` on the layer's
     weight without it)."""
-    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+    if isinstance(module, CONVOLUTIONS):
         rows = _conv_patches(module, x)
     elif x.is_nested:  # sequences without their padding (torch's TransformerEncoder hands its layers these)
         rows = torch.cat([t.reshape(-1, t.shape[-1]) for t in x.unbind()])

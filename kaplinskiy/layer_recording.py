@@ -21,7 +21,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from .attention_inputs import AttentionInProjection, attention_recorder, packed_attentions
 from .covered_layers import layer_names, reshard_after_forward
 from .energy_basis import stacked_factor
-from .layer_inputs import RowReads, input_width, layer_representations
+from .layer_inputs import CONVOLUTIONS, RowReads, input_width, layer_representations
 from .outside_uses import OutsideUses, parameter_owners
 from .per_sample import check_eval_mode
 from .progress import progress_bar
@@ -115,7 +115,7 @@ def record_layer_inputs(
         which)."""
         if x.dtype != torch.float64:
             coarse.add(i)
-        sharable = not isinstance(layers[i], (nn.Conv1d, nn.Conv2d, AttentionInProjection))
+        sharable = not isinstance(layers[i], (*CONVOLUTIONS, AttentionInProjection))
         version = _version(x) if sharable else None
         key = (id(x), biased[i], bias_added)
         seen = made.get(key) if version is not None else None

@@ -38,7 +38,7 @@ __all__ = ["AttentionInProjection", "LayerwiseMemory", "energy_basis_update", "e
 
 
 class LayerwiseMemory:
-    """Per-layer bases of old-task input spaces, for Linear, Conv1d/Conv2d, Embedding, HF Conv1D and
+    """Per-layer bases of old-task input spaces, for Linear, Conv1d/2d/3d, Embedding, HF Conv1D and
     ``nn.MultiheadAttention`` layers (its input projection and ``out_proj``: :func:`covered_layers`).
 
     Args:
@@ -62,11 +62,12 @@ class LayerwiseMemory:
             float64, a bias of another dtype than its weight's.
 
     Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
-    groups share one basis of the union of their input spaces), batched or not; Conv3d and transposed
-    convolutions count as uncovered, and so, with a warning, do weights computed by a parametrization
-    (:func:`covered_layers`). An embedding protects the rows of its weight that the old task's forward reads
-    (``F.embedding`` or an index, wherever made), not the argument its module is called with: OPT's, BART's and
-    Whisper's learned positions read other rows than that argument. One called without such a read is refused.
+    groups share one basis of the union of their input spaces), batched or not, in one, two or three spatial
+    dimensions; transposed convolutions count as uncovered, and so, with a warning, do weights computed by a
+    parametrization (:func:`covered_layers`). An embedding protects the rows of its weight that the old task's
+    forward reads (``F.embedding`` or an index, wherever made), not the argument its module is called with: OPT's,
+    BART's and Whisper's learned positions read other rows than that argument. One called without such a read is
+    refused.
     The padding row (``padding_idx``) is not protected, since it gets no gradient; but decoupled weight decay
     (AdamW) still shrinks it, so the outputs at positions holding the pad token move: harmless where attention
     masks them out, a leak where the pad token is an ordinary input of the old task (leave ``padding_idx`` unset

@@ -175,6 +175,9 @@ _CONVS = [  # sized so that one old input spans a proper subspace of each layer'
     lambda: nn.Conv2d(2, 3, 3, padding="valid", padding_mode="replicate"),
     lambda: nn.Conv1d(4, 2, 4, padding="same", groups=2, padding_mode="replicate"),
     lambda: nn.Conv1d(2, 2, 3, padding=2, dilation=2, stride=2, padding_mode="circular"),
+    lambda: nn.Conv3d(2, 3, (2, 3, 2), padding=(1, 0, 1), dilation=(2, 1, 1), stride=(2, 1, 1)),
+    lambda: nn.Conv3d(8, 2, 3, padding="same", groups=2, padding_mode="reflect"),
+    lambda: nn.Conv3d(4, 2, (1, 2, 3), padding=(0, 1, 1), stride=(1, 2, 2), padding_mode="circular", bias=False),
 ]
 
 
@@ -183,7 +186,7 @@ _CONVS = [  # sized so that one old input spans a proper subspace of each layer'
 def test_every_convolution_keeps_its_old_outputs(make) -> None:
     """For any padding, padding mode, dilation and groups, a projected step leaves conv(x_A) where it was."""
     conv = make()
-    x = torch.randn(1, conv.in_channels, *(3, 4)[: conv.weight.ndim - 2])
+    x = torch.randn(1, conv.in_channels, *(3, 4, 3)[: conv.weight.ndim - 2])
     mem = LayerwiseMemory(conv, threshold=1.0)
     assert mem.layers == [conv]
     mem.add_task([x])
@@ -278,12 +281,13 @@ def test_two_linear_layers_sharing_a_weight_are_refused() -> None:
         LayerwiseMemory(model)
 
 
-def test_channels_last_gradients_are_projected_like_contiguous_ones() -> None:
-    conv = nn.Conv2d(3, 4, 3, padding=1)
+@pytest.mark.parametrize(("make", "layout"), [(nn.Conv2d, torch.channels_last), (nn.Conv3d, torch.channels_last_3d)])
+def test_channels_last_gradients_are_projected_like_contiguous_ones(make, layout: torch.memory_format) -> None:
+    conv = make(3, 4, 3, padding=1)
     mem = LayerwiseMemory(conv, threshold=0.9)
-    mem.add_task([torch.randn(1, 3, 3, 3)])
+    mem.add_task([torch.randn(1, 3, *[3] * (conv.weight.ndim - 2))])
     d = [torch.randn_like(p) for p in mem.params]
-    strided = [d[0].to(memory_format=torch.channels_last), d[1].clone()]
+    strided = [d[0].to(memory_format=layout), d[1].clone()]
     assert not strided[0].is_contiguous()
     mem.project_(d)
     mem.project_(strided)

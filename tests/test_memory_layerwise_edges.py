@@ -188,7 +188,9 @@ def test_a_state_that_does_not_fit_is_not_loaded() -> None:
         small.load_state_dict({"bases": [torch.tensor([1, 2]), torch.zeros(5, 1)], "n_tasks": 1})
 
 
-@pytest.mark.parametrize("conv", [nn.Conv1d(3, 4, 3, padding=1, padding_mode="reflect"), nn.Conv2d(3, 4, 3)])
+@pytest.mark.parametrize(
+    "conv", [nn.Conv1d(3, 4, 3, padding=1, padding_mode="reflect"), nn.Conv2d(3, 4, 3), nn.Conv3d(3, 2, 2, stride=2)]
+)
 def test_unbatched_convolution_inputs_give_the_batched_basis(conv: nn.Module) -> None:
     """torch convolutions take an input without its batch axis; the memory records it as a batch of one."""
     torch.manual_seed(0)
@@ -274,8 +276,8 @@ def test_an_embedding_called_without_reading_a_row_is_refused() -> None:
 
 
 def test_weight_matrices_no_covered_layer_owns_are_named_in_a_warning_unless_frozen() -> None:
-    """A Conv3d and a raw matrix: weights no covered layer owns."""
-    model = nn.ModuleDict({"conv": nn.Conv3d(2, 3, 2), "linear": nn.Linear(3, 3)})
+    """A transposed convolution and a raw matrix: weights no covered layer owns."""
+    model = nn.ModuleDict({"conv": nn.ConvTranspose2d(2, 3, 2), "linear": nn.Linear(3, 3)})
     model.register_parameter("mixing", nn.Parameter(torch.randn(3, 3)))
     with pytest.warns(UserWarning, match=r"2 trainable weight tensors .*'mixing', 'conv.weight'"):
         LayerwiseMemory(model)
