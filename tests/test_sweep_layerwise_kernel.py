@@ -50,11 +50,11 @@ def test_a_sweep_checks_times_and_names_the_best(monkeypatch, capsys, tmp_path) 
     import torch
     from sweep_layerwise_kernel import sweep
 
-    import kaplinskiy.memory_layerwise as memory_layerwise
+    import kaplinskiy.layerwise_projection as layerwise_projection
     from kaplinskiy import layerwise_kernel
 
     torch.set_default_dtype(torch.float32)
-    monkeypatch.setattr(memory_layerwise, "grouped_kernel_available", lambda device, interpreted=False: True)
+    monkeypatch.setattr(layerwise_projection, "grouped_kernel_available", lambda device, interpreted=False: True)
     real = layerwise_kernel.set_block_sizes
 
     def refuse_one(blocks):  # a variant whose launch fails, as one that does not fit a GPU's resources would
