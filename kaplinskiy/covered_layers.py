@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .attention_inputs import AttentionInProjection, packed_attentions
-from .layer_inputs import CONVOLUTIONS, is_hf_conv1d
+from .layer_inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, is_hf_conv1d
 from .tensor_lists import any_dtensor, is_dtensor
 
 __all__ = ["check_sharded", "covered_layers", "layer_names", "reshard_after_forward", "warn_loose_matrices"]
@@ -23,7 +23,8 @@ def _is_dora(module: nn.Module) -> bool:
 
 
 def _check_supported(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Linear, nn.Embedding, *CONVOLUTIONS)) or is_hf_conv1d(module)
+    covered = (nn.Linear, nn.Embedding, *CONVOLUTIONS, *TRANSPOSED_CONVOLUTIONS)
+    return isinstance(module, covered) or is_hf_conv1d(module)
 
 
 def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]:
@@ -95,12 +96,13 @@ def check_sharded(name: str, module: nn.Module, w: Tensor, b: Tensor | None) -> 
     ``[D_W, d_b] <- [D_W, d_b] (I - U U^T)`` (eq. 11) acts on each row alone, so a rank projects the rows it
     holds and gets the rows of the full projection, with no communication, provided the weight and the bias are
     split into the same rows. An embedding (its protected rows are global indices, read while FSDP2 holds the
-    unsharded weight) and Hugging Face's ``Conv1D`` (its dim 0 is the input) are refused.
+    unsharded weight), Hugging Face's ``Conv1D`` and a transposed convolution (dim 0 of their weights is the
+    input) are refused.
     """
     if not (is_dtensor(w) or is_dtensor(b)):
         return
-    if isinstance(module, nn.Embedding) or is_hf_conv1d(module):
-        kind = "an embedding" if isinstance(module, nn.Embedding) else "a Hugging Face Conv1D (dim 0 is its input)"
+    if isinstance(module, (nn.Embedding, *TRANSPOSED_CONVOLUTIONS)) or is_hf_conv1d(module):
+        kind = "an embedding" if isinstance(module, nn.Embedding) else f"a {type(module).__name__} (dim 0 is its input)"
         raise ValueError(
             f"Invalid model: {name} is {kind} whose weight is a DTensor (FSDP2's fully_shard or distribute_tensor), "
             "which LayerwiseMemory does not project; freeze it, or train with DistributedDataParallel"
@@ -130,7 +132,7 @@ def reshard_after_forward(model: nn.Module, params: Sequence[Tensor]) -> None:
 
 def warn_loose_matrices(model: nn.Module, uncovered: Sequence[Tensor]) -> None:
     """Warn about trainable weights of two or more dimensions that no covered layer owns: unlike a LayerNorm's
-    scale or a bias, they are usually a layer's weights (a transposed convolution, a LoRA embedding adapter, the
+    scale or a bias, they are usually a layer's weights (an ``nn.Bilinear``, a LoRA embedding adapter, the
     separate projections of an ``nn.MultiheadAttention`` with other key and value sizes), and left free they
     carry old-task outputs away unguarded."""
     names = {id(p): key for key, p in model.named_parameters()}

@@ -14,10 +14,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["CONVOLUTIONS", "RowReads", "input_width", "is_hf_conv1d", "layer_representations", "looked_up"]
+from .conv_patches import CONVOLUTIONS, conv_patches
+from .transposed_convolutions import TRANSPOSED_CONVOLUTIONS, transposed_patches
 
-CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the convolutions covered: their patches are their inputs
-Convolution = nn.Conv1d | nn.Conv2d | nn.Conv3d
+__all__ = ["CONVOLUTIONS", "TRANSPOSED_CONVOLUTIONS", "RowReads", "input_width", "is_hf_conv1d"]
+__all__ += ["layer_representations", "looked_up"]
 
 
 def is_hf_conv1d(module: nn.Module) -> bool:
@@ -29,54 +30,30 @@ def input_width(module: nn.Module, has_bias: bool) -> int:
     """``in_eff``: the width of the layer's representations, its inputs (a convolution's patches) plus the input
     of 1 of a trainable bias (a frozen bias is a constant and adds none)."""
     w = module.weight
-    return (w.shape[0] if is_hf_conv1d(module) else math.prod(w.shape[1:])) + int(has_bias)
+    if is_hf_conv1d(module):
+        width = w.shape[0]
+    elif isinstance(module, TRANSPOSED_CONVOLUTIONS):  # its weight is in x out/groups x *kernel
+        width = w.shape[0] // module.groups * math.prod(w.shape[2:])
+    else:
+        width = math.prod(w.shape[1:])
+    return width + int(has_bias)
 
 
-def _conv_padding(module: Convolution) -> list[int]:
-    """The ``F.pad`` widths (last dimension first) that the convolution applies to its input.
-
-    ``padding="same"`` pads ``dilation * (kernel - 1)`` in all, the extra one on the right, as torch does.
-    """
-    pads: list[int] = []
-    for d in reversed(range(len(module.kernel_size))):
-        if module.padding == "valid":
-            pads += [0, 0]
-        elif module.padding == "same":
-            total = module.dilation[d] * (module.kernel_size[d] - 1)
-            pads += [total // 2, total - total // 2]
-        else:
-            pads += [module.padding[d], module.padding[d]]
-    return pads
-
-
-def _conv_patches(module: Convolution, x: Tensor) -> Tensor:
-    """The input patches one output position sees, as rows (``N' x in/groups * prod(kernel)``, in the order of
-    the weight's ``(in/groups, *kernel)`` entries), for 1, 2 or 3 spatial dimensions.
-
-    Each group's patches are rows of their own, so the basis spans the union of the groups' input spaces: a
-    grouped (or depthwise) weight's rows each lie in their group's space, and the projection stays exact.
-    """
-    spatial = len(module.kernel_size)
-    if x.dim() == spatial + 1:  # an unbatched input
-        x = x.unsqueeze(0)
-    mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
-    x = F.pad(x, _conv_padding(module), mode=mode)
-    n, c = x.shape[:2]
-    x = x.reshape(n * module.groups, c // module.groups, *x.shape[2:])
-    geometry = zip(module.kernel_size, module.dilation, module.stride, strict=True)
-    for dim, (k, dilation, stride) in enumerate(geometry, start=2):
-        x = x.unfold(dim, dilation * (k - 1) + 1, stride)[..., ::dilation]  # a view: (..., out_dim, ..., k)
-    positions, taps = range(2, 2 + spatial), range(2 + spatial, 2 + 2 * spatial)
-    x = x.permute(0, *positions, 1, *taps)  # (n, *out, in/groups, *kernel)
-    return x.reshape(-1, math.prod(x.shape[1 + spatial :]))
-
-
-def layer_representations(module: nn.Module, x: Tensor, with_bias: bool, *, bias_added: bool = True) -> Tensor:
+def layer_representations(
+    module: nn.Module,
+    x: Tensor,
+    with_bias: bool,
+    *,
+    bias_added: bool = True,
+    output_padding: Sequence[int] | None = None,
+) -> Tensor:
     """The rows ``x_s`` (``N x in_eff``) whose span the layer's weight gradient rows live in, with an input of 1
     appended where the layer has a trainable bias (of 0 where the bias is not added: ``F.linear`` on the layer's
-    weight without it)."""
+    weight without it). ``output_padding``: that of a transposed convolution's call (default: the module's)."""
     if isinstance(module, CONVOLUTIONS):
-        rows = _conv_patches(module, x)
+        rows = conv_patches(module, x)
+    elif isinstance(module, TRANSPOSED_CONVOLUTIONS):
+        rows = transposed_patches(module, x, list(output_padding or module.output_padding))
     elif x.is_nested:  # sequences without their padding (torch's TransformerEncoder hands its layers these)
         rows = torch.cat([t.reshape(-1, t.shape[-1]) for t in x.unbind()])
     else:  # nn.Linear or Hugging Face's Conv1D

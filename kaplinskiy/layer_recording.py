@@ -21,11 +21,12 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from .attention_inputs import AttentionInProjection, attention_recorder, packed_attentions
 from .covered_layers import layer_names, reshard_after_forward
 from .energy_basis import stacked_factor
-from .layer_inputs import CONVOLUTIONS, RowReads, input_width, layer_representations
+from .layer_inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, RowReads, input_width, layer_representations
 from .outside_uses import OutsideUses, parameter_owners
 from .per_sample import check_eval_mode
 from .progress import progress_bar
 from .tensor_lists import is_dtensor
+from .transposed_convolutions import output_padding as transposed_output_padding
 
 __all__ = ["RecordedInputs", "factor_bytes", "record_layer_inputs", "recording_passes"]
 
@@ -100,14 +101,21 @@ def record_layer_inputs(
     coarse: set[int] = set()  # layers that recorded an input of less than float64 precision
     made: dict[tuple[int, bool, bool], tuple[weakref.ref[Tensor], int, Tensor | None, Tensor]] = {}
 
-    def add(i: int, x: Tensor, blocks: Sequence[int] = (), *, bias_added: bool = True) -> None:
+    def add(
+        i: int,
+        x: Tensor,
+        blocks: Sequence[int] = (),
+        *,
+        bias_added: bool = True,
+        output_padding: Sequence[int] | None = None,
+    ) -> None:
         """Layer ``i``'s input ``x`` joins its statistics: a triangular factor ``R`` (at most ``d x d``) of the
         inputs so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64. The factor keeps
         what the covariance would lose: directions below ``eps`` of the largest one squared
         (:func:`~kaplinskiy.energy_basis.energy_basis_update_rows`). An attention's input projection keeps one per
         block of rows (query, key, value), and ``x`` joins those of ``blocks``. ``bias_added``: whether the
         layer's bias is added to the product of ``x`` (not where ``F.linear`` takes the weight without it): the
-        input of 1 that the bias multiplies is then 0.
+        input of 1 that the bias multiplies is then 0. ``output_padding``: a transposed convolution's, in that call.
 
         Linear layers that read one tensor (a transformer's separate query, key and value projections, or its
         gate and up projections) and held one factor before get one factor after, made once: the same tensor
@@ -115,14 +123,17 @@ def record_layer_inputs(
         which)."""
         if x.dtype != torch.float64:
             coarse.add(i)
-        sharable = not isinstance(layers[i], (*CONVOLUTIONS, AttentionInProjection))
+        sharable = not isinstance(layers[i], (*CONVOLUTIONS, *TRANSPOSED_CONVOLUTIONS, AttentionInProjection))
         version = _version(x) if sharable else None
         key = (id(x), biased[i], bias_added)
         seen = made.get(key) if version is not None else None
         if seen is not None and seen[0]() is x and seen[1] == version and seen[2] is stats[i]:
             stats[i] = seen[3]
             return
-        rows = layer_representations(layers[i], x.detach(), biased[i], bias_added=bias_added).to(torch.float64)
+        representations = layer_representations(
+            layers[i], x.detach(), biased[i], bias_added=bias_added, output_padding=output_padding
+        )
+        rows = representations.to(torch.float64)
         d = rows.shape[1]
         if isinstance(layers[i], AttentionInProjection):
             old = stats[i] if stats[i] is not None else rows.new_zeros(3, 0, d)
@@ -142,18 +153,26 @@ def record_layer_inputs(
             made[key] = (weakref.ref(x), version, before, stats[i])
 
     def recorder(i: int, module: nn.Module) -> Callable[..., None]:
-        def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
+        def hook(_: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             if isinstance(module, nn.Embedding):  # its rows are counted where they are read (RowReads)
                 called.add(i)
                 return
-            add(i, args[0])
+            x = args[0] if args else next(iter(kwargs.values()))  # its input, passed by position or by name
+            if isinstance(module, TRANSPOSED_CONVOLUTIONS):  # its output_size, if given, sets its output padding
+                add(i, x, output_padding=transposed_output_padding(module, (x, *args[1:]), kwargs))
+                return
+            add(i, x)
 
         return hook
 
     attentions = attention_layers(model, layers)
     model_forward = forward or (lambda model, batch: model(batch))
     from_attention = {i for _, pair in attentions for i in pair if i is not None}
-    handles = [m.register_forward_pre_hook(recorder(i, m)) for i, m in enumerate(layers) if i not in from_attention]
+    handles = [
+        m.register_forward_pre_hook(recorder(i, m), with_kwargs=True)
+        for i, m in enumerate(layers)
+        if i not in from_attention
+    ]
     handles += [
         attention.register_forward_pre_hook(attention_recorder(attention, i_in, i_out, add), with_kwargs=True)
         for attention, (i_in, i_out) in attentions

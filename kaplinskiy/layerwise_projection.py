@@ -15,9 +15,10 @@ from torch import Tensor, nn
 
 from .basis_factors import BasisFactors, BlockFactors, row_blocks
 from .layer_bases import basis_size
-from .layer_inputs import is_hf_conv1d
+from .layer_inputs import TRANSPOSED_CONVOLUTIONS, is_hf_conv1d
 from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes
 from .tensor_lists import local_shard
+from .transposed_convolutions import set_weight_rows_, weight_rows
 
 __all__ = ["LayerwiseProjection"]
 
@@ -94,6 +95,8 @@ class LayerwiseProjection:
                 if isinstance(m, nn.Embedding) or not 0 < self._size(i) <= MAX_RANK:
                     continue
                 if self.bases[i].ndim == 3:  # a basis per block of rows (cross-attention): by BLAS
+                    continue
+                if isinstance(m, TRANSPOSED_CONVOLUTIONS):  # its rows are no view of its weight: by BLAS
                     continue
                 if not kernel_takes(w, b, device, dtype):  # float64, another device, a bias of its own dtype
                     continue
@@ -215,7 +218,26 @@ class LayerwiseProjection:
         w, b = self._views(tensors, i)
         if isinstance(self.layers[i], nn.Embedding):
             return w[self.bases[i]]
-        return self._factors(i).coefficients(w, b, transposed=is_hf_conv1d(self.layers[i]))
+        return self._coefficients_of(i, w, b)
+
+    def _coefficients_of(self, i: int, w: Tensor, b: Tensor | None) -> Tensor:
+        """``C = [D_W, d_b] U`` of layer ``i``'s weight and bias ``w``, ``b`` (a transposed convolution's weight
+        taken as its rows, :func:`~kaplinskiy.transposed_convolutions.weight_rows`)."""
+        m = self.layers[i]
+        if isinstance(m, TRANSPOSED_CONVOLUTIONS):
+            w = weight_rows(w, m.groups)
+        return self._factors(i).coefficients(w, b, transposed=is_hf_conv1d(m))
+
+    def _subtract_from_(self, i: int, w: Tensor, b: Tensor | None, C: Tensor) -> None:
+        """``[D_W, d_b] <- [D_W, d_b] - C U^T`` on layer ``i``'s weight and bias, in place (a transposed
+        convolution's through a copy of its weight's rows, written back)."""
+        m = self.layers[i]
+        if isinstance(m, TRANSPOSED_CONVOLUTIONS):
+            rows = weight_rows(w, m.groups)
+            self._factors(i).subtract_(rows, b, C, transposed=False)
+            set_weight_rows_(w, rows, m.groups)
+            return
+        self._factors(i).subtract_(w, b, C, transposed=is_hf_conv1d(m))
 
     def _restore_layer_(
         self, tensors: Sequence[Tensor], i: int, reference: Tensor, *, compute: bool, skip: Tensor | None
@@ -229,13 +251,12 @@ class LayerwiseProjection:
             else:
                 w.index_put_((self.bases[i],), -reference, accumulate=True)
             return
-        factors, transposed = self._factors(i), is_hf_conv1d(self.layers[i])
         C = reference
         if compute:
-            C = factors.coefficients(w, b, transposed=transposed) - C.to(factors.dtype)
+            C = self._coefficients_of(i, w, b) - C.to(self._factors(i).dtype)
         if skip is not None:
             C = C * (1 - skip.to(C))
-        factors.subtract_(w, b, C, transposed=transposed)
+        self._subtract_from_(i, w, b, C)
 
     @torch.no_grad()
     def project_(self, tensors: Sequence[Tensor]) -> None:
@@ -258,8 +279,7 @@ class LayerwiseProjection:
                 embeddings.append(i)
                 continue
             w, b = self._views(tensors, i)
-            factors, transposed = self._factors(i), is_hf_conv1d(m)
-            factors.subtract_(w, b, factors.coefficients(w, b, transposed=transposed), transposed=transposed)
+            self._subtract_from_(i, w, b, self._coefficients_of(i, w, b))
         for i in embeddings:
             rows = self.bases[i]
             self._views(tensors, i)[0].index_fill_(0, rows, 0)

@@ -39,8 +39,8 @@ __all__ = ["AttentionInProjection", "LayerwiseMemory", "energy_basis_update", "e
 
 
 class LayerwiseMemory(LayerwiseProjection):
-    """Per-layer bases of old-task input spaces, for Linear, Conv1d/2d/3d, Embedding, HF Conv1D and
-    ``nn.MultiheadAttention`` layers (its input projection and ``out_proj``: :func:`covered_layers`).
+    """Per-layer bases of old-task input spaces, for Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, Embedding, HF
+    Conv1D and ``nn.MultiheadAttention`` layers (its input projection and ``out_proj``: :func:`covered_layers`).
 
     Args:
         model: the network; every supported submodule with a trainable weight is covered.
@@ -64,8 +64,9 @@ class LayerwiseMemory(LayerwiseProjection):
 
     Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
     groups share one basis of the union of their input spaces), batched or not, in one, two or three spatial
-    dimensions; transposed convolutions count as uncovered, and so, with a warning, do weights computed by a
-    parametrization (:func:`covered_layers`). An embedding protects the rows of its weight that the old task's
+    dimensions; so are transposed convolutions (their weight's rows as each output channel reads them,
+    :mod:`~kaplinskiy.transposed_convolutions`). Weights computed by a parametrization count as uncovered, with a
+    warning (:func:`covered_layers`). An embedding protects the rows of its weight that the old task's
     forward reads (``F.embedding`` or an index, wherever made), not the argument its module is called with: OPT's,
     BART's and Whisper's learned positions read other rows than that argument. One called without such a read is
     refused.

@@ -27,13 +27,14 @@ class Mixed(nn.Module):
         self.conv = nn.Conv1d(5, 7, 3, padding=1)
         self.conv2 = nn.Conv2d(2, 3, 2)
         self.conv3 = nn.Conv3d(3, 2, (2, 1, 2))
+        self.up = nn.ConvTranspose1d(7, 2, 2, stride=2)  # by BLAS beside the kernel: its rows are no view
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.nob(self.lin(self.emb(x)))  # (n, T, 5)
         h = self.conv(h.transpose(1, 2))  # (n, 7, T)
         z = self.conv2(h[:, :2, :].unsqueeze(-1).expand(-1, -1, -1, 3))  # (n, 3, T - 1, 2)
         v = self.conv3(z.unsqueeze(-1).expand(-1, -1, -1, -1, 2))  # (n, 2, T - 2, 2, 1)
-        return h.sum() + z.sum() + v.sum()
+        return h.sum() + z.sum() + v.sum() + self.up(h).sum()
 
 
 def gpt2() -> nn.Module:

@@ -277,8 +277,8 @@ def test_an_embedding_called_without_reading_a_row_is_refused() -> None:
 
 
 def test_weight_matrices_no_covered_layer_owns_are_named_in_a_warning_unless_frozen() -> None:
-    """A transposed convolution and a raw matrix: weights no covered layer owns."""
-    model = nn.ModuleDict({"conv": nn.ConvTranspose2d(2, 3, 2), "linear": nn.Linear(3, 3)})
+    """A bilinear layer and a raw matrix: weights no covered layer owns."""
+    model = nn.ModuleDict({"conv": nn.Bilinear(2, 2, 3), "linear": nn.Linear(3, 3)})
     model.register_parameter("mixing", nn.Parameter(torch.randn(3, 3)))
     with pytest.warns(UserWarning, match=r"2 trainable weight tensors .*'mixing', 'conv.weight'"):
         LayerwiseMemory(model)

@@ -1,0 +1,93 @@
+"""Transposed convolutions under the layer-wise memory (:mod:`kaplinskiy.transposed_convolutions`): the output is
+the weight's rows times the transposed patches the memory records, so a guarded step keeps the old outputs, in
+1, 2 and 3 dimensions, with stride, padding (cropping too), output padding, dilation, groups, and an
+``output_size`` given at the call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from kaplinskiy import ForgettingGuard, LayerwiseMemory
+from kaplinskiy.layer_inputs import input_width, layer_representations
+from kaplinskiy.transposed_convolutions import output_padding, set_weight_rows_, weight_rows
+
+_LAYERS = {  # name -> (the layer, an old input's spatial size)
+    "1d grouped": (lambda: nn.ConvTranspose1d(8, 6, 3, stride=2, padding=1, output_padding=1, groups=2), (2,)),
+    "2d dilated": (lambda: nn.ConvTranspose2d(6, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), (1, 2)),
+    "2d cropped": (lambda: nn.ConvTranspose2d(6, 2, 3, padding=(3, 2), bias=False), (5, 4)),
+    "3d": (lambda: nn.ConvTranspose3d(6, 2, (2, 3, 2), stride=(1, 2, 2), output_padding=(0, 1, 1)), (1, 1, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LAYERS))
+def test_a_transposed_convolution_is_its_weight_rows_times_its_transposed_patches(name: str) -> None:
+    """Output channel ``o`` at position ``q`` is ``weight_rows(W)[o]`` times the patch of position ``q`` (each
+    group's patches with that group's rows), plus the bias; the rows are written back exactly."""
+    make, size = _LAYERS[name]
+    conv = make()
+    x = torch.randn(2, conv.in_channels, *[s + 3 for s in size])
+    y = conv(x)
+    patches = layer_representations(conv, x, with_bias=False)
+    assert patches.shape[1] == input_width(conv, has_bias=False)
+    rows = weight_rows(conv.weight, conv.groups).reshape(conv.groups, conv.out_channels // conv.groups, -1)
+    product = torch.einsum("ngpk,gok->ngop", patches.reshape(2, conv.groups, y[0, 0].numel(), -1), rows)
+    bias = conv.bias.view(1, -1, *[1] * (y.ndim - 2)) if conv.bias is not None else 0
+    torch.testing.assert_close(product.reshape(y.shape) + bias, y, rtol=0, atol=1e-12)
+    w = torch.zeros_like(conv.weight)
+    set_weight_rows_(w, weight_rows(conv.weight, conv.groups), conv.groups)
+    assert torch.equal(w, conv.weight)
+
+
+def test_an_output_size_given_at_the_call_sets_the_output_padding() -> None:
+    conv = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    x = torch.randn(1, 2, 4, 4)
+    y = conv(x, output_size=[8, 8])
+    padding = output_padding(conv, (x,), {"output_size": [8, 8]})
+    assert padding == [1, 1] and output_padding(conv, (x,), {}) == [0, 0]
+    patches = layer_representations(conv, x, with_bias=False, output_padding=padding)
+    product = (patches @ weight_rows(conv.weight, 1).T).reshape(1, 8, 8, 3).permute(0, 3, 1, 2)
+    torch.testing.assert_close(product + conv.bias.view(1, -1, 1, 1), y, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(_LAYERS))
+def test_guarded_steps_keep_a_transposed_convolution_s_old_outputs(name: str) -> None:
+    """Threshold 1: the basis is a proper subspace of the patches' space (so the test can fail), and three
+    guarded AdamW steps on new inputs leave the old outputs where they were."""
+    make, size = _LAYERS[name]
+    conv = make()
+    old = torch.randn(1, conv.in_channels, *size)
+    memory = LayerwiseMemory(conv, threshold=1.0)
+    memory.add_task([old])
+    assert 0 < memory.bases[0].shape[1] < memory.bases[0].shape[0]
+    assert _moved(conv, memory, old, lambda m, x: m(x)) < 1e-12
+
+
+def test_a_call_with_output_size_is_recorded_with_its_output_padding() -> None:
+    """``conv(x, output_size=...)`` pads the output by one more row and column than the module's own output
+    padding: recorded with it, the guard keeps those outputs too."""
+    conv = nn.ConvTranspose2d(8, 2, 3, stride=2, padding=1)
+    old = torch.randn(1, 8, 1, 2)
+
+    def call(m: nn.Module, x: Tensor) -> Tensor:
+        return m(x, output_size=[2, 4])
+
+    memory = LayerwiseMemory(conv, threshold=1.0)
+    memory.add_task([old], forward=call)
+    assert 0 < memory.bases[0].shape[1] < memory.bases[0].shape[0]
+    assert _moved(conv, memory, old, call) < 1e-12
+
+
+def _moved(conv: nn.Module, memory: LayerwiseMemory, old: Tensor, call: Callable[[nn.Module, Tensor], Tensor]) -> float:
+    """How far three guarded AdamW steps on random new inputs move ``call(conv, old)``."""
+    before = call(conv, old).detach().clone()
+    opt = ForgettingGuard(torch.optim.AdamW(conv.parameters(), lr=0.1), memory)
+    for _ in range(3):
+        opt.zero_grad()
+        call(conv, torch.randn_like(old)).square().sum().backward()
+        opt.step()
+    with torch.no_grad():
+        return float((call(conv, old) - before).abs().max())
