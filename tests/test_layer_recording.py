@@ -234,3 +234,16 @@ def test_an_attention_s_blocks_keep_short_factors_stacked_to_the_longest() -> No
     for block, x in zip(factors, (queries, memory, memory), strict=True):
         rows = torch.cat([x[0], torch.ones(x.shape[1], 1)], dim=1)
         torch.testing.assert_close(block.T @ block, rows.T @ rows, rtol=0, atol=1e-12)
+
+
+def test_a_layer_called_with_its_input_by_name_is_recorded_as_by_position() -> None:
+    torch.manual_seed(5)
+    model = _Readers().eval()
+    xs = [torch.randn(5, 4) for _ in range(2)]
+
+    def forward(m: _Readers, x: Tensor) -> None:
+        m.a(input=x)
+        m.b(x)
+
+    factors = record_layer_inputs(model, [model.a, model.b], [True, True], xs, forward).factors
+    torch.testing.assert_close(factors[0], factors[1], rtol=0, atol=0)
