@@ -149,8 +149,17 @@ def _refusals(world: int) -> dict[str, str]:
         fully_shard(model, mesh=init_device_mesh("cpu", (world,)))
         LayerwiseMemory(model)
 
+    def transposed_convolution() -> None:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        model = nn.Sequential(nn.ConvTranspose1d(4, 2, 3), nn.Flatten(), nn.Linear(10, 2))
+        fully_shard(model, mesh=init_device_mesh("cpu", (world,)))
+        LayerwiseMemory(model)
+
     cases = {
         "dense": dense,
+        "transposed_convolution": transposed_convolution,
         "armijo": lambda: guard_flag("armijo"),
         "certify": lambda: guard_flag("certify"),
         "reuse_coefficients": lambda: guard_flag("reuse_coefficients"),
@@ -286,6 +295,7 @@ def test_hybrid_sharded_guarded_update_equals_single_process(hsdp_runs, kind: st
         ("hybrid_armijo", "Invalid armijo"),
         ("columns", "other than along its output rows"),
         ("embedding", "an embedding whose weight is a DTensor"),
+        ("transposed_convolution", "a ConvTranspose1d (dim 0 is its input) whose weight is a DTensor"),
     ],
 )
 def test_sharded_refusals_name_fsdp(sharded_runs, case: str, phrase: str) -> None:
