@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory
@@ -91,3 +93,38 @@ def _moved(conv: nn.Module, memory: LayerwiseMemory, old: Tensor, call: Callable
         opt.step()
     with torch.no_grad():
         return float((call(conv, old) - before).abs().max())
+
+
+@st.composite
+def _geometries(draw: st.DrawFn) -> tuple[nn.Module, tuple[int, ...]]:
+    """A transposed convolution of random geometry (1 or 2 spatial dimensions) and an input size it accepts."""
+    spatial = draw(st.integers(1, 2))
+    groups = draw(st.integers(1, 2))
+    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    kernel, stride, dilation = ([draw(st.integers(1, 3)) for _ in range(spatial)] for _ in range(3))
+    padding = [draw(st.integers(0, d * (k - 1) + 1)) for k, d in zip(kernel, dilation, strict=True)]
+    extra = [draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True)]
+    size = tuple(draw(st.integers(1, 4)) for _ in range(spatial))
+    out = [
+        (n - 1) * s - 2 * p + d * (k - 1) + e + 1
+        for n, s, p, d, k, e in zip(size, stride, padding, dilation, kernel, extra, strict=True)
+    ]
+    assume(all(o > 0 for o in out))
+    layer = (nn.ConvTranspose1d, nn.ConvTranspose2d)[spatial - 1]
+    conv = layer(c_in, c_out, kernel, stride, padding, extra, groups, draw(st.booleans()), dilation)
+    return conv, size
+
+
+@given(geometry=_geometries(), seed=st.integers(0, 2**16))
+def test_any_transposed_convolution_is_its_weight_rows_times_its_patches(
+    geometry: tuple[nn.Module, tuple[int, ...]], seed: int
+) -> None:
+    conv, size = geometry
+    torch.manual_seed(seed)
+    x = torch.randn(2, conv.in_channels, *size)
+    y = conv(x)
+    patches = layer_representations(conv, x, with_bias=False)
+    rows = weight_rows(conv.weight, conv.groups).reshape(conv.groups, conv.out_channels // conv.groups, -1)
+    product = torch.einsum("ngpk,gok->ngop", patches.reshape(2, conv.groups, y[0, 0].numel(), -1), rows)
+    bias = conv.bias.view(1, -1, *[1] * (y.ndim - 2)) if conv.bias is not None else 0
+    torch.testing.assert_close(product.reshape(y.shape) + bias, y, rtol=0, atol=1e-12)
