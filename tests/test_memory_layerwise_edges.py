@@ -14,7 +14,6 @@ from strategies_optim import TiedLM
 from torch import Tensor, nn
 
 from kaplinskiy import LayerwiseMemory
-from kaplinskiy.layer_inputs import layer_representations
 
 
 def _encoder(batch_first: bool) -> tuple[nn.Module, Callable[[nn.Module, Tensor], Tensor], Tensor]:
@@ -419,30 +418,3 @@ def test_non_finite_old_inputs_are_refused_before_any_basis_grows() -> None:
     with pytest.raises(ValueError, match=r"inputs of '1' hold NaN or infinite"):
         memory.add_task([torch.ones(5, 4, dtype=torch.float64)])
     assert [U.shape[1] for U in memory.bases] == [0, 0] and memory.n_tasks == 0
-
-
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: nn.Conv1d(4, 6, 3, padding=2, dilation=2, stride=2, groups=2, padding_mode="circular"),
-        lambda: nn.Conv2d(6, 4, (3, 2), padding="same", groups=2, padding_mode="reflect"),
-        lambda: nn.Conv2d(2, 3, 3, padding=(1, 2), stride=(2, 1), dilation=(1, 2), padding_mode="replicate"),
-        lambda: nn.Conv3d(4, 6, (2, 3, 2), padding=(1, 0, 1), dilation=(2, 1, 1), stride=(1, 2, 1), groups=2),
-        lambda: nn.Conv3d(2, 2, 3, padding=1, padding_mode="circular"),
-    ],
-    ids=["conv1d", "conv2d grouped", "conv2d strided", "conv3d", "conv3d circular"],
-)
-def test_a_convolution_is_its_patches_times_its_weight_matrix(make: Callable[[], nn.Module]) -> None:
-    """The rows recorded for a convolution are the patches its weight multiplies: each group's patches times that
-    group's rows of the weight (as an ``out x in/groups * prod(kernel)`` matrix), plus the bias, give the
-    convolution's output at every position."""
-    conv = make()
-    x = torch.randn(2, conv.in_channels, *(7, 6, 5)[: conv.weight.ndim - 2])
-    y = conv(x)  # (n, out, *positions)
-    rows = layer_representations(conv, x, with_bias=False)
-    n, groups, positions = x.shape[0], conv.groups, y[0, 0].numel()
-    patches = rows.reshape(n, groups, positions, -1)
-    weights = conv.weight.reshape(groups, conv.out_channels // groups, -1)
-    product = torch.einsum("ngpk,gok->ngop", patches, weights).reshape(n, conv.out_channels, *y.shape[2:])
-    torch.testing.assert_close(product + conv.bias.view(1, -1, *[1] * (y.ndim - 2)), y, rtol=0, atol=1e-12)
