@@ -59,7 +59,8 @@ def transposed_patches(module: TransposedConvolution, x: Tensor, padding_out: li
 
 def weight_rows(w: Tensor, groups: int) -> Tensor:
     """The weight (``in x out/groups x *kernel``) as ``M`` (``out x in/groups * prod(kernel)``): row ``o`` holds
-    what output channel ``o`` reads from its group's input channels. A copy."""
+    what output channel ``o`` reads from its group's input channels. A copy, or a view of the weight where a
+    group has one input or one output channel (:func:`set_weight_rows_` then writes each entry onto itself)."""
     c_in, out_per_group = w.shape[:2]
     taps = math.prod(w.shape[2:])
     blocks = w.reshape(groups, c_in // groups, out_per_group, taps).transpose(1, 2)

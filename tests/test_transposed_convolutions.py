@@ -22,6 +22,7 @@ _LAYERS = {  # name -> (the layer, an old input's spatial size)
     "2d dilated": (lambda: nn.ConvTranspose2d(6, 3, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), (1, 2)),
     "2d cropped": (lambda: nn.ConvTranspose2d(6, 2, 3, padding=(3, 2), bias=False), (5, 4)),
     "3d": (lambda: nn.ConvTranspose3d(6, 2, (2, 3, 2), stride=(1, 2, 2), output_padding=(0, 1, 1)), (1, 1, 2)),
+    "2d one output channel": (lambda: nn.ConvTranspose2d(4, 1, 3, stride=2), (1, 1)),  # its rows view the weight
 }
 
 
