@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from conv_products import output_from_patches
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import Tensor, nn
@@ -34,12 +35,9 @@ def test_a_transposed_convolution_is_its_weight_rows_times_its_transposed_patche
     conv = make()
     x = torch.randn(2, conv.in_channels, *[s + 3 for s in size])
     y = conv(x)
-    patches = layer_representations(conv, x, with_bias=False)
-    assert patches.shape[1] == input_width(conv, has_bias=False)
-    rows = weight_rows(conv.weight, conv.groups).reshape(conv.groups, conv.out_channels // conv.groups, -1)
-    product = torch.einsum("ngpk,gok->ngop", patches.reshape(2, conv.groups, y[0, 0].numel(), -1), rows)
-    bias = conv.bias.view(1, -1, *[1] * (y.ndim - 2)) if conv.bias is not None else 0
-    torch.testing.assert_close(product.reshape(y.shape) + bias, y, rtol=0, atol=1e-12)
+    assert layer_representations(conv, x, with_bias=False).shape[1] == input_width(conv, has_bias=False)
+    product = output_from_patches(conv, x, weight_rows(conv.weight, conv.groups), y.shape)
+    torch.testing.assert_close(product, y, rtol=0, atol=1e-12)
     w = torch.zeros_like(conv.weight)
     set_weight_rows_(w, weight_rows(conv.weight, conv.groups), conv.groups)
     assert torch.equal(w, conv.weight)
@@ -124,8 +122,5 @@ def test_any_transposed_convolution_is_its_weight_rows_times_its_patches(
     torch.manual_seed(seed)
     x = torch.randn(2, conv.in_channels, *size)
     y = conv(x)
-    patches = layer_representations(conv, x, with_bias=False)
-    rows = weight_rows(conv.weight, conv.groups).reshape(conv.groups, conv.out_channels // conv.groups, -1)
-    product = torch.einsum("ngpk,gok->ngop", patches.reshape(2, conv.groups, y[0, 0].numel(), -1), rows)
-    bias = conv.bias.view(1, -1, *[1] * (y.ndim - 2)) if conv.bias is not None else 0
-    torch.testing.assert_close(product.reshape(y.shape) + bias, y, rtol=0, atol=1e-12)
+    product = output_from_patches(conv, x, weight_rows(conv.weight, conv.groups), y.shape)
+    torch.testing.assert_close(product, y, rtol=0, atol=1e-12)
