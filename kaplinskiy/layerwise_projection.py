@@ -228,16 +228,26 @@ class LayerwiseProjection:
             w = weight_rows(w, m.groups)
         return self._factors(i).coefficients(w, b, transposed=is_hf_conv1d(m))
 
-    def _subtract_from_(self, i: int, w: Tensor, b: Tensor | None, C: Tensor) -> None:
-        """``[D_W, d_b] <- [D_W, d_b] - C U^T`` on layer ``i``'s weight and bias, in place (a transposed
-        convolution's through a copy of its weight's rows, written back)."""
+    def _move_rows_(
+        self, i: int, w: Tensor, b: Tensor | None, reference: Tensor | None, *, compute: bool, skip: Tensor | None
+    ) -> None:
+        """``[D_W, d_b] <- [D_W, d_b] - (C(D) - ref) U^T`` when ``compute`` (``ref`` 0 where None), else
+        ``[D_W, d_b] <- [D_W, d_b] - ref U^T``, on layer ``i``'s weight and bias in place; nothing moves where the
+        device flag ``skip`` is 1. A transposed convolution's weight goes through one copy of its rows (both
+        products read it), written back."""
         m = self.layers[i]
-        if isinstance(m, TRANSPOSED_CONVOLUTIONS):
-            rows = weight_rows(w, m.groups)
-            self._factors(i).subtract_(rows, b, C, transposed=False)
+        rows = weight_rows(w, m.groups) if isinstance(m, TRANSPOSED_CONVOLUTIONS) else w
+        factors, transposed = self._factors(i), is_hf_conv1d(m)
+        C = reference
+        if compute:
+            C = factors.coefficients(rows, b, transposed=transposed)
+            if reference is not None:
+                C = C - reference.to(factors.dtype)
+        if skip is not None:
+            C = C * (1 - skip.to(C))
+        factors.subtract_(rows, b, C, transposed=transposed)
+        if rows is not w:
             set_weight_rows_(w, rows, m.groups)
-            return
-        self._factors(i).subtract_(w, b, C, transposed=is_hf_conv1d(m))
 
     def _restore_layer_(
         self, tensors: Sequence[Tensor], i: int, reference: Tensor, *, compute: bool, skip: Tensor | None
@@ -251,12 +261,7 @@ class LayerwiseProjection:
             else:
                 w.index_put_((self.bases[i],), -reference, accumulate=True)
             return
-        C = reference
-        if compute:
-            C = self._coefficients_of(i, w, b) - C.to(self._factors(i).dtype)
-        if skip is not None:
-            C = C * (1 - skip.to(C))
-        self._subtract_from_(i, w, b, C)
+        self._move_rows_(i, w, b, reference, compute=compute, skip=skip)
 
     @torch.no_grad()
     def project_(self, tensors: Sequence[Tensor]) -> None:
@@ -279,7 +284,7 @@ class LayerwiseProjection:
                 embeddings.append(i)
                 continue
             w, b = self._views(tensors, i)
-            self._subtract_from_(i, w, b, self._coefficients_of(i, w, b))
+            self._move_rows_(i, w, b, None, compute=True, skip=None)
         for i in embeddings:
             rows = self.bases[i]
             self._views(tensors, i)[0].index_fill_(0, rows, 0)

@@ -138,7 +138,7 @@ class OutsideUses(TorchFunctionMode):
         return (weight, bias) if added else (weight,)
 
     def warn(self) -> None:
-        """One :class:`UnrecordedUseWarning` naming each layer whose weight was used outside, and by what."""
+        """One :class:`UnrecordedUseWarning` naming each layer whose weight or bias was used outside, and by what."""
         if self.found:
             uses = ", ".join(f"{name!r} (by {op})" for name, op in self.found.items())
             warnings.warn(
