@@ -21,6 +21,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from .attention_inputs import AttentionInProjection, attention_recorder, packed_attentions
 from .covered_layers import layer_names, reshard_after_forward
 from .energy_basis import stacked_factor
+from .input_factor import InputFactor, pending_limit
 from .layer_inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, RowReads, input_width, layer_representations
 from .outside_uses import OutsideUses, parameter_owners
 from .per_sample import check_eval_mode
@@ -95,7 +96,7 @@ def record_layer_inputs(
     check_eval_mode(model)
     training = any(m.training for m in model.modules())
     states = random_states(model) if training else None
-    stats: list[Tensor | None] = [None] * len(layers)
+    stats: list[Any] = [None] * len(layers)  # per layer: an InputFactor, stacked factors, or None
     embeddings = [i for i, m in enumerate(layers) if isinstance(m, nn.Embedding)]
     called: set[int] = set()
     coarse: set[int] = set()  # layers that recorded an input of less than float64 precision
@@ -110,7 +111,8 @@ def record_layer_inputs(
         output_padding: Sequence[int] | None = None,
     ) -> None:
         """Layer ``i``'s input ``x`` joins its statistics: a triangular factor ``R`` (at most ``d x d``) of the
-        inputs so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64. The factor keeps
+        inputs so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64, the rows of
+        small batches buffered until a quarter of the width has come (:class:`InputFactor`). The factor keeps
         what the covariance would lose: directions below ``eps`` of the largest one squared
         (:func:`~kaplinskiy.energy_basis.energy_basis_update_rows`). An attention's input projection keeps one per
         block of rows (query, key, value), and ``x`` joins those of ``blocks``. ``bias_added``: whether the
@@ -118,7 +120,7 @@ def record_layer_inputs(
         input of 1 that the bias multiplies is then 0. ``output_padding``: a transposed convolution's, in that call.
 
         Linear layers that read one tensor (a transformer's separate query, key and value projections, or its
-        gate and up projections) and held one factor before get one factor after, made once: the same tensor
+        gate and up projections) and held one factor before get one factor after, made once: the same
         object, so they hold it once (``made``: per input tensor, unchanged since, the factor it turned into
         which)."""
         if x.dtype != torch.float64:
@@ -148,7 +150,7 @@ def record_layer_inputs(
             stats[i] = torch.stack([F.pad(f, (0, 0, 0, height - f.shape[0])) for f in new])
             return
         before = stats[i]
-        stats[i] = stacked_factor([rows] if before is None else [before, rows])
+        stats[i] = (before if before is not None else InputFactor()).joined(rows)
         if version is not None:
             made[key] = (weakref.ref(x), version, before, stats[i])
 
@@ -209,6 +211,7 @@ def record_layer_inputs(
             "recorded inputs would be masked at random; call model.eval() first"
         )
     outside.warn()
+    _flush(stats)
     _join_over_ranks(layers, biased, stats)
     for i in embeddings:
         stats[i] = reads.counts.get(id(layers[i].weight))
@@ -228,12 +231,15 @@ def record_layer_inputs(
 
 
 def factor_bytes(module: nn.Module, has_bias: bool) -> int:
-    """Bytes of what recording holds for ``module`` (:class:`RecordedInputs`) at most: a float64
-    ``in_eff x in_eff`` factor, three for an attention's input projection, a float64 count per row for an embedding."""
+    """Bytes of what recording holds for ``module`` (:class:`RecordedInputs`) at most, in float64: an
+    ``in_eff x in_eff`` factor and the rows waiting to join it (fewer than :func:`pending_limit`), three factors for
+    an attention's input projection, a count per row for an embedding."""
     if isinstance(module, nn.Embedding):
         return module.num_embeddings * 8
-    blocks = 3 if isinstance(module, AttentionInProjection) else 1
-    return blocks * input_width(module, has_bias) ** 2 * 8
+    d = input_width(module, has_bias)
+    if isinstance(module, AttentionInProjection):
+        return 3 * d * d * 8
+    return (d + pending_limit(d) - 1) * d * 8
 
 
 def recording_passes(
@@ -262,6 +268,17 @@ def recording_passes(
         passes[-1].append(i)
         held += size
     return passes
+
+
+def _flush(stats: list[Any]) -> None:
+    """Each layer's :class:`InputFactor` as its triangular factor, the buffered rows joined; layers that held one
+    object (they read the same tensors) hold one tensor."""
+    flushed: dict[int, Tensor] = {}
+    for i, s in enumerate(stats):
+        if isinstance(s, InputFactor):
+            if id(s) not in flushed:
+                flushed[id(s)] = s.flushed()
+            stats[i] = flushed[id(s)]
 
 
 def _join_over_ranks(layers: Sequence[nn.Module], biased: Sequence[bool], stats: list[Tensor | None]) -> None:

@@ -177,8 +177,8 @@ class LayerwiseMemory(LayerwiseProjection):
         named in an
         :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning` (its inputs there are not recorded).
         Recording holds, per covered layer, a float64 factor of its inputs on the weight's device, ``d_in x d_in``
-        once it has seen ``d_in`` inputs (three for an attention's input projection), and each batch costs a QR of
-        the factor's rows plus the batch's;
+        once it has seen ``d_in`` inputs (three for an attention's input projection), and up to a quarter of that
+        in rows of small batches waiting to join it in one QR of the factor's rows plus theirs;
         Linear layers that read one tensor (separate query, key and value projections, a gate and up projection)
         hold one factor, made once, and grow their bases once while those are equal.
         ``max_factor_bytes`` bounds what recording holds at once (:func:`~kaplinskiy.layer_recording.factor_bytes`;
