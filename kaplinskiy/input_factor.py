@@ -2,10 +2,12 @@
 ``[R; rows]``: the statistics GPM's update reads (:func:`~kaplinskiy.energy_basis.energy_basis_update_rows`).
 
 Rows wait in a buffer until a quarter of the width has come, and then join in one QR. Without the buffer, each
-small batch of ``b`` inputs costs a QR of ``(d + b) x d`` rows, whose cost is that of ``d`` rows: recording a
-1024-wide layer from batches of 8 took 20 times longer than from batches of 256. With it, each QR joins at least
-``d / 4`` rows, for at most a quarter more memory held than ``R`` alone (:func:`pending_limit`). A batch of
-``d / 4`` rows or more joins at once, as it did without the buffer.
+small batch of ``b`` inputs of a ``d``-wide layer costs a QR of ``(d + b) x d`` rows, which costs about as much as
+one of ``d`` new rows: recording from batches of 8 inputs ran many times slower than from large batches. With it,
+each QR joins at least ``d / 4`` rows, for at most a quarter more memory held than ``R`` alone
+(:func:`pending_limit`). A batch of ``d / 4`` rows or more joins at once, as it did without the buffer. An
+attention's input projection holds one per block of rows (query, key, value), one for all three in
+self-attention.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def record_layer_inputs(
     check_eval_mode(model)
     training = any(m.training for m in model.modules())
     states = random_states(model) if training else None
-    stats: list[Any] = [None] * len(layers)  # per layer: an InputFactor, stacked factors, or None
+    stats: list[Any] = [None] * len(layers)  # per layer: an InputFactor (three: an attention's), counts, or None
     embeddings = [i for i, m in enumerate(layers) if isinstance(m, nn.Embedding)]
     called: set[int] = set()
     coarse: set[int] = set()  # layers that recorded an input of less than float64 precision
@@ -136,18 +136,13 @@ def record_layer_inputs(
             layers[i], x.detach(), biased[i], bias_added=bias_added, output_padding=output_padding
         )
         rows = representations.to(torch.float64)
-        d = rows.shape[1]
         if isinstance(layers[i], AttentionInProjection):
-            old = stats[i] if stats[i] is not None else rows.new_zeros(3, 0, d)
+            old = stats[i] if stats[i] is not None else (InputFactor(),) * 3
             new = list(old)
-            for b in blocks:  # blocks whose factors are one (self-attention) share one QR, and stay one
-                same = next((c for c in blocks if c < b and torch.equal(old[c], old[b])), None)
-                if same is not None:
-                    new[b] = new[same]
-                else:  # without the zero rows that padded the factor (they add nothing to R^T R)
-                    new[b] = stacked_factor([old[b][old[b].any(dim=1)], rows])
-            height = max(f.shape[0] for f in new)  # short factors, stacked: zero rows pad the shorter ones
-            stats[i] = torch.stack([F.pad(f, (0, 0, 0, height - f.shape[0])) for f in new])
+            for b in blocks:  # blocks that hold one factor (self-attention) join the rows once, and stay one
+                same = next((c for c in blocks if c < b and old[c] is old[b]), None)
+                new[b] = new[same] if same is not None else old[b].joined(rows)
+            stats[i] = tuple(new)
             return
         before = stats[i]
         stats[i] = (before if before is not None else InputFactor()).joined(rows)
@@ -232,14 +227,13 @@ def record_layer_inputs(
 
 def factor_bytes(module: nn.Module, has_bias: bool) -> int:
     """Bytes of what recording holds for ``module`` (:class:`RecordedInputs`) at most, in float64: an
-    ``in_eff x in_eff`` factor and the rows waiting to join it (fewer than :func:`pending_limit`), three factors for
-    an attention's input projection, a count per row for an embedding."""
+    ``in_eff x in_eff`` factor and the rows waiting to join it (fewer than :func:`pending_limit`), three of each
+    for an attention's input projection, a count per row for an embedding."""
     if isinstance(module, nn.Embedding):
         return module.num_embeddings * 8
     d = input_width(module, has_bias)
-    if isinstance(module, AttentionInProjection):
-        return 3 * d * d * 8
-    return (d + pending_limit(d) - 1) * d * 8
+    blocks = 3 if isinstance(module, AttentionInProjection) else 1
+    return blocks * (d + pending_limit(d) - 1) * d * 8
 
 
 def recording_passes(
@@ -271,14 +265,23 @@ def recording_passes(
 
 
 def _flush(stats: list[Any]) -> None:
-    """Each layer's :class:`InputFactor` as its triangular factor, the buffered rows joined; layers that held one
-    object (they read the same tensors) hold one tensor."""
+    """Each layer's :class:`InputFactor` as its triangular factor, the buffered rows joined; layers or blocks that
+    held one object (they read the same tensors) hold one tensor. An attention's input projection's three
+    factors (query, key, value) stacked, zero rows padding the shorter ones to the longest."""
     flushed: dict[int, Tensor] = {}
+
+    def one(factor: InputFactor) -> Tensor:
+        if id(factor) not in flushed:
+            flushed[id(factor)] = factor.flushed()
+        return flushed[id(factor)]
+
     for i, s in enumerate(stats):
         if isinstance(s, InputFactor):
-            if id(s) not in flushed:
-                flushed[id(s)] = s.flushed()
-            stats[i] = flushed[id(s)]
+            stats[i] = one(s)
+        elif isinstance(s, tuple):
+            blocks = [one(f) for f in s]
+            height = max(f.shape[0] for f in blocks)
+            stats[i] = torch.stack([F.pad(f, (0, 0, 0, height - f.shape[0])) for f in blocks])
 
 
 def _join_over_ranks(layers: Sequence[nn.Module], biased: Sequence[bool], stats: list[Tensor | None]) -> None:

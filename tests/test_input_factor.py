@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
+from kaplinskiy import LayerwiseMemory
+from kaplinskiy.attention_inputs import AttentionInProjection
 from kaplinskiy.input_factor import InputFactor, pending_limit
 from kaplinskiy.layer_recording import record_layer_inputs
 
@@ -78,3 +80,23 @@ def test_buffered_inputs_are_copies_a_later_in_place_change_does_not_reach() -> 
     X = torch.cat(batches)  # a copy, taken before the forward zeroes them
     (R,) = record_layer_inputs(model, [model.layer], [False], batches).factors
     assert torch.allclose(R.T @ R, X.T @ X, atol=1e-12)
+
+
+def test_an_attention_s_blocks_buffer_small_batches_and_self_attention_joins_them_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Self-attention on 32 sequences of 2 tokens, 64 wide (65 with the bias' input): the input projection's three
+    blocks hold one factor, joined by 4 QRs of 16 rows each (not 3 per sequence), and stacked three times."""
+    torch.manual_seed(1)
+    attention = nn.MultiheadAttention(64, 4, batch_first=True).eval()
+    (projection,) = (m for m in LayerwiseMemory(attention).layers if isinstance(m, AttentionInProjection))
+    batches = [torch.randn(1, 2, 64) for _ in range(32)]
+    qr, calls = torch.linalg.qr, []
+    monkeypatch.setattr(torch.linalg, "qr", lambda *a, **k: calls.append(a[0].shape[0]) or qr(*a, **k))
+    (R,) = record_layer_inputs(
+        attention, [projection], [True], batches, forward=lambda m, x: m(x, x, x, need_weights=False)
+    ).factors
+    assert calls == [16, 32, 48, 64]
+    assert R.shape == (3, 64, 65) and torch.equal(R[0], R[1]) and torch.equal(R[0], R[2])
+    X = torch.cat([torch.cat([x[0], torch.ones(2, 1)], dim=1) for x in batches])
+    torch.testing.assert_close(R[0].T @ R[0], X.T @ X, rtol=0, atol=1e-10)
