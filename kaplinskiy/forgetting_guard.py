@@ -204,7 +204,7 @@ class ForgettingGuard(OptimizerWrapper):
         elif self.check_finite and skip_step(loss, grads, "ForgettingGuard"):
             self.guard_state["skipped"] = self.guard_state.get("skipped", 0) + 1
             return loss
-        check_trainable(self.memory)
+        check_trainable(self.memory, params)
         mem = self.memory.params
         witness = None
         if old_task_closure is not None:  # grad L_A and w0, to certify grad L_A . (w1 - w0) after the step

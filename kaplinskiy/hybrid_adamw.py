@@ -245,7 +245,7 @@ class HybridAdamW(Optimizer):
         if self.armijo and closure is None:
             raise RuntimeError("HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)")
         if self.memory is not None:
-            check_trainable(self.memory)
+            check_trainable(self.memory, (p for g in self.param_groups for p in g["params"]))
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -114,7 +114,7 @@ class Kaplinskiy(Optimizer):
             if any(g[key] != first[key] for g in self.param_groups):
                 raise ValueError(f"Invalid param groups: {key} is one for the whole optimizer, not per group")
         if self.memory is not None:
-            check_trainable(self.memory)
+            check_trainable(self.memory, (p for g in self.param_groups for p in g["params"]))
         with torch.enable_grad():
             phi0 = closure()
         params = [p for g in self.param_groups for p in g["params"]]

@@ -10,7 +10,7 @@ measures what is left, ``||G_A^T d||`` over an orthonormal basis of the memory, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -63,16 +63,31 @@ class ProjectionMemory(Protocol):
         ...
 
 
-def check_trainable(memory: ProjectionMemory) -> None:
+def check_trainable(memory: ProjectionMemory, stepped: Iterable[Tensor] = ()) -> None:
     """Raise ``ValueError`` if a parameter of ``memory`` was frozen (``requires_grad=False``) after it was built:
     the projection couples parameters (a layer's weight and bias; every parameter, for a dense memory), so a
-    projected step would move the frozen one, or, leaving it out, would no longer be the projection."""
+    projected step would move the frozen one, or, leaving it out, would no longer be the projection.
+
+    Or if one of the parameters an optimizer steps (``stepped``) was frozen in the model when a
+    :class:`~kaplinskiy.LayerwiseMemory` was built and is trainable now (``frozen_at_build``): no basis covers
+    it, so its steps would carry the old outputs away unprojected."""
     frozen = [i for i, p in enumerate(memory.params) if not p.requires_grad]
     if frozen:
         raise ValueError(
             f"Invalid memory: its parameters {frozen} were frozen (requires_grad=False) after it was built; "
             "build the memory over the parameters being trained"
         )
+    thawed = [(name, p) for name, p in getattr(memory, "frozen_at_build", ()) if p.requires_grad]
+    if thawed:
+        ids = {id(p) for p in stepped}
+        thawed = [name for name, p in thawed if id(p) in ids]
+        if thawed:
+            shown = ", ".join(map(repr, thawed[:3])) + (f" and {len(thawed) - 3} more" if len(thawed) > 3 else "")
+            raise ValueError(
+                f"Invalid memory: the model's parameters {shown} were frozen when it was built and are trained now; "
+                "no basis covers them, so their steps would move the old outputs unprojected; unfreeze them before "
+                "building the memory (and recording the old task), or keep them frozen"
+            )
 
 
 def ordinary(t: Tensor) -> Tensor:

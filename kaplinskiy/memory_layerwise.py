@@ -43,7 +43,8 @@ class LayerwiseMemory(LayerwiseProjection):
     Conv1D and ``nn.MultiheadAttention`` layers (its input projection and ``out_proj``: :func:`covered_layers`).
 
     Args:
-        model: the network; every supported submodule with a trainable weight is covered.
+        model: the network; every supported submodule with a trainable weight is covered. A parameter frozen now
+            stays uncovered: an optimizer that steps it once it is trainable again is refused.
         threshold: GPM's energy threshold in (0, 1], one float or one per covered layer. With 1, every direction
             of the inputs is kept down to ``d eps`` of the largest singular value for float64 inputs, and down to
             ``sqrt(d eps)`` (float64's ``eps``) for inputs of lower precision, whose rounding fills every direction.
@@ -117,6 +118,8 @@ class LayerwiseMemory(LayerwiseProjection):
         for m in self.layers:
             check_sharded(f"layer {names[id(m)]!r}", m, m.weight, getattr(m, "bias", None))
         self.params = [p for p in model.parameters() if p.requires_grad]
+        # what no basis covers, should it be trained later (refused at the optimizers' steps: check_trainable)
+        self.frozen_at_build = [(key, p) for key, p in model.named_parameters() if not p.requires_grad]
         self._sharded = any_dtensor(self.params)  # FSDP2: the step's tensors are DTensors, projected by their shards
         index = {id(p): i for i, p in enumerate(self.params)}
         self._slots = [

@@ -11,7 +11,7 @@ import torch
 from test_deferred_check import _backward, _case, _guard
 from torch import nn
 
-from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory, NonFiniteStepWarning
+from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, Kaplinskiy, LayerwiseMemory, NonFiniteStepWarning
 
 
 def test_a_frozen_bias_leaves_its_layer_covered_by_the_weight_alone() -> None:
@@ -190,3 +190,46 @@ def test_a_step_without_a_search_is_certified_whole() -> None:
         forward_passes=1, step_norm=None, old_task_slope=None,
     )  # fmt: skip
     assert residual is not None and residual < 1e-6
+
+
+def _unfrozen_after_build() -> tuple[nn.Sequential, LayerwiseMemory, torch.Tensor]:
+    """A model whose first layer was frozen when its memory recorded the old task (the inputs returned), and is
+    trainable again, with gradients."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3))
+    model[0].requires_grad_(False)
+    memory = LayerwiseMemory(model, threshold=1.0)
+    old = torch.randn(3, 4)
+    memory.add_task([old])
+    model[0].requires_grad_(True)
+    model(torch.randn(5, 4)).pow(2).sum().backward()
+    return model, memory, old
+
+
+@pytest.mark.parametrize("optimizer", ["guard", "hybrid", "kaplinskiy"])
+def test_a_parameter_frozen_when_the_memory_was_built_and_trained_later_is_refused(optimizer: str) -> None:
+    """No basis covers it: stepping it would move the old outputs unprojected (a guarded SGD step moved them by
+    0.17 before), so each optimizer's step refuses it by name, and leaves the parameters as they were."""
+    model, memory, _ = _unfrozen_after_build()
+    before = [p.detach().clone() for p in model.parameters()]
+    if optimizer == "guard":
+        opt = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.5), memory)
+    elif optimizer == "hybrid":
+        opt = HybridAdamW(model.parameters(), memory=memory)
+    else:
+        opt = Kaplinskiy(model.parameters(), memory=memory)
+    closure = (lambda: model(torch.ones(2, 4)).sum()) if optimizer == "kaplinskiy" else None
+    with pytest.raises(ValueError, match=r"parameters '0.weight', '0.bias' were frozen when it was built"):
+        opt.step(closure)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+def test_a_parameter_frozen_at_build_that_no_optimizer_steps_is_no_concern() -> None:
+    """Trainable again but left out of the optimizer (built over the parameters trainable with the memory), it
+    does not move: the guarded step goes on, and keeps the old outputs."""
+    model, memory, old = _unfrozen_after_build()
+    guard = ForgettingGuard(torch.optim.SGD(model[2].parameters(), lr=0.5), memory)
+    before, weight = model(old).detach(), model[2].weight.detach().clone()
+    guard.step()
+    assert (model[2].weight - weight).abs().max() > 1e-3  # a step was taken
+    torch.testing.assert_close(model(old), before, rtol=0, atol=1e-6)
