@@ -8,7 +8,7 @@ the potential Phi = sum_i a_i L_i + R (eq. 10), the projected direction d = -P_p
 from .acceptance import Certificate, NonFiniteStepWarning
 from .anchor_penalty import ElasticAnchor, ewc_penalty, ewc_penalty_grad
 from .fisher import empirical_fisher_diagonal, online_fisher, true_fisher_diagonal
-from .forgetting_guard import ForgettingGuard
+from .forgetting_guard import ForgettingGuard, GradientModeWarning
 from .hybrid_adamw import HybridAdamW, adamw_update
 from .kaplinskiy_optimizer import Kaplinskiy
 from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
@@ -32,6 +32,7 @@ __all__ = [
     "DenseMemory",
     "ElasticAnchor",
     "ForgettingGuard",
+    "GradientModeWarning",
     "HybridAdamW",
     "Kaplinskiy",
     "LayerwiseMemory",

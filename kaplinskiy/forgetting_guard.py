@@ -31,6 +31,7 @@ epsilon times the step (one copy of the parameters more per step). ``HybridAdamW
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -45,9 +46,14 @@ from .memory import ProjectionMemory, check_trainable
 from .tensor_lists import any_dtensor, copy_list, dot, drop_zero_grads, grads_of, sq_norm
 from .wrapper import OptimizerWrapper
 
-__all__ = ["ForgettingGuard"]
+__all__ = ["ForgettingGuard", "GradientModeWarning"]
 
 _MODES = ("gradient", "update")
+
+
+class GradientModeWarning(UserWarning):
+    """``project="gradient"`` around a base optimizer whose step is not a linear combination of the projected
+    gradients: its steps are not orthogonal to the memory, so the old outputs move at first order."""
 
 
 class ForgettingGuard(OptimizerWrapper):
@@ -56,7 +62,8 @@ class ForgettingGuard(OptimizerWrapper):
     Args:
         base: any ``torch.optim.Optimizer`` over (a superset of) ``memory.params``.
         memory: a :class:`~kaplinskiy.DenseMemory` or :class:`~kaplinskiy.LayerwiseMemory`.
-        project: ``"update"`` (default, exact for every base optimizer) or ``"gradient"``.
+        project: ``"update"`` (default, exact for every base optimizer) or ``"gradient"`` (exact for SGD without
+            weight decay; a :class:`GradientModeWarning` around any other base).
         armijo: accept the step by backtracking on the closure's Phi (eq. 13).
         c, shrink, max_trials: the Armijo constant, backtracking factor and trial cap.
         certify: measure ``||Q^T d||`` for the certificate (one more pass over the memory).
@@ -109,6 +116,8 @@ class ForgettingGuard(OptimizerWrapper):
         check_armijo_args(c, shrink, max_trials)
         if armijo:
             _check_minimizes(base)
+        if project == "gradient":
+            _check_linear(base)
         owned = {id(p) for g in base.param_groups for p in g["params"]}
         if any(id(p) not in owned for p in memory.params):
             hint = ""
@@ -332,6 +341,23 @@ def _check_minimizes(base: Optimizer) -> None:
             "Invalid armijo: the base optimizer maximizes (maximize=True), and the line search accepts decreases of "
             "the closure's Phi; minimize -objective instead"
         )
+
+
+def _check_linear(base: Optimizer) -> None:
+    """Warn where gradient mode does not give eq. (12): a base other than ``torch.optim.SGD`` (Adam's and Lion's
+    steps scale each coordinate by its own history, Muon's orthogonalises the momentum), or SGD with weight decay
+    (it adds ``lambda w`` to the projected gradient)."""
+    decays = any(g.get("weight_decay", 0) for g in base.param_groups)
+    if isinstance(base, torch.optim.SGD) and not decays:
+        return
+    why = "adds weight decay to the projected gradient" if isinstance(base, torch.optim.SGD) else "is not SGD"
+    warnings.warn(
+        f"ForgettingGuard(project='gradient') around {type(base).__name__}, which {why}: its steps are not a linear "
+        "combination of the projected gradients, so they are not orthogonal to the memory and the old outputs move; "
+        "project='update' (the default) projects the step itself",
+        GradientModeWarning,
+        stacklevel=3,
+    )
 
 
 def _check_sharded(**flags: bool) -> None:

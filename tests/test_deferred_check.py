@@ -10,7 +10,7 @@ import pytest
 import torch
 from strategies_optim import TaskPair, full_memory, mlp
 
-from kaplinskiy import ForgettingGuard, NonFiniteStepWarning
+from kaplinskiy import ForgettingGuard, GradientModeWarning, NonFiniteStepWarning
 
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]  # the CUDA path copies verdicts asynchronously
 
@@ -123,6 +123,7 @@ def test_defer_check_needs_a_base_that_takes_found_inf_and_a_plain_update() -> N
         ForgettingGuard(torch.optim.AdamW(params, foreach=True), memory, defer_check=True)
     fused = torch.optim.AdamW(params, fused=True)
     for kwargs in ({"armijo": True}, {"project": "gradient"}, {"check_finite": False}):
-        with pytest.raises(ValueError, match="defer_check"):
+        with pytest.raises(ValueError, match="defer_check"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", GradientModeWarning)  # gradient mode around AdamW: said, and refused
             ForgettingGuard(fused, memory, defer_check=True, **kwargs)
     assert not ForgettingGuard(fused, memory).defer_check  # opt-in

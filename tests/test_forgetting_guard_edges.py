@@ -5,13 +5,23 @@ over a pending deferred verdict."""
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 from test_deferred_check import _backward, _case, _guard
 from torch import nn
 
-from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, Kaplinskiy, LayerwiseMemory, NonFiniteStepWarning
+from kaplinskiy import (
+    DenseMemory,
+    ForgettingGuard,
+    GradientModeWarning,
+    HybridAdamW,
+    Kaplinskiy,
+    LayerwiseMemory,
+    NonFiniteStepWarning,
+)
 
 
 def test_a_frozen_bias_leaves_its_layer_covered_by_the_weight_alone() -> None:
@@ -233,3 +243,36 @@ def test_a_parameter_frozen_at_build_that_no_optimizer_steps_is_no_concern() -> 
     guard.step()
     assert (model[2].weight - weight).abs().max() > 1e-3  # a step was taken
     torch.testing.assert_close(model(old), before, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("base", "warned"),
+    [
+        (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True), False),
+        (lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.1), True),
+        (lambda p: torch.optim.AdamW(p, lr=0.01), True),
+    ],
+    ids=["SGD-nesterov", "SGD-decay", "AdamW"],
+)
+def test_gradient_mode_warns_around_a_base_whose_step_is_not_linear_in_the_gradients(
+    base: Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer], warned: bool
+) -> None:
+    """The warning is said exactly where it is true: around SGD with momentum the old outputs stay (eq. 12);
+    with weight decay, or around AdamW, three steps move them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+    memory = LayerwiseMemory(model, threshold=1.0)
+    old = torch.randn(4, 8)
+    memory.add_task([old])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        guard = ForgettingGuard(base(model.parameters()), memory, project="gradient")
+    assert [w.category for w in caught] == ([GradientModeWarning] if warned else [])
+    assert not caught or caught[0].filename == __file__  # it points at the caller
+    before = model(old).detach()
+    for _ in range(3):
+        guard.zero_grad()
+        model(torch.randn(16, 8)).pow(2).sum().backward()
+        guard.step()
+    moved = float((model(old) - before).abs().max())
+    assert (moved > 1e-3) if warned else (moved < 1e-5)
