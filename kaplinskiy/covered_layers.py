@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .attention_inputs import AttentionInProjection, packed_attentions
+from .embedding_heads import EmbeddingHead, head_layers
 from .layer_inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, is_hf_conv1d
 from .tensor_lists import any_dtensor, is_dtensor
 
@@ -28,17 +29,25 @@ def _check_supported(module: nn.Module) -> bool:
 
 
 def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]:
-    """Each covered layer's name in ``model`` by ``id`` (an attention's input projection: ``<attention>.in_proj``)."""
+    """Each covered layer's name in ``model`` by ``id`` (an attention's input projection: ``<attention>.in_proj``;
+    an embedding's head: ``<embedding>.head``)."""
     names = {id(m): key for key, m in model.named_modules()}
     for key, attention in packed_attentions(model):
         for m in layers:
             if isinstance(m, AttentionInProjection) and m.weight is attention.in_proj_weight:
                 names[id(m)] = f"{key}.in_proj" if key else "in_proj"
+    embeddings = {id(m.weight): key for key, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    for m in layers:
+        if isinstance(m, EmbeddingHead):
+            key = embeddings[id(m.weight)]
+            names[id(m)] = f"{key}.head" if key else "head"
     return names
 
 
-def covered_layers(model: nn.Module) -> list[nn.Module]:
-    """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter.
+def covered_layers(model: nn.Module, heads: Sequence[nn.Module] = ()) -> list[nn.Module]:
+    """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter, and
+    after each embedding of ``heads`` its :class:`~kaplinskiy.embedding_heads.EmbeddingHead` (its weight used as
+    an output head by a product outside any module; refused as :func:`head_layers` says).
 
     Refused with a clear error: an uninitialised lazy layer, a trainable ``sparse=True`` embedding (its
     sparse gradient is not projected), and a trainable DoRA adapter (peft's ``use_dora=True``: its output is
@@ -80,6 +89,13 @@ def covered_layers(model: nn.Module) -> list[nn.Module]:
                 "projected: build it with sparse=False, or freeze it"
             )
         layers.append(m)
+    if heads:
+        made = head_layers(model, heads, layers)
+        if not set(made) <= {id(m) for m in layers}:
+            raise ValueError(
+                "Invalid heads: an embedding of heads is not covered (its weight is computed by a parametrization)"
+            )
+        layers = [h for m in layers for h in ((m, made[id(m)]) if id(m) in made else (m,))]
     if computed:
         warnings.warn(
             f"LayerwiseMemory: the weights of {', '.join(computed)} are computed from other parameters "

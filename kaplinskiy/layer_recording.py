@@ -20,6 +20,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
 from .attention_inputs import AttentionInProjection, attention_recorder, packed_attentions
 from .covered_layers import layer_names, reshard_after_forward
+from .embedding_heads import EmbeddingHead
 from .energy_basis import stacked_factor
 from .input_factor import InputFactor, pending_limit
 from .layer_inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, RowReads, input_width, layer_representations
@@ -241,25 +242,32 @@ def recording_passes(
 ) -> list[list[int]]:
     """The covered layers split into runs of consecutive ones whose recording holds at most ``max_bytes``
     together (:func:`factor_bytes`, counting a factor that layers reading one tensor share once per layer); one
-    run of all when ``max_bytes`` is None. Refused: a layer that alone holds more."""
+    run of all when ``max_bytes`` is None. An embedding and its :class:`EmbeddingHead` go in one run (a product
+    on the weight outside the embedding's call is the head's input, and a use to warn about where the head is
+    not recorded). Refused: a layer (or such a pair) that alone holds more."""
     if max_bytes is None:
         return [list(range(len(layers)))]
     if max_bytes < 1:
         raise ValueError(f"Invalid max_factor_bytes: {max_bytes}")
+    units: list[list[int]] = []  # layers recorded together: one, or an embedding and its head
+    for i, m in enumerate(layers):
+        if isinstance(m, EmbeddingHead) and units:
+            units[-1].append(i)
+        else:
+            units.append([i])
     passes: list[list[int]] = []
     held = 0
-    for i, (m, b) in enumerate(zip(layers, biased, strict=True)):
-        size = factor_bytes(m, b)
+    for unit in units:
+        size = sum(factor_bytes(layers[i], biased[i]) for i in unit)
         if size > max_bytes:
-            name = layer_names(model, layers)[id(m)]
+            what = f"layer {layer_names(model, layers)[id(layers[unit[0]])]!r}" + (" with its head" if unit[1:] else "")
             raise ValueError(
-                f"Invalid max_factor_bytes: {max_bytes}, below the {size} bytes that recording layer {name!r} "
-                "holds on its own"
+                f"Invalid max_factor_bytes: {max_bytes}, below the {size} bytes that recording {what} holds on its own"
             )
         if not passes or held + size > max_bytes:
             passes.append([])
             held = 0
-        passes[-1].append(i)
+        passes[-1].extend(unit)
         held += size
     return passes
 

@@ -55,6 +55,10 @@ class LayerwiseMemory(LayerwiseProjection):
         freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, a raw
             ``nn.Parameter``), so eq. (12) holds for the whole model; otherwise they are left free, with a
             warning when some of them have two or more dimensions (a layer's weights, not a scale or a bias).
+        heads: embeddings of ``model`` whose weight is also an output head written as a product outside any
+            module (``F.linear(h, E.weight)``, ``h @ E.weight.T``): each gets an
+            :class:`~kaplinskiy.embedding_heads.EmbeddingHead`, a covered layer after it, whose basis holds the
+            inputs of those products. (A head tied as an ``nn.Linear`` sharing the weight needs none.)
         backend: ``"auto"`` projects all Linear/Conv layers in one grouped Triton launch on CUDA when Triton is
             installed (:mod:`kaplinskiy.layerwise_kernel`), else layer by layer with BLAS; ``"torch"`` always
             uses BLAS; ``"triton"`` requires the grouped kernel. Both compute the same projection (the kernel
@@ -93,13 +97,14 @@ class LayerwiseMemory(LayerwiseProjection):
         max_new_per_task: int | None = None,
         max_per_layer: int | None = None,
         freeze_uncovered: bool = False,
+        heads: Sequence[nn.Module] = (),
         backend: str = "auto",
     ) -> None:
         if backend not in ("auto", "torch", "triton"):
             raise ValueError(f"Invalid backend: {backend}")
         self.backend = backend
         self.model = model
-        self.layers = covered_layers(model)
+        self.layers = covered_layers(model, heads)
         if not self.layers:
             raise ValueError("Invalid model: it has no Linear, Conv or Embedding layer with a trainable weight")
         thresholds = [threshold] * len(self.layers) if isinstance(threshold, (int, float)) else list(threshold)

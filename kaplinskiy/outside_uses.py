@@ -2,10 +2,11 @@
 inputs where its module is called; a product with a Linear layer's weight elsewhere (its ``forward`` called
 directly, ``F.linear(x, W, b)``, ``x @ W.T``, ``torch.addmm(b, x, W.t())``) has its input recorded too, with the input
 of 1 that the layer's bias multiplies only where the product adds that bias, and an embedding's lookups of its rows
-are recorded wherever they are made (:class:`~kaplinskiy.layer_inputs.RowReads`). Any other use (a language model's
-head written as ``h @ embedding.weight.T``, an einsum, the bias added on its own) feeds the old task's outputs
-through inputs no basis holds, so a guarded step may move those outputs: it is named in an
-:class:`UnrecordedUseWarning`.
+are recorded wherever they are made (:class:`~kaplinskiy.layer_inputs.RowReads`); so is a product with an
+embedding's weight given a head (:class:`~kaplinskiy.embedding_heads.EmbeddingHead`). Any other use (a language
+model's head written as ``h @ embedding.weight.T`` for an embedding without one, an einsum, the bias added on its own)
+feeds the old task's outputs through inputs no basis holds, so a guarded step may move those outputs: it is named in
+an :class:`UnrecordedUseWarning`.
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ class OutsideUses(TorchFunctionMode):
                 f"LayerwiseMemory: the weights or biases of {uses} were used outside a call of their module, where "
                 "recording does not see the inputs, so a guarded step may move the old outputs through that use; call "
                 "them through a module (a head tied to an embedding as an nn.Linear sharing its weight, as Hugging "
-                "Face's lm_head does; a layer's bias added by the layer), or freeze them",
+                "Face's lm_head does; a layer's bias added by the layer), pass an embedding whose weight is a head "
+                "written as h @ E.weight.T or F.linear(h, E.weight) in LayerwiseMemory(heads=[...]), or freeze them",
                 UnrecordedUseWarning,
                 stacklevel=7,  # the caller of LayerwiseMemory.add_task (through two no_grad wrappers)
             )

@@ -19,38 +19,44 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory, UnrecordedUseWarning
+from kaplinskiy.layer_recording import factor_bytes, recording_passes
 
 
 class _Language(nn.Module):
     """Token embedding, a hidden layer, and a head tied to the embedding: as an ``nn.Linear`` sharing its weight
-    (``module``), or written out as ``h @ embedding.weight.T`` (``functional``)."""
+    (``module``), or written out as ``h @ embedding.weight.T`` (``functional``) or ``F.linear(h, embedding.weight)``
+    (``linear``, as torchtune's ``TiedLinear`` computes it)."""
 
     def __init__(self, head: str) -> None:
         super().__init__()
         self.embed, self.hidden = nn.Embedding(20, 8), nn.Linear(8, 8)
+        self.form = head
         self.head = nn.Linear(8, 20, bias=False) if head == "module" else None
         if self.head is not None:
             self.head.weight = self.embed.weight
 
     def forward(self, tokens: Tensor) -> Tensor:
         h = torch.tanh(self.hidden(self.embed(tokens)))
-        return self.head(h) if self.head is not None else h @ self.embed.weight.T
+        if self.head is not None:
+            return self.head(h)
+        return h @ self.embed.weight.T if self.form == "functional" else F.linear(h, self.embed.weight)
 
 
-def _guarded_change(head: str) -> float:
+def _guarded_change(head: str, heads: bool = False) -> float:
     """How far three guarded SGD steps on new tokens move the old tokens' logits (threshold 1, everything
-    uncovered frozen: the promise is that they do not move)."""
+    uncovered frozen: the promise is that they do not move); ``heads``: the embedding is given a head."""
     torch.manual_seed(0)
     model = _Language(head).eval()
     old, new = torch.randint(0, 5, (3, 4)), torch.randint(5, 20, (3, 4))
-    memory = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    memory = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True, heads=[model.embed] if heads else ())
     memory.add_task([old])
-    before = model(old).detach().clone()
+    before, weight = model(old).detach().clone(), model.embed.weight.detach().clone()
     opt = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.5), memory)
     for _ in range(3):
         opt.zero_grad()
         model(new).logsumexp(-1).mean().backward()
         opt.step()
+    assert (model.embed.weight - weight).abs().max() > 1e-2  # the new task trains the embedding (and head)
     with torch.no_grad():
         return float((model(old) - before).abs().max())
 
@@ -60,6 +66,52 @@ def test_a_head_written_out_on_the_embedding_weight_is_named_and_does_leak() -> 
         leaked = _guarded_change("functional")
     assert leaked > 1e-3  # the rows no lookup read are free to move, and the head reads every row
     assert _guarded_change("module") < 1e-12  # the same head as a module sharing the weight: recorded, kept
+
+
+@pytest.mark.parametrize("form", ["functional", "linear"])
+def test_an_embedding_given_a_head_records_the_head_s_inputs_and_keeps_the_old_logits(form: str) -> None:
+    """``heads=[embedding]``: the products outside any module are the inputs of its head (no warning; pyproject
+    makes one an error), whose basis keeps the old logits as the module head does."""
+    assert _guarded_change(form, heads=True) < 1e-12
+    model = _Language(form)
+    memory = LayerwiseMemory(model, heads=[model.embed])
+    assert [type(m).__name__ for m in memory.layers] == ["Embedding", "EmbeddingHead", "Linear"]
+    assert memory.layers[1].weight is model.embed.weight and memory.layers[1].bias is None
+
+
+def test_heads_that_are_no_trained_embedding_of_the_model_or_have_a_module_head_are_refused() -> None:
+    model = _Language("functional")
+    with pytest.raises(ValueError, match=r"Linear is not an nn\.Embedding of the model"):
+        LayerwiseMemory(model, heads=[model.hidden])
+    with pytest.raises(ValueError, match=r"not an nn\.Embedding of the model"):
+        LayerwiseMemory(model, heads=[nn.Embedding(20, 8)])
+    tied = _Language("module")
+    with pytest.raises(ValueError, match="'embed' shares its weight with the covered layer 'head'"):
+        LayerwiseMemory(tied, heads=[tied.embed])
+    model.embed.requires_grad_(False)
+    with pytest.raises(ValueError, match="'embed' is frozen"):
+        LayerwiseMemory(model, heads=[model.embed])
+
+
+def test_an_embedding_and_its_head_are_recorded_in_one_pass_and_grow_the_bases_of_one_pass() -> None:
+    """With a budget that gives each layer a pass of its own, the embedding and its head still share one (in
+    another, the product on the weight would be an unrecorded use: an error here); a budget below the pair's
+    bytes is refused."""
+    torch.manual_seed(0)
+    tokens = [torch.randint(0, 12, (3, 4)) for _ in range(2)]
+    model = _Language("functional").eval()
+    one = LayerwiseMemory(model, heads=[model.embed])
+    one.add_task(tokens)
+    memory = LayerwiseMemory(model, heads=[model.embed])
+    biased = [b is not None for _, b in memory._slots]
+    sizes = [factor_bytes(m, b) for m, b in zip(memory.layers, biased, strict=True)]
+    budget = sizes[0] + sizes[1]
+    assert max(sizes) < budget < sum(sizes)
+    assert recording_passes(model, memory.layers, biased, budget) == [[0, 1], [2]]
+    memory.add_task(tokens, max_factor_bytes=budget)
+    assert all(torch.equal(U, V) for U, V in zip(memory.bases, one.bases, strict=True))
+    with pytest.raises(ValueError, match=r"recording layer 'embed' with its head holds on its own"):
+        memory.add_task(tokens, max_factor_bytes=budget - 1)
 
 
 class _Around(nn.Module):
