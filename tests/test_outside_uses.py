@@ -318,3 +318,58 @@ def test_a_guarded_step_keeps_the_old_outputs_through_every_recorded_form_of_a_p
         warnings.simplefilter("error")
         memory.add_task([old])
     assert _moved_by_guarded_steps(model, memory, old, lr=0.05) < 1e-12
+
+
+_HEAD_FORMS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "@ .T": lambda h, w: h @ w.T,
+    "F.linear": lambda h, w: F.linear(h, w),
+    "matmul .t()": lambda h, w: torch.matmul(h, w.t()),
+}
+
+
+class _HeadOnEmbedding(nn.Module):
+    """An embedding, an optional hidden layer, and the embedding's weight as the head in ``form``."""
+
+    def __init__(self, vocab: int, width: int, hidden: bool, form: str) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.hidden = nn.Linear(width, width) if hidden else None
+        self.form = form
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        h = self.embed(tokens)
+        if self.hidden is not None:
+            h = torch.tanh(self.hidden(h))
+        return _HEAD_FORMS[self.form](h, self.embed.weight)
+
+
+@given(
+    vocab=st.integers(2, 12),
+    width=st.integers(1, 6),
+    hidden=st.booleans(),
+    form=st.sampled_from(sorted(_HEAD_FORMS)),
+    adamw=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_an_embedding_s_head_keeps_the_old_logits_under_guarded_steps(
+    vocab: int, width: int, hidden: bool, form: str, adamw: bool, seed: int
+) -> None:
+    """Random vocabularies and widths, a head in each recorded form, guarded SGD or AdamW steps on any tokens:
+    with ``heads=[embedding]`` and ``threshold=1`` the old tokens' logits do not move, and recording names no use."""
+    torch.manual_seed(seed)
+    model = _HeadOnEmbedding(vocab, width, hidden, form).eval()
+    gen = torch.Generator().manual_seed(seed)
+    old, new = (torch.randint(0, vocab, (2, 3), generator=gen) for _ in range(2))
+    memory = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True, heads=[model.embed])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        memory.add_task([old])
+    before = model(old).detach().clone()
+    base = torch.optim.AdamW(model.parameters(), lr=0.05) if adamw else torch.optim.SGD(model.parameters(), lr=0.2)
+    opt = ForgettingGuard(base, memory)
+    for _ in range(3):
+        opt.zero_grad()
+        model(new).logsumexp(-1).sum().backward()
+        opt.step()
+    with torch.no_grad():
+        assert float((model(old) - before).abs().max()) < 1e-12
