@@ -112,8 +112,11 @@ def protected_rows_update(
 
     Keep the protected ``rows`` and add the fewest most-read others that bring the kept reads to ``threshold`` of
     all reads (every row read at all with ``threshold = 1``), at most ``max_new`` of them. The padding row gets no
-    gradient: it is never protected.
+    gradient, so it takes no share of the reads; but decoupled weight decay (AdamW's) still moves it, so once read
+    it is protected as well, where ``max_new`` leaves room after the others (protecting it costs the new task
+    nothing).
     """
+    pad_read = padding_idx is not None and bool(counts[padding_idx] > 0) and not bool((rows == padding_idx).any())
     if padding_idx is not None:
         counts = counts.clone()
         counts[padding_idx] = 0
@@ -125,4 +128,7 @@ def protected_rows_update(
     r = int(((before < threshold * total - kept) & (fresh[order] > 0)).sum())
     if max_new is not None:
         r = min(r, max_new)
-    return torch.cat([rows, order[:r].to(rows)])
+    new = order[:r].to(rows)
+    if pad_read and (max_new is None or r < max_new):
+        new = torch.cat([new, new.new_tensor([padding_idx])])
+    return torch.cat([rows, new])

@@ -75,10 +75,11 @@ class LayerwiseMemory(LayerwiseProjection):
     forward reads (``F.embedding`` or an index, wherever made), not the argument its module is called with: OPT's,
     BART's and Whisper's learned positions read other rows than that argument. One called without such a read is
     refused.
-    The padding row (``padding_idx``) is not protected, since it gets no gradient; but decoupled weight decay
-    (AdamW) still shrinks it, so the outputs at positions holding the pad token move: harmless where attention
-    masks them out, a leak where the pad token is an ordinary input of the old task (leave ``padding_idx`` unset
-    then: the row is protected like any other). Apart from that row, with ``threshold=1`` and ``freeze_uncovered``
+    The padding row (``padding_idx``) gets no gradient, so it takes no share of the threshold's reads; but
+    decoupled weight decay (AdamW) would still shrink it, so once the old task reads it, it is protected too,
+    where ``max_per_layer`` or ``max_new_per_task`` leaves room after the other rows. Where they leave none,
+    the outputs at positions holding the pad token may move: harmless where attention masks them out.
+    Apart from that row, with ``threshold=1`` and ``freeze_uncovered``
     the outputs on the recorded inputs do not move at any order: each covered layer's step is orthogonal to the
     inputs it saw, and every other parameter (LayerNorm, a raw ``nn.Parameter`` such as a CLS token) is frozen.
     Under data parallelism, build the memory from the same old-task batches on every rank, or load one rank's

@@ -13,7 +13,7 @@ import torch
 from strategies_optim import TiedLM
 from torch import Tensor, nn
 
-from kaplinskiy import LayerwiseMemory
+from kaplinskiy import ForgettingGuard, LayerwiseMemory
 
 
 def _encoder(batch_first: bool) -> tuple[nn.Module, Callable[[nn.Module, Tensor], Tensor], Tensor]:
@@ -169,12 +169,40 @@ def test_a_model_cast_after_the_memory_was_used_is_projected_in_its_new_dtype() 
     assert all(t.dtype == torch.bfloat16 for t in d)
 
 
-def test_the_padding_row_is_not_protected() -> None:
-    """The pad token gets no gradient: it takes no share of the energy and no slot of the budget."""
-    embedding = nn.Embedding(10, 4, padding_idx=0)
-    memory = LayerwiseMemory(embedding, threshold=1.0, max_per_layer=3)
-    memory.add_task([torch.tensor([[0, 0, 0, 0, 7, 8, 9]])])
-    assert sorted(memory.bases[0].tolist()) == [7, 8, 9]
+def test_the_padding_row_takes_no_share_of_the_reads_and_only_a_slot_left_over() -> None:
+    """The pad token gets no gradient: it takes no share of the energy, and a slot of the budget only where the
+    other rows leave one (read four times of seven, it is still protected last)."""
+    tokens = [torch.tensor([[0, 0, 0, 0, 7, 8, 9]])]
+    capped = LayerwiseMemory(nn.Embedding(10, 4, padding_idx=0), threshold=1.0, max_per_layer=3)
+    capped.add_task(tokens)
+    assert sorted(capped.bases[0].tolist()) == [7, 8, 9]
+    partial = LayerwiseMemory(nn.Embedding(10, 4, padding_idx=0), threshold=0.5)
+    partial.add_task(tokens)
+    assert partial.bases[0].tolist()[-1] == 0 and len(partial.bases[0]) == 3  # half of 7, 8, 9's reads, and the pad
+    free = LayerwiseMemory(nn.Embedding(10, 4, padding_idx=0), threshold=1.0)
+    free.add_task(tokens)
+    free.add_task(tokens)  # protected once
+    assert free.bases[0].tolist() == [7, 8, 9, 0]
+
+
+def test_a_pad_token_the_old_task_reads_keeps_its_outputs_under_adamw_weight_decay() -> None:
+    """The old task feeds the pad token as an ordinary input: its row gets no gradient, but AdamW's decay would
+    shrink it, were it not zero (torch makes it zero; a pretrained table need not hold a zero row there: the
+    old outputs moved by 0.09 when it was left unprotected); guarded steps now keep them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.Linear(4, 3))
+    with torch.no_grad():
+        model[0].weight[0] = torch.randn(4)
+    old, new = torch.tensor([[0, 1, 2, 0]]), torch.tensor([[0, 5, 6, 7]])
+    memory = LayerwiseMemory(model, threshold=1.0, freeze_uncovered=True)
+    memory.add_task([old])
+    before = model(old).detach().clone()
+    guard = ForgettingGuard(torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5), memory)
+    for _ in range(5):
+        guard.zero_grad()
+        model(new).square().sum().backward()
+        guard.step()
+    torch.testing.assert_close(model(old), before, rtol=0, atol=1e-12)
 
 
 def test_a_state_that_does_not_fit_is_not_loaded() -> None:
