@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from .dense_kernel import DensePlan, dense_kernel_takes
 from .layerwise_kernel import grouped_kernel_available
 from .memory import ordinary
-from .per_sample import ground_truth_logit, per_sample_gradients
+from .per_sample import check_samples, ground_truth_logit, per_sample_gradients
 from .progress import progress_ticks
 from .projection import project_out_twice
 from .snapshots import chunks_made, snapshot_extension
@@ -180,6 +180,7 @@ class DenseMemory:
         """
         if held is not None and held < 1:
             raise ValueError(f"Invalid held: {held}")
+        check_samples(inputs, targets)
         n_samples = inputs.shape[0]
         if held is None or held >= n_samples:
             G = per_sample_gradients(model, fn, inputs, targets, self.params, chunk_size=chunk_size)

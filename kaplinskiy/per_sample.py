@@ -12,7 +12,14 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-__all__ = ["IGNORE_INDEX", "causal_lm_targets", "ground_truth_logit", "per_sample_gradients", "sample_loss"]
+__all__ = [
+    "IGNORE_INDEX",
+    "causal_lm_targets",
+    "check_samples",
+    "ground_truth_logit",
+    "per_sample_gradients",
+    "sample_loss",
+]
 
 IGNORE_INDEX = -100
 """A target position that counts in no loss or logit (the torch and Hugging Face convention)."""
@@ -33,6 +40,8 @@ def _logits_and_targets(output: Tensor | object, target: Tensor) -> tuple[Tensor
     logits = getattr(output, "logits", output)
     logits = logits.reshape(-1, logits.shape[-1])
     target = target.reshape(-1)
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise ValueError(f"Invalid target: class indices are integers, not {target.dtype}")
     if target.shape[0] != logits.shape[0]:
         raise ValueError(f"Invalid target: {target.shape[0]} positions for an output with {logits.shape[0]} positions")
     return logits, target
@@ -143,7 +152,23 @@ _PER_SAMPLE_LIMITS = (
         "Invalid model: the forward draws random numbers (in training mode, dropout without an nn.Dropout layer, "
         "as in Hugging Face's BART, OPT or LLaMA, or drop-path: call model.eval() first)",
     ),
+    (
+        "out of bounds for dimension",
+        ValueError,
+        "Invalid targets or inputs: an index is out of range in the forward or in fn (a target class not below the "
+        "number of the model's outputs, or a token id not below the vocabulary's size)",
+    ),
 )
+
+
+def check_samples(inputs: Tensor, targets: Tensor) -> None:
+    """Refuse no samples, and a number of targets other than the inputs' (the first axis of each)."""
+    if inputs.shape[0] == 0:
+        raise ValueError("Invalid inputs: no samples")
+    if targets.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"Invalid targets: {targets.shape[0]} for {inputs.shape[0]} inputs (a target, or a row of them, per input)"
+        )
 
 
 def per_sample_gradients(
@@ -166,6 +191,7 @@ def per_sample_gradients(
     mode) is refused with what to do instead.
     """
     check_eval_mode(model)
+    check_samples(inputs, targets)
     if params is None:
         params = [p for p in model.parameters() if p.requires_grad]
     names = _names_of(model, params)

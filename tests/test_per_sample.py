@@ -87,6 +87,28 @@ def test_target_positions_must_match_the_output() -> None:
         sample_loss(torch.zeros(1, 4, 5), torch.zeros(3, dtype=torch.long))
 
 
+@pytest.mark.parametrize("fn", [sample_loss, ground_truth_logit])
+def test_bad_samples_are_refused_in_words_and_leave_the_memory_empty(fn) -> None:
+    """No samples, a target count other than the inputs', float targets, and a class beyond the model's outputs
+    are refused with what is wrong (raw torch or vmap errors before), and the memory holds nothing after."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3)).eval()
+    memory = DenseMemory(model.parameters(), drop_tol=1e-4)  # a float64 basis takes held gradients so
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    cases = [
+        ((x[:0], y[:0]), "Invalid inputs: no samples"),
+        ((x, y[:3]), "Invalid targets: 3 for 5 inputs"),
+        ((x, y.float()), "class indices are integers, not torch.float32"),
+        ((x, torch.full((5,), 3)), "a target class not below the number of the model's outputs"),
+    ]
+    for (inputs, targets), message in cases:
+        with pytest.raises(ValueError, match=message):
+            memory.add_task(model, inputs, targets, fn)
+        with pytest.raises(ValueError, match=message):
+            memory.add_task(model, inputs, targets, fn, held=2)
+    assert memory.n_tasks == 0 and memory.basis.numel() == 0
+
+
 @pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap over SDPA on CPU: slower, not wrong
 def test_ogd_gtl_memory_on_a_hugging_face_causal_lm() -> None:
     """OGD-GTL on GPT-2 (built from a config, no download): the stored per-sequence true-token logit gradients
