@@ -178,5 +178,9 @@ def test_a_forward_that_calls_no_covered_layer_is_refused() -> None:
     with pytest.raises(ValueError, match="ran on 3 batches but called no covered layer"):
         memory.add_task(_task(1), forward=lambda model, batch: batch[1].sum())
     assert memory.n_tasks == 0
-    memory.add_task([])  # no batches: nothing to record, nothing refused
+    used_up = iter(_task(1))
+    list(used_up)
+    with pytest.warns(UserWarning, match=r"gave no batch \(an iterator used up before\?\)") as caught:
+        memory.add_task(used_up)  # no batches: nothing to record, said, not refused (a rank may have none)
+    assert caught[0].filename == __file__
     assert memory.n_tasks == 1 and all(basis_size(U) == 0 for U in memory.bases)
