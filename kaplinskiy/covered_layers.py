@@ -14,7 +14,14 @@ from .embedding_heads import EmbeddingHead, head_layers
 from .layer_inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, is_hf_conv1d
 from .tensor_lists import any_dtensor, is_dtensor
 
-__all__ = ["check_sharded", "covered_layers", "layer_names", "reshard_after_forward", "warn_loose_matrices"]
+__all__ = [
+    "check_sharded",
+    "covered_layers",
+    "layer_names",
+    "listed",
+    "reshard_after_forward",
+    "warn_loose_matrices",
+]
 
 
 def _is_dora(module: nn.Module) -> bool:
@@ -26,6 +33,12 @@ def _is_dora(module: nn.Module) -> bool:
 def _check_supported(module: nn.Module) -> bool:
     covered = (nn.Linear, nn.Embedding, *CONVOLUTIONS, *TRANSPOSED_CONVOLUTIONS)
     return isinstance(module, covered) or is_hf_conv1d(module)
+
+
+def listed(names: Sequence[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names`` quoted, and how many more: ``'a', 'b', 'c' and 2 more``."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(repr, names[:shown])) + more
 
 
 def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]:
@@ -154,7 +167,7 @@ def warn_loose_matrices(model: nn.Module, uncovered: Sequence[Tensor]) -> None:
     names = {id(p): key for key, p in model.named_parameters()}
     loose = [names[id(p)] for p in uncovered if p.ndim >= 2]
     if loose:
-        shown = ", ".join(repr(n) for n in loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+        shown = listed(loose)
         warnings.warn(
             f"LayerwiseMemory: {len(loose)} trainable weight tensors belong to no covered layer and move freely, so "
             f"the old outputs are not protected through them: {shown}. Pass freeze_uncovered=True to hold them, "

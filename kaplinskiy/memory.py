@@ -16,6 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from .covered_layers import listed
+
 __all__ = ["ProjectionMemory", "check_trainable", "ordinary"]
 
 
@@ -82,11 +84,10 @@ def check_trainable(memory: ProjectionMemory, stepped: Iterable[Tensor] = ()) ->
         ids = {id(p) for p in stepped}
         thawed = [name for name, p in thawed if id(p) in ids]
         if thawed:
-            shown = ", ".join(map(repr, thawed[:3])) + (f" and {len(thawed) - 3} more" if len(thawed) > 3 else "")
             raise ValueError(
-                f"Invalid memory: the model's parameters {shown} were frozen when it was built and are trained now; "
-                "no basis covers them, so their steps would move the old outputs unprojected; unfreeze them before "
-                "building the memory (and recording the old task), or keep them frozen"
+                f"Invalid memory: the model's parameters {listed(thawed)} were frozen when it was built and are "
+                "trained now; no basis covers them, so their steps would move the old outputs unprojected; unfreeze "
+                "them before building the memory (and recording the old task), or keep them frozen"
             )
 
 
