@@ -37,16 +37,13 @@ def _check_eq12(case: TaskPair, guard: ForgettingGuard, lr: float) -> None:
     assert num <= eq12_tolerance(n) * scale
 
 
-@settings(max_examples=60)
-@given(
-    task_pairs(bias=False),
-    st.sampled_from(sorted(BASE_OPTIMIZERS)),
-    st.sampled_from(["dense", "layerwise"]),
-    st.integers(0, 3),
-)
-def test_guarded_update_is_orthogonal_to_grad_LA(case: TaskPair, base_name: str, kind: str, warm: int) -> None:
-    """Eq. (12) for project="update" around every base optimizer (AdamW, Muon, SGD+momentum+wd, ...),
-    after ``warm`` unguarded steps have filled the base optimizer's state."""
+@pytest.mark.parametrize("base_name", sorted(BASE_OPTIMIZERS))
+@settings(max_examples=20)
+@given(task_pairs(bias=False), st.sampled_from(["dense", "layerwise"]), st.integers(0, 3))
+def test_guarded_update_is_orthogonal_to_grad_LA(base_name: str, case: TaskPair, kind: str, warm: int) -> None:
+    """Eq. (12) for project="update" around every base optimizer (AdamW, Muon, SGD+momentum+wd, LionMuon, ...),
+    after ``warm`` unguarded steps have filled the base optimizer's state (each optimizer its own examples: drawn
+    from one pool, some went undrawn)."""
     lr = 0.05
     base = BASE_OPTIMIZERS[base_name](case.model.parameters(), lr)
     for _ in range(warm):

@@ -1,0 +1,29 @@
+"""Recent optimizers that join the forgetting comparison (../shared/research/seed2-optimizers.md), written from
+their papers' update rules in the torch.optim API, so that :class:`~kaplinskiy.ForgettingGuard` can wrap them:
+
+* :class:`LionMuon` (LionMuon / SignMuon, arXiv 2605.19811): a Muon step every ``muon_every`` steps, Lion sign
+  steps between them, one momentum buffer; ``muon_every=None`` gives Lion, ``betas`` equal give SignMuon;
+* :class:`SoftSignum` (arXiv 2605.31371): Signum, then a tanh transition with temperatures fitted once on the
+  momentum, towards SGD;
+* :func:`newton_schulz`: Muon's quintic Newton-Schulz orthogonalisation NS_K.
+
+Muon itself is ``torch.optim.Muon`` and Lion is ``lion_pytorch.Lion``; the tests pin the special cases above
+to them.
+"""
+
+from .lion_muon import LionMuon, lion_muon_direction, muon_param_groups
+from .newton_schulz import NS_COEFFICIENTS, newton_schulz, rms_matching_scale
+from .soft_sign_temperatures import folded_cauchy_quantile, soft_sign_temperatures
+from .soft_signum import SoftSignum
+
+__all__ = [
+    "NS_COEFFICIENTS",
+    "LionMuon",
+    "SoftSignum",
+    "folded_cauchy_quantile",
+    "lion_muon_direction",
+    "muon_param_groups",
+    "newton_schulz",
+    "rms_matching_scale",
+    "soft_sign_temperatures",
+]

@@ -1,0 +1,188 @@
+"""LionMuon (arXiv 2605.19811, Algorithm 1; seed2-optimizers.md section 1): Muon and Lion steps alternating on one
+momentum buffer.
+
+For a matrix ``W`` with gradient ``G`` and momentum ``M``, at its ``t``-th update (``t = 0, 1, ...``):
+
+1. ``G^ = beta1 M + (1 - beta1) G`` (Lion's interpolation);
+2. if ``t mod P = 0``: ``W <- (1 - eta_M wd) W - eta_M s NS_K(G^)`` with ``s = 0.2 sqrt(max(m, n))``;
+3. else: ``W <- (1 - eta_L wd) W - eta_L sign(G^)``, with ``eta_L = lion_lr_ratio * eta_M``;
+4. always ``M <- beta2 M + (1 - beta2) G``.
+
+``P = muon_every``: ``P = 1`` is Muon with EMA momentum, ``P = None`` is Lion (Signum when ``beta1 = beta2``),
+and ``beta1 = beta2`` is SignMuon. Groups with ``use_muon=False`` (embeddings, biases, norms: Muon's steps are
+for hidden matrices) take AdamW steps with their own ``lr``, ``adamw_betas``, ``adamw_eps`` and ``weight_decay``,
+as Keller Jordan's ``MuonWithAuxAdam`` does; :func:`muon_param_groups` builds the two groups.
+
+Departures from the authors' code, none of which changes a step when every matrix gets a gradient at every step:
+the counter ``t`` is each matrix's own (its state's ``step``, as torch.optim keeps it), not a global one; the
+Lion rate is a ratio to the group's ``lr``, so a scheduler scales both rates (the code does the same); and the
+step is taken in the parameter's dtype, not through a bfloat16 buffer (NS_K itself runs in bfloat16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from ..hybrid_adamw import adamw_update
+from ..param_groups import check_group_keys
+from .newton_schulz import newton_schulz, rms_matching_scale
+
+__all__ = ["LionMuon", "lion_muon_direction", "muon_param_groups"]
+
+
+def lion_muon_direction(momentum: Tensor, grad: Tensor, beta1: float, muon_step: bool, ns_steps: int) -> Tensor:
+    """Algorithm 1, steps 1-3: the direction ``s NS_K(G^)`` (a Muon step) or ``sign(G^)`` (a Lion step) of
+    ``G^ = beta1 M + (1 - beta1) G``, in ``grad``'s dtype; the step subtracts it times the step's rate."""
+    interpolated = torch.lerp(grad, momentum, beta1)  # G + beta1 (M - G)
+    if not muon_step:
+        return interpolated.sign_()
+    return newton_schulz(interpolated, ns_steps).to(grad.dtype).mul_(rms_matching_scale(grad.shape))
+
+
+def muon_param_groups(model: nn.Module, **adamw_group: Any) -> list[dict[str, Any]]:
+    """Two param groups for :class:`LionMuon`: the trainable matrices (Linear and Conv weights) with
+    ``use_muon=True``, and with ``use_muon=False`` everything else (embeddings, biases, norms; a head tied to an
+    embedding shares its weight, so it goes there too), updated with ``adamw_group``'s settings (``lr``,
+    ``adamw_betas``, ...). A group left empty is dropped."""
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    matrices, others = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (matrices if p.ndim >= 2 and id(p) not in embedded else others).append(p)
+    groups = [{"params": matrices, "use_muon": True}, {"params": others, "use_muon": False, **adamw_group}]
+    return [g for g in groups if g["params"]]
+
+
+class LionMuon(Optimizer):
+    """LionMuon: ``muon_every``-periodic Muon steps between Lion steps, one momentum (Algorithm 1; module
+    docstring). ``lr`` is the Muon rate ``eta_M``; ``lion_lr_ratio`` gives ``eta_L = lion_lr_ratio * lr``.
+    The defaults are the paper's best runs at 124M parameters (P = 2, betas (0.9, 0.99), eta_M 1e-3,
+    eta_L 5e-5, weight decay 0.1, K = 5; AdamW groups with betas (0.8, 0.999)).
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        lion_lr_ratio: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.1,
+        muon_every: int | None = 2,
+        ns_steps: int = 5,
+        *,
+        use_muon: bool = True,
+        adamw_betas: tuple[float, float] = (0.8, 0.999),
+        adamw_eps: float = 1e-8,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            lion_lr_ratio=lion_lr_ratio,
+            betas=betas,
+            weight_decay=weight_decay,
+            muon_every=muon_every,
+            ns_steps=ns_steps,
+            use_muon=use_muon,
+            adamw_betas=adamw_betas,
+            adamw_eps=adamw_eps,
+            maximize=maximize,
+        )
+        _check_hyperparameters(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as ``torch.optim`` does, checking its hyperparameters and refusing keys this optimizer
+        does not know and a non-matrix parameter in a group with ``use_muon=True``."""
+        check_group_keys(param_group, self.defaults)
+        _check_hyperparameters({**self.defaults, **param_group})
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if group["use_muon"]:
+            for p in group["params"]:
+                if p.ndim < 2:
+                    raise ValueError(
+                        f"Invalid param group: a parameter of shape {tuple(p.shape)} in a group with use_muon=True; "
+                        "Muon steps take matrices: put it in a group with use_muon=False (see muon_param_groups)"
+                    )
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
+        """One step of every parameter with a gradient; ``closure`` (optional) re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if p.grad.is_sparse or p.is_complex():
+                    raise ValueError("LionMuon does not support sparse gradients or complex parameters")
+            if group["use_muon"]:
+                self._lion_muon_step(group, params)
+            else:
+                self._adamw_step(group, params)
+        return loss
+
+    def _lion_muon_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        beta1, beta2 = group["betas"]
+        every = group["muon_every"]
+        for p in params:
+            grad = -p.grad if group["maximize"] else p.grad
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = 0
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            muon_step = every is not None and state["step"] % every == 0
+            lr = group["lr"] if muon_step else group["lr"] * group["lion_lr_ratio"]
+            direction = lion_muon_direction(state["momentum_buffer"], grad, beta1, muon_step, group["ns_steps"])
+            p.mul_(1 - lr * group["weight_decay"]).add_(direction, alpha=-lr)
+            state["momentum_buffer"].lerp_(grad, 1 - beta2)
+            state["step"] += 1
+
+    def _adamw_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        beta1, beta2 = group["adamw_betas"]
+        for p in params:
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            grad = -p.grad if group["maximize"] else p.grad
+            (update,) = adamw_update(
+                [p],
+                [grad],
+                [state["exp_avg"]],
+                [state["exp_avg_sq"]],
+                state["step"],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["adamw_eps"],
+                weight_decay=group["weight_decay"],
+            )
+            p.add_(update)
+
+
+def _check_hyperparameters(h: dict[str, Any]) -> None:
+    """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
+    if not h["lr"] >= 0.0:
+        raise ValueError(f"Invalid lr: {h['lr']}")
+    if not h["lion_lr_ratio"] >= 0.0:
+        raise ValueError(f"Invalid lion_lr_ratio: {h['lion_lr_ratio']}")
+    for name in ("betas", "adamw_betas"):
+        if len(h[name]) != 2 or not all(0.0 <= b < 1.0 for b in h[name]):
+            raise ValueError(f"Invalid {name}: {h[name]}")
+    if not h["weight_decay"] >= 0.0:
+        raise ValueError(f"Invalid weight_decay: {h['weight_decay']}")
+    if h["muon_every"] is not None and not (isinstance(h["muon_every"], int) and h["muon_every"] >= 1):
+        raise ValueError(f"Invalid muon_every: {h['muon_every']} (a period of at least 1, or None for Lion)")
+    if not (isinstance(h["ns_steps"], int) and h["ns_steps"] >= 0):
+        raise ValueError(f"Invalid ns_steps: {h['ns_steps']}")
+    if not h["adamw_eps"] >= 0.0:
+        raise ValueError(f"Invalid adamw_eps: {h['adamw_eps']}")

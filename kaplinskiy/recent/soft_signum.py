@@ -1,0 +1,139 @@
+"""SoftSignum (arXiv 2605.31371; seed2-optimizers.md section 2): Signum for ``sign_steps`` steps, then a tanh
+transition towards SGD.
+
+With SGD's momentum ``m_t`` (``buf <- mu buf + (1 - dampening) g``, ``buf = g`` at the first step; Nesterov
+``g + mu buf``; ``m_t = g`` when ``mu = 0``) and decoupled weight decay ``W <- (1 - eta wd) W``:
+
+* ``t <= S``: ``W <- W - eta sign(m_t)``;
+* ``t = S + 1``: the temperatures ``tau_0 >= ... >= tau_{T-1}`` are fitted once on the group's momentum
+  (:func:`~kaplinskiy.recent.soft_sign_temperatures`);
+* ``t > S``: ``W <- W - eta tanh(tau_k m_t)`` with ``k = min(t - S - 1, T - 1)``.
+
+``t`` counts the group's steps. Past ``S + T`` steps the last temperature is kept (the authors' code has no
+step there: its schedule index runs out). Their optional global-norm rate scalings (``normalized``,
+``sign_norm``) are left out. The step counter and the temperatures live in the state of the group's first
+parameter (LBFGS's place for global state), so ``state_dict`` round-trips them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..param_groups import check_group_keys
+from .soft_sign_temperatures import soft_sign_temperatures
+
+__all__ = ["SoftSignum"]
+
+
+class SoftSignum(Optimizer):
+    """SoftSignum (module docstring). Defaults are the authors' code's, except ``sign_steps`` and
+    ``transition_steps``, which have none that fits every run: their README puts the switch at 90% of training
+    (``sign_steps = 0.9 * total``, ``transition_steps = 0.1 * total``), so both are required."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        sign_steps: int,
+        transition_steps: int,
+        eps: float = 1e-4,
+        max_temperature: float = 20.0,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            sign_steps=sign_steps,
+            transition_steps=transition_steps,
+            eps=eps,
+            max_temperature=max_temperature,
+            maximize=maximize,
+        )
+        _check_hyperparameters(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as ``torch.optim`` does, checking its hyperparameters and refusing keys this optimizer
+        does not know."""
+        check_group_keys(param_group, self.defaults)
+        _check_hyperparameters({**self.defaults, **param_group})
+        super().add_param_group(param_group)
+
+    def temperatures(self, group: int = 0) -> Tensor | None:
+        """The temperatures fitted for param group ``group`` (``None`` before step ``sign_steps + 1``)."""
+        first = self.param_groups[group]["params"][0]
+        return self.state[first].get("temperatures") if first in self.state else None
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
+        """One step of every parameter with a gradient; ``closure`` (optional) re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if p.grad.is_sparse or p.is_complex():
+                    raise ValueError("SoftSignum does not support sparse gradients or complex parameters")
+            shared = self.state[group["params"][0]]
+            t = shared.get("group_step", 0) + 1
+            directions = [self._momentum(group, p) for p in params]
+            if t > group["sign_steps"] and "temperatures" not in shared and directions:
+                shared["temperatures"] = soft_sign_temperatures(
+                    directions, group["transition_steps"], group["eps"], group["max_temperature"]
+                )
+            shared["group_step"] = t
+            if t <= group["sign_steps"]:
+                updates = [d.sign() for d in directions]
+            else:
+                taus = shared["temperatures"]
+                tau = float(taus[min(t - group["sign_steps"] - 1, len(taus) - 1)])
+                updates = [torch.tanh(tau * d) for d in directions]
+            for p, u in zip(params, updates, strict=True):
+                p.mul_(1 - group["lr"] * group["weight_decay"]).add_(u, alpha=-group["lr"])
+        return loss
+
+    def _momentum(self, group: dict[str, Any], p: Tensor) -> Tensor:
+        """``m_t``: SGD's momentum of ``p``'s gradient (its buffer updated in place), or the gradient itself."""
+        grad = -p.grad if group["maximize"] else p.grad
+        mu = group["momentum"]
+        if mu == 0:
+            return grad
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = grad.clone()
+        else:
+            state["momentum_buffer"].mul_(mu).add_(grad, alpha=1 - group["dampening"])
+        buf = state["momentum_buffer"]
+        return grad.add(buf, alpha=mu) if group["nesterov"] else buf
+
+
+def _check_hyperparameters(h: dict[str, Any]) -> None:
+    """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
+    for name in ("lr", "momentum", "weight_decay", "dampening"):
+        if not h[name] >= 0.0:
+            raise ValueError(f"Invalid {name}: {h[name]}")
+    if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
+        raise ValueError("Invalid nesterov: Nesterov momentum needs a momentum and zero dampening")
+    if not (isinstance(h["sign_steps"], int) and h["sign_steps"] >= 0):
+        raise ValueError(f"Invalid sign_steps: {h['sign_steps']}")
+    if not (isinstance(h["transition_steps"], int) and h["transition_steps"] >= 1):
+        raise ValueError(f"Invalid transition_steps: {h['transition_steps']}")
+    if not 0.0 < h["eps"] < 1.0:
+        raise ValueError(f"Invalid eps: {h['eps']}")
+    if not h["max_temperature"] >= 1.0:
+        raise ValueError(f"Invalid max_temperature: {h['max_temperature']}")
