@@ -56,7 +56,10 @@ def soft_sign_temperatures(
     tensors = [momentum] if isinstance(momentum, Tensor) else list(momentum)
     values = torch.cat([t.detach().reshape(-1) for t in tensors]) if tensors else torch.zeros(0)
     if values.numel() == 0 or not bool(torch.isfinite(values).all()):
-        raise ValueError("Invalid momentum: the temperatures are fitted on finite momentum entries, and it has none")
+        raise ValueError(
+            f"Invalid momentum: the temperatures are fitted on its entries, which must be finite; it has "
+            f"{values.numel()} entries, {int((~torch.isfinite(values)).sum())} of them not finite"
+        )
     loc = values.median()
     scale = float((values - loc).abs().median())
     p = torch.arange(transition_steps, dtype=torch.float64) / transition_steps

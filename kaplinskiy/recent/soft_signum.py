@@ -73,9 +73,10 @@ class SoftSignum(Optimizer):
         super().add_param_group(param_group)
 
     def temperatures(self, group: int = 0) -> Tensor | None:
-        """The temperatures fitted for param group ``group`` (``None`` before step ``sign_steps + 1``)."""
+        """The temperatures fitted for param group ``group``, float64 (``None`` before step ``sign_steps + 1``)."""
         first = self.param_groups[group]["params"][0]
-        return self.state[first].get("temperatures") if first in self.state else None
+        taus = self.state[first].get("temperatures") if first in self.state else None
+        return None if taus is None else torch.tensor(taus, dtype=torch.float64)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
@@ -95,13 +96,13 @@ class SoftSignum(Optimizer):
             if t > group["sign_steps"] and "temperatures" not in shared and directions:
                 shared["temperatures"] = soft_sign_temperatures(
                     directions, group["transition_steps"], group["eps"], group["max_temperature"]
-                )
+                ).tolist()  # plain floats: load_state_dict would cast a tensor to the parameters' dtype and device
             shared["group_step"] = t
             if t <= group["sign_steps"]:
                 updates = [d.sign() for d in directions]
             else:
                 taus = shared["temperatures"]
-                tau = float(taus[min(t - group["sign_steps"] - 1, len(taus) - 1)])
+                tau = taus[min(t - group["sign_steps"] - 1, len(taus) - 1)]
                 updates = [torch.tanh(tau * d) for d in directions]
             for p, u in zip(params, updates, strict=True):
                 p.mul_(1 - group["lr"] * group["weight_decay"]).add_(u, alpha=-group["lr"])
