@@ -22,6 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 from kaplinskiy import ForgettingGuard, HybridAdamW, LayerwiseMemory  # noqa: E402
 from kaplinskiy.layer_recording import factor_bytes, recording_passes  # noqa: E402
+from kaplinskiy.recent import LionMuon, SoftSignum, muon_param_groups  # noqa: E402
 
 VOCAB = 50
 Batch = dict[str, Tensor]
@@ -193,6 +194,27 @@ def test_adamw_with_weight_decay_keeps_the_promise(name: str, optimizer: str) ->
     assert reference > 1e-3
     assert leak <= 1e-11 * reference, f"{name}: first-order change {leak:.2e} against {reference:.2e} unguarded"
     assert dot(grads, guarded) < 0
+
+
+RECENT = {  # the first step of each: a Muon step (LionMuon), a tanh step with fitted temperatures (SoftSignum)
+    "LionMuon": lambda model: LionMuon(muon_param_groups(model, lr=1e-3), lr=1e-3),
+    "SoftSignum": lambda model: SoftSignum(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.1, sign_steps=0, transition_steps=5
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert"])
+@pytest.mark.parametrize("optimizer", sorted(RECENT))
+def test_recent_optimizers_guarded_keep_the_promise(name: str, optimizer: str) -> None:
+    """The guard around LionMuon (hidden matrices by Newton-Schulz, embeddings by AdamW) and SoftSignum keeps the
+    old logits to first order, as around AdamW."""
+    model, old, new, memory = _build(name)
+    plain, _ = step_and_restore(model, RECENT[optimizer](model), lambda: model(**new).loss)
+    guarded, _ = step_and_restore(model, ForgettingGuard(RECENT[optimizer](model), memory), lambda: model(**new).loss)
+    leak, reference = first_order_change(model, old, guarded), first_order_change(model, old, plain)
+    assert reference > 1e-3
+    assert leak <= 1e-11 * reference, f"{name}: first-order change {leak:.2e} against {reference:.2e} unguarded"
 
 
 def _embedding_rows(model: nn.Module, memory: LayerwiseMemory, key: str) -> list[int]:
