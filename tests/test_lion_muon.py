@@ -36,6 +36,18 @@ def test_newton_schulz_maps_singular_values_by_the_iterated_quintic(m: int, n: i
     assert torch.allclose(got.sort().values, s.sort().values, atol=BF16_EPS * (1 + 3 * steps))
 
 
+def test_newton_schulz_in_float32_follows_the_quintic_closely() -> None:
+    """In float32 the iteration's rounding is some 1e-6, not bfloat16's 1e-2: the dtype is the one asked for."""
+    x = torch.randn(9, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    s = torch.linalg.svdvals(x) / x.norm()
+    a, b, c = NS_COEFFICIENTS
+    for _ in range(5):
+        s = a * s + b * s**3 + c * s**5
+    y = newton_schulz(x, 5, dtype=torch.float32)
+    assert y.dtype == torch.float32
+    assert torch.allclose(torch.linalg.svdvals(y.double()).sort().values, s.sort().values, atol=1e-5)
+
+
 def test_newton_schulz_matches_torch_muon() -> None:
     """Bit for bit the orthogonalisation of torch.optim.Muon (a private helper: skipped where torch lacks it)."""
     muon = pytest.importorskip("torch.optim._muon")
@@ -193,6 +205,7 @@ def test_closure_maximize_and_missing_gradients() -> None:
         ({"muon_every": 0}, "Invalid muon_every"),
         ({"ns_steps": -1}, "Invalid ns_steps"),
         ({"adamw_eps": -1.0}, "Invalid adamw_eps"),
+        ({"ns_dtype": torch.int32}, "Invalid ns_dtype"),
     ],
 )
 def test_invalid_hyperparameters_are_refused(kwargs: dict, match: str) -> None:
