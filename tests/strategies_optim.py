@@ -12,7 +12,7 @@ import torch
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from kaplinskiy.recent import LionMuon, SoftSignum
+from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -117,11 +117,14 @@ BASE_OPTIMIZERS: dict[str, Callable] = {
 }
 if hasattr(torch.optim, "Muon"):
     BASE_OPTIMIZERS["muon"] = _muon
-# LionMuon with P = 2 alternates Muon and Lion steps; SoftSignum passes from sign steps to its tanh transition
-# after one step, and past its end after three (the guard test takes up to three unguarded steps first).
+# LionMuon with P = 2 alternates Muon and Lion steps; SoftSignum and SoftMuon pass from sign steps to their
+# transition after one step, and past its end after three (the guard test takes up to three unguarded steps first).
 BASE_OPTIMIZERS["lion_muon"] = lambda params, lr: LionMuon(params, lr=lr, lion_lr_ratio=0.5)
 BASE_OPTIMIZERS["soft_signum"] = lambda params, lr: SoftSignum(
     params, lr=lr, momentum=0.9, weight_decay=0.1, sign_steps=1, transition_steps=2
+)
+BASE_OPTIMIZERS["soft_muon"] = lambda params, lr: SoftMuon(
+    params, lr=lr, weight_decay=0.1, sign_steps=1, transition_steps=2, ns_dtype=torch.float32
 )
 """Torch optimizers the guard is tested around (Muon where this torch has it; Lion in its own test), and the
 recent ones of kaplinskiy.recent."""

@@ -22,7 +22,7 @@ transformers = pytest.importorskip("transformers")
 
 from kaplinskiy import ForgettingGuard, HybridAdamW, LayerwiseMemory  # noqa: E402
 from kaplinskiy.layer_recording import factor_bytes, recording_passes  # noqa: E402
-from kaplinskiy.recent import LionMuon, SoftSignum, muon_param_groups  # noqa: E402
+from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups  # noqa: E402
 
 VOCAB = 50
 Batch = dict[str, Tensor]
@@ -196,8 +196,9 @@ def test_adamw_with_weight_decay_keeps_the_promise(name: str, optimizer: str) ->
     assert dot(grads, guarded) < 0
 
 
-RECENT = {  # the first step of each: a Muon step (LionMuon), a tanh step with fitted temperatures (SoftSignum)
+RECENT = {  # the first step of each: a Muon step (LionMuon), a soft sign step with fitted temperatures (the others)
     "LionMuon": lambda model: LionMuon(muon_param_groups(model, lr=1e-3), lr=1e-3),
+    "SoftMuon": lambda model: SoftMuon(muon_param_groups(model, lr=1e-3), lr=1e-3, sign_steps=0, transition_steps=5),
     "SoftSignum": lambda model: SoftSignum(
         [p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.1, sign_steps=0, transition_steps=5
     ),
@@ -207,8 +208,8 @@ RECENT = {  # the first step of each: a Muon step (LionMuon), a tanh step with f
 @pytest.mark.parametrize("name", ["gpt2", "bert"])
 @pytest.mark.parametrize("optimizer", sorted(RECENT))
 def test_recent_optimizers_guarded_keep_the_promise(name: str, optimizer: str) -> None:
-    """The guard around LionMuon (hidden matrices by Newton-Schulz, embeddings by AdamW) and SoftSignum keeps the
-    old logits to first order, as around AdamW."""
+    """The guard around LionMuon and SoftMuon (hidden matrices by Newton-Schulz iterations, embeddings by AdamW)
+    and SoftSignum keeps the old logits to first order, as around AdamW."""
     model, old, new, memory = _build(name)
     plain, _ = step_and_restore(model, RECENT[optimizer](model), lambda: model(**new).loss)
     guarded, _ = step_and_restore(model, ForgettingGuard(RECENT[optimizer](model), memory), lambda: model(**new).loss)

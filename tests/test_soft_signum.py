@@ -57,7 +57,7 @@ def test_temperatures_leave_a_fraction_p_k_unsaturated() -> None:
 
 
 def test_temperatures_are_refused_without_finite_momentum() -> None:
-    with pytest.raises(ValueError, match="2 entries, 1 of them not finite"):
+    with pytest.raises(ValueError, match="there are 2, 1 of them not finite"):
         soft_sign_temperatures([torch.tensor([1.0, float("nan")])], 5)
     with pytest.raises(ValueError, match="Invalid transition_steps"):
         soft_sign_temperatures(torch.ones(3), 0)

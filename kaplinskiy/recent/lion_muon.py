@@ -11,7 +11,7 @@ For a matrix ``W`` with gradient ``G`` and momentum ``M``, at its ``t``-th updat
 ``P = muon_every``: ``P = 1`` is Muon with EMA momentum, ``P = None`` is Lion (Signum when ``beta1 = beta2``),
 and ``beta1 = beta2`` is SignMuon. Groups with ``use_muon=False`` (embeddings, biases, norms: Muon's steps are
 for hidden matrices) take AdamW steps with their own ``lr``, ``adamw_betas``, ``adamw_eps`` and ``weight_decay``,
-as Keller Jordan's ``MuonWithAuxAdam`` does; :func:`muon_param_groups` builds the two groups.
+as Keller Jordan's ``MuonWithAuxAdam`` does; :func:`~kaplinskiy.recent.muon_param_groups` builds the two groups.
 
 Departures from the authors' code, none of which changes a step when every matrix gets a gradient at every step:
 the counter ``t`` is each matrix's own (its state's ``step``, as torch.optim keeps it), not a global one; the
@@ -25,14 +25,14 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim import Optimizer
 
-from ..hybrid_adamw import adamw_update
 from ..param_groups import check_group_keys
+from .muon_groups import aux_adamw_step, check_muon_group, refuse_sparse
 from .newton_schulz import newton_schulz, rms_matching_scale
 
-__all__ = ["LionMuon", "lion_muon_direction", "muon_param_groups"]
+__all__ = ["LionMuon", "lion_muon_direction"]
 
 
 def lion_muon_direction(
@@ -51,20 +51,6 @@ def lion_muon_direction(
         return interpolated.sign_()
     orthogonal = newton_schulz(interpolated, ns_steps, dtype=ns_dtype)
     return orthogonal.to(grad.dtype).mul_(rms_matching_scale(grad.shape))
-
-
-def muon_param_groups(model: nn.Module, **adamw_group: Any) -> list[dict[str, Any]]:
-    """Two param groups for :class:`LionMuon`: the trainable matrices (Linear and Conv weights) with
-    ``use_muon=True``, and with ``use_muon=False`` everything else (embeddings, biases, norms; a head tied to an
-    embedding shares its weight, so it goes there too), updated with ``adamw_group``'s settings (``lr``,
-    ``adamw_betas``, ...). A group left empty is dropped."""
-    embedded = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
-    matrices, others = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (matrices if p.ndim >= 2 and id(p) not in embedded else others).append(p)
-    groups = [{"params": matrices, "use_muon": True}, {"params": others, "use_muon": False, **adamw_group}]
-    return [g for g in groups if g["params"]]
 
 
 class LionMuon(Optimizer):
@@ -114,14 +100,7 @@ class LionMuon(Optimizer):
         check_group_keys(param_group, self.defaults)
         _check_hyperparameters({**self.defaults, **param_group})
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        if group["use_muon"]:
-            for p in group["params"]:
-                if p.ndim < 2:
-                    raise ValueError(
-                        f"Invalid param group: a parameter of shape {tuple(p.shape)} in a group with use_muon=True; "
-                        "Muon steps take matrices: put it in a group with use_muon=False (see muon_param_groups)"
-                    )
+        check_muon_group(self.param_groups[-1])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
@@ -130,15 +109,13 @@ class LionMuon(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        refuse_sparse(self.param_groups, "LionMuon")
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if p.grad.is_sparse or p.is_complex():
-                    raise ValueError("LionMuon does not support sparse gradients or complex parameters")
             if group["use_muon"]:
                 self._lion_muon_step(group, params)
             else:
-                self._adamw_step(group, params)
+                aux_adamw_step(self.state, group, params)
         return loss
 
     def _lion_muon_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
@@ -158,30 +135,6 @@ class LionMuon(Optimizer):
             p.mul_(1 - lr * group["weight_decay"]).add_(direction, alpha=-lr)
             state["momentum_buffer"].lerp_(grad, 1 - beta2)
             state["step"] += 1
-
-    def _adamw_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        beta1, beta2 = group["adamw_betas"]
-        for p in params:
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
-            grad = -p.grad if group["maximize"] else p.grad
-            (update,) = adamw_update(
-                [p],
-                [grad],
-                [state["exp_avg"]],
-                [state["exp_avg_sq"]],
-                state["step"],
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                eps=group["adamw_eps"],
-                weight_decay=group["weight_decay"],
-            )
-            p.add_(update)
 
 
 def _check_hyperparameters(h: dict[str, Any]) -> None:

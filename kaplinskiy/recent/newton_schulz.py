@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["NS_COEFFICIENTS", "newton_schulz", "rms_matching_scale"]
+__all__ = ["NS_COEFFICIENTS", "aspect_scale", "newton_schulz", "rms_matching_scale"]
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 """(a, b, c) of the quintic iteration, tuned so that few steps push every singular value into about [0.5, 1.5]
@@ -51,3 +51,10 @@ def rms_matching_scale(shape: torch.Size | tuple[int, ...]) -> float:
     ``adjust_lr_fn="match_rms_adamw"``): an orthogonalised step of RMS about AdamW's, so AdamW's rates carry over.
     ``n`` is the product of the trailing dimensions."""
     return 0.2 * math.sqrt(max(shape[0], math.prod(shape[1:])))
+
+
+def aspect_scale(shape: torch.Size | tuple[int, ...]) -> float:
+    """``sqrt(max(1, m / n))`` for an ``m x n`` matrix (Keller Jordan's Muon, torch.optim.Muon's default
+    ``adjust_lr_fn="original"``): a tall matrix's orthogonalised step is scaled up to the RMS of a wide one's.
+    ``n`` is the product of the trailing dimensions."""
+    return math.sqrt(max(1.0, shape[0] / math.prod(shape[1:])))

@@ -1,9 +1,11 @@
-"""SoftSignum's temperature schedule (arXiv 2605.31371; seed2-optimizers.md section 2), fitted once on the momentum.
+"""The temperature schedules of SoftSignum and SoftMuon (arXiv 2605.31371; seed2-optimizers.md section 2), fitted once.
 
-The momentum's entries are modelled as Cauchy(mu, sigma) with mu = median(m) and sigma = median|m - mu|. At
-transition step ``k`` (``p_k = k / T``), ``q_k`` is the ``p_k``-quantile of ``|X|``, and ``tau_k =
-atanh(1 - eps) / q_k``, clamped to ``[1, tau_max]``: then about a fraction ``p_k`` of the entries have
-``|tanh(tau_k m)| < 1 - eps`` (they are not saturated), so the step moves from sign-like to SGD-like as ``k`` grows.
+Values ``v`` (SoftSignum: the momentum's entries; SoftMuon: the gradients' singular values) are modelled as
+Cauchy(mu, sigma) with mu = median(v) and sigma = median|v - mu|. At transition step ``k`` (``p_k = k / T``),
+``q_k`` is the ``p_k``-quantile of ``|X|``, and ``tau_k = phi^{-1}(1 - eps) / q_k``, clamped to ``[1, tau_max]``:
+then about a fraction ``p_k`` of the values have ``|phi(tau_k v)| < 1 - eps`` (they are not saturated), so the
+step moves from sign-like to SGD-like as ``k`` grows. ``phi`` is the soft sign the step applies: ``tanh``
+(SoftSignum, entrywise), or ``x / sqrt(1 + x^2)`` (SoftMuon, on singular values).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["folded_cauchy_quantile", "soft_sign_temperatures"]
+__all__ = ["cauchy_temperatures", "folded_cauchy_quantile", "soft_muon_temperatures", "soft_sign_temperatures"]
 
 
 def folded_cauchy_quantile(p: Tensor, loc: float, scale: float) -> Tensor:
@@ -41,27 +43,51 @@ def folded_cauchy_quantile(p: Tensor, loc: float, scale: float) -> Tensor:
     return torch.where(p == 0, torch.zeros_like(q), q)
 
 
-def soft_sign_temperatures(
-    momentum: Tensor | Sequence[Tensor], transition_steps: int, eps: float = 1e-4, max_temperature: float = 20.0
+def cauchy_temperatures(
+    values: Tensor, transition_steps: int, saturation: float, max_temperature: float, what: str = "values"
 ) -> Tensor:
-    """``tau_k = clamp(atanh(1 - eps) / q_k, 1, tau_max)`` for ``k = 0 .. T-1`` (module docstring), fitted on the
-    entries of ``momentum`` (one tensor, or a group's tensors, concatenated). Returns ``T`` float64 values on the
-    CPU, non-increasing in ``k``; ``tau_0 = tau_max`` (``q_0 = 0``)."""
+    """``tau_k = clamp(saturation / q_k, 1, tau_max)`` for ``k = 0 .. T-1`` with ``saturation = phi^{-1}(1 - eps)``
+    (module docstring), fitted on ``values``. Returns ``T`` float64 values on the CPU, non-increasing in ``k``;
+    ``tau_0 = tau_max`` (``q_0 = 0``)."""
     if transition_steps < 1:
         raise ValueError(f"Invalid transition_steps: {transition_steps}")
-    if not 0.0 < eps < 1.0:
-        raise ValueError(f"Invalid eps: {eps}")
     if not max_temperature >= 1.0:
         raise ValueError(f"Invalid max_temperature: {max_temperature}")
-    tensors = [momentum] if isinstance(momentum, Tensor) else list(momentum)
-    values = torch.cat([t.detach().reshape(-1) for t in tensors]) if tensors else torch.zeros(0)
     if values.numel() == 0 or not bool(torch.isfinite(values).all()):
         raise ValueError(
-            f"Invalid momentum: the temperatures are fitted on its entries, which must be finite; it has "
-            f"{values.numel()} entries, {int((~torch.isfinite(values)).sum())} of them not finite"
+            f"Invalid {what}: the temperatures are fitted on them, and they must be finite; there are "
+            f"{values.numel()}, {int((~torch.isfinite(values)).sum())} of them not finite"
         )
     loc = values.median()
     scale = float((values - loc).abs().median())
     p = torch.arange(transition_steps, dtype=torch.float64) / transition_steps
-    q = folded_cauchy_quantile(p, float(loc), scale)
-    return (math.atanh(1 - eps) / q).clamp(1.0, max_temperature)
+    return (saturation / folded_cauchy_quantile(p, float(loc), scale)).clamp(1.0, max_temperature)
+
+
+def soft_sign_temperatures(
+    momentum: Tensor | Sequence[Tensor], transition_steps: int, eps: float = 1e-4, max_temperature: float = 20.0
+) -> Tensor:
+    """SoftSignum's schedule: :func:`cauchy_temperatures` of the entries of ``momentum`` (one tensor, or a group's
+    tensors, concatenated), ``phi = tanh``."""
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"Invalid eps: {eps}")
+    tensors = [momentum] if isinstance(momentum, Tensor) else list(momentum)
+    values = torch.cat([t.detach().reshape(-1) for t in tensors]) if tensors else torch.zeros(0)
+    return cauchy_temperatures(values, transition_steps, math.atanh(1 - eps), max_temperature, "momentum entries")
+
+
+def soft_muon_temperatures(
+    grads: Sequence[Tensor], transition_steps: int, eps: float = 1e-4, max_temperature: float = 1e9
+) -> Tensor:
+    """SoftMuon's schedule: :func:`cauchy_temperatures` of the singular values of every gradient (each as its
+    ``dim 0 x rest`` matrix, in float32 at least), ``phi(x) = x / sqrt(1 + x^2)``, ``phi^{-1}(y) = y / sqrt(1 - y^2)``.
+    The authors' code takes them from a fast approximate SVD; these are exact."""
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"Invalid eps: {eps}")
+    sigmas = [
+        torch.linalg.svdvals(g.detach().reshape(g.shape[0], -1).to(torch.promote_types(g.dtype, torch.float32)))
+        for g in grads
+    ]
+    values = torch.cat([s.double().cpu() for s in sigmas]) if sigmas else torch.zeros(0)
+    saturation = (1 - eps) / math.sqrt(1 - (1 - eps) ** 2)
+    return cauchy_temperatures(values, transition_steps, saturation, max_temperature, "gradient singular values")

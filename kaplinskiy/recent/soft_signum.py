@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..param_groups import check_group_keys
+from .muon_groups import refuse_sparse
 from .soft_sign_temperatures import soft_sign_temperatures
 
 __all__ = ["SoftSignum"]
@@ -71,6 +72,8 @@ class SoftSignum(Optimizer):
         check_group_keys(param_group, self.defaults)
         _check_hyperparameters({**self.defaults, **param_group})
         super().add_param_group(param_group)
+        if any(p.is_complex() for p in self.param_groups[-1]["params"]):
+            raise ValueError("Invalid param group: complex parameters are not supported")
 
     def temperatures(self, group: int = 0) -> Tensor | None:
         """The temperatures fitted for param group ``group``, float64 (``None`` before step ``sign_steps + 1``)."""
@@ -85,11 +88,9 @@ class SoftSignum(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        refuse_sparse(self.param_groups, "SoftSignum")
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if p.grad.is_sparse or p.is_complex():
-                    raise ValueError("SoftSignum does not support sparse gradients or complex parameters")
             shared = self.state[group["params"][0]]
             t = shared.get("group_step", 0) + 1
             directions = [self._momentum(group, p) for p in params]

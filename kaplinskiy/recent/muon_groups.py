@@ -1,0 +1,73 @@
+"""Param groups of the Muon-family optimizers (LionMuon, SoftMuon): a ``use_muon`` flag per group, as Keller
+Jordan's ``MuonWithAuxAdam``. Groups with ``use_muon=True`` hold matrices; the others (embeddings, biases, norms)
+take AdamW steps with their own ``lr``, ``adamw_betas``, ``adamw_eps`` and ``weight_decay``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..hybrid_adamw import adamw_update
+
+__all__ = ["aux_adamw_step", "check_muon_group", "muon_param_groups", "refuse_sparse"]
+
+
+def muon_param_groups(model: nn.Module, **adamw_group: Any) -> list[dict[str, Any]]:
+    """Two param groups: the trainable matrices (Linear and Conv weights) with ``use_muon=True``, and with
+    ``use_muon=False`` everything else (embeddings, biases, norms; a head tied to an embedding shares its weight,
+    so it goes there too), updated with ``adamw_group``'s settings (``lr``, ``adamw_betas``, ...). A group left
+    empty is dropped."""
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    matrices, others = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (matrices if p.ndim >= 2 and id(p) not in embedded else others).append(p)
+    groups = [{"params": matrices, "use_muon": True}, {"params": others, "use_muon": False, **adamw_group}]
+    return [g for g in groups if g["params"]]
+
+
+def check_muon_group(group: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a non-matrix parameter in a group with ``use_muon=True``, and for a sparse or
+    complex one in any group, before anything moves."""
+    for p in group["params"]:
+        if group["use_muon"] and p.ndim < 2:
+            raise ValueError(
+                f"Invalid param group: a parameter of shape {tuple(p.shape)} in a group with use_muon=True; Muon "
+                "steps take matrices: put it in a group with use_muon=False (see muon_param_groups)"
+            )
+        if p.is_complex():
+            raise ValueError("Invalid param group: complex parameters are not supported")
+
+
+def refuse_sparse(param_groups: list[dict[str, Any]], name: str) -> None:
+    """Raise ``ValueError`` before anything moves if a gradient is sparse (``nn.Embedding(sparse=True)``)."""
+    if any(p.grad is not None and p.grad.is_sparse for g in param_groups for p in g["params"]):
+        raise ValueError(f"{name} does not support sparse gradients: build the embedding with sparse=False")
+
+
+def aux_adamw_step(state: dict[Tensor, dict[str, Any]], group: dict[str, Any], params: list[Tensor]) -> None:
+    """The AdamW step (decoupled weight decay) of a ``use_muon=False`` group's parameters with gradients."""
+    beta1, beta2 = group["adamw_betas"]
+    for p in params:
+        s = state[p]
+        if len(s) == 0:
+            s["step"] = 0
+            s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        s["step"] += 1
+        grad = -p.grad if group["maximize"] else p.grad
+        (update,) = adamw_update(
+            [p],
+            [grad],
+            [s["exp_avg"]],
+            [s["exp_avg_sq"]],
+            s["step"],
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["adamw_eps"],
+            weight_decay=group["weight_decay"],
+        )
+        p.add_(update)
