@@ -218,6 +218,17 @@ def test_recent_optimizers_guarded_keep_the_promise(name: str, optimizer: str) -
     assert leak <= 1e-11 * reference, f"{name}: first-order change {leak:.2e} against {reference:.2e} unguarded"
 
 
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_muon_param_groups_give_the_head_to_adamw(name: str) -> None:
+    """GPT-2's head is tied to its token embedding, LLaMA's is a Linear of its own: both go to AdamW, with the
+    embeddings; every other matrix to Muon."""
+    model, _, _ = ARCHITECTURES[name](torch.Generator().manual_seed(1))
+    muon, rest = muon_param_groups(model)
+    head = model.get_output_embeddings().weight
+    assert any(p is head for p in rest["params"]) and all(p is not head for p in muon["params"])
+    assert all(p.ndim == 2 for p in muon["params"]) and len(muon["params"]) >= 4
+
+
 def _embedding_rows(model: nn.Module, memory: LayerwiseMemory, key: str) -> list[int]:
     module = model.get_submodule(key)
     return sorted(memory.bases[memory.layers.index(module)].tolist())

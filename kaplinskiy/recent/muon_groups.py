@@ -15,11 +15,15 @@ __all__ = ["aux_adamw_step", "check_muon_group", "muon_param_groups", "refuse_sp
 
 
 def muon_param_groups(model: nn.Module, **adamw_group: Any) -> list[dict[str, Any]]:
-    """Two param groups: the trainable matrices (Linear and Conv weights) with ``use_muon=True``, and with
-    ``use_muon=False`` everything else (embeddings, biases, norms; a head tied to an embedding shares its weight,
-    so it goes there too), updated with ``adamw_group``'s settings (``lr``, ``adamw_betas``, ...). A group left
-    empty is dropped."""
+    """Two param groups: the trainable hidden matrices (Linear and Conv weights) with ``use_muon=True``, and with
+    ``use_muon=False`` everything else, updated with ``adamw_group``'s settings (``lr``, ``adamw_betas``, ...):
+    embeddings, biases, norms, and the output head, as Muon's authors advise (a head tied to an embedding shares
+    its weight; an untied one is found by Hugging Face's ``get_output_embeddings()``). A group left empty is
+    dropped."""
     embedded = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    head = model.get_output_embeddings() if callable(getattr(model, "get_output_embeddings", None)) else None
+    if isinstance(getattr(head, "weight", None), Tensor):
+        embedded.add(id(head.weight))
     matrices, others = [], []
     for p in model.parameters():
         if p.requires_grad:
