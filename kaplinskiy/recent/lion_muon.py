@@ -21,15 +21,12 @@ step is taken in the parameter's dtype, not through a bfloat16 buffer (NS_K itse
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
-from ..param_groups import check_group_keys
-from .muon_groups import aux_adamw_step, check_muon_group, refuse_sparse
+from .muon_groups import MuonGroupOptimizer
 from .newton_schulz import newton_schulz, rms_matching_scale
 
 __all__ = ["LionMuon", "lion_muon_direction"]
@@ -53,7 +50,7 @@ def lion_muon_direction(
     return orthogonal.to(grad.dtype).mul_(rms_matching_scale(grad.shape))
 
 
-class LionMuon(Optimizer):
+class LionMuon(MuonGroupOptimizer):
     """LionMuon: ``muon_every``-periodic Muon steps between Lion steps, one momentum (Algorithm 1; module
     docstring). ``lr`` is the Muon rate ``eta_M``; ``lion_lr_ratio`` gives ``eta_L = lion_lr_ratio * lr``.
     The defaults are the paper's best runs at 124M parameters (P = 2, betas (0.9, 0.99), eta_M 1e-3,
@@ -91,34 +88,9 @@ class LionMuon(Optimizer):
             ns_dtype=ns_dtype,
             maximize=maximize,
         )
-        _check_hyperparameters(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group as ``torch.optim`` does, checking its hyperparameters and refusing keys this optimizer
-        does not know and a non-matrix parameter in a group with ``use_muon=True``."""
-        check_group_keys(param_group, self.defaults)
-        _check_hyperparameters({**self.defaults, **param_group})
-        super().add_param_group(param_group)
-        check_muon_group(self.param_groups[-1])
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
-        """One step of every parameter with a gradient; ``closure`` (optional) re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        refuse_sparse(self.param_groups, "LionMuon")
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if group["use_muon"]:
-                self._lion_muon_step(group, params)
-            else:
-                aux_adamw_step(self.state, group, params)
-        return loss
-
-    def _lion_muon_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
+    def _matrix_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
         beta1, beta2 = group["betas"]
         every = group["muon_every"]
         for p in params:
@@ -136,23 +108,23 @@ class LionMuon(Optimizer):
             state["momentum_buffer"].lerp_(grad, 1 - beta2)
             state["step"] += 1
 
-
-def _check_hyperparameters(h: dict[str, Any]) -> None:
-    """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
-    if not h["lr"] >= 0.0:
-        raise ValueError(f"Invalid lr: {h['lr']}")
-    if not h["lion_lr_ratio"] >= 0.0:
-        raise ValueError(f"Invalid lion_lr_ratio: {h['lion_lr_ratio']}")
-    for name in ("betas", "adamw_betas"):
-        if len(h[name]) != 2 or not all(0.0 <= b < 1.0 for b in h[name]):
-            raise ValueError(f"Invalid {name}: {h[name]}")
-    if not h["weight_decay"] >= 0.0:
-        raise ValueError(f"Invalid weight_decay: {h['weight_decay']}")
-    if h["muon_every"] is not None and not (isinstance(h["muon_every"], int) and h["muon_every"] >= 1):
-        raise ValueError(f"Invalid muon_every: {h['muon_every']} (a period of at least 1, or None for Lion)")
-    if not (isinstance(h["ns_steps"], int) and h["ns_steps"] >= 0):
-        raise ValueError(f"Invalid ns_steps: {h['ns_steps']}")
-    if not h["adamw_eps"] >= 0.0:
-        raise ValueError(f"Invalid adamw_eps: {h['adamw_eps']}")
-    if not (isinstance(h["ns_dtype"], torch.dtype) and h["ns_dtype"].is_floating_point):
-        raise ValueError(f"Invalid ns_dtype: {h['ns_dtype']}")
+    @staticmethod
+    def _check_hyperparameters(h: dict[str, Any]) -> None:
+        """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
+        if not h["lr"] >= 0.0:
+            raise ValueError(f"Invalid lr: {h['lr']}")
+        if not h["lion_lr_ratio"] >= 0.0:
+            raise ValueError(f"Invalid lion_lr_ratio: {h['lion_lr_ratio']}")
+        for name in ("betas", "adamw_betas"):
+            if len(h[name]) != 2 or not all(0.0 <= b < 1.0 for b in h[name]):
+                raise ValueError(f"Invalid {name}: {h[name]}")
+        if not h["weight_decay"] >= 0.0:
+            raise ValueError(f"Invalid weight_decay: {h['weight_decay']}")
+        if h["muon_every"] is not None and not (isinstance(h["muon_every"], int) and h["muon_every"] >= 1):
+            raise ValueError(f"Invalid muon_every: {h['muon_every']} (a period of at least 1, or None for Lion)")
+        if not (isinstance(h["ns_steps"], int) and h["ns_steps"] >= 0):
+            raise ValueError(f"Invalid ns_steps: {h['ns_steps']}")
+        if not h["adamw_eps"] >= 0.0:
+            raise ValueError(f"Invalid adamw_eps: {h['adamw_eps']}")
+        if not (isinstance(h["ns_dtype"], torch.dtype) and h["ns_dtype"].is_floating_point):
+            raise ValueError(f"Invalid ns_dtype: {h['ns_dtype']}")

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from ..hybrid_adamw import adamw_update
+from .group_optimizer import GroupStepOptimizer
 
-__all__ = ["aux_adamw_step", "check_muon_group", "muon_param_groups", "refuse_sparse"]
+__all__ = ["MuonGroupOptimizer", "aux_adamw_step", "check_muon_group", "muon_param_groups"]
 
 
 def muon_param_groups(model: nn.Module, **adamw_group: Any) -> list[dict[str, Any]]:
@@ -33,22 +34,13 @@ def muon_param_groups(model: nn.Module, **adamw_group: Any) -> list[dict[str, An
 
 
 def check_muon_group(group: dict[str, Any]) -> None:
-    """Raise ``ValueError`` for a non-matrix parameter in a group with ``use_muon=True``, and for a sparse or
-    complex one in any group, before anything moves."""
+    """Raise ``ValueError`` for a non-matrix parameter in a group with ``use_muon=True``."""
     for p in group["params"]:
         if group["use_muon"] and p.ndim < 2:
             raise ValueError(
                 f"Invalid param group: a parameter of shape {tuple(p.shape)} in a group with use_muon=True; Muon "
                 "steps take matrices: put it in a group with use_muon=False (see muon_param_groups)"
             )
-        if p.is_complex():
-            raise ValueError("Invalid param group: complex parameters are not supported")
-
-
-def refuse_sparse(param_groups: list[dict[str, Any]], name: str) -> None:
-    """Raise ``ValueError`` before anything moves if a gradient is sparse (``nn.Embedding(sparse=True)``)."""
-    if any(p.grad is not None and p.grad.is_sparse for g in param_groups for p in g["params"]):
-        raise ValueError(f"{name} does not support sparse gradients: build the embedding with sparse=False")
 
 
 def aux_adamw_step(state: dict[Tensor, dict[str, Any]], group: dict[str, Any], params: list[Tensor]) -> None:
@@ -75,3 +67,21 @@ def aux_adamw_step(state: dict[Tensor, dict[str, Any]], group: dict[str, Any], p
             weight_decay=group["weight_decay"],
         )
         p.add_(update)
+
+
+class MuonGroupOptimizer(GroupStepOptimizer):
+    """An optimizer whose ``use_muon=True`` groups hold matrices, stepped by ``_matrix_step(group, params)``, and
+    whose other groups take :func:`aux_adamw_step`."""
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        check_muon_group(group)
+
+    def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        if group["use_muon"]:
+            self._matrix_step(group, params)
+        else:
+            aux_adamw_step(self.state, group, params)
+
+    def _matrix_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        raise NotImplementedError

@@ -18,15 +18,12 @@ tensor's last two dimensions).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
-from ..param_groups import check_group_keys
-from .muon_groups import aux_adamw_step, check_muon_group, refuse_sparse
+from .muon_groups import MuonGroupOptimizer
 from .newton_schulz import aspect_scale, newton_schulz
 from .soft_sign_temperatures import soft_muon_temperatures
 from .spectral_soft_sign import spectral_soft_sign
@@ -34,7 +31,7 @@ from .spectral_soft_sign import spectral_soft_sign
 __all__ = ["SoftMuon"]
 
 
-class SoftMuon(Optimizer):
+class SoftMuon(MuonGroupOptimizer):
     """SoftMuon (module docstring). Defaults are the authors' code's (AdamW groups: betas (0.9, 0.95), eps
     1e-10); with ``sign_steps=None`` it is Keller Jordan's Muon (torch.optim.Muon's default step). ``ns_dtype``:
     the dtype both iterations run in (bfloat16 as the authors'; ``torch.float32`` is far faster on a CPU)."""
@@ -74,47 +71,20 @@ class SoftMuon(Optimizer):
             ns_dtype=ns_dtype,
             maximize=maximize,
         )
-        _check_hyperparameters(defaults)
         super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group as ``torch.optim`` does, checking its hyperparameters and refusing keys this optimizer
-        does not know and a non-matrix parameter in a group with ``use_muon=True``."""
-        check_group_keys(param_group, self.defaults)
-        _check_hyperparameters({**self.defaults, **param_group})
-        super().add_param_group(param_group)
-        check_muon_group(self.param_groups[-1])
 
     def temperatures(self, group: int = 0) -> Tensor | None:
         """The temperatures fitted for param group ``group``, float64 (``None`` before step ``sign_steps + 1``)."""
-        first = self.param_groups[group]["params"][0]
-        taus = self.state[first].get("temperatures") if first in self.state else None
-        return None if taus is None else torch.tensor(taus, dtype=torch.float64)
+        return self._fitted_temperatures(group)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
-        """One step of every parameter with a gradient; ``closure`` (optional) re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        refuse_sparse(self.param_groups, "SoftMuon")
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if group["use_muon"]:
-                self._soft_muon_step(group, params)
-            else:
-                aux_adamw_step(self.state, group, params)
-        return loss
-
-    def _soft_muon_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        shared = self.state[group["params"][0]]
+    def _matrix_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        shared = self._group_state(group)
         t, sign_steps = shared.get("group_step", 0) + 1, group["sign_steps"]
         soft = sign_steps is not None and t > sign_steps
         if soft and "temperatures" not in shared and params:
             shared["temperatures"] = soft_muon_temperatures(
                 [p.grad for p in params], group["transition_steps"], group["eps"], group["max_temperature"]
-            ).tolist()  # plain floats: load_state_dict would cast a tensor to the parameters' dtype and device
+            ).tolist()
         shared["group_step"] = t
         mu = group["momentum"]
         for p in params:
@@ -133,28 +103,28 @@ class SoftMuon(Optimizer):
             p.mul_(1 - group["lr"] * group["weight_decay"])
             p.add_(direction.to(p.dtype), alpha=-group["lr"] * aspect_scale(p.shape))
 
-
-def _check_hyperparameters(h: dict[str, Any]) -> None:
-    """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
-    for name in ("lr", "weight_decay", "adamw_eps"):
-        if not h[name] >= 0.0:
-            raise ValueError(f"Invalid {name}: {h[name]}")
-    if not 0.0 <= h["momentum"] < 1.0:
-        raise ValueError(f"Invalid momentum: {h['momentum']}")
-    if len(h["adamw_betas"]) != 2 or not all(0.0 <= b < 1.0 for b in h["adamw_betas"]):
-        raise ValueError(f"Invalid adamw_betas: {h['adamw_betas']}")
-    if not (isinstance(h["ns_steps"], int) and h["ns_steps"] >= 0):
-        raise ValueError(f"Invalid ns_steps: {h['ns_steps']}")
-    if (h["sign_steps"] is None) != (h["transition_steps"] is None):
-        raise ValueError("Invalid sign_steps: sign_steps and transition_steps are given together, or neither")
-    if h["sign_steps"] is not None:
-        if not (isinstance(h["sign_steps"], int) and h["sign_steps"] >= 0):
-            raise ValueError(f"Invalid sign_steps: {h['sign_steps']}")
-        if not (isinstance(h["transition_steps"], int) and h["transition_steps"] >= 1):
-            raise ValueError(f"Invalid transition_steps: {h['transition_steps']}")
-    if not 0.0 < h["eps"] < 1.0:
-        raise ValueError(f"Invalid eps: {h['eps']}")
-    if not h["max_temperature"] >= 1.0:
-        raise ValueError(f"Invalid max_temperature: {h['max_temperature']}")
-    if not (isinstance(h["ns_dtype"], torch.dtype) and h["ns_dtype"].is_floating_point):
-        raise ValueError(f"Invalid ns_dtype: {h['ns_dtype']}")
+    @staticmethod
+    def _check_hyperparameters(h: dict[str, Any]) -> None:
+        """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
+        for name in ("lr", "weight_decay", "adamw_eps"):
+            if not h[name] >= 0.0:
+                raise ValueError(f"Invalid {name}: {h[name]}")
+        if not 0.0 <= h["momentum"] < 1.0:
+            raise ValueError(f"Invalid momentum: {h['momentum']}")
+        if len(h["adamw_betas"]) != 2 or not all(0.0 <= b < 1.0 for b in h["adamw_betas"]):
+            raise ValueError(f"Invalid adamw_betas: {h['adamw_betas']}")
+        if not (isinstance(h["ns_steps"], int) and h["ns_steps"] >= 0):
+            raise ValueError(f"Invalid ns_steps: {h['ns_steps']}")
+        if (h["sign_steps"] is None) != (h["transition_steps"] is None):
+            raise ValueError("Invalid sign_steps: sign_steps and transition_steps are given together, or neither")
+        if h["sign_steps"] is not None:
+            if not (isinstance(h["sign_steps"], int) and h["sign_steps"] >= 0):
+                raise ValueError(f"Invalid sign_steps: {h['sign_steps']}")
+            if not (isinstance(h["transition_steps"], int) and h["transition_steps"] >= 1):
+                raise ValueError(f"Invalid transition_steps: {h['transition_steps']}")
+        if not 0.0 < h["eps"] < 1.0:
+            raise ValueError(f"Invalid eps: {h['eps']}")
+        if not h["max_temperature"] >= 1.0:
+            raise ValueError(f"Invalid max_temperature: {h['max_temperature']}")
+        if not (isinstance(h["ns_dtype"], torch.dtype) and h["ns_dtype"].is_floating_point):
+            raise ValueError(f"Invalid ns_dtype: {h['ns_dtype']}")

@@ -17,21 +17,18 @@ parameter (LBFGS's place for global state), so ``state_dict`` round-trips them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
-from ..param_groups import check_group_keys
-from .muon_groups import refuse_sparse
+from .group_optimizer import GroupStepOptimizer
 from .soft_sign_temperatures import soft_sign_temperatures
 
 __all__ = ["SoftSignum"]
 
 
-class SoftSignum(Optimizer):
+class SoftSignum(GroupStepOptimizer):
     """SoftSignum (module docstring). Defaults are the authors' code's, except ``sign_steps`` and
     ``transition_steps``, which have none that fits every run: their README puts the switch at 90% of training
     (``sign_steps = 0.9 * total``, ``transition_steps = 0.1 * total``), so both are required."""
@@ -63,51 +60,29 @@ class SoftSignum(Optimizer):
             max_temperature=max_temperature,
             maximize=maximize,
         )
-        _check_hyperparameters(defaults)
         super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group as ``torch.optim`` does, checking its hyperparameters and refusing keys this optimizer
-        does not know."""
-        check_group_keys(param_group, self.defaults)
-        _check_hyperparameters({**self.defaults, **param_group})
-        super().add_param_group(param_group)
-        if any(p.is_complex() for p in self.param_groups[-1]["params"]):
-            raise ValueError("Invalid param group: complex parameters are not supported")
 
     def temperatures(self, group: int = 0) -> Tensor | None:
         """The temperatures fitted for param group ``group``, float64 (``None`` before step ``sign_steps + 1``)."""
-        first = self.param_groups[group]["params"][0]
-        taus = self.state[first].get("temperatures") if first in self.state else None
-        return None if taus is None else torch.tensor(taus, dtype=torch.float64)
+        return self._fitted_temperatures(group)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
-        """One step of every parameter with a gradient; ``closure`` (optional) re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        refuse_sparse(self.param_groups, "SoftSignum")
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            shared = self.state[group["params"][0]]
-            t = shared.get("group_step", 0) + 1
-            directions = [self._momentum(group, p) for p in params]
-            if t > group["sign_steps"] and "temperatures" not in shared and directions:
-                shared["temperatures"] = soft_sign_temperatures(
-                    directions, group["transition_steps"], group["eps"], group["max_temperature"]
-                ).tolist()  # plain floats: load_state_dict would cast a tensor to the parameters' dtype and device
-            shared["group_step"] = t
-            if t <= group["sign_steps"]:
-                updates = [d.sign() for d in directions]
-            else:
-                taus = shared["temperatures"]
-                tau = taus[min(t - group["sign_steps"] - 1, len(taus) - 1)]
-                updates = [torch.tanh(tau * d) for d in directions]
-            for p, u in zip(params, updates, strict=True):
-                p.mul_(1 - group["lr"] * group["weight_decay"]).add_(u, alpha=-group["lr"])
-        return loss
+    def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        shared = self._group_state(group)
+        t = shared.get("group_step", 0) + 1
+        directions = [self._momentum(group, p) for p in params]
+        if t > group["sign_steps"] and "temperatures" not in shared and directions:
+            shared["temperatures"] = soft_sign_temperatures(
+                directions, group["transition_steps"], group["eps"], group["max_temperature"]
+            ).tolist()
+        shared["group_step"] = t
+        if t <= group["sign_steps"]:
+            updates = [d.sign() for d in directions]
+        else:
+            taus = shared["temperatures"]
+            tau = taus[min(t - group["sign_steps"] - 1, len(taus) - 1)]
+            updates = [torch.tanh(tau * d) for d in directions]
+        for p, u in zip(params, updates, strict=True):
+            p.mul_(1 - group["lr"] * group["weight_decay"]).add_(u, alpha=-group["lr"])
 
     def _momentum(self, group: dict[str, Any], p: Tensor) -> Tensor:
         """``m_t``: SGD's momentum of ``p``'s gradient (its buffer updated in place), or the gradient itself."""
@@ -123,19 +98,19 @@ class SoftSignum(Optimizer):
         buf = state["momentum_buffer"]
         return grad.add(buf, alpha=mu) if group["nesterov"] else buf
 
-
-def _check_hyperparameters(h: dict[str, Any]) -> None:
-    """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
-    for name in ("lr", "momentum", "weight_decay", "dampening"):
-        if not h[name] >= 0.0:
-            raise ValueError(f"Invalid {name}: {h[name]}")
-    if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
-        raise ValueError("Invalid nesterov: Nesterov momentum needs a momentum and zero dampening")
-    if not (isinstance(h["sign_steps"], int) and h["sign_steps"] >= 0):
-        raise ValueError(f"Invalid sign_steps: {h['sign_steps']}")
-    if not (isinstance(h["transition_steps"], int) and h["transition_steps"] >= 1):
-        raise ValueError(f"Invalid transition_steps: {h['transition_steps']}")
-    if not 0.0 < h["eps"] < 1.0:
-        raise ValueError(f"Invalid eps: {h['eps']}")
-    if not h["max_temperature"] >= 1.0:
-        raise ValueError(f"Invalid max_temperature: {h['max_temperature']}")
+    @staticmethod
+    def _check_hyperparameters(h: dict[str, Any]) -> None:
+        """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
+        for name in ("lr", "momentum", "weight_decay", "dampening"):
+            if not h[name] >= 0.0:
+                raise ValueError(f"Invalid {name}: {h[name]}")
+        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
+            raise ValueError("Invalid nesterov: Nesterov momentum needs a momentum and zero dampening")
+        if not (isinstance(h["sign_steps"], int) and h["sign_steps"] >= 0):
+            raise ValueError(f"Invalid sign_steps: {h['sign_steps']}")
+        if not (isinstance(h["transition_steps"], int) and h["transition_steps"] >= 1):
+            raise ValueError(f"Invalid transition_steps: {h['transition_steps']}")
+        if not 0.0 < h["eps"] < 1.0:
+            raise ValueError(f"Invalid eps: {h['eps']}")
+        if not h["max_temperature"] >= 1.0:
+            raise ValueError(f"Invalid max_temperature: {h['max_temperature']}")

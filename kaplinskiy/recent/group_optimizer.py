@@ -1,0 +1,72 @@
+"""The torch.optim plumbing of kaplinskiy.recent's optimizers, written once: hyperparameters checked at
+construction and for every added group, keys this optimizer does not know refused, sparse gradients refused before
+anything moves, and ``step`` a loop over the groups (each subclass says how one group steps)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..param_groups import check_group_keys
+
+__all__ = ["GroupStepOptimizer"]
+
+
+class GroupStepOptimizer(Optimizer):
+    """Subclasses define ``_check_hyperparameters(h)`` (``ValueError(f"Invalid {name}: {value}")``) and
+    ``_step_group(group, params)`` (``params``: the group's parameters with gradients), and may extend
+    ``_check_group`` (a new group's parameters; complex ones are refused here)."""
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._check_hyperparameters(defaults)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _check_hyperparameters(h: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        if any(p.is_complex() for p in group["params"]):
+            raise ValueError("Invalid param group: complex parameters are not supported")
+
+    def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group as ``torch.optim`` does, checking its hyperparameters and parameters, and refusing keys this
+        optimizer does not know (another optimizer's hyperparameter, a typo)."""
+        check_group_keys(param_group, self.defaults)
+        self._check_hyperparameters({**self.defaults, **param_group})
+        super().add_param_group(param_group)
+        self._check_group(self.param_groups[-1])
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor | float] | None = None) -> Any:
+        """One step of every parameter with a gradient; ``closure`` (optional) re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if any(p.grad is not None and p.grad.is_sparse for g in self.param_groups for p in g["params"]):
+            raise ValueError(
+                f"{type(self).__name__} does not support sparse gradients: build the embedding with sparse=False"
+            )
+        for group in self.param_groups:
+            self._step_group(group, [p for p in group["params"] if p.grad is not None])
+        return loss
+
+    def _group_state(self, group: dict[str, Any]) -> dict[str, Any]:
+        """Per-group state (a step counter, fitted temperatures): kept in the state of the group's first
+        parameter, LBFGS's place for global state, so ``state_dict`` round-trips it."""
+        return self.state[group["params"][0]]
+
+    def _fitted_temperatures(self, group: int) -> Tensor | None:
+        """The temperatures a soft-sign optimizer fitted for param group ``group``, float64, or ``None``. They are
+        kept as plain floats: ``load_state_dict`` would cast a tensor to the parameters' dtype and device."""
+        first = self.param_groups[group]["params"][0]
+        taus = self.state[first].get("temperatures") if first in self.state else None
+        return None if taus is None else torch.tensor(taus, dtype=torch.float64)
