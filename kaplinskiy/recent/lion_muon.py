@@ -16,7 +16,8 @@ as Keller Jordan's ``MuonWithAuxAdam`` does; :func:`~kaplinskiy.recent.muon_para
 Departures from the authors' code, none of which changes a step when every matrix gets a gradient at every step:
 the counter ``t`` is each matrix's own (its state's ``step``, as torch.optim keeps it), not a global one; the
 Lion rate is a ratio to the group's ``lr``, so a scheduler scales both rates (the code does the same); and the
-step is taken in the parameter's dtype, not through a bfloat16 buffer (NS_K itself runs in bfloat16).
+step is taken in the parameter's dtype, not through a bfloat16 buffer (NS_K itself runs in ``ns_dtype``, bfloat16 by
+default). As there, the first update of a matrix (``t = 0``) is a Muon step.
 """
 
 from __future__ import annotations
