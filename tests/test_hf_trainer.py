@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
 from kaplinskiy import ForgettingGuard, HybridAdamW, LayerwiseMemory  # noqa: E402
+from kaplinskiy.recent import LionMuon, SoftMuon, muon_param_groups  # noqa: E402
 
 
 class _Tokens(torch.utils.data.Dataset):
@@ -76,11 +77,20 @@ def test_trainer_runs_a_guarded_optimizer_and_its_scheduler(tmp_path, kind: str)
     assert sched.get_last_lr()[0] == pytest.approx(0.0)
 
 
+RECENT_BASES = {  # SoftMuon's temperatures are fitted at step 3, so the checkpoint holds them
+    "guard LionMuon": lambda model: LionMuon(muon_param_groups(model, lr=1e-2), lr=1e-2, ns_dtype=torch.float32),
+    "guard SoftMuon": lambda model: SoftMuon(
+        muon_param_groups(model, lr=1e-2), lr=1e-2, sign_steps=2, transition_steps=3, ns_dtype=torch.float32
+    ),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["guard", "hybrid fused"])
+@pytest.mark.parametrize("kind", ["guard", "hybrid fused", *RECENT_BASES])
 def test_trainer_resumes_a_guarded_run_from_its_checkpoint(tmp_path, kind: str) -> None:
     """A run stopped at step 3 and resumed from the Trainer's checkpoint (optimizer.pt holds the guard's state
-    next to AdamW's) ends where the uninterrupted run ends; the memory is saved and loaded by the user."""
+    next to the base optimizer's) ends where the uninterrupted run ends; the memory is saved and loaded by the
+    user."""
     torch.set_default_dtype(torch.float32)
     new_ids = torch.randint(16, 32, (24, 8))
 
@@ -95,6 +105,8 @@ def test_trainer_resumes_a_guarded_run_from_its_checkpoint(tmp_path, kind: str) 
             mem.load_state_dict(memory_state)
         if kind == "guard":
             opt = ForgettingGuard(torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1), mem)
+        elif kind in RECENT_BASES:
+            opt = ForgettingGuard(RECENT_BASES[kind](model), mem)
         else:
             opt = HybridAdamW(model.parameters(), lr=1e-2, weight_decay=0.1, memory=mem, fused=True)
         sched = transformers.get_linear_schedule_with_warmup(opt, num_warmup_steps=1, num_training_steps=6)
