@@ -72,3 +72,10 @@ def test_runs_whose_rounds_overlap_keep_the_defaults() -> None:
     assert faster(default, {"ratios": {row: 1.15}, "ratio_spread": {row: [1.12, 1.25]}}, row).startswith("within")
     assert faster(default, {"ratios": {row: 1.40}, "ratio_spread": {row: [1.35, 1.45]}}, row) == "defaults faster"
     assert faster({"ratios": {row: 1.2}}, {"ratios": {row: 1.0}}, row) == "swept blocks faster"  # 5% without spread
+
+
+def test_the_summary_names_rows_that_failed() -> None:
+    from adopt_gpu_run import summary
+
+    record = {"targets": [], "ratios": {}, "failed_rows": {"dense projection alone": "RuntimeError: boom"}}
+    assert summary({"h100.json": record}, "h100") == ["h100.json: FAILED dense projection alone: RuntimeError: boom"]

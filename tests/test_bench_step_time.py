@@ -185,3 +185,35 @@ def test_the_gpu_run_script_parses_and_names_existing_tests() -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
     named = re.findall(r"tests/\S+\.py", script.read_text())
     assert len(named) >= 10 and all((script.parents[2] / t).is_file() for t in named)
+
+
+def test_a_row_that_fails_is_reported_and_the_others_measured(monkeypatch, capsys) -> None:
+    """One row raising (a kernel that does not compile, say) leaves the run and the other rows standing, and the
+    record and the printed table name it with its error; the reference failing stops the run."""
+    import bench_step_time
+    from bench_step_time import measure, report
+
+    torch.set_default_dtype(torch.float32)
+    real = bench_step_time.candidates
+
+    def broken(row: str):
+        def rows(s, fused_ok):
+            out = real(s, fused_ok)
+
+            def fails():
+                raise RuntimeError("no kernel image for this device")
+
+            out[row] = lambda: fails
+            return out
+
+        return rows
+
+    monkeypatch.setattr(bench_step_time, "candidates", broken("dense projection alone"))
+    record = measure("tiny", 2, torch.device("cpu"), warmup=0, iters=1, repeats=1, rows="layer-wise|dense")
+    assert record["failed_rows"] == {"dense projection alone": "RuntimeError: no kernel image for this device"}
+    assert "dense projection alone" not in record["ratios"] and "layer-wise projection alone" in record["ratios"]
+    assert "FAILED dense projection alone: RuntimeError" in report(record)
+    assert "no kernel image" in capsys.readouterr().err  # the traceback, for the run's log
+    monkeypatch.setattr(bench_step_time, "candidates", lambda s, fused_ok: {"AdamW (fused, reference)": lambda: 1})
+    with pytest.raises(TypeError):
+        measure("tiny", 2, torch.device("cpu"), warmup=0, iters=1, repeats=1)

@@ -95,3 +95,18 @@ def test_a_record_without_its_bandwidth_gets_the_copy_caveat() -> None:
     assert "may read low" in gpu_sentence([gpu])
     gpu["bandwidth"] = {"bytes_per_s": 3e12, "source": "measured"}
     assert "may read low" not in gpu_sentence([gpu])
+
+
+def test_rows_that_failed_are_named_and_a_missing_dense_row_does_not_stop_the_numbers(tmp_path) -> None:
+    """A row that failed its first step (the benchmark goes on without it) is named in the sentences; a local
+    record without the dense rows still gives every macro ("--" where the number is missing)."""
+    from tab_step_time import numbers
+
+    gpu = _record("cuda", "NVIDIA H100 80GB HBM3", 1.2, 1.1) | {"failed_rows": {GUARD: "RuntimeError: boom"}}
+    assert "1 row(s) failed their first step there and are not in the table: Guard(AdamW fused)" in gpu_sentence([gpu])
+    local = _record("cpu", "CPU", 3.3, 1.2) | {"failed_rows": {DENSE_LIMIT: "RuntimeError: boom"}}
+    del local["ratios"][DENSE_LIMIT]
+    local["targets"] = [t for t in local["targets"] if t["row"] != DENSE_LIMIT]
+    lines = "\n".join(numbers(local, [], ["results/step_time/local.json"]))
+    assert "\\newcommand{\\StepTimeLocalDenseLimit}{--}" in lines
+    assert "(target 1.3$\\times$, not met). 1 row(s) failed" in lines

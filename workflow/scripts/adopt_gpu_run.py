@@ -63,6 +63,8 @@ def summary(records: dict[str, dict], name: str) -> list[str]:
         for t in record.get("targets", []):
             verdict = "met" if t["met"] else "NOT met"
             lines.append(f"{file}: {t['row']} {t['ratio']:.2f}x (target {t['limit']}x, {verdict})")
+        for row, error in record.get("failed_rows", {}).items():
+            lines.append(f"{file}: FAILED {row}: {error}")
         if "best" in record:
             lines.append(f"{file}: the sweep's best {record['best']}")
     default, swept = records.get(f"{name}.json"), records.get(f"{name}_swept_blocks.json")

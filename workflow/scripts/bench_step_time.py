@@ -38,6 +38,7 @@ import json
 import platform
 import re
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,8 @@ def median(values: list[float]) -> float:
 @dataclass
 class Measured:
     """What :func:`run` measured: each row's ratio (the median over rounds of its time over the reference's in
-    the same round) with the rounds' least and greatest, the raw times, the bandwidth the dense limit used and
-    the paths the measured memories took."""
+    the same round) with the rounds' least and greatest, the raw times, the bandwidth the dense limit used, the
+    paths the measured memories took, and the rows that failed their first step (name -> the error)."""
 
     rows: list[tuple[str, float]]
     spread: dict[str, tuple[float, float]]
@@ -105,6 +106,7 @@ class Measured:
     bandwidth: dict[str, object]
     layerwise_backend: str
     dense_backend: str
+    failed: dict[str, str]
 
 
 DENSE_LIMIT = "dense projection / bandwidth limit 2*k*n*bytes/bw"
@@ -135,7 +137,7 @@ def run(
     """
     s = build(preset, k, device)
     factories = select(candidates(s, fused_adamw_runs(s)), rows)
-    fns = {name: factory() for name, factory in factories.items()}
+    fns, failed = trial_steps(factories, device)
     n_bytes = max(2 * k * s.dense.numel * s.dense.basis.element_size() // 4, 2**26)
     x = torch.empty(n_bytes // 4, dtype=torch.float32, device=device).normal_()
     y = torch.empty_like(x)
@@ -158,7 +160,31 @@ def run(
         bandwidth={"bytes_per_s": bw, "measured_bytes_per_s": measured_bw, "source": source},
         layerwise_backend=layerwise_backend(s.layerwise),
         dense_backend=dense_backend(s.dense),
+        failed=failed,
     )
+
+
+def trial_steps(
+    factories: dict[str, Callable[[], Callable[[], object]]], device: torch.device
+) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
+    """Each row's step function, built and stepped once. A row that raises (a kernel that does not compile on
+    this machine, memory it cannot get) is left out and reported by its error, so that one row cannot cost a
+    whole run of a rare machine; the reference (the first row) must run. An error that breaks the device
+    itself still stops the run."""
+    fns, failed = {}, {}
+    for i, (name, factory) in enumerate(factories.items()):
+        try:
+            fn = factory()
+            fn()
+            _sync(device)
+        except Exception as error:  # any failure of one row is recorded and printed, never hidden
+            if i == 0:
+                raise
+            failed[name] = f"{type(error).__name__}: {error}"
+            traceback.print_exc()
+            continue
+        fns[name] = fn
+    return fns, failed
 
 
 def select(factories: dict[str, Callable], rows: str | None) -> dict[str, Callable]:
@@ -254,6 +280,7 @@ def measure(
         "rows_selected": rows,
         "bandwidth": measured.bandwidth,
         "ratios": dict(measured.rows),
+        "failed_rows": measured.failed,
         "ratio_spread": {name: list(pair) for name, pair in measured.spread.items()},
         "samples_s": measured.samples,
         "targets": target_checks(measured.rows),
@@ -273,6 +300,8 @@ def report(record: dict) -> str:
     for name, ratio in ratios.items():
         low, high = spread.get(name, (ratio, ratio))
         lines.append(f"{name:<{width}}  {ratio:6.2f}x  [{low:.2f}-{high:.2f}]")
+    for name, error in record.get("failed_rows", {}).items():
+        lines.append(f"FAILED {name}: {error}")
     timing = record.get("timing", {})
     if timing.get("noisy"):
         lines.append(

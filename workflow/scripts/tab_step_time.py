@@ -86,6 +86,15 @@ def verdicts(record: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def failed_clause(record: dict[str, Any]) -> str:
+    """The rows a record's run could not step (the benchmark reports them, with their errors, and goes on)."""
+    failed = record.get("failed_rows", {})
+    if not failed:
+        return ""
+    names = ", ".join(row_label(name) for name in failed)
+    return f" {len(failed)} row(s) failed their first step there and are not in the table: {names}."
+
+
 def gpu_sentence(records: list[dict[str, Any]]) -> str:
     """What the records say about the GPU targets: measured (where, and met or not) or not measured yet."""
     gpu = [r for r in records if r["device"] == "cuda"]
@@ -94,7 +103,9 @@ def gpu_sentence(records: list[dict[str, Any]]) -> str:
             "No GPU measurement is recorded yet, so the targets, which are stated for an H100, remain "
             "unverified; the ratios here are from a CPU."
         )
-    return " ".join(f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}{bandwidth_clause(r)}" for r in gpu)
+    return " ".join(
+        f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}{bandwidth_clause(r)}{failed_clause(r)}" for r in gpu
+    )
 
 
 def bandwidth_clause(record: dict[str, Any]) -> str:
@@ -137,13 +148,13 @@ def numbers(local: dict[str, Any], records: list[dict[str, Any]], sources: list[
     limits = {t["row"]: f"{t['limit']:g}" for t in local["targets"]}
     return [
         macro("StepTimeTargetGuard", limits.get(GUARD, "--"), src),
-        macro("StepTimeTargetDense", limits[DENSE_LIMIT], src),
+        macro("StepTimeTargetDense", limits.get(DENSE_LIMIT, "--"), src),
         macro("StepTimeLocalMachine", machine(local), src),
         macro("StepTimeLocalK", str(local["k"]), src),
         macro("StepTimeLocalGuard", f"{ratios[GUARD]:.2f}" if GUARD in ratios else "--", src),
         macro("StepTimeLocalGuardKept", f"{ratios[GUARD_KEPT]:.2f}" if GUARD_KEPT in ratios else "--", src),
-        macro("StepTimeLocalDenseLimit", f"{ratios[DENSE_LIMIT]:.2f}", src),
-        macro("StepTimeLocalVerdicts", verdicts(local), src),
+        macro("StepTimeLocalDenseLimit", f"{ratios[DENSE_LIMIT]:.2f}" if DENSE_LIMIT in ratios else "--", src),
+        macro("StepTimeLocalVerdicts", verdicts(local) + failed_clause(local).rstrip(".").replace(" ", ". ", 1), src),
         macro("StepTimeGpuSentence", gpu_sentence([local, *records]), ", ".join(sources)),
         macro("StepTimeFusedSentence", fused_sentence([local, *records]), ", ".join(sources)),
     ]
