@@ -14,6 +14,7 @@ from torch import nn
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
 from kaplinskiy.layerwise_kernel import grouped_kernel_available
+from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 PRESETS = {
     "tiny": dict(d_model=32, n_layer=1, vocab=64),
@@ -122,10 +123,37 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
     }
     if fused_ok:  # fused AdamW takes the device verdict as found_inf; foreach AdamW cannot
         out[f"Guard(AdamW {ref}) layer-wise update, Q^T w kept, device check"] = lambda: _kept_guard(s, ref, defer=True)
+    if recent_rows_run(s.params[0].device):
+        out.update(recent_rows(s, lw))
     if grouped_kernel_available(s.params[0].device):  # AdamW and the projection in one grouped launch
         out[FUSED] = lambda: _fused_hybrid(s, check_finite=True)
         out[FUSED_DEVICE] = lambda: _fused_hybrid(s, check_finite=True, defer=True)
         out[FUSED_UNCHECKED] = lambda: _fused_hybrid(s, check_finite=False)
+    return out
+
+
+def recent_rows_run(device: torch.device) -> bool:
+    """Whether the recent optimizers' rows are timed: on a GPU. On a CPU their bfloat16 Newton-Schulz products
+    are some 75-100 times slower than float32 ones, so a Muon-family step would take seconds there (about 4 s a
+    LionMuon step at cpu-small, 800 times fused AdamW), and the row would say more about the CPU than the step."""
+    return device.type == "cuda"
+
+
+def recent_rows(s: Setup, memory: Callable[[], LayerwiseMemory]) -> dict[str, Callable[[], Callable[[], object]]]:
+    """kaplinskiy.recent's optimizers alone and guarded with the layer-wise memory: Muon (SoftMuon without a
+    transition) and LionMuon on the hidden matrices, with AdamW for the embeddings and LayerNorms
+    (``muon_param_groups``), and SoftSignum in its tanh phase (temperatures fitted at the first, untimed,
+    step)."""
+    groups = lambda: muon_param_groups(s.model, lr=1e-4)  # noqa: E731
+    bases = {
+        "Muon (SoftMuon, no transition) + AdamW": lambda: SoftMuon(groups(), lr=1e-4, weight_decay=0.1),
+        "LionMuon (P = 2) + AdamW": lambda: LionMuon(groups(), lr=1e-4),
+        "SoftSignum (tanh phase)": lambda: SoftSignum(s.params, lr=1e-4, sign_steps=0, transition_steps=10**6),
+    }
+    out: dict[str, Callable[[], Callable[[], object]]] = {}
+    for name, base in bases.items():
+        out[name] = lambda base=base: base().step
+        out[f"Guard({name}) layer-wise update"] = lambda base=base: ForgettingGuard(base(), memory()).step
     return out
 
 
