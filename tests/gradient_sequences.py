@@ -3,6 +3,8 @@ to an optimizer and to a literal reference, step for step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -25,3 +27,19 @@ def run_steps(opt: torch.optim.Optimizer, params: list[Tensor], grads: list[list
         for p, g in zip(params, gs, strict=True):
             p.grad = g.clone()
         opt.step()
+
+
+def resumes_bit_for_bit(
+    make: Callable[[list[Tensor]], torch.optim.Optimizer], shapes: list[tuple[int, ...]], steps: int, stop: int
+) -> bool:
+    """Whether ``steps`` steps of ``make(params)`` end where ``stop`` steps, a ``state_dict`` saved and loaded into
+    a fresh ``make(params)``, then the rest end, bit for bit (the same parameters and gradients for both)."""
+    grads = gradient_sequence(shapes, steps, 1)
+    straight, resumed = random_params(shapes, 0), random_params(shapes, 0)
+    run_steps(make(straight), straight, grads)
+    first = make(resumed)
+    run_steps(first, resumed, grads[:stop])
+    second = make(resumed)
+    second.load_state_dict(first.state_dict())
+    run_steps(second, resumed, grads[stop:])
+    return all(torch.equal(a, b) for a, b in zip(straight, resumed, strict=True))

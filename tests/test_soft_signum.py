@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from gradient_sequences import gradient_sequence, random_params, run_steps
+from gradient_sequences import gradient_sequence, random_params, resumes_bit_for_bit, run_steps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,26 +116,13 @@ def test_sign_phase_is_lion_with_equal_betas() -> None:
 
 
 def test_state_dict_round_trip_mid_transition_continues_bit_for_bit() -> None:
-    shapes = [(3, 3), (2,)]
-    grads = gradient_sequence(shapes, 9, 4)
-
     def make(params):
         return SoftSignum(
             [{"params": params[:1]}, {"params": params[1:], "lr": 0.2}], lr=0.1, momentum=0.9, sign_steps=2,
             transition_steps=5,
         )  # fmt: skip
 
-    straight = random_params(shapes, 5)
-    run_steps(make(straight), straight, grads)
-    resumed = random_params(shapes, 5)
-    first = make(resumed)
-    run_steps(first, resumed, grads[:4])
-    second = make(resumed)
-    second.load_state_dict(first.state_dict())
-    assert torch.equal(second.temperatures(1), first.temperatures(1))
-    run_steps(second, resumed, grads[4:])
-    for a, b in zip(straight, resumed, strict=True):
-        assert torch.equal(a, b)
+    assert resumes_bit_for_bit(make, [(3, 3), (2,)], steps=9, stop=4)  # stopped after the fit, at step 3
 
 
 def test_each_group_fits_its_own_temperatures() -> None:
@@ -146,6 +133,20 @@ def test_each_group_fits_its_own_temperatures() -> None:
     assert torch.equal(opt.temperatures(0), soft_sign_temperatures(small.grad, 3))
     assert torch.equal(opt.temperatures(1), soft_sign_temperatures(large.grad, 3))
     assert float(opt.temperatures(0)[1]) > float(opt.temperatures(1)[1])
+
+
+def test_a_group_counts_the_steps_in_which_it_had_gradients() -> None:
+    """A group whose parameters had no gradient at a step neither steps nor counts it: its sign phase and its fit
+    come with its own gradients."""
+    a, b = random_params([(3, 3), (3, 3)], 8)
+    opt = SoftSignum([{"params": [a]}, {"params": [b]}], sign_steps=1, transition_steps=3)
+    a.grad = torch.randn(3, 3)
+    opt.step()
+    a.grad, b.grad = torch.randn(3, 3), torch.randn(3, 3)
+    before = b.detach().clone()
+    opt.step()
+    assert opt.temperatures(0) is not None and opt.temperatures(1) is None
+    assert torch.allclose(before - b.detach(), 1e-3 * torch.sign(b.grad), rtol=0, atol=1e-15)  # a sign step
 
 
 def test_closure_and_maximize() -> None:

@@ -13,7 +13,7 @@ from torch.optim import Optimizer
 
 from ..param_groups import check_group_keys
 
-__all__ = ["GroupStepOptimizer"]
+__all__ = ["GroupStepOptimizer", "SoftSignSchedule"]
 
 
 class GroupStepOptimizer(Optimizer):
@@ -64,9 +64,29 @@ class GroupStepOptimizer(Optimizer):
         parameter, LBFGS's place for global state, so ``state_dict`` round-trips it."""
         return self.state[group["params"][0]]
 
-    def _fitted_temperatures(self, group: int) -> Tensor | None:
-        """The temperatures a soft-sign optimizer fitted for param group ``group``, float64, or ``None``. They are
-        kept as plain floats: ``load_state_dict`` would cast a tensor to the parameters' dtype and device."""
+
+class SoftSignSchedule:
+    """The sign phase, then the transition, of SoftSignum and SoftMuon, for a :class:`GroupStepOptimizer`: the
+    group's step counter ``t``, and its temperatures fitted once at ``t = sign_steps + 1``. They are kept as plain
+    floats, since ``load_state_dict`` would cast a tensor to the parameters' dtype and device."""
+
+    def temperatures(self, group: int = 0) -> Tensor | None:
+        """The temperatures fitted for param group ``group``, float64 (``None`` before step ``sign_steps + 1``)."""
         first = self.param_groups[group]["params"][0]
         taus = self.state[first].get("temperatures") if first in self.state else None
         return None if taus is None else torch.tensor(taus, dtype=torch.float64)
+
+    def _temperature(self, group: dict[str, Any], fit: Callable[[], Tensor]) -> float | None:
+        """Count the group's step ``t``: ``None`` while ``t <= sign_steps`` (always, where it is ``None``), else
+        ``tau_k``, ``k = min(t - sign_steps - 1, T - 1)`` (the last past the transition), the temperatures fitted
+        by ``fit()`` the first time (a group whose parameters had no gradients waits for one that has)."""
+        shared = self._group_state(group)
+        t, sign_steps = shared.get("group_step", 0) + 1, group["sign_steps"]
+        if sign_steps is None or t <= sign_steps:
+            shared["group_step"] = t
+            return None
+        if "temperatures" not in shared:
+            shared["temperatures"] = fit().tolist()
+        shared["group_step"] = t
+        taus = shared["temperatures"]
+        return taus[min(t - sign_steps - 1, len(taus) - 1)]

@@ -10,10 +10,10 @@ For a matrix with gradient ``G``: ``M <- mu M + (1 - mu) G``, ``U = G + mu (M - 
 * ``t > S``: ``D = Phi_tau(U)`` (:func:`~kaplinskiy.recent.spectral_soft_sign`), ``tau = tau_k``,
   ``k = min(t - S - 1, T - 1)``.
 
-``t`` counts the group's steps; the counter and the temperatures live in the state of the group's first
-parameter. Groups with ``use_muon=False`` take AdamW steps (:mod:`~kaplinskiy.recent.muon_groups`). A convolution's
-weight is taken as its ``dim 0 x rest`` matrix (also for ``s``; the authors' code takes the ratio of a 4-D
-tensor's last two dimensions).
+``t`` counts the steps in which the group had gradients; the counter and the temperatures live in the state of
+the group's first parameter. Groups with ``use_muon=False`` take AdamW steps (:mod:`~kaplinskiy.recent.muon_groups`).
+A convolution's weight is taken as its ``dim 0 x rest`` matrix (also for ``s``; the authors' code takes the ratio
+of a 4-D tensor's last two dimensions).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .group_optimizer import SoftSignSchedule
 from .muon_groups import MuonGroupOptimizer
 from .newton_schulz import aspect_scale, newton_schulz
 from .soft_sign_temperatures import soft_muon_temperatures
@@ -31,7 +32,7 @@ from .spectral_soft_sign import spectral_soft_sign
 __all__ = ["SoftMuon"]
 
 
-class SoftMuon(MuonGroupOptimizer):
+class SoftMuon(SoftSignSchedule, MuonGroupOptimizer):
     """SoftMuon (module docstring). Defaults are the authors' code's (AdamW groups: betas (0.9, 0.95), eps
     1e-10); with ``sign_steps=None`` it is Keller Jordan's Muon (torch.optim.Muon's default step). ``ns_dtype``:
     the dtype both iterations run in (bfloat16 as the authors'; ``torch.float32`` is far faster on a CPU)."""
@@ -73,19 +74,13 @@ class SoftMuon(MuonGroupOptimizer):
         )
         super().__init__(params, defaults)
 
-    def temperatures(self, group: int = 0) -> Tensor | None:
-        """The temperatures fitted for param group ``group``, float64 (``None`` before step ``sign_steps + 1``)."""
-        return self._fitted_temperatures(group)
-
     def _matrix_step(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        shared = self._group_state(group)
-        t, sign_steps = shared.get("group_step", 0) + 1, group["sign_steps"]
-        soft = sign_steps is not None and t > sign_steps
-        if soft and "temperatures" not in shared and params:
-            shared["temperatures"] = soft_muon_temperatures(
-                [p.grad for p in params], group["transition_steps"], group["eps"], group["max_temperature"]
-            ).tolist()
-        shared["group_step"] = t
+        if not params:
+            return
+        fit = lambda: soft_muon_temperatures(  # noqa: E731
+            [p.grad for p in params], group["transition_steps"], group["eps"], group["max_temperature"]
+        )
+        tau = self._temperature(group, fit)
         mu = group["momentum"]
         for p in params:
             grad = -p.grad if group["maximize"] else p.grad
@@ -94,12 +89,10 @@ class SoftMuon(MuonGroupOptimizer):
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             buf = state["momentum_buffer"].lerp_(grad, 1 - mu)
             update = grad.lerp(buf, mu) if group["nesterov"] else buf
-            if soft:
-                taus = shared["temperatures"]
-                tau = taus[min(t - sign_steps - 1, len(taus) - 1)]
-                direction = spectral_soft_sign(update, tau, group["ns_steps"], group["ns_dtype"])
-            else:
+            if tau is None:
                 direction = newton_schulz(update, group["ns_steps"], dtype=group["ns_dtype"])
+            else:
+                direction = spectral_soft_sign(update, tau, group["ns_steps"], group["ns_dtype"])
             p.mul_(1 - group["lr"] * group["weight_decay"])
             p.add_(direction.to(p.dtype), alpha=-group["lr"] * aspect_scale(p.shape))
 

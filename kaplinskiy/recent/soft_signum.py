@@ -9,10 +9,10 @@ With SGD's momentum ``m_t`` (``buf <- mu buf + (1 - dampening) g``, ``buf = g`` 
   (:func:`~kaplinskiy.recent.soft_sign_temperatures`);
 * ``t > S``: ``W <- W - eta tanh(tau_k m_t)`` with ``k = min(t - S - 1, T - 1)``.
 
-``t`` counts the group's steps. Past ``S + T`` steps the last temperature is kept (the authors' code has no
-step there: its schedule index runs out). Their optional global-norm rate scalings (``normalized``,
-``sign_norm``) are left out. The step counter and the temperatures live in the state of the group's first
-parameter (LBFGS's place for global state), so ``state_dict`` round-trips them.
+``t`` counts the steps in which the group had gradients. Past ``S + T`` steps the last temperature is kept (the
+authors' code has no step there: its schedule index runs out). Their optional global-norm rate scalings
+(``normalized``, ``sign_norm``) are left out. The step counter and the temperatures live in the state of the
+group's first parameter (LBFGS's place for global state), so ``state_dict`` round-trips them.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .group_optimizer import GroupStepOptimizer
+from .group_optimizer import GroupStepOptimizer, SoftSignSchedule
 from .soft_sign_temperatures import soft_sign_temperatures
 
 __all__ = ["SoftSignum"]
 
 
-class SoftSignum(GroupStepOptimizer):
+class SoftSignum(SoftSignSchedule, GroupStepOptimizer):
     """SoftSignum (module docstring). Defaults are the authors' code's, except ``sign_steps`` and
     ``transition_steps``, which have none that fits every run: their README puts the switch at 90% of training
     (``sign_steps = 0.9 * total``, ``transition_steps = 0.1 * total``), so both are required."""
@@ -62,26 +62,16 @@ class SoftSignum(GroupStepOptimizer):
         )
         super().__init__(params, defaults)
 
-    def temperatures(self, group: int = 0) -> Tensor | None:
-        """The temperatures fitted for param group ``group``, float64 (``None`` before step ``sign_steps + 1``)."""
-        return self._fitted_temperatures(group)
-
     def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        shared = self._group_state(group)
-        t = shared.get("group_step", 0) + 1
+        if not params:
+            return
         directions = [self._momentum(group, p) for p in params]
-        if t > group["sign_steps"] and "temperatures" not in shared and directions:
-            shared["temperatures"] = soft_sign_temperatures(
-                directions, group["transition_steps"], group["eps"], group["max_temperature"]
-            ).tolist()
-        shared["group_step"] = t
-        if t <= group["sign_steps"]:
-            updates = [d.sign() for d in directions]
-        else:
-            taus = shared["temperatures"]
-            tau = taus[min(t - group["sign_steps"] - 1, len(taus) - 1)]
-            updates = [torch.tanh(tau * d) for d in directions]
-        for p, u in zip(params, updates, strict=True):
+        fit = lambda: soft_sign_temperatures(  # noqa: E731
+            directions, group["transition_steps"], group["eps"], group["max_temperature"]
+        )
+        tau = self._temperature(group, fit)
+        for p, d in zip(params, directions, strict=True):
+            u = d.sign() if tau is None else torch.tanh(tau * d)
             p.mul_(1 - group["lr"] * group["weight_decay"]).add_(u, alpha=-group["lr"])
 
     def _momentum(self, group: dict[str, Any], p: Tensor) -> Tensor:
