@@ -79,7 +79,7 @@ class SoftSignSchedule:
     def _temperature(self, group: dict[str, Any], fit: Callable[[], Tensor]) -> float | None:
         """Count the group's step ``t``: ``None`` while ``t <= sign_steps`` (always, where it is ``None``), else
         ``tau_k``, ``k = min(t - sign_steps - 1, T - 1)`` (the last past the transition), the temperatures fitted
-        by ``fit()`` the first time (a group whose parameters had no gradients waits for one that has)."""
+        by ``fit()`` the first time. Called once per step in which the group has gradients."""
         shared = self._group_state(group)
         t, sign_steps = shared.get("group_step", 0) + 1, group["sign_steps"]
         if sign_steps is None or t <= sign_steps:
