@@ -219,17 +219,15 @@ def test_a_row_that_fails_is_reported_and_the_others_measured(monkeypatch, capsy
         measure("tiny", 2, torch.device("cpu"), warmup=0, iters=1, repeats=1)
 
 
-def test_the_recent_optimizers_rows_run_where_they_are_timed(monkeypatch) -> None:
-    """On a GPU the benchmark times Muon, LionMuon and SoftSignum alone and guarded; here, where they are not
-    timed by default (bfloat16 products are slow on a CPU), they run on the tiny model when asked."""
-    import step_time_rows
+def test_the_recent_optimizers_rows_name_their_newton_schulz_dtype() -> None:
+    """Muon, LionMuon and SoftSignum are timed alone and guarded; the Muon family's Newton-Schulz runs in float32
+    on a CPU (bfloat16 products are slow there) and in bfloat16 on a GPU, and the rows' names say which."""
+    from step_time_rows import newton_schulz_dtype
 
     torch.set_default_dtype(torch.float32)
-    s = build("tiny", 2, torch.device("cpu"))
-    assert not any("LionMuon" in name for name in step_time_rows.candidates(s, True))
-    monkeypatch.setattr(step_time_rows, "recent_rows_run", lambda device: True)
     measured = run("tiny", 2, torch.device("cpu"), warmup=1, iters=1, repeats=1, bandwidth=None, rows="Muon|Soft")
     names = [name for name, _ in measured.rows]
     assert not measured.failed and len(names) == 7  # the reference and six rows
-    assert "Guard(LionMuon (P = 2) + AdamW) layer-wise update" in names
+    assert "Guard(LionMuon (P = 2, NS in float32) + AdamW) layer-wise update" in names
     assert all(math.isfinite(r) and r > 0 for _, r in measured.rows)
+    assert newton_schulz_dtype(torch.device("cuda")) == torch.bfloat16

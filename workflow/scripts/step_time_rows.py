@@ -123,8 +123,7 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
     }
     if fused_ok:  # fused AdamW takes the device verdict as found_inf; foreach AdamW cannot
         out[f"Guard(AdamW {ref}) layer-wise update, Q^T w kept, device check"] = lambda: _kept_guard(s, ref, defer=True)
-    if recent_rows_run(s.params[0].device):
-        out.update(recent_rows(s, lw))
+    out.update(recent_rows(s, lw))
     if grouped_kernel_available(s.params[0].device):  # AdamW and the projection in one grouped launch
         out[FUSED] = lambda: _fused_hybrid(s, check_finite=True)
         out[FUSED_DEVICE] = lambda: _fused_hybrid(s, check_finite=True, defer=True)
@@ -132,11 +131,11 @@ def candidates(s: Setup, fused_ok: bool) -> dict[str, Callable[[], Callable[[], 
     return out
 
 
-def recent_rows_run(device: torch.device) -> bool:
-    """Whether the recent optimizers' rows are timed: on a GPU. On a CPU their bfloat16 Newton-Schulz products
-    are some 75-100 times slower than float32 ones, so a Muon-family step would take seconds there (about 4 s a
-    LionMuon step at cpu-small, 800 times fused AdamW), and the row would say more about the CPU than the step."""
-    return device.type == "cuda"
+def newton_schulz_dtype(device: torch.device) -> torch.dtype:
+    """The dtype the Muon family's Newton-Schulz runs in: bfloat16 on a GPU, as the papers and torch.optim.Muon
+    run it; float32 on a CPU, where bfloat16 products are some 75-100 times slower (a bfloat16 LionMuon step took
+    about 4 s at cpu-small, 800 times fused AdamW: a row about the CPU, not the step). The rows' names say which."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def recent_rows(s: Setup, memory: Callable[[], LayerwiseMemory]) -> dict[str, Callable[[], Callable[[], object]]]:
@@ -144,10 +143,12 @@ def recent_rows(s: Setup, memory: Callable[[], LayerwiseMemory]) -> dict[str, Ca
     transition) and LionMuon on the hidden matrices, with AdamW for the embeddings and LayerNorms
     (``muon_param_groups``), and SoftSignum in its tanh phase (temperatures fitted at the first, untimed,
     step)."""
+    dtype = newton_schulz_dtype(s.params[0].device)
+    ns = f"NS in {str(dtype).removeprefix('torch.')}"
     groups = lambda: muon_param_groups(s.model, lr=1e-4)  # noqa: E731
     bases = {
-        "Muon (SoftMuon, no transition) + AdamW": lambda: SoftMuon(groups(), lr=1e-4, weight_decay=0.1),
-        "LionMuon (P = 2) + AdamW": lambda: LionMuon(groups(), lr=1e-4),
+        f"Muon ({ns}) + AdamW": lambda: SoftMuon(groups(), lr=1e-4, weight_decay=0.1, ns_dtype=dtype),
+        f"LionMuon (P = 2, {ns}) + AdamW": lambda: LionMuon(groups(), lr=1e-4, ns_dtype=dtype),
         "SoftSignum (tanh phase)": lambda: SoftSignum(s.params, lr=1e-4, sign_steps=0, transition_steps=10**6),
     }
     out: dict[str, Callable[[], Callable[[], object]]] = {}
