@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,5 +82,8 @@ def test_smoke_dag_builds_the_paper_and_then_has_nothing_to_do(tmp_path: Path) -
     for generated in ("numbers.tex", "tab_forgetting.tex", "tab_sympy_certificates.tex", "eq_taylor_forgetting.tex"):
         assert (repo / "paper" / "generated" / generated).exists()
     assert (repo / "results" / "derivations" / "taylor_forgetting.executed.ipynb").exists()
+    latex = (repo / "results" / "logs" / "paper" / "latexmk.log").read_text(errors="replace")
+    wide = [float(m) for m in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", latex)]
+    assert max(wide, default=0.0) < 10.0, f"a line or table runs {max(wide)} pt into the margin"
     again = snakemake("-n", *SMOKE, cwd=repo)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout
