@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor
 
+from .whole_matrices import gathered
+
 __all__ = ["NS_COEFFICIENTS", "aspect_scale", "newton_schulz", "rms_matching_scale"]
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -35,6 +37,7 @@ def newton_schulz(
     if not dtype.is_floating_point:
         raise ValueError(f"Invalid dtype: {dtype}")
     a, b, c = coefficients
+    update, shard_back = gathered(update)  # a whole matrix under FSDP2 (whole_matrices.py)
     x = update.reshape(update.shape[0], -1).to(dtype)
     tall = x.shape[0] > x.shape[1]
     if tall:
@@ -43,7 +46,7 @@ def newton_schulz(
     for _ in range(steps):
         gram = x @ x.T
         x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return (x.T if tall else x).reshape(update.shape)
+    return shard_back((x.T if tall else x).reshape(update.shape))
 
 
 def rms_matching_scale(shape: torch.Size | tuple[int, ...]) -> float:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .whole_matrices import gathered
+
 __all__ = ["cauchy_temperatures", "folded_cauchy_quantile", "soft_muon_temperatures", "soft_sign_temperatures"]
 
 
@@ -72,7 +74,7 @@ def soft_sign_temperatures(
     if not 0.0 < eps < 1.0:
         raise ValueError(f"Invalid eps: {eps}")
     tensors = [momentum] if isinstance(momentum, Tensor) else list(momentum)
-    values = torch.cat([t.detach().reshape(-1) for t in tensors]) if tensors else torch.zeros(0)
+    values = torch.cat([gathered(t.detach())[0].reshape(-1) for t in tensors]) if tensors else torch.zeros(0)
     return cauchy_temperatures(values, transition_steps, math.atanh(1 - eps), max_temperature, "momentum entries")
 
 
@@ -84,9 +86,9 @@ def soft_muon_temperatures(
     The authors' code takes them from a fast approximate SVD; these are exact."""
     if not 0.0 < eps < 1.0:
         raise ValueError(f"Invalid eps: {eps}")
+    whole = [gathered(g.detach())[0] for g in grads]  # whole matrices under FSDP2 (whole_matrices.py)
     sigmas = [
-        torch.linalg.svdvals(g.detach().reshape(g.shape[0], -1).to(torch.promote_types(g.dtype, torch.float32)))
-        for g in grads
+        torch.linalg.svdvals(g.reshape(g.shape[0], -1).to(torch.promote_types(g.dtype, torch.float32))) for g in whole
     ]
     values = torch.cat([s.double().cpu() for s in sigmas]) if sigmas else torch.zeros(0)
     saturation = (1 - eps) / math.sqrt(1 - (1 - eps) ** 2)

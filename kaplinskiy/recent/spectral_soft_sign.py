@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .whole_matrices import gathered
+
 __all__ = ["spectral_soft_sign"]
 
 
@@ -27,6 +29,7 @@ def spectral_soft_sign(
         raise ValueError(f"Invalid temperature: {temperature}")
     if steps < 0:
         raise ValueError(f"Invalid steps: {steps}")
+    update, shard_back = gathered(update)  # a whole matrix under FSDP2 (whole_matrices.py)
     x = update.reshape(update.shape[0], -1).to(dtype)
     tall = x.shape[0] > x.shape[1]
     if tall:
@@ -39,4 +42,4 @@ def spectral_soft_sign(
         t = torch.addmm(eye, z, y, beta=1.5, alpha=-0.5)
         y, z = y @ t, t @ z
     out = (z @ x) / norm.sqrt()
-    return (out.T if tall else out).reshape(update.shape)
+    return shard_back((out.T if tall else out).reshape(update.shape))
