@@ -161,7 +161,7 @@ def test_a_scheduler_scales_both_rates() -> None:
 def test_closure_maximize_and_missing_gradients() -> None:
     p, q = random_params([(3, 3), (2, 2)], 11)
     untouched = q.detach().clone()
-    up, down = LionMuon([p], maximize=True, muon_every=None), None
+    up = LionMuon([p, q], maximize=True, muon_every=None)  # q gets no gradient: it does not move
     x = p.detach().clone().requires_grad_()
     down = LionMuon([x], muon_every=None)
 

@@ -13,7 +13,31 @@ from torch.optim import Optimizer
 
 from ..param_groups import check_group_keys
 
-__all__ = ["GroupStepOptimizer", "SoftSignSchedule"]
+__all__ = ["GroupStepOptimizer", "SoftSignSchedule", "check_hyperparameters"]
+
+
+def check_hyperparameters(
+    h: dict[str, Any],
+    nonnegative: tuple[str, ...] = (),
+    betas: tuple[str, ...] = (),
+    counts: tuple[tuple[str, int], ...] = (),
+    dtypes: tuple[str, ...] = (),
+) -> None:
+    """``ValueError(f"Invalid {name}: {value}")`` for the first of ``h``'s hyperparameters out of its range:
+    ``nonnegative`` reals, ``betas`` pairs in [0, 1), ``counts`` integers of at least their bound, ``dtypes``
+    floating-point dtypes."""
+    for name in nonnegative:
+        if not h[name] >= 0.0:
+            raise ValueError(f"Invalid {name}: {h[name]}")
+    for name in betas:
+        if len(h[name]) != 2 or not all(0.0 <= b < 1.0 for b in h[name]):
+            raise ValueError(f"Invalid {name}: {h[name]}")
+    for name, least in counts:
+        if not (isinstance(h[name], int) and h[name] >= least):
+            raise ValueError(f"Invalid {name}: {h[name]}")
+    for name in dtypes:
+        if not (isinstance(h[name], torch.dtype) and h[name].is_floating_point):
+            raise ValueError(f"Invalid {name}: {h[name]}")
 
 
 class GroupStepOptimizer(Optimizer):
@@ -69,6 +93,17 @@ class SoftSignSchedule:
     """The sign phase, then the transition, of SoftSignum and SoftMuon, for a :class:`GroupStepOptimizer`: the
     group's step counter ``t``, and its temperatures fitted once at ``t = sign_steps + 1``. They are kept as plain
     floats, since ``load_state_dict`` would cast a tensor to the parameters' dtype and device."""
+
+    @staticmethod
+    def _check_schedule(h: dict[str, Any], optional: bool = False) -> None:
+        """The schedule's hyperparameters: ``sign_steps >= 0`` and ``transition_steps >= 1`` (both ``None`` where
+        the schedule is ``optional``: no transition), ``eps`` in (0, 1), ``max_temperature >= 1``."""
+        if not (optional and h["sign_steps"] is None and h["transition_steps"] is None):
+            check_hyperparameters(h, counts=(("sign_steps", 0), ("transition_steps", 1)))
+        if not 0.0 < h["eps"] < 1.0:
+            raise ValueError(f"Invalid eps: {h['eps']}")
+        if not h["max_temperature"] >= 1.0:
+            raise ValueError(f"Invalid max_temperature: {h['max_temperature']}")
 
     def temperatures(self, group: int = 0) -> Tensor | None:
         """The temperatures fitted for param group ``group``, float64 (``None`` before step ``sign_steps + 1``)."""

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .group_optimizer import check_hyperparameters
 from .muon_groups import MuonGroupOptimizer
 from .newton_schulz import newton_schulz, rms_matching_scale
 
@@ -112,20 +113,12 @@ class LionMuon(MuonGroupOptimizer):
     @staticmethod
     def _check_hyperparameters(h: dict[str, Any]) -> None:
         """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
-        if not h["lr"] >= 0.0:
-            raise ValueError(f"Invalid lr: {h['lr']}")
-        if not h["lion_lr_ratio"] >= 0.0:
-            raise ValueError(f"Invalid lion_lr_ratio: {h['lion_lr_ratio']}")
-        for name in ("betas", "adamw_betas"):
-            if len(h[name]) != 2 or not all(0.0 <= b < 1.0 for b in h[name]):
-                raise ValueError(f"Invalid {name}: {h[name]}")
-        if not h["weight_decay"] >= 0.0:
-            raise ValueError(f"Invalid weight_decay: {h['weight_decay']}")
+        check_hyperparameters(
+            h,
+            nonnegative=("lr", "lion_lr_ratio", "weight_decay", "adamw_eps"),
+            betas=("betas", "adamw_betas"),
+            counts=(("ns_steps", 0),),
+            dtypes=("ns_dtype",),
+        )
         if h["muon_every"] is not None and not (isinstance(h["muon_every"], int) and h["muon_every"] >= 1):
             raise ValueError(f"Invalid muon_every: {h['muon_every']} (a period of at least 1, or None for Lion)")
-        if not (isinstance(h["ns_steps"], int) and h["ns_steps"] >= 0):
-            raise ValueError(f"Invalid ns_steps: {h['ns_steps']}")
-        if not h["adamw_eps"] >= 0.0:
-            raise ValueError(f"Invalid adamw_eps: {h['adamw_eps']}")
-        if not (isinstance(h["ns_dtype"], torch.dtype) and h["ns_dtype"].is_floating_point):
-            raise ValueError(f"Invalid ns_dtype: {h['ns_dtype']}")

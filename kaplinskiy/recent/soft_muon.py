@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .group_optimizer import SoftSignSchedule
+from .group_optimizer import SoftSignSchedule, check_hyperparameters
 from .muon_groups import MuonGroupOptimizer
 from .newton_schulz import aspect_scale, newton_schulz
 from .soft_sign_temperatures import soft_muon_temperatures
@@ -99,25 +99,15 @@ class SoftMuon(SoftSignSchedule, MuonGroupOptimizer):
     @staticmethod
     def _check_hyperparameters(h: dict[str, Any]) -> None:
         """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
-        for name in ("lr", "weight_decay", "adamw_eps"):
-            if not h[name] >= 0.0:
-                raise ValueError(f"Invalid {name}: {h[name]}")
+        check_hyperparameters(
+            h,
+            nonnegative=("lr", "weight_decay", "adamw_eps"),
+            betas=("adamw_betas",),
+            counts=(("ns_steps", 0),),
+            dtypes=("ns_dtype",),
+        )
         if not 0.0 <= h["momentum"] < 1.0:
             raise ValueError(f"Invalid momentum: {h['momentum']}")
-        if len(h["adamw_betas"]) != 2 or not all(0.0 <= b < 1.0 for b in h["adamw_betas"]):
-            raise ValueError(f"Invalid adamw_betas: {h['adamw_betas']}")
-        if not (isinstance(h["ns_steps"], int) and h["ns_steps"] >= 0):
-            raise ValueError(f"Invalid ns_steps: {h['ns_steps']}")
         if (h["sign_steps"] is None) != (h["transition_steps"] is None):
             raise ValueError("Invalid sign_steps: sign_steps and transition_steps are given together, or neither")
-        if h["sign_steps"] is not None:
-            if not (isinstance(h["sign_steps"], int) and h["sign_steps"] >= 0):
-                raise ValueError(f"Invalid sign_steps: {h['sign_steps']}")
-            if not (isinstance(h["transition_steps"], int) and h["transition_steps"] >= 1):
-                raise ValueError(f"Invalid transition_steps: {h['transition_steps']}")
-        if not 0.0 < h["eps"] < 1.0:
-            raise ValueError(f"Invalid eps: {h['eps']}")
-        if not h["max_temperature"] >= 1.0:
-            raise ValueError(f"Invalid max_temperature: {h['max_temperature']}")
-        if not (isinstance(h["ns_dtype"], torch.dtype) and h["ns_dtype"].is_floating_point):
-            raise ValueError(f"Invalid ns_dtype: {h['ns_dtype']}")
+        SoftSignSchedule._check_schedule(h, optional=True)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .group_optimizer import GroupStepOptimizer, SoftSignSchedule
+from .group_optimizer import GroupStepOptimizer, SoftSignSchedule, check_hyperparameters
 from .soft_sign_temperatures import soft_sign_temperatures
 
 __all__ = ["SoftSignum"]
@@ -91,16 +91,7 @@ class SoftSignum(SoftSignSchedule, GroupStepOptimizer):
     @staticmethod
     def _check_hyperparameters(h: dict[str, Any]) -> None:
         """``ValueError(f"Invalid {name}: {value}")`` for the first hyperparameter out of its range."""
-        for name in ("lr", "momentum", "weight_decay", "dampening"):
-            if not h[name] >= 0.0:
-                raise ValueError(f"Invalid {name}: {h[name]}")
+        check_hyperparameters(h, nonnegative=("lr", "momentum", "weight_decay", "dampening"))
         if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
             raise ValueError("Invalid nesterov: Nesterov momentum needs a momentum and zero dampening")
-        if not (isinstance(h["sign_steps"], int) and h["sign_steps"] >= 0):
-            raise ValueError(f"Invalid sign_steps: {h['sign_steps']}")
-        if not (isinstance(h["transition_steps"], int) and h["transition_steps"] >= 1):
-            raise ValueError(f"Invalid transition_steps: {h['transition_steps']}")
-        if not 0.0 < h["eps"] < 1.0:
-            raise ValueError(f"Invalid eps: {h['eps']}")
-        if not h["max_temperature"] >= 1.0:
-            raise ValueError(f"Invalid max_temperature: {h['max_temperature']}")
+        SoftSignSchedule._check_schedule(h)

@@ -87,12 +87,18 @@ def verdicts(record: dict[str, Any]) -> str:
 
 
 def failed_clause(record: dict[str, Any]) -> str:
-    """The rows a record's run could not step (the benchmark reports them, with their errors, and goes on)."""
+    """The rows a record's run could not step (the benchmark reports them, with their errors, and goes on), as a
+    sentence without its full stop, or ``""``."""
     failed = record.get("failed_rows", {})
     if not failed:
         return ""
     names = ", ".join(row_label(name) for name in failed)
-    return f" {len(failed)} row(s) failed their first step there and are not in the table: {names}."
+    return f"{len(failed)} row(s) failed their first step there and are not in the table: {names}"
+
+
+def sentence(clause: str) -> str:
+    """``clause`` as a sentence that follows another (``" ..."`` with its full stop), or ``""``."""
+    return f" {clause}." if clause else ""
 
 
 def gpu_sentence(records: list[dict[str, Any]]) -> str:
@@ -104,7 +110,8 @@ def gpu_sentence(records: list[dict[str, Any]]) -> str:
             "unverified; the ratios here are from a CPU."
         )
     return " ".join(
-        f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}{bandwidth_clause(r)}{failed_clause(r)}" for r in gpu
+        f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}{bandwidth_clause(r)}{sentence(failed_clause(r))}"
+        for r in gpu
     )
 
 
@@ -154,7 +161,7 @@ def numbers(local: dict[str, Any], records: list[dict[str, Any]], sources: list[
         macro("StepTimeLocalGuard", f"{ratios[GUARD]:.2f}" if GUARD in ratios else "--", src),
         macro("StepTimeLocalGuardKept", f"{ratios[GUARD_KEPT]:.2f}" if GUARD_KEPT in ratios else "--", src),
         macro("StepTimeLocalDenseLimit", f"{ratios[DENSE_LIMIT]:.2f}" if DENSE_LIMIT in ratios else "--", src),
-        macro("StepTimeLocalVerdicts", verdicts(local) + failed_clause(local).rstrip(".").replace(" ", ". ", 1), src),
+        macro("StepTimeLocalVerdicts", ". ".join(filter(None, [verdicts(local), failed_clause(local)])), src),
         macro("StepTimeGpuSentence", gpu_sentence([local, *records]), ", ".join(sources)),
         macro("StepTimeFusedSentence", fused_sentence([local, *records]), ", ".join(sources)),
     ]
