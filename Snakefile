@@ -11,6 +11,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/kp_benchmark.smk"
 include: "workflow/rules/step_time.smk"
+include: "workflow/rules/permuted_mnist.smk"
 include: "workflow/rules/paper.smk"
 
 

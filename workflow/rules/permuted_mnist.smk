@@ -1,0 +1,115 @@
+# Permuted MNIST, every optimizer alone and guarded: the data from a pinned PyPI package, one cell per optimizer,
+# guard and seed (every learning rate of the grid), the aggregation, then the figure, table and in-text numbers.
+
+# The library modules the cells run (a change in them reruns the cells).
+PMNIST_LIBRARY = sorted(
+    str(p) for p in [*Path("kaplinskiy").glob("*.py"), *Path("kaplinskiy/recent").glob("*.py")] if p.name != "__init__.py"
+)
+PMNIST = config["permuted_mnist"]
+
+
+rule prepare_mnist:
+    input:
+        code="workflow/scripts/prepare_mnist.py",
+    output:
+        npz="results/data/mnist.npz",
+        meta="results/data/mnist.json",
+    log:
+        "results/logs/data/prepare_mnist.log",
+    conda:
+        ENV
+    script:
+        "../scripts/prepare_mnist.py"
+
+
+rule permuted_mnist_cell:
+    input:
+        data=rules.prepare_mnist.output.npz,
+        library=PMNIST_LIBRARY,
+        code=["workflow/scripts/permuted_mnist.py", "workflow/scripts/provenance.py"],
+    output:
+        "results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json",
+    wildcard_constraints:
+        guard="alone|guarded",
+    params:
+        problem={k: v for k, v in PMNIST.items() if k not in ("optimizers", "seeds", "guards")},
+        optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
+    log:
+        "results/logs/permuted_mnist/{optimizer}/{guard}/seed{seed}.log",
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/run_permuted_mnist.py"
+
+
+rule permuted_mnist_aggregate:
+    input:
+        expand(
+            "results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json",
+            optimizer=list(PMNIST["optimizers"]),
+            guard=PMNIST["guards"],
+            seed=PMNIST["seeds"],
+        ),
+    output:
+        "results/permuted_mnist/summary.json",
+    params:
+        labels={name: spec["label"] for name, spec in PMNIST["optimizers"].items()},
+    log:
+        "results/logs/permuted_mnist/aggregate.log",
+    conda:
+        ENV
+    script:
+        "../scripts/aggregate_permuted_mnist.py"
+
+
+rule fig_permuted_mnist:
+    input:
+        rules.permuted_mnist_aggregate.output,
+    output:
+        "paper/figures/fig_permuted_mnist.pdf",
+    log:
+        "results/logs/figures/fig_permuted_mnist.log",
+    conda:
+        ENV
+    script:
+        "../scripts/fig_permuted_mnist.py"
+
+
+rule tab_permuted_mnist:
+    input:
+        rules.permuted_mnist_aggregate.output,
+        code=["workflow/scripts/latex_format.py"],
+    output:
+        "paper/generated/tab_permuted_mnist.tex",
+    log:
+        "results/logs/tables/tab_permuted_mnist.log",
+    conda:
+        ENV
+    script:
+        "../scripts/tab_permuted_mnist.py"
+
+
+rule numbers_permuted_mnist:
+    input:
+        summary=rules.permuted_mnist_aggregate.output[0],
+        data=rules.prepare_mnist.output.meta,
+        code=["workflow/scripts/latex_format.py", "workflow/scripts/paper_numbers.py"],
+    output:
+        "paper/generated/numbers_permuted_mnist.tex",
+    params:
+        problem={k: v for k, v in PMNIST.items() if k != "optimizers"},
+        allow_missing=config["paper"]["allow_missing_numbers"],
+    log:
+        "results/logs/tables/numbers_permuted_mnist.log",
+    conda:
+        ENV
+    script:
+        "../scripts/numbers_permuted_mnist.py"
+
+
+PAPER_INPUTS += [
+    *rules.fig_permuted_mnist.output,
+    *rules.tab_permuted_mnist.output,
+    *rules.numbers_permuted_mnist.output,
+]

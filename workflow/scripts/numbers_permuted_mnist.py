@@ -1,0 +1,126 @@
+"""In-text numbers of the permuted-MNIST section as LaTeX macros (paper/generated/numbers_permuted_mnist.tex).
+
+Per optimizer ``X`` (its config name in letters, ``lion_muon`` -> ``LionMuon``): ``PmnistAcc<X>Alone``,
+``PmnistAcc<X>Guarded``, ``PmnistBwt<X>...``, ``PmnistLa<X>...`` (test, percent, mean over seeds) and the guard's
+paired effect ``PmnistEffect<X>`` with its seed-by-seed range; then the sentences that rank the arms."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from latex_format import escape, fmt, macro
+from paper_numbers import macro_key
+
+
+def pct(x: float) -> str:
+    """A fraction in percent, three significant digits."""
+    return fmt(100 * x, 3)
+
+
+def listing(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def arm_name(arm: dict[str, Any]) -> str:
+    """An arm as the text names it: ``Muon`` or ``guarded Muon``."""
+    return ("guarded " if arm["guard"] == "guarded" else "") + escape(arm["label"])
+
+
+def ranking_sentences(summary: dict[str, Any]) -> dict[str, str]:
+    """The best arm, the best unguarded arm, where the guard raised or lowered ACC on every seed, and the arms
+    whose selected rate is an end of the grid."""
+    arms, effects = summary["arms"], summary["guard_effect"]
+    by_acc = sorted(arms.values(), key=lambda a: -a["test"]["acc"]["mean"])
+    best, best_alone = by_acc[0], next((a for a in by_acc if a["guard"] == "alone"), None)
+    helped = [arms[f"{n}/alone"]["label"] for n, e in effects.items() if min(e["acc"]["values"]) > 0]
+    hurt = [arms[f"{n}/alone"]["label"] for n, e in effects.items() if max(e["acc"]["values"]) < 0]
+    mixed = [
+        arms[f"{n}/alone"]["label"]
+        for n, e in effects.items()
+        if min(e["acc"]["values"]) <= 0 <= max(e["acc"]["values"])
+    ]
+    out = {
+        "PmnistBestArm": arm_name(best),
+        "PmnistBestAcc": pct(best["test"]["acc"]["mean"]),
+        "PmnistBestAloneArm": "--" if best_alone is None else arm_name(best_alone),
+        "PmnistBestAloneAcc": "--" if best_alone is None else pct(best_alone["test"]["acc"]["mean"]),
+        "PmnistGuardHelpedCount": str(len(helped)),
+        "PmnistOptimizerCount": str(len(effects)),
+    }
+    parts = []
+    if helped:
+        parts.append(f"the guard raised the test ACC on every seed for {escape(listing(helped))}")
+    if hurt:
+        parts.append(f"lowered it on every seed for {escape(listing(hurt))}")
+    if mixed:
+        parts.append(f"changed it in both directions across seeds for {escape(listing(mixed))}")
+    out["PmnistGuardSentence"] = (listing(parts)[:1].upper() + listing(parts)[1:] + ".") if parts else ""
+    edge = [arm_name(a) for a in arms.values() if a["at_edge"]]
+    out["PmnistEdgeSentence"] = (
+        f"The rate selected for {listing(edge)} is an end of its grid (marked $^\\dagger$): a wider grid might "
+        "serve it better."
+        if edge
+        else "No arm selected a rate at an end of its grid."
+    )
+    return out
+
+
+def ranges(summary: dict[str, Any]) -> dict[str, str]:
+    """Over the optimizers: the range of test BWT alone and guarded, and of the guard's paired effect on LA."""
+    arms, effects = summary["arms"], summary["guard_effect"]
+
+    def span(values: list[float]) -> str:
+        return f"{pct(min(values))} to {pct(max(values))}" if values else "--"
+
+    out = {}
+    for guard in ("alone", "guarded"):
+        bwt = [a["test"]["bwt"]["mean"] for a in arms.values() if a["guard"] == guard]
+        out[f"PmnistBwtRange{guard.capitalize()}"] = span(bwt)
+    out["PmnistLaEffectRange"] = span([e["la"]["mean"] for e in effects.values()])
+    out["PmnistBwtEffectRange"] = span([e["bwt"]["mean"] for e in effects.values()])
+    return out
+
+
+def lines_for(summary: dict[str, Any], problem: dict[str, Any], data: dict[str, Any], source: str) -> list[str]:
+    """Every macro, each with its source."""
+    cfg = "config permuted_mnist"
+    thresholds = ", ".join(f"{t:g}" for t in problem["memory"]["thresholds"])
+    lines = [
+        macro("PmnistTasks", str(problem["n_tasks"]), cfg),
+        macro("PmnistTrain", str(problem["n_train"]), cfg),
+        macro("PmnistVal", str(problem["n_val"]), cfg),
+        macro("PmnistTest", str(problem["n_test"]), cfg),
+        macro("PmnistBatch", str(problem["batch_size"]), cfg),
+        macro("PmnistEpochs", str(problem["epochs"]), cfg),
+        macro("PmnistSeeds", str(len(problem["seeds"])), cfg),
+        macro("PmnistLrRatio", f"{problem['lr_grid']['ratio']:g}", cfg),
+        macro("PmnistGridSize", str(len(problem["lr_grid"]["steps"])), cfg),
+        macro("PmnistMemorySamples", str(problem["memory"]["samples"]), cfg),
+        macro("PmnistThresholds", thresholds, cfg),
+        macro("PmnistDataSha", data["source_sha256"][:12], "results/data/mnist.json"),
+    ]
+    for arm in summary["arms"].values():
+        stem = macro_key(arm["optimizer"]) + arm["guard"].capitalize()
+        for metric in ("acc", "bwt", "la"):
+            lines.append(macro(f"Pmnist{metric.capitalize()}{stem}", pct(arm["test"][metric]["mean"]), source))
+        lines.append(macro(f"PmnistLr{stem}", fmt(arm["selected_lr"], 2), source))
+    for name, effect in summary["guard_effect"].items():
+        e = effect["acc"]
+        lines.append(macro(f"PmnistEffect{macro_key(name)}", pct(e["mean"]), source))
+        lines.append(
+            macro(f"PmnistEffectRange{macro_key(name)}", f"{pct(min(e['values']))} to {pct(max(e['values']))}", source)
+        )
+    lines += [macro(name, value, source) for name, value in ranking_sentences(summary).items()]
+    lines += [macro(name, value, source) for name, value in ranges(summary).items()]
+    return lines
+
+
+if __name__ == "__main__":
+    sm = snakemake
+    summary = json.loads(Path(sm.input.summary).read_text())
+    data = json.loads(Path(sm.input.data).read_text())
+    lines = lines_for(summary, sm.params.problem, data, sm.input.summary)
+    Path(sm.output[0]).write_text(
+        "% Generated by workflow/scripts/numbers_permuted_mnist.py\n" + "\n".join(lines) + "\n"
+    )
