@@ -15,7 +15,7 @@ import torch
 from aggregate_permuted_mnist import select, summarise
 from hypothesis import given
 from hypothesis import strategies as st
-from numbers_permuted_mnist import ranking_sentences
+from numbers_permuted_mnist import ranking_sentences, same_rate_la
 from permuted_mnist import (
     MLP,
     average_accuracy,
@@ -206,7 +206,8 @@ def test_each_arm_selects_its_best_validation_rate_and_the_guard_effect_is_paire
     assert (guarded["selected"], guarded["at_edge"]) == (0, True)
     assert alone["test"]["acc"]["values"] == [0.6, 0.7] and guarded["seeds"] == [0, 1]
     assert s["guard_effect"]["sgd"]["acc"]["values"] == pytest.approx([0.2, 0.15])  # seed by seed
-    assert table_rows(s).count(r"\\") == 1 and r"$^\dagger$" in table_rows(s)
+    body = table_rows(s)
+    assert body.count(r"\\") == 1 and body.count("&") == 9 and r"$^\dagger$" in body  # the section's ten columns
     with pytest.raises(ValueError, match="other seeds"):
         summarise([*records[:2], record("sgd", True, 2, [(0.1, 0.1)] * 3), *records[3:]], {"sgd": "SGD"})
 
@@ -293,3 +294,12 @@ def test_a_diverging_rate_is_recorded_not_fatal(guard: bool) -> None:
     assert math.isfinite(run["test_metrics"]["acc"])
     ok = train_sequence(tasks, SPECS["sgd"], 1e-3, problem, seed=0)
     assert ok["diverged_at_task"] is None
+
+
+def test_same_rate_learning_counts_only_rates_where_nothing_diverged() -> None:
+    records = [record("sgd", g, 0, [(0.5, 0.5)] * 3) for g in (False, True)]
+    s = summarise(records, {"sgd": "SGD"})
+    for row, la in zip(s["arms"]["sgd/guarded"]["grid"], (0.9, 1.0, 0.2), strict=True):
+        row["test"]["la"]["mean"] = la  # the alone arm's LA is 1.0 at every rate
+    s["arms"]["sgd/alone"]["grid"][2]["diverged_runs"] = 1
+    assert same_rate_la(s) == (1, 2)

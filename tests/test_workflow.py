@@ -33,7 +33,8 @@ def test_dry_run_plans_every_stage() -> None:
     res = snakemake("-n", "--forceall", *SMOKE)
     assert res.returncode == 0, res.stderr
     stages = ("derivation", "two_task_run", "fig_forgetting_curves", "tab_forgetting", "numbers", "step_time_local")
-    for rule in (*stages, "tab_step_time", "paper"):
+    pmnist = ("prepare_mnist", "permuted_mnist_cell", "fig_permuted_mnist", "tab_permuted_mnist")
+    for rule in (*stages, *pmnist, "tab_step_time", "paper"):
         assert rule in res.stdout, f"rule {rule} is not planned"
 
 
@@ -46,6 +47,8 @@ def test_dry_run_plans_every_stage() -> None:
         ({"step_time": {"preset": "gpt3"}}, "step_time.preset: 'gpt3' is not one of"),
         ({"step_time": {"records": ["h100.json"]}}, "step_time.records.0: 'h100.json' does not match"),
         ({"surprise": 1}, "'surprise' was unexpected"),
+        ({"permuted_mnist": {"lr_grid": {"ratio": 0.5}}}, "permuted_mnist.lr_grid.ratio: 0.5"),
+        ({"permuted_mnist": {"guards": ["sometimes"]}}, "permuted_mnist.guards.0: 'sometimes' is not one of"),
         ({"two_task": {"headline": {"baseline": "nope", "method": "potential"}}}, "two_task.headline.baseline"),
     ],
 )
@@ -79,7 +82,8 @@ def test_smoke_dag_builds_the_paper_and_then_has_nothing_to_do(tmp_path: Path) -
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     pdf = repo / "paper" / "main.pdf"
     assert pdf.stat().st_size > 10_000
-    for generated in ("numbers.tex", "tab_forgetting.tex", "tab_sympy_certificates.tex", "eq_taylor_forgetting.tex"):
+    generated_files = ("numbers.tex", "tab_forgetting.tex", "tab_sympy_certificates.tex", "eq_taylor_forgetting.tex")
+    for generated in (*generated_files, "tab_permuted_mnist.tex", "numbers_permuted_mnist.tex"):
         assert (repo / "paper" / "generated" / generated).exists()
     assert (repo / "results" / "derivations" / "taylor_forgetting.executed.ipynb").exists()
     latex = (repo / "results" / "logs" / "paper" / "latexmk.log").read_text(errors="replace")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from latex_format import escape, fmt, macro
+from latex_format import claim_mark, escape, fmt, macro
 from paper_numbers import macro_key
 
 
@@ -79,7 +79,27 @@ def ranges(summary: dict[str, Any]) -> dict[str, str]:
         out[f"PmnistBwtRange{guard.capitalize()}"] = span(bwt)
     out["PmnistLaEffectRange"] = span([e["la"]["mean"] for e in effects.values()])
     out["PmnistBwtEffectRange"] = span([e["bwt"]["mean"] for e in effects.values()])
+    gains = [arms[f"{n}/guarded"]["selected_lr"] / arms[f"{n}/alone"]["selected_lr"] for n in effects]
+    out["PmnistLrGainRange"] = f"{min(gains):.3g} to {max(gains):.3g}" if gains else "--"
+    lower, pairs = same_rate_la(summary)
+    out["PmnistSameRateLower"], out["PmnistSameRatePairs"] = str(lower), str(pairs)
+    # the text's two qualitative claims, marked where these results do not bear them out
+    out["PmnistClaimNotFree"] = claim_mark(lower > pairs / 2 if pairs else None)
+    out["PmnistClaimLargerRate"] = claim_mark(min(gains) > 1 if gains else None)
     return out
+
+
+def same_rate_la(summary: dict[str, Any]) -> tuple[int, int]:
+    """Over every optimizer and rate of its grid at which no seed diverged, alone or guarded: in how many of these
+    pairs the guarded mean test LA is below the unguarded one, and how many pairs there are."""
+    arms, lower, pairs = summary["arms"], 0, 0
+    for name in summary["guard_effect"]:
+        for alone, guarded in zip(arms[f"{name}/alone"]["grid"], arms[f"{name}/guarded"]["grid"], strict=True):
+            if alone["diverged_runs"] or guarded["diverged_runs"]:
+                continue
+            pairs += 1
+            lower += guarded["test"]["la"]["mean"] < alone["test"]["la"]["mean"]
+    return lower, pairs
 
 
 def lines_for(summary: dict[str, Any], problem: dict[str, Any], data: dict[str, Any], source: str) -> list[str]:
