@@ -131,8 +131,10 @@ def test_lion_and_soft_signum_take_their_rates_and_schedules() -> None:
     assert lion.param_groups[0]["lion_lr_ratio"] == 1.0 and lion.param_groups[0]["muon_every"] is None
     soft = build_optimizer(model, SPECS["soft_signum"], 3e-4, steps_per_task=10)
     assert (soft.param_groups[0]["sign_steps"], soft.param_groups[0]["transition_steps"]) == (5, 2)
-    with pytest.raises(ValueError, match="Invalid optimizer kind"):
+    with pytest.raises(ValueError, match="kind 'adagrad'"):
         build_optimizer(model, {"kind": "adagrad"}, 0.1, steps_per_task=10)
+    with pytest.raises(ValueError, match=r"options \['momentun'\]"):  # a misspelt option is not dropped in silence
+        build_optimizer(model, {"kind": "sgd", "options": {"momentun": 0.5}}, 0.1, steps_per_task=10)
 
 
 @pytest.mark.parametrize("kind", list(SPECS))

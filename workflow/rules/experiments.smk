@@ -8,7 +8,7 @@ TWO_TASK_LIBRARY = [f"kaplinskiy/{m}.py" for m in ("projection", "potential", "l
 rule two_task_run:
     input:
         library=TWO_TASK_LIBRARY,
-        code=["workflow/scripts/two_task.py", "workflow/scripts/provenance.py", "workflow/scripts/paths.py"],
+        code=[f"workflow/scripts/{m}.py" for m in ("two_task", "records", "provenance", "paths")],
     output:
         "results/two_task/{arm}/seed{seed}.json",
     params:

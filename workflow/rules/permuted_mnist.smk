@@ -26,7 +26,7 @@ rule permuted_mnist_cell:
     input:
         data=rules.prepare_mnist.output.npz,
         library=PMNIST_LIBRARY,
-        code=["workflow/scripts/permuted_mnist.py", "workflow/scripts/provenance.py"],
+        code=[f"workflow/scripts/{m}.py" for m in ("permuted_mnist", "records", "provenance", "paths")],
     output:
         "results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json",
     wildcard_constraints:

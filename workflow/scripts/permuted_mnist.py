@@ -27,7 +27,16 @@ from kaplinskiy import ForgettingGuard, LayerwiseMemory
 from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual normalisation of MNIST's pixels in [0, 1] (GPM's too)
-OPTIMIZER_KINDS = ("sgd", "adamw", "muon", "lion", "lion_muon", "soft_signum")
+# Each kind's options in the config (a Muon kind's other options go to its optimizer: momentum, betas, ...).
+_MUON_OPTIONS = {"weight_decay", "aux_lr_ratio", "momentum", "nesterov", "ns_steps", "betas", "muon_every"}
+OPTIONS = {
+    "sgd": {"weight_decay", "momentum"},
+    "adamw": {"weight_decay"},
+    "muon": _MUON_OPTIONS - {"betas", "muon_every"},
+    "lion": {"weight_decay"},
+    "lion_muon": _MUON_OPTIONS - {"momentum", "nesterov"},
+    "soft_signum": {"weight_decay", "momentum", "sign_fraction", "transition_fraction"},
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,12 @@ def build_optimizer(model: nn.Module, spec: dict[str, Any], lr: float, steps_per
     task's steps). Muon-family kinds give the head AdamW steps at ``aux_lr_ratio * lr``, so one learning rate
     scales every step. Newton-Schulz runs in float32 (bfloat16 is some 80 times slower on a CPU)."""
     kind, options = spec["kind"], dict(spec.get("options", {}))
+    unknown = set(options) - OPTIONS.get(kind, set())
+    if kind not in OPTIONS or unknown:
+        raise ValueError(
+            f"Invalid optimizer spec: kind {kind!r} with options {sorted(unknown)}; the kinds and their options are "
+            f"{ {k: sorted(v) for k, v in OPTIONS.items()} }"
+        )
     wd = options.pop("weight_decay", 0.0)
     if kind == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=options.pop("momentum", 0.9), weight_decay=wd)
@@ -118,11 +133,9 @@ def build_optimizer(model: nn.Module, spec: dict[str, Any], lr: float, steps_per
             sign_steps=sign_steps,
             transition_steps=transition_steps,
         )
-    if kind in ("muon", "lion_muon"):
-        groups = muon_param_groups(model, lr=options.pop("aux_lr_ratio") * lr, weight_decay=wd)
-        cls = SoftMuon if kind == "muon" else LionMuon
-        return cls(groups, lr=lr, weight_decay=wd, ns_dtype=torch.float32, **options)
-    raise ValueError(f"Invalid optimizer kind: {kind!r}; expected one of {OPTIMIZER_KINDS}")
+    groups = muon_param_groups(model, lr=options.pop("aux_lr_ratio") * lr, weight_decay=wd)  # muon, lion_muon
+    cls = SoftMuon if kind == "muon" else LionMuon
+    return cls(groups, lr=lr, weight_decay=wd, ns_dtype=torch.float32, **options)
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from permuted_mnist import make_tasks, train_sequence
-from provenance import provenance
+from records import write_record
 from tqdm import tqdm
 
 from kaplinskiy import NonFiniteStepWarning
@@ -49,12 +49,9 @@ def main(
         "guarded": guarded,
         "seed": seed,
         "config": {"problem": problem, "optimizer": spec},
-        "provenance": provenance(),
         "runs": runs,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    return record
+    return write_record(out, record)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from provenance import provenance
+from records import write_record
 from two_task import make_task, run_phase_b
 
 
@@ -26,17 +26,8 @@ def main(problem: dict[str, Any], arm: dict[str, Any], arm_name: str, seed: int,
         armijo_max_trials=problem["armijo"]["max_trials"],
         **arm,
     )
-    record = {
-        "benchmark": "two_task",
-        "arm": arm_name,
-        "seed": seed,
-        "config": {"problem": problem, "arm": arm},
-        "provenance": provenance(),
-        **result,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    return record
+    record = {"benchmark": "two_task", "arm": arm_name, "seed": seed, "config": {"problem": problem, "arm": arm}}
+    return write_record(out, {**record, **result})
 
 
 if __name__ == "__main__":
