@@ -13,8 +13,8 @@ from paper_numbers import macro_key
 
 
 def pct(x: float) -> str:
-    """A fraction in percent, three significant digits."""
-    return fmt(100 * x, 3)
+    """A fraction in percent, three significant digits, in math mode (a minus sign, not a hyphen, in the text)."""
+    return rf"\ensuremath{{{fmt(100 * x, 3)}}}"
 
 
 def listing(items: list[str]) -> str:
