@@ -40,8 +40,18 @@ SPECS = {
     "lion": {"kind": "lion"},
     "lion_muon": {"kind": "lion_muon", "options": {"aux_lr_ratio": 1.0}},
     "soft_signum": {"kind": "soft_signum", "options": {"sign_fraction": 0.5, "transition_fraction": 0.25}},
+    "kaplinskiy": {"kind": "kaplinskiy"},
 }
-LRS = {"sgd": 0.05, "adamw": 3e-3, "muon": 0.05, "lion": 3e-4, "lion_muon": 3e-3, "soft_signum": 3e-4}
+LRS = {
+    "sgd": 0.05,
+    "adamw": 3e-3,
+    "muon": 0.05,
+    "lion": 3e-4,
+    "lion_muon": 3e-3,
+    "soft_signum": 3e-4,
+    "kaplinskiy": 0.1,
+}
+WRAPPED = [kind for kind in SPECS if kind != "kaplinskiy"]  # the kinds ForgettingGuard wraps
 
 
 @pytest.fixture(autouse=True)
@@ -137,7 +147,7 @@ def test_lion_and_soft_signum_take_their_rates_and_schedules() -> None:
         build_optimizer(model, {"kind": "sgd", "options": {"momentun": 0.5}}, 0.1, steps_per_task=10)
 
 
-@pytest.mark.parametrize("kind", list(SPECS))
+@pytest.mark.parametrize("kind", WRAPPED)
 def test_guarded_training_keeps_the_recorded_outputs_of_the_old_task(kind: str) -> None:
     """With every direction kept (threshold 1), a guarded task 2 leaves task 1's recorded outputs where they were
     (the network has no bias, and every layer is covered); unguarded, they move."""
@@ -263,7 +273,7 @@ def test_a_pickle_with_another_digest_is_refused_before_it_is_opened(tmp_path, m
     assert opened == [] and not (tmp_path / "out.npz").exists()
 
 
-@pytest.mark.parametrize("kind", ["adamw", "lion_muon"])
+@pytest.mark.parametrize("kind", ["adamw", "lion_muon", "kaplinskiy"])
 def test_a_guarded_sequence_keeps_the_accuracy_on_what_it_recorded(kind: str) -> None:
     """Validation sets made of the images the memory records: with threshold 1, the guarded sequence's validation
     BWT is zero (the recorded outputs do not move); unguarded, old tasks' validation accuracy changes. In float64,
@@ -305,3 +315,12 @@ def test_same_rate_learning_counts_only_rates_where_nothing_diverged() -> None:
         row["test"]["la"]["mean"] = la  # the alone arm's LA is 1.0 at every rate
     s["arms"]["sgd/alone"]["grid"][2]["diverged_runs"] = 1
     assert same_rate_la(s) == (1, 2)
+
+
+def test_the_kaplinskiy_kind_projects_with_the_memory_it_is_given() -> None:
+    model = MLP()
+    memory = LayerwiseMemory(model, threshold=0.99, backend="torch")
+    assert build_optimizer(model, SPECS["kaplinskiy"], 0.1, steps_per_task=4, memory=memory).memory is memory
+    assert build_optimizer(model, SPECS["kaplinskiy"], 0.1, steps_per_task=4).memory is None
+    with pytest.raises(ValueError, match="momentum"):
+        build_optimizer(model, {"kind": "kaplinskiy", "options": {"momentum": 0.9}}, 0.1, steps_per_task=4)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from kaplinskiy import ForgettingGuard, LayerwiseMemory
+from kaplinskiy import ForgettingGuard, Kaplinskiy, LayerwiseMemory
 from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual normalisation of MNIST's pixels in [0, 1] (GPM's too)
@@ -36,7 +36,9 @@ OPTIONS = {
     "lion": {"weight_decay"},
     "lion_muon": _MUON_OPTIONS - {"momentum", "nesterov"},
     "soft_signum": {"weight_decay", "momentum", "sign_fraction", "transition_fraction"},
+    "kaplinskiy": {"c", "shrink", "max_trials"},
 }
+OWN_PROJECTION = {"kaplinskiy"}  # kinds that project with the memory themselves, rather than inside the guard
 
 
 @dataclass(frozen=True)
@@ -100,14 +102,18 @@ class MLP(nn.Module):
         return self.head
 
 
-def build_optimizer(model: nn.Module, spec: dict[str, Any], lr: float, steps_per_task: int) -> Optimizer:
+def build_optimizer(
+    model: nn.Module, spec: dict[str, Any], lr: float, steps_per_task: int, memory: LayerwiseMemory | None = None
+) -> Optimizer:
     """The base optimizer of ``spec`` (``kind`` and its options) at learning rate ``lr``.
 
     Kinds: ``sgd`` (heavy-ball momentum), ``adamw``, ``muon`` (Muon on the hidden matrices: SoftMuon without a
     transition, which the tests pin to ``torch.optim.Muon``), ``lion`` (LionMuon without Muon steps, pinned to
     ``lion_pytorch.Lion``), ``lion_muon``, ``soft_signum`` (whose sign phase and transition are fractions of a
-    task's steps). Muon-family kinds give the head AdamW steps at ``aux_lr_ratio * lr``, so one learning rate
-    scales every step. Newton-Schulz runs in float32 (bfloat16 is some 80 times slower on a CPU)."""
+    task's steps), ``kaplinskiy`` (the note's step ``-lr P_perp g`` with Armijo backtracking on the mini-batch
+    loss, sec. 5.4; projected by ``memory`` when one is given, else Armijo gradient descent). Muon-family kinds
+    give the head AdamW steps at ``aux_lr_ratio * lr``, so one learning rate scales every step. Newton-Schulz
+    runs in float32 (bfloat16 is some 80 times slower on a CPU)."""
     kind, options = spec["kind"], dict(spec.get("options", {}))
     unknown = set(options) - OPTIONS.get(kind, set())
     if kind not in OPTIONS or unknown:
@@ -115,6 +121,8 @@ def build_optimizer(model: nn.Module, spec: dict[str, Any], lr: float, steps_per
             f"Invalid optimizer spec: kind {kind!r} with options {sorted(unknown)}; the kinds and their options are "
             f"{ {k: sorted(v) for k, v in OPTIONS.items()} }"
         )
+    if kind == "kaplinskiy":
+        return Kaplinskiy(model.parameters(), lr=lr, memory=memory, **options)
     wd = options.pop("weight_decay", 0.0)
     if kind == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=options.pop("momentum", 0.9), weight_decay=wd)
@@ -170,19 +178,27 @@ def sequence_metrics(R: list[list[float]]) -> dict[str, float]:
 def train_task(
     model: nn.Module, opt: Optimizer, task: Task, *, batch_size: int, epochs: int, gen: torch.Generator
 ) -> int:
-    """Train ``model`` on ``task`` with ``opt`` (shuffled mini-batches from ``gen``); return how many mini-batch
-    losses were not finite."""
+    """Train ``model`` on ``task`` with ``opt`` (shuffled mini-batches from ``gen``), one ``opt.step(closure)`` per
+    mini-batch (a line search calls the closure again, without gradients, for each trial); return how many
+    mini-batch losses were not finite."""
     model.train()
     non_finite = 0
     for _ in range(epochs):
         order = torch.randperm(len(task.train_y), generator=gen)
         for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            loss = nn.functional.cross_entropy(model(task.train_x[idx]), task.train_y[idx])
-            non_finite += not bool(torch.isfinite(loss))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            x, y = task.train_x[order[i : i + batch_size]], task.train_y[order[i : i + batch_size]]
+            losses = []
+
+            def closure(x: Tensor = x, y: Tensor = y, losses: list[Tensor] = losses) -> Tensor:
+                loss = nn.functional.cross_entropy(model(x), y)
+                losses.append(loss.detach())
+                if torch.is_grad_enabled():  # the gradient pass; a line search's trials run without it
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                return loss
+
+            opt.step(closure)
+            non_finite += not bool(torch.isfinite(losses[0]))
     model.eval()
     return non_finite
 
@@ -217,9 +233,12 @@ def train_sequence(
     test = [[math.nan] * T for _ in range(T)]
     non_finite, diverged_at, start = 0, None, time.perf_counter()
     for t, task in enumerate(tasks):
-        opt = build_optimizer(model, spec, lr, steps_per_task)
-        if memory is not None:
-            opt = ForgettingGuard(opt, memory)
+        if spec["kind"] in OWN_PROJECTION:
+            opt = build_optimizer(model, spec, lr, steps_per_task, memory=memory)
+        else:
+            opt = build_optimizer(model, spec, lr, steps_per_task)
+            if memory is not None:
+                opt = ForgettingGuard(opt, memory)
         gen = torch.Generator().manual_seed(seed * 1000 + t)
         non_finite += train_task(model, opt, task, batch_size=batch, epochs=epochs, gen=gen)
         for j, other in enumerate(tasks):
