@@ -15,7 +15,7 @@ import torch
 from aggregate_permuted_mnist import select, summarise
 from hypothesis import given
 from hypothesis import strategies as st
-from numbers_permuted_mnist import ranking_sentences, same_rate_la
+from numbers_permuted_mnist import note_sentence, ranking_sentences, same_rate_la
 from permuted_mnist import (
     MLP,
     average_accuracy,
@@ -324,3 +324,17 @@ def test_the_kaplinskiy_kind_projects_with_the_memory_it_is_given() -> None:
     assert build_optimizer(model, SPECS["kaplinskiy"], 0.1, steps_per_task=4).memory is None
     with pytest.raises(ValueError, match="momentum"):
         build_optimizer(model, {"kind": "kaplinskiy", "options": {"momentum": 0.9}}, 0.1, steps_per_task=4)
+
+
+def test_the_note_sentence_ranks_its_optimizer_within_each_guard() -> None:
+    records = []
+    for name, accs in (("sgd", (0.5, 0.9)), ("kaplinskiy", (0.6, 0.8))):
+        for guarded, acc in zip((False, True), accs, strict=True):
+            records.append(record(name, guarded, 0, [(0.5, acc)]))
+    s = summarise(records, {"sgd": "SGD", "kaplinskiy": "Kaplinskiy"})
+    assert note_sentence(s) == (
+        "The note's optimizer: guarded, it ranks 2 of the 2 guarded arms by test ACC (\\ensuremath{80.0}\\%, "
+        "against \\ensuremath{90.0}\\% for guarded SGD); unguarded, it ranks 1 of the 2 unguarded arms by test ACC "
+        "(\\ensuremath{60.0}\\%)."
+    )
+    assert note_sentence(s, name="adamw") == ""

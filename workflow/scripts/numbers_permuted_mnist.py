@@ -102,6 +102,25 @@ def same_rate_la(summary: dict[str, Any]) -> tuple[int, int]:
     return lower, pairs
 
 
+def note_sentence(summary: dict[str, Any], name: str = "kaplinskiy") -> str:
+    """Where the note's optimizer (config name ``name``) ranks by test ACC among the guarded arms and among the
+    unguarded ones; empty when it did not run."""
+    arms, parts = summary["arms"], []
+    for guard, word in (("guarded", "guarded"), ("alone", "unguarded")):
+        mine = arms.get(f"{name}/{guard}")
+        if mine is None:
+            continue
+        peers = sorted((a for a in arms.values() if a["guard"] == guard), key=lambda a: -a["test"]["acc"]["mean"])
+        rank = next(i for i, a in enumerate(peers) if a is mine) + 1
+        best = peers[0]
+        lead = "" if rank == 1 else f", against {pct(best['test']['acc']['mean'])}\\% for {arm_name(best)}"
+        acc = pct(mine["test"]["acc"]["mean"])
+        parts.append(f"{word}, it ranks {rank} of the {len(peers)} {word} arms by test ACC ({acc}\\%{lead})")
+    if not parts:
+        return ""
+    return "The note's optimizer: " + "; ".join(parts) + "."
+
+
 def lines_for(summary: dict[str, Any], problem: dict[str, Any], data: dict[str, Any], source: str) -> list[str]:
     """Every macro, each with its source."""
     cfg = "config permuted_mnist"
@@ -133,6 +152,7 @@ def lines_for(summary: dict[str, Any], problem: dict[str, Any], data: dict[str, 
         )
     lines += [macro(name, value, source) for name, value in ranking_sentences(summary).items()]
     lines += [macro(name, value, source) for name, value in ranges(summary).items()]
+    lines.append(macro("PmnistNoteSentence", note_sentence(summary), source))
     return lines
 
 
