@@ -5,9 +5,11 @@ single-head protocol of OGD and GPM (../shared/research/anchors.md A1-A2): one M
 learns the tasks one after another. Every arm trains with one optimizer (SGD with momentum, AdamW, Muon, Lion,
 LionMuon, SoftSignum), alone or wrapped in :class:`~kaplinskiy.ForgettingGuard` around a GPM-style
 :class:`~kaplinskiy.LayerwiseMemory` built after each task (eq. 11 layer by layer, update mode, so eq. 12 holds
-for every base optimizer). The optimizer is built afresh at each task (its state does not carry over), the same
-for every arm. After each task, every task's validation and test accuracy is measured: the accuracy matrices
-``R[i][j]`` (after task ``i``, on task ``j``) give the average accuracy, backward transfer and learning accuracy.
+for every base optimizer); or with the note's :class:`~kaplinskiy.Kaplinskiy` step (sec. 5.4), which projects
+with that memory itself and backtracks on the mini-batch loss (eq. 13). The optimizer is built afresh at each
+task (its state does not carry over), the same for every arm. After each task, every task's validation and
+test accuracy is measured: the accuracy matrices ``R[i][j]`` (after task ``i``, on task ``j``) give the average
+accuracy, backward transfer and learning accuracy.
 """
 
 from __future__ import annotations
