@@ -19,9 +19,9 @@ STYLE = {"alone": {"color": "tab:red", "marker": "o"}, "guarded": {"color": "tab
 def plot(summary: dict[str, Any], out: Path) -> None:
     """One panel per optimizer: test LA (x) and BWT (y) in percent, mean over seeds, one point per rate."""
     names = list(dict.fromkeys(arm["optimizer"] for arm in summary["arms"].values()))
-    cols = min(3, len(names))
+    cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4, 2.0 * rows), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4, 1.75 * rows), constrained_layout=True, squeeze=False)
     for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     for ax, name in zip(axes.flat, names, strict=False):
@@ -38,7 +38,8 @@ def plot(summary: dict[str, Any], out: Path) -> None:
                 ax.plot(la[best], bwt[best], ms=9, marker="o", mfc="none", mec=style["color"], lw=0)
             ax.set_title(arm["label"], fontsize=8)
         ax.axhline(0.0, color="0.6", lw=0.5)
-        ax.set(xlabel="learning accuracy LA (%)", ylabel="BWT (%)")
+        ax.set(xlabel="LA (%)", ylabel="BWT (%)")
+        ax.tick_params(labelsize=7)
     axes.flat[0].legend(frameon=False, fontsize=7)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, metadata={"CreationDate": None, "ModDate": None})
