@@ -49,7 +49,7 @@ def select(rows: list[dict[str, Any]]) -> int:
 
 
 def summarise(records: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, Any]:
-    """The summary of every arm, and the guard's paired effect on test ACC and BWT per optimizer."""
+    """The summary of every arm, and the guard's paired effect on each test metric per optimizer."""
     cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for rec in records:
         cells.setdefault((rec["optimizer"], "guarded" if rec["guarded"] else "alone"), []).append(rec)

@@ -47,3 +47,8 @@ def escape(text: str) -> str:
         "^": r"\textasciicircum{}",
     }
     return "".join(special.get(ch, ch) for ch in text)
+
+
+def listing(items: list[str]) -> str:
+    """Items as the text lists them: ``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

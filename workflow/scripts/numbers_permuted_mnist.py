@@ -8,18 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from latex_format import claim_mark, escape, fmt, macro
+from latex_format import claim_mark, escape, fmt, listing, macro
 from paper_numbers import macro_key
 
 
 def pct(x: float) -> str:
     """A fraction in percent, three significant digits, in math mode (a minus sign, not a hyphen, in the text)."""
     return rf"\ensuremath{{{fmt(100 * x, 3)}}}"
-
-
-def listing(items: list[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def arm_name(arm: dict[str, Any]) -> str:
@@ -55,7 +50,8 @@ def ranking_sentences(summary: dict[str, Any]) -> dict[str, str]:
         parts.append(f"lowered it on every seed for {escape(listing(hurt))}")
     if mixed:
         parts.append(f"changed it in both directions across seeds for {escape(listing(mixed))}")
-    out["PmnistGuardSentence"] = (listing(parts)[:1].upper() + listing(parts)[1:] + ".") if parts else ""
+    sentence = listing(parts) if parts else ""
+    out["PmnistGuardSentence"] = sentence[:1].upper() + sentence[1:] + "." if parts else ""
     edge = [arm_name(a) for a in arms.values() if a["at_edge"]]
     out["PmnistEdgeSentence"] = (
         f"The rate selected for {listing(edge)} is an end of its grid (marked $^\\dagger$): a wider grid might "

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from latex_format import claim_mark, fmt, macro
+from latex_format import claim_mark, fmt, listing, macro
 from scipy import stats
 
 DIGITS = dict(
@@ -65,8 +65,7 @@ def matched_best_sentence(summary: dict[str, Any], labels: dict[str, str], level
     percent = f"{round(level * 100)}\\%"
     if not tied:
         return f"{head}, below every other arm's in a paired {percent} interval over seeds"
-    names = [labels.get(arm, arm) for arm in tied]
-    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    listed = listing([labels.get(arm, arm) for arm in tied])
     return (
         f"{head}, but over these seeds it is not separated from {listed} (paired {percent} intervals of the "
         "difference include zero), so these data name no single best arm"
