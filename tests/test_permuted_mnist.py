@@ -28,7 +28,7 @@ from permuted_mnist import (
     train_sequence,
     train_task,
 )
-from run_permuted_mnist import lr_grid
+from run_permuted_mnist import ladder
 from tab_permuted_mnist import rows as table_rows
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory
@@ -185,8 +185,8 @@ def test_a_sequence_is_reproducible_and_reports_its_matrices() -> None:
     assert run["steps_per_task"] == 3
 
 
-def test_lr_grid_is_a_geometric_ladder() -> None:
-    assert lr_grid(0.01, 3.0, [-1, 0, 2]) == pytest.approx([0.01 / 3, 0.01, 0.09])
+def test_the_ladder_is_geometric() -> None:
+    assert ladder(0.01, 3.0, [-1, 0, 2]) == pytest.approx([0.01 / 3, 0.01, 0.09])
 
 
 def record(optimizer: str, guarded: bool, seed: int, metrics: list[tuple[float, float]]) -> dict:

@@ -1,11 +1,16 @@
 # Permuted MNIST, every optimizer alone and guarded: the data from a pinned PyPI package, one cell per optimizer,
 # guard and seed (every learning rate of the grid), the aggregation, then the figure, table and in-text numbers.
+# Then the potential: each arm again, descending L_t + R (online EWC) over a ladder of strengths at the rate it
+# selected, its aggregation against the arm without R, its table and numbers.
 
 # The library modules the cells run (a change in them reruns the cells).
 PMNIST_LIBRARY = sorted(
     str(p) for p in [*Path("kaplinskiy").glob("*.py"), *Path("kaplinskiy/recent").glob("*.py")] if p.name != "__init__.py"
 )
 PMNIST = config["permuted_mnist"]
+PMNIST_CODE = [f"workflow/scripts/{m}.py" for m in ("permuted_mnist", "records", "provenance", "paths")]
+PMNIST_CELLS = dict(optimizer=list(PMNIST["optimizers"]), guard=PMNIST["guards"], seed=PMNIST["seeds"])
+PMNIST_LABELS = {name: spec["label"] for name, spec in PMNIST["optimizers"].items()}
 
 
 rule prepare_mnist:
@@ -26,13 +31,13 @@ rule permuted_mnist_cell:
     input:
         data=rules.prepare_mnist.output.npz,
         library=PMNIST_LIBRARY,
-        code=[f"workflow/scripts/{m}.py" for m in ("permuted_mnist", "records", "provenance", "paths")],
+        code=PMNIST_CODE,
     output:
         "results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json",
     wildcard_constraints:
         guard="alone|guarded",
     params:
-        problem={k: v for k, v in PMNIST.items() if k not in ("optimizers", "seeds", "guards")},
+        problem={k: v for k, v in PMNIST.items() if k not in ("optimizers", "seeds", "guards", "potential")},
         optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
     log:
         "results/logs/permuted_mnist/{optimizer}/{guard}/seed{seed}.log",
@@ -45,16 +50,11 @@ rule permuted_mnist_cell:
 
 rule permuted_mnist_aggregate:
     input:
-        expand(
-            "results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json",
-            optimizer=list(PMNIST["optimizers"]),
-            guard=PMNIST["guards"],
-            seed=PMNIST["seeds"],
-        ),
+        expand("results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json", **PMNIST_CELLS),
     output:
         "results/permuted_mnist/summary.json",
     params:
-        labels={name: spec["label"] for name, spec in PMNIST["optimizers"].items()},
+        labels=PMNIST_LABELS,
     log:
         "results/logs/permuted_mnist/aggregate.log",
     conda:
@@ -108,8 +108,87 @@ rule numbers_permuted_mnist:
         "../scripts/numbers_permuted_mnist.py"
 
 
+rule permuted_mnist_potential_cell:
+    input:
+        data=rules.prepare_mnist.output.npz,
+        summary=rules.permuted_mnist_aggregate.output[0],
+        library=PMNIST_LIBRARY,
+        code=PMNIST_CODE,
+    output:
+        "results/permuted_mnist_potential/{optimizer}/{guard}/seed{seed}.json",
+    wildcard_constraints:
+        guard="alone|guarded",
+    params:
+        problem={k: v for k, v in PMNIST.items() if k not in ("optimizers", "seeds", "guards")},
+        optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
+    log:
+        "results/logs/permuted_mnist_potential/{optimizer}/{guard}/seed{seed}.log",
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/run_permuted_mnist.py"
+
+
+rule permuted_mnist_potential_aggregate:
+    input:
+        cells=expand("results/permuted_mnist_potential/{optimizer}/{guard}/seed{seed}.json", **PMNIST_CELLS),
+        base=rules.permuted_mnist_aggregate.output[0],
+        code=["workflow/scripts/aggregate_permuted_mnist.py"],
+    output:
+        "results/permuted_mnist_potential/summary.json",
+    params:
+        labels=PMNIST_LABELS,
+    log:
+        "results/logs/permuted_mnist_potential/aggregate.log",
+    conda:
+        ENV
+    script:
+        "../scripts/aggregate_permuted_mnist_potential.py"
+
+
+rule tab_permuted_mnist_potential:
+    input:
+        rules.permuted_mnist_potential_aggregate.output,
+        code=["workflow/scripts/latex_format.py", "workflow/scripts/tab_permuted_mnist.py"],
+    output:
+        "paper/generated/tab_permuted_mnist_potential.tex",
+    params:
+        names=list(PMNIST["optimizers"]),
+    log:
+        "results/logs/tables/tab_permuted_mnist_potential.log",
+    conda:
+        ENV
+    script:
+        "../scripts/tab_permuted_mnist_potential.py"
+
+
+rule numbers_permuted_mnist_potential:
+    input:
+        summary=rules.permuted_mnist_potential_aggregate.output[0],
+        base=rules.permuted_mnist_aggregate.output[0],
+        code=[
+            "workflow/scripts/latex_format.py",
+            "workflow/scripts/paper_numbers.py",
+            "workflow/scripts/numbers_permuted_mnist.py",
+        ],
+    output:
+        "paper/generated/numbers_permuted_mnist_potential.tex",
+    params:
+        potential=PMNIST.get("potential"),
+        allow_missing=config["paper"]["allow_missing_numbers"],
+    log:
+        "results/logs/tables/numbers_permuted_mnist_potential.log",
+    conda:
+        ENV
+    script:
+        "../scripts/numbers_permuted_mnist_potential.py"
+
+
 PAPER_INPUTS += [
     *rules.fig_permuted_mnist.output,
     *rules.tab_permuted_mnist.output,
     *rules.numbers_permuted_mnist.output,
+    *rules.tab_permuted_mnist_potential.output,
+    *rules.numbers_permuted_mnist_potential.output,
 ]

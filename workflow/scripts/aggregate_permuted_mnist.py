@@ -23,17 +23,20 @@ def spread(values: list[float]) -> dict[str, Any]:
     return {"mean": float(arr.mean()), "sd": sd, "values": [float(v) for v in arr]}
 
 
-def grid_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per learning rate: every metric on validation and test over the seeds (records in seed order)."""
-    n_lr = len(records[0]["runs"])
+def grid_rows(records: list[dict[str, Any]], knob: str = "lr") -> list[dict[str, Any]]:
+    """One row per setting of the tuned ``knob`` (the learning rate ``lr``, or the potential's strength ``lam``):
+    every metric on validation and test over the seeds (records in seed order)."""
+    n_settings = len(records[0]["runs"])
     rows = []
-    for i in range(n_lr):
+    for i in range(n_settings):
         runs = [r["runs"][i] for r in records]
-        lrs = {run["lr"] for run in runs}
-        if len(lrs) != 1:
-            raise ValueError(f"Records disagree on the grid's learning rate {i}: {sorted(lrs)}")
+        for key in {"lr", knob}:
+            values = {run[key] for run in runs}
+            if len(values) != 1:
+                raise ValueError(f"Records disagree on the grid's {key} {i}: {sorted(values)}")
         row = {
             "lr": runs[0]["lr"],
+            knob: runs[0][knob],
             "non_finite_losses": sum(run["non_finite_losses"] for run in runs),
             "diverged_runs": sum(run["diverged_at_task"] is not None for run in runs),
         }
@@ -44,7 +47,7 @@ def grid_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def select(rows: list[dict[str, Any]]) -> int:
-    """Index of the rate with the highest mean validation ACC (the first of equals)."""
+    """Index of the setting with the highest mean validation ACC (the first of equals)."""
     return max(range(len(rows)), key=lambda i: (rows[i]["val"]["acc"]["mean"], -i))
 
 

@@ -22,36 +22,39 @@ def arm_name(arm: dict[str, Any]) -> str:
     return ("guarded " if arm["guard"] == "guarded" else "") + escape(arm["label"])
 
 
+def direction_sentence(subject: str, effects: dict[str, dict[str, Any]]) -> tuple[str, int]:
+    """Where ``subject`` raised the test ACC on every seed, lowered it on every seed, or changed it both ways, over
+    ``effects`` (a name's paired effects, seed by seed); and how many it raised on every seed."""
+    helped = [n for n, e in effects.items() if min(e["acc"]["values"]) > 0]
+    hurt = [n for n, e in effects.items() if max(e["acc"]["values"]) < 0]
+    mixed = [n for n, e in effects.items() if min(e["acc"]["values"]) <= 0 <= max(e["acc"]["values"])]
+    verbs = [("raised {} on every seed", helped), ("lowered {} on every seed", hurt)]
+    verbs = [(v, names) for v, names in [*verbs, ("changed {} in both directions across seeds", mixed)] if names]
+    if not verbs:
+        return "", 0
+    phrases = [
+        v.format("it" if i else "the test ACC") + f" for {escape(listing(names))}" for i, (v, names) in enumerate(verbs)
+    ]
+    sentence = f"{subject} {listing(phrases)}"
+    return sentence[:1].upper() + sentence[1:] + ".", len(helped)
+
+
 def ranking_sentences(summary: dict[str, Any]) -> dict[str, str]:
     """The best arm, the best unguarded arm, where the guard raised or lowered ACC on every seed, and the arms
     whose selected rate is an end of the grid."""
     arms, effects = summary["arms"], summary["guard_effect"]
     by_acc = sorted(arms.values(), key=lambda a: -a["test"]["acc"]["mean"])
     best, best_alone = by_acc[0], next((a for a in by_acc if a["guard"] == "alone"), None)
-    helped = [arms[f"{n}/alone"]["label"] for n, e in effects.items() if min(e["acc"]["values"]) > 0]
-    hurt = [arms[f"{n}/alone"]["label"] for n, e in effects.items() if max(e["acc"]["values"]) < 0]
-    mixed = [
-        arms[f"{n}/alone"]["label"]
-        for n, e in effects.items()
-        if min(e["acc"]["values"]) <= 0 <= max(e["acc"]["values"])
-    ]
+    sentence, helped = direction_sentence("the guard", {arms[f"{n}/alone"]["label"]: e for n, e in effects.items()})
     out = {
         "PmnistBestArm": arm_name(best),
         "PmnistBestAcc": pct(best["test"]["acc"]["mean"]),
         "PmnistBestAloneArm": "--" if best_alone is None else arm_name(best_alone),
         "PmnistBestAloneAcc": "--" if best_alone is None else pct(best_alone["test"]["acc"]["mean"]),
-        "PmnistGuardHelpedCount": str(len(helped)),
+        "PmnistGuardHelpedCount": str(helped),
         "PmnistOptimizerCount": str(len(effects)),
+        "PmnistGuardSentence": sentence,
     }
-    parts = []
-    if helped:
-        parts.append(f"the guard raised the test ACC on every seed for {escape(listing(helped))}")
-    if hurt:
-        parts.append(f"lowered it on every seed for {escape(listing(hurt))}")
-    if mixed:
-        parts.append(f"changed it in both directions across seeds for {escape(listing(mixed))}")
-    sentence = listing(parts) if parts else ""
-    out["PmnistGuardSentence"] = sentence[:1].upper() + sentence[1:] + "." if parts else ""
     edge = [arm_name(a) for a in arms.values() if a["at_edge"]]
     out["PmnistEdgeSentence"] = (
         f"The rate selected for {listing(edge)} is an end of its grid (marked $^\\dagger$): a wider grid might "

@@ -10,6 +10,10 @@ with that memory itself and backtracks on the mini-batch loss (eq. 13). The opti
 task (its state does not carry over), the same for every arm. After each task, every task's validation and
 test accuracy is measured: the accuracy matrices ``R[i][j]`` (after task ``i``, on task ``j``) give the average
 accuracy, backward transfer and learning accuracy.
+
+An arm may also descend the note's potential (eq. 10) instead of the new task's loss alone:
+``Phi = L_t + R`` with R online EWC (eq. 6, :class:`~kaplinskiy.ElasticAnchor`), anchored and its Fisher
+accumulated after each task on the same images the memory records.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from kaplinskiy import ForgettingGuard, Kaplinskiy, LayerwiseMemory
+from kaplinskiy import ElasticAnchor, ForgettingGuard, Kaplinskiy, LayerwiseMemory
 from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual normalisation of MNIST's pixels in [0, 1] (GPM's too)
@@ -178,11 +183,19 @@ def sequence_metrics(R: list[list[float]]) -> dict[str, float]:
 
 
 def train_task(
-    model: nn.Module, opt: Optimizer, task: Task, *, batch_size: int, epochs: int, gen: torch.Generator
+    model: nn.Module,
+    opt: Optimizer,
+    task: Task,
+    *,
+    batch_size: int,
+    epochs: int,
+    gen: torch.Generator,
+    regulariser: Callable[[], Tensor] | None = None,
 ) -> int:
     """Train ``model`` on ``task`` with ``opt`` (shuffled mini-batches from ``gen``), one ``opt.step(closure)`` per
     mini-batch (a line search calls the closure again, without gradients, for each trial); return how many
-    mini-batch losses were not finite."""
+    mini-batch losses were not finite. With a ``regulariser`` R, the closure's loss is the potential
+    ``L + R`` (eq. 10 with a = 1): its gradient, and a line search's acceptance (eq. 13), take R in."""
     model.train()
     non_finite = 0
     for _ in range(epochs):
@@ -193,6 +206,8 @@ def train_task(
 
             def closure(x: Tensor = x, y: Tensor = y, losses: list[Tensor] = losses) -> Tensor:
                 loss = nn.functional.cross_entropy(model(x), y)
+                if regulariser is not None:
+                    loss = loss + regulariser()
                 losses.append(loss.detach())
                 if torch.is_grad_enabled():  # the gradient pass; a line search's trials run without it
                     opt.zero_grad(set_to_none=True)
@@ -217,19 +232,32 @@ def record_task(memory: LayerwiseMemory, task: Task, n_samples: int, batch_size:
     return memory.add_task([x[i : i + batch_size] for i in range(0, len(x), batch_size)])
 
 
+def consolidate_task(anchor: ElasticAnchor, model: nn.Module, task: Task, n_samples: int) -> None:
+    """Anchor R at the current weights and add ``task``'s Fisher, from its first ``n_samples`` training images
+    (the images the memory records)."""
+    anchor.consolidate(model, task.train_x[:n_samples], task.train_y[:n_samples])
+
+
 def train_sequence(
     tasks: list[Task], spec: dict[str, Any], lr: float, problem: dict[str, Any], seed: int
 ) -> dict[str, Any]:
     """Train one MLP on ``tasks`` in order with the base optimizer ``spec`` at ``lr``, built afresh per task and
-    wrapped in a :class:`~kaplinskiy.ForgettingGuard` when ``problem["guard"]`` is true; return the validation and
-    test accuracy matrices, their metrics, how many losses were not finite, the task after which training had
-    diverged (:func:`diverged`; it then stops, and the later rows repeat that task's row), and the memory's basis
-    sizes."""
+    wrapped in a :class:`~kaplinskiy.ForgettingGuard` when ``problem["guard"]`` is true, descending the potential
+    ``L_t + R`` when ``problem["potential"]`` gives R (online EWC: ``lam``, ``fisher``, ``gamma``); return the
+    validation and test accuracy matrices, their metrics, how many losses were not finite, the task after which
+    training had diverged (:func:`diverged`; it then stops, and the later rows repeat that task's row), and the
+    memory's basis sizes."""
     torch.manual_seed(seed)
     model = MLP()
     batch, epochs = problem["batch_size"], problem["epochs"]
     steps_per_task = epochs * math.ceil(len(tasks[0].train_y) / batch)
     memory = LayerwiseMemory(model, threshold=problem["thresholds"], backend="torch") if problem["guard"] else None
+    potential = problem.get("potential")
+    anchor = (
+        None
+        if potential is None
+        else ElasticAnchor(model.parameters(), potential["lam"], fisher=potential["fisher"], gamma=potential["gamma"])
+    )
     T = len(tasks)
     val = [[math.nan] * T for _ in range(T)]
     test = [[math.nan] * T for _ in range(T)]
@@ -242,7 +270,15 @@ def train_sequence(
             if memory is not None:
                 opt = ForgettingGuard(opt, memory)
         gen = torch.Generator().manual_seed(seed * 1000 + t)
-        non_finite += train_task(model, opt, task, batch_size=batch, epochs=epochs, gen=gen)
+        non_finite += train_task(
+            model,
+            opt,
+            task,
+            batch_size=batch,
+            epochs=epochs,
+            gen=gen,
+            regulariser=None if anchor is None else anchor.penalty,
+        )
         for j, other in enumerate(tasks):
             val[t][j] = accuracy(model, other.val_x, other.val_y)
             test[t][j] = accuracy(model, other.test_x, other.test_y)
@@ -253,8 +289,11 @@ def train_sequence(
             break
         if memory is not None and t < T - 1:
             record_task(memory, task, problem["memory_samples"], batch)
+        if anchor is not None and t < T - 1:
+            consolidate_task(anchor, model, task, problem["memory_samples"])
     return {
         "lr": lr,
+        **({} if potential is None else {"lam": potential["lam"]}),
         "val": val,
         "test": test,
         "val_metrics": sequence_metrics(val),

@@ -1,5 +1,9 @@
-"""One cell of the permuted-MNIST comparison: one optimizer, alone or guarded, one seed, every learning rate of
-the grid -> a JSON record with provenance (one process per cell, so torch is imported once for the grid)."""
+"""One cell of the permuted-MNIST comparison: one optimizer, alone or guarded, one seed -> a JSON record with
+provenance (one process per cell, so torch is imported once for the grid).
+
+A rate cell trains every learning rate of the ladder. A potential cell (the arm descends ``L_t + R``, R online
+EWC) trains every strength of the same ladder around the config's strength, at the learning rate its arm
+selected without R (read from the rate cells' summary): the same budget of settings, on top of that rate."""
 
 import json
 import logging
@@ -16,39 +20,72 @@ from tqdm import tqdm
 from kaplinskiy import NonFiniteStepWarning
 
 
-def lr_grid(center: float, ratio: float, steps: list[int]) -> list[float]:
-    """The learning rates ``center * ratio**k`` for ``k`` in ``steps`` (the same ladder for every optimizer)."""
+def ladder(center: float, ratio: float, steps: list[int]) -> list[float]:
+    """``center * ratio**k`` for ``k`` in ``steps``: the same ladder for every optimizer's rate and strength."""
     return [center * ratio**k for k in steps]
 
 
-def main(
-    data_path: Path, problem: dict[str, Any], name: str, spec: dict[str, Any], guarded: bool, seed: int, out: Path
-) -> dict[str, Any]:
-    """Train the grid of learning rates on the seed's tasks and write the record to ``out``."""
-    data = dict(np.load(data_path))
-    split = {k: problem[k] for k in ("n_tasks", "n_train", "n_val", "n_test")}
-    tasks = make_tasks(data, seed=seed, **split)
-    run_problem = {
+def selected_lr(summary: dict[str, Any], name: str, guard: str) -> float:
+    """The learning rate the arm ``name/guard`` selected in the rate cells' ``summary``."""
+    arm = summary["arms"].get(f"{name}/{guard}")
+    if arm is None:
+        raise ValueError(f"Invalid summary: it has no arm {name}/{guard} to take a learning rate from")
+    return float(arm["selected_lr"])
+
+
+def settings(
+    problem: dict[str, Any], spec: dict[str, Any], guarded: bool, lr: float | None
+) -> list[tuple[float, dict[str, Any]]]:
+    """The (learning rate, run problem) pairs of a cell: the rate ladder when ``lr`` is None, else the strength
+    ladder at ``lr`` (``problem["potential"]``)."""
+    base = {
         "batch_size": problem["batch_size"],
         "epochs": problem["epochs"],
         "guard": guarded,
         "thresholds": problem["memory"]["thresholds"],
         "memory_samples": problem["memory"]["samples"],
     }
+    ratio, steps = problem["lr_grid"]["ratio"], problem["lr_grid"]["steps"]
+    if lr is None:
+        return [(rate, base) for rate in ladder(spec["lr"], ratio, steps)]
+    potential = problem["potential"]
+    return [(lr, {**base, "potential": {**potential, "lam": lam}}) for lam in ladder(potential["lam"], ratio, steps)]
+
+
+def main(
+    data_path: Path,
+    problem: dict[str, Any],
+    name: str,
+    spec: dict[str, Any],
+    guarded: bool,
+    seed: int,
+    out: Path,
+    summary_path: Path | None = None,
+) -> dict[str, Any]:
+    """Train the cell's grid on the seed's tasks and write the record to ``out``: the rate ladder, or, given the
+    rate cells' summary, the strength ladder at the rate the arm selected there."""
+    data = dict(np.load(data_path))
+    split = {k: problem[k] for k in ("n_tasks", "n_train", "n_val", "n_test")}
+    tasks = make_tasks(data, seed=seed, **split)
+    guard = "guarded" if guarded else "alone"
+    lr = None if summary_path is None else selected_lr(json.loads(summary_path.read_text()), name, guard)
     runs = []
-    grid = lr_grid(spec["lr"], problem["lr_grid"]["ratio"], problem["lr_grid"]["steps"])
-    for lr in tqdm(grid, desc=f"{name} {'guarded' if guarded else 'alone'} seed {seed}", leave=False):
+    desc = f"{name} {guard}{'' if lr is None else ' + potential'} seed {seed}"
+    for rate, run_problem in tqdm(settings(problem, spec, guarded, lr), desc=desc, leave=False):
         with warnings.catch_warnings():  # a diverging rate's rejected steps are counted, not printed per step
             warnings.simplefilter("ignore", NonFiniteStepWarning)
-            run = train_sequence(tasks, spec, lr, run_problem, seed)
-        logging.info("lr %.3g: test %s, %.1f s", lr, json.dumps(run["test_metrics"]), run["seconds"])
+            run = train_sequence(tasks, spec, rate, run_problem, seed)
+        metrics = json.dumps(run["test_metrics"])
+        logging.info("lr %.3g, lam %s: test %s, %.1f s", rate, run.get("lam"), metrics, run["seconds"])
         runs.append(run)
     record = {
         "benchmark": "permuted_mnist",
         "optimizer": name,
         "guarded": guarded,
         "seed": seed,
+        "tuned": "lr" if lr is None else "lam",
         "config": {"problem": problem, "optimizer": spec},
+        **({} if summary_path is None else {"lr_from": {"summary": str(summary_path), "lr": lr}}),
         "runs": runs,
     }
     return write_record(out, record)
@@ -58,6 +95,7 @@ if __name__ == "__main__":
     sm = snakemake
     logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(sm.threads)
+    summary = getattr(sm.input, "summary", None)
     main(
         Path(sm.input.data),
         sm.params.problem,
@@ -66,4 +104,5 @@ if __name__ == "__main__":
         sm.wildcards.guard == "guarded",
         int(sm.wildcards.seed),
         Path(sm.output[0]),
+        None if summary is None else Path(summary),
     )
