@@ -29,28 +29,11 @@ from permuted_mnist import (
     train_task,
 )
 from run_permuted_mnist import ladder
+from synthetic_mnist import LRS, SPECS, synthetic_mnist
 from tab_permuted_mnist import rows as table_rows
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory
 
-SPECS = {
-    "sgd": {"kind": "sgd", "options": {"momentum": 0.9}},
-    "adamw": {"kind": "adamw"},
-    "muon": {"kind": "muon", "options": {"aux_lr_ratio": 0.05}},
-    "lion": {"kind": "lion"},
-    "lion_muon": {"kind": "lion_muon", "options": {"aux_lr_ratio": 1.0}},
-    "soft_signum": {"kind": "soft_signum", "options": {"sign_fraction": 0.5, "transition_fraction": 0.25}},
-    "kaplinskiy": {"kind": "kaplinskiy"},
-}
-LRS = {
-    "sgd": 0.05,
-    "adamw": 3e-3,
-    "muon": 0.05,
-    "lion": 3e-4,
-    "lion_muon": 3e-3,
-    "soft_signum": 3e-4,
-    "kaplinskiy": 0.1,
-}
 WRAPPED = [kind for kind in SPECS if kind != "kaplinskiy"]  # the kinds ForgettingGuard wraps
 
 
@@ -58,18 +41,6 @@ WRAPPED = [kind for kind in SPECS if kind != "kaplinskiy"]  # the kinds Forgetti
 def _float32():
     """The experiment runs in torch's default float32 (the suite's default is float64)."""
     torch.set_default_dtype(torch.float32)
-
-
-def synthetic_mnist(n_train: int = 400, n_test: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random sparse uint8 'images' (a fifth of the pixels lit, as in MNIST) whose labels a linear map of the pixels
-    decides (so they can be learned)."""
-    rng = np.random.default_rng(seed)
-    teacher = rng.standard_normal((784, 10))
-    arrays = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        x = (rng.integers(0, 256, size=(n, 784)) * (rng.random((n, 784)) < 0.2)).astype(np.uint8)
-        arrays[f"{split}_x"], arrays[f"{split}_y"] = x, (x.astype(float) @ teacher).argmax(1).astype(np.int64)
-    return arrays
 
 
 def fingerprints(x: torch.Tensor) -> set[bytes]:

@@ -1,0 +1,203 @@
+"""Permuted MNIST's potential runs: R in the training closure, its consolidation across a sequence, the strength
+cells, their aggregation against the arms without R, the table and the sentences."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+from aggregate_permuted_mnist import summarise as summarise_rates
+from aggregate_permuted_mnist_potential import summarise
+from numbers_permuted_mnist_potential import comparisons, note_sentence
+from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
+from run_permuted_mnist import selected_lr, settings
+from synthetic_mnist import LRS, SPECS, synthetic_mnist
+from tab_permuted_mnist_potential import rows as table_rows
+
+from kaplinskiy import ElasticAnchor
+
+PROBLEM = {"batch_size": 32, "epochs": 1, "thresholds": [0.95, 0.99, 0.99], "memory_samples": 64}
+EWC = {"fisher": "empirical", "gamma": 1.0}
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    """The experiment runs in torch's default float32 (the suite's default is float64)."""
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw", "kaplinskiy"])
+def test_the_regulariser_pulls_training_towards_its_anchor(kind: str) -> None:
+    """Task 2 trained on L + R (L2-SP around the weights after task 1) ends nearer those weights than on L alone:
+    R's gradient reaches every kind's step (the Kaplinskiy kind's line search too)."""
+    tasks = make_tasks(synthetic_mnist(), n_tasks=2, n_train=128, n_val=32, n_test=32, seed=1)
+    distance = {}
+    for lam in (0.0, 30.0):
+        torch.manual_seed(0)
+        model = MLP()
+        anchor = ElasticAnchor(model.parameters(), lam, fisher="identity")
+        opt = build_optimizer(model, SPECS[kind], LRS[kind], steps_per_task=4)
+        train_task(model, opt, tasks[0], batch_size=32, epochs=2, gen=torch.Generator().manual_seed(0))
+        anchor.consolidate()
+        opt = build_optimizer(model, SPECS[kind], LRS[kind], steps_per_task=4)
+        gen = torch.Generator().manual_seed(1)
+        train_task(model, opt, tasks[1], batch_size=32, epochs=2, gen=gen, regulariser=anchor.penalty)
+        with torch.no_grad():
+            moved = zip(model.parameters(), anchor.anchors, strict=True)
+            distance[lam] = sum(float((p - a).pow(2).sum()) for p, a in moved)
+    assert distance[30.0] < 0.5 * distance[0.0], distance
+
+
+@pytest.mark.parametrize("kind", ["sgd", "kaplinskiy"])
+def test_the_closure_loss_is_the_potential(kind: str) -> None:
+    """A regulariser that is not finite makes every mini-batch's potential non-finite: the count sees R, so the
+    closure (and a line search's acceptance) evaluates L + R, not L."""
+    task = make_tasks(synthetic_mnist(), n_tasks=1, n_train=96, n_val=32, n_test=32, seed=2)[0]
+    model = MLP()
+    opt = build_optimizer(model, SPECS[kind], LRS[kind], steps_per_task=3)
+    gen = torch.Generator().manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Kaplinskiy kind warns of each step it rejects
+        bad = train_task(model, opt, task, batch_size=32, epochs=1, gen=gen, regulariser=lambda: torch.tensor(math.nan))
+    assert bad == 3
+    assert train_task(model, opt, task, batch_size=32, epochs=1, gen=gen, regulariser=lambda: torch.tensor(0.0)) == 0
+
+
+@pytest.mark.parametrize("guard", [False, True])
+def test_a_sequence_with_the_potential_consolidates_after_each_task(guard: bool) -> None:
+    """A zero strength is the arm without R, bit for bit; a positive one changes what is learned after the first
+    task (EWC acts from the first consolidation on, not before: task 1's row is the same)."""
+    tasks = make_tasks(synthetic_mnist(), n_tasks=3, n_train=96, n_val=32, n_test=32, seed=3)
+    problem = {**PROBLEM, "guard": guard, "epochs": 4}
+    without = train_sequence(tasks, SPECS["adamw"], 3e-3, problem, seed=0)
+    zero = train_sequence(tasks, SPECS["adamw"], 3e-3, {**problem, "potential": {**EWC, "lam": 0.0}}, seed=0)
+    strong = train_sequence(tasks, SPECS["adamw"], 3e-3, {**problem, "potential": {**EWC, "lam": 1e3}}, seed=0)
+    for run in (without, zero, strong):
+        run.pop("seconds")
+    assert zero.pop("lam") == 0.0 and zero == without
+    assert strong["lam"] == 1e3 and strong["val"][0] == without["val"][0]
+    assert (strong["val"][1:], strong["test"][1:]) != (without["val"][1:], without["test"][1:])
+
+
+def test_a_strength_cell_runs_the_ladder_at_the_selected_rate() -> None:
+    problem = {
+        "batch_size": 32,
+        "epochs": 1,
+        "memory": {"thresholds": [0.9, 0.9, 0.9], "samples": 16},
+        "lr_grid": {"ratio": 3.0, "steps": [-1, 0, 1]},
+        "potential": {**EWC, "lam": 10.0},
+    }
+    rates = settings(problem, {"lr": 0.01}, guarded=True, lr=None)
+    assert [r for r, _ in rates] == pytest.approx([0.01 / 3, 0.01, 0.03]) and "potential" not in rates[0][1]
+    strengths = settings(problem, {"lr": 0.01}, guarded=True, lr=0.5)
+    assert [r for r, _ in strengths] == [0.5] * 3
+    assert [p["potential"]["lam"] for _, p in strengths] == pytest.approx([10 / 3, 10.0, 30.0])
+    assert strengths[0][1]["guard"] and strengths[0][1]["potential"]["fisher"] == "empirical"
+    summary = {"arms": {"sgd/guarded": {"selected_lr": 0.5}}}
+    assert selected_lr(summary, "sgd", "guarded") == 0.5
+    with pytest.raises(ValueError, match="no arm sgd/alone"):
+        selected_lr(summary, "sgd", "alone")
+
+
+def rate_record(optimizer: str, guarded: bool, seed: int, test_acc: float) -> dict:
+    """A rate cell with one learning rate (0.1) and the given test ACC."""
+    metrics = {"acc": test_acc, "bwt": -0.1, "la": 0.9}
+    run = {"lr": 0.1, "non_finite_losses": 0, "diverged_at_task": None, "basis_sizes": None}
+    return {
+        "optimizer": optimizer,
+        "guarded": guarded,
+        "seed": seed,
+        "runs": [{**run, "val_metrics": metrics, "test_metrics": metrics}],
+    }
+
+
+def strength_record(optimizer: str, guarded: bool, seed: int, metrics: list[tuple[float, float]], lr: float = 0.1):
+    """A potential cell: per strength, (validation ACC, test ACC); LA is 0.8 at every strength."""
+    runs = [
+        {
+            "lr": lr,
+            "lam": 10.0**i,
+            "non_finite_losses": 0,
+            "diverged_at_task": None,
+            "basis_sizes": None,
+            "val_metrics": {"acc": v, "bwt": v - 1, "la": 0.8},
+            "test_metrics": {"acc": t, "bwt": t - 1, "la": 0.8},
+        }
+        for i, (v, t) in enumerate(metrics)
+    ]
+    return {
+        "optimizer": optimizer,
+        "guarded": guarded,
+        "seed": seed,
+        "tuned": "lam",
+        "lr_from": {"summary": "s.json", "lr": lr},
+        "runs": runs,
+    }
+
+
+LABELS = {"sgd": "SGD", "kaplinskiy": "Kaplinskiy"}
+
+
+def base_summary(accs: dict[tuple[str, bool], list[float]]) -> dict:
+    """The rate cells' summary of arms with the given test ACC per seed."""
+    return summarise_rates(
+        [rate_record(n, g, seed, a) for (n, g), values in accs.items() for seed, a in enumerate(values)],
+        {n: LABELS[n] for n, _ in accs},
+    )
+
+
+def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed() -> None:
+    base = base_summary({("sgd", False): [0.5, 0.6], ("sgd", True): [0.8, 0.8]})
+    records = [
+        strength_record("sgd", False, 1, [(0.5, 0.9), (0.7, 0.70), (0.6, 0.6)]),
+        strength_record("sgd", False, 0, [(0.5, 0.9), (0.7, 0.65), (0.6, 0.6)]),
+        strength_record("sgd", True, 0, [(0.5, 0.5), (0.6, 0.6), (0.9, 0.79)]),
+        strength_record("sgd", True, 1, [(0.5, 0.5), (0.6, 0.6), (0.9, 0.81)]),
+    ]
+    s = summarise(records, base, LABELS)
+    alone, guarded = s["arms"]["sgd/alone"], s["arms"]["sgd/guarded"]
+    assert (alone["selected_lam"], alone["at_edge"], alone["lr"]) == (10.0, False, 0.1)  # not the test's best, 1
+    assert (guarded["selected_lam"], guarded["at_edge"]) == (100.0, True)
+    assert alone["effect"]["acc"]["values"] == pytest.approx([0.15, 0.1])  # seed 0: 0.65 - 0.5; seed 1: 0.7 - 0.6
+    assert guarded["effect"]["acc"]["values"] == pytest.approx([-0.01, 0.01])
+    assert alone["effect"]["la"]["values"] == pytest.approx([-0.1, -0.1])
+    body = table_rows(s, ["sgd", "kaplinskiy"])
+    assert body.count(r"\\") == 1 and body.count("&") == 10 and body.count(r"$^\dagger$") == 1  # eleven columns
+    out = comparisons(s, base)
+    assert out["PmnistPotSentenceAlone"] == "$R$ raised the test ACC on every seed for SGD."
+    assert out["PmnistPotSentenceGuarded"] == (
+        "Added to the guard, $R$ changed the test ACC in both directions across seeds for SGD."
+    )
+    assert out["PmnistPotGuardWins"] == "1"  # guarded without R (0.8) beats R without the guard (0.675)
+    assert out["PmnistPotClaimLaCost"] == ""  # R lowered LA (0.9 -> 0.8) in both arms
+    assert out["PmnistAllBestArm"] == "guarded SGD" and out["PmnistAllVariants"] == "4"
+
+
+def test_a_potential_cell_must_match_its_arm() -> None:
+    base = base_summary({("sgd", False): [0.5, 0.6]})
+    good = [strength_record("sgd", False, s, [(0.5, 0.5)]) for s in (0, 1)]
+    summarise(good, base, LABELS)
+    with pytest.raises(ValueError, match="another rate"):
+        summarise([good[0], strength_record("sgd", False, 1, [(0.5, 0.5)], lr=0.3)], base, LABELS)
+    with pytest.raises(ValueError, match="seeds"):
+        summarise(good[:1], base, LABELS)
+    with pytest.raises(ValueError, match="no such arm"):
+        summarise([strength_record("sgd", True, s, [(0.5, 0.5)]) for s in (0, 1)], base, LABELS)
+    with pytest.raises(ValueError, match="not a potential cell"):
+        summarise([rate_record("sgd", False, 0, 0.5)], base, LABELS)
+
+
+def test_the_note_sentence_ranks_its_full_method() -> None:
+    base = base_summary({("sgd", True): [0.9], ("kaplinskiy", True): [0.7]})
+    records = [strength_record("sgd", True, 0, [(0.5, 0.85)]), strength_record("kaplinskiy", True, 0, [(0.5, 0.8)])]
+    s = summarise(records, base, LABELS)
+    variants = [(a, False) for a in base["arms"].values()] + [(a, True) for a in s["arms"].values()]
+    assert note_sentence(variants) == (
+        "The note's full method (its optimizer, guarded, descending the potential) reaches a test ACC of "
+        "\\ensuremath{80.0}\\%: 2 of the 2 guarded arms with $R$, and 3 of all 4 arms."
+    )
+    assert note_sentence(variants, name="adamw") == ""
+    assert json.dumps(comparisons(s, base))  # every macro is text
