@@ -11,7 +11,8 @@ import pytest
 import torch
 from aggregate_permuted_mnist import summarise as summarise_rates
 from aggregate_permuted_mnist_potential import summarise
-from numbers_permuted_mnist_potential import comparisons, note_sentence
+from fig_permuted_mnist_potential import plot
+from numbers_permuted_mnist_potential import comparisons, note_rank, note_sentence
 from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
 from run_permuted_mnist import selected_lr, settings
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
@@ -176,6 +177,15 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
     assert out["PmnistAllBestArm"] == "guarded SGD" and out["PmnistAllVariants"] == "4"
 
 
+def test_the_figure_draws_each_arm(tmp_path) -> None:
+    base = base_summary({("sgd", False): [0.5, 0.6], ("sgd", True): [0.8, 0.8]})
+    records = [strength_record("sgd", g, seed, [(0.5, 0.6), (0.7, 0.7)]) for g in (False, True) for seed in (0, 1)]
+    s = summarise(records, base, LABELS)
+    assert s["arms"]["sgd/alone"]["test_without"]["acc"]["values"] == [0.5, 0.6]
+    plot(s, tmp_path / "fig.pdf")
+    assert (tmp_path / "fig.pdf").stat().st_size > 1000
+
+
 def test_a_potential_cell_must_match_its_arm() -> None:
     base = base_summary({("sgd", False): [0.5, 0.6]})
     good = [strength_record("sgd", False, s, [(0.5, 0.5)]) for s in (0, 1)]
@@ -197,7 +207,8 @@ def test_the_note_sentence_ranks_its_full_method() -> None:
     variants = [(a, False) for a in base["arms"].values()] + [(a, True) for a in s["arms"].values()]
     assert note_sentence(variants) == (
         "The note's full method (its optimizer, guarded, descending the potential) reaches a test ACC of "
-        "\\ensuremath{80.0}\\%: 2 of the 2 guarded arms with $R$, and 3 of all 4 arms."
+        "\\ensuremath{80.0}\\%: 2 of the 2 guarded arms with $R$, and 3 of 4 arms."
     )
     assert note_sentence(variants, name="adamw") == ""
+    assert note_rank(variants) == "3 of 4" and note_rank(variants, name="adamw") == "--"
     assert json.dumps(comparisons(s, base))  # every macro is text

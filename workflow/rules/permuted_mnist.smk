@@ -147,6 +147,19 @@ rule permuted_mnist_potential_aggregate:
         "../scripts/aggregate_permuted_mnist_potential.py"
 
 
+rule fig_permuted_mnist_potential:
+    input:
+        rules.permuted_mnist_potential_aggregate.output,
+    output:
+        "paper/figures/fig_permuted_mnist_potential.pdf",
+    log:
+        "results/logs/figures/fig_permuted_mnist_potential.log",
+    conda:
+        ENV
+    script:
+        "../scripts/fig_permuted_mnist_potential.py"
+
+
 rule tab_permuted_mnist_potential:
     input:
         rules.permuted_mnist_potential_aggregate.output,
@@ -189,6 +202,7 @@ PAPER_INPUTS += [
     *rules.fig_permuted_mnist.output,
     *rules.tab_permuted_mnist.output,
     *rules.numbers_permuted_mnist.output,
+    *rules.fig_permuted_mnist_potential.output,
     *rules.tab_permuted_mnist_potential.output,
     *rules.numbers_permuted_mnist_potential.output,
 ]

@@ -44,6 +44,7 @@ def summarise(records: list[dict[str, Any]], base: dict[str, Any], labels: dict[
             "selected_lam": rows[best]["lam"],
             "at_edge": best in (0, len(rows) - 1),
             "test": test,
+            "test_without": without["test"],
             "effect": {
                 m: spread([p - a for a, p in zip(without["test"][m]["values"], test[m]["values"], strict=True)])
                 for m in METRICS

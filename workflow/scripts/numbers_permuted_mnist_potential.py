@@ -65,6 +65,7 @@ def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]
     out["PmnistAllBestAcc"] = pct(best["test"]["acc"]["mean"])
     out["PmnistAllVariants"] = str(len(variants))
     out["PmnistPotNoteSentence"] = note_sentence(variants)
+    out["PmnistPotNoteRank"] = note_rank(variants)
     edge = [variant_name(a, True) for a in arms.values() if a["at_edge"]]
     out["PmnistPotEdgeSentence"] = (
         f"The strength selected for {listing(edge)} is an end of its ladder (marked $^\\dagger$)."
@@ -74,20 +75,33 @@ def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]
     return out
 
 
+def full_method(variants: list[tuple[dict[str, Any], bool]], name: str = "kaplinskiy") -> dict[str, Any] | None:
+    """The note's full method among ``variants`` (arm, with R): optimizer ``name``, guarded, with R."""
+    return next((a for a, r in variants if r and a["optimizer"] == name and a["guard"] == "guarded"), None)
+
+
+def rank(arm: dict[str, Any], arms: list[dict[str, Any]]) -> int:
+    """1 + how many of ``arms`` have a higher mean test ACC than ``arm``."""
+    return 1 + sum(a["test"]["acc"]["mean"] > arm["test"]["acc"]["mean"] for a in arms)
+
+
+def note_rank(variants: list[tuple[dict[str, Any], bool]], name: str = "kaplinskiy") -> str:
+    """``k of N``: the note's full method's rank by test ACC among all the arms (``--`` when it did not run)."""
+    mine = full_method(variants, name)
+    return "--" if mine is None else f"{rank(mine, [a for a, _ in variants])} of {len(variants)}"
+
+
 def note_sentence(variants: list[tuple[dict[str, Any], bool]], name: str = "kaplinskiy") -> str:
     """Where the note's full method (``name``, guarded, with R) ranks by test ACC among the guarded arms with R and
     among every variant; empty when it did not run."""
-    mine = next((a for a, r in variants if r and a["optimizer"] == name and a["guard"] == "guarded"), None)
+    mine = full_method(variants, name)
     if mine is None:
         return ""
-    acc = mine["test"]["acc"]["mean"]
     peers = [a for a, r in variants if r and a["guard"] == "guarded"]
-    rank_peers = 1 + sum(a["test"]["acc"]["mean"] > acc for a in peers)
-    rank_all = 1 + sum(a["test"]["acc"]["mean"] > acc for a, _ in variants)
     return (
         f"The note's full method (its optimizer, guarded, descending the potential) reaches a test ACC of "
-        f"{pct(acc)}\\%: {rank_peers} of the {len(peers)} guarded arms with $R$, and {rank_all} of all "
-        f"{len(variants)} arms."
+        f"{pct(mine['test']['acc']['mean'])}\\%: {rank(mine, peers)} of the {len(peers)} guarded arms with $R$, "
+        f"and {note_rank(variants, name)} arms."
     )
 
 
