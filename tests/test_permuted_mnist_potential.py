@@ -12,7 +12,7 @@ import torch
 from aggregate_permuted_mnist import summarise as summarise_rates
 from aggregate_permuted_mnist_potential import summarise
 from fig_permuted_mnist_potential import plot
-from numbers_permuted_mnist_potential import comparisons, note_rank, note_sentence
+from numbers_permuted_mnist_potential import comparisons, edge_sentence, note_rank, note_sentence
 from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
 from run_permuted_mnist import selected_lr, settings
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
@@ -175,6 +175,10 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
     assert out["PmnistPotGuardWins"] == "1"  # guarded without R (0.8) beats R without the guard (0.675)
     assert out["PmnistPotClaimLaCost"] == ""  # R lowered LA (0.9 -> 0.8) in both arms
     assert out["PmnistAllBestArm"] == "guarded SGD" and out["PmnistAllVariants"] == "4"
+    assert out["PmnistPotEdgeSentence"] == (
+        "The selected strength (marked $^\\dagger$) is the largest for guarded SGD with $R$: a larger one might do "
+        "better."
+    )
 
 
 def test_the_figure_draws_each_arm(tmp_path) -> None:
@@ -212,3 +216,17 @@ def test_the_note_sentence_ranks_its_full_method() -> None:
     assert note_sentence(variants, name="adamw") == ""
     assert note_rank(variants) == "3 of 4" and note_rank(variants, name="adamw") == "--"
     assert json.dumps(comparisons(s, base))  # every macro is text
+
+
+def test_the_edge_sentence_names_which_end() -> None:
+    def arm(name: str, guard: str, selected: int) -> dict:
+        return {"optimizer": name, "guard": guard, "label": name, "selected": selected, "at_edge": selected in (0, 6)}
+
+    arms = [arm("SGD", "alone", 0), arm("Lion", "guarded", 6), arm("Muon", "alone", 3)]
+    sentence = edge_sentence({"arms": {f"{a['optimizer']}/{a['guard']}": a for a in arms}})
+    assert sentence == (
+        "The selected strength (marked $^\\dagger$) is the smallest of its ladder for SGD with $R$: a smaller one "
+        "tends to the arm without $R$, which the $\\Delta$ACC column compares; the largest for guarded Lion with "
+        "$R$: a larger one might do better."
+    )
+    assert edge_sentence({"arms": {"m": arms[2]}}) == "No arm selected a strength at an end of its ladder."

@@ -188,7 +188,7 @@ rule numbers_permuted_mnist_potential:
     output:
         "paper/generated/numbers_permuted_mnist_potential.tex",
     params:
-        potential=PMNIST.get("potential"),
+        potential=PMNIST["potential"],
         allow_missing=config["paper"]["allow_missing_numbers"],
     log:
         "results/logs/tables/numbers_permuted_mnist_potential.log",

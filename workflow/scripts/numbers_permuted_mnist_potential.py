@@ -66,13 +66,26 @@ def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]
     out["PmnistAllVariants"] = str(len(variants))
     out["PmnistPotNoteSentence"] = note_sentence(variants)
     out["PmnistPotNoteRank"] = note_rank(variants)
-    edge = [variant_name(a, True) for a in arms.values() if a["at_edge"]]
-    out["PmnistPotEdgeSentence"] = (
-        f"The strength selected for {listing(edge)} is an end of its ladder (marked $^\\dagger$)."
-        if edge
-        else "No arm selected a strength at an end of its ladder."
-    )
+    out["PmnistPotEdgeSentence"] = edge_sentence(summary)
     return out
+
+
+def edge_sentence(summary: dict[str, Any]) -> str:
+    """Which arms selected an end of the strength ladder (marked in the table), and what each end means."""
+    arms = [a for a in summary["arms"].values() if a["at_edge"]]
+    low = [variant_name(a, True) for a in arms if a["selected"] == 0]
+    high = [variant_name(a, True) for a in arms if a["selected"] != 0]
+    parts = []
+    if low:
+        parts.append(
+            f"the smallest of its ladder for {listing(low)}: a smaller one tends to the arm without $R$, which "
+            "the $\\Delta$ACC column compares"
+        )
+    if high:
+        parts.append(f"the largest for {listing(high)}: a larger one might do better")
+    if not parts:
+        return "No arm selected a strength at an end of its ladder."
+    return f"The selected strength (marked $^\\dagger$) is {'; '.join(parts)}."
 
 
 def full_method(variants: list[tuple[dict[str, Any], bool]], name: str = "kaplinskiy") -> dict[str, Any] | None:
