@@ -4,6 +4,7 @@
 rule fig_forgetting_curves:
     input:
         rules.two_task_aggregate.output,
+        code=["workflow/scripts/figure_style.py"],
     output:
         "paper/figures/fig_forgetting_curves.pdf",
     params:

@@ -44,7 +44,7 @@ rule kp_aggregate:
 rule fig_kp_profiles:
     input:
         rules.kp_aggregate.output,
-        code=["workflow/scripts/kp_profiles.py"],
+        code=["workflow/scripts/kp_profiles.py", "workflow/scripts/figure_style.py"],
     output:
         "paper/figures/fig_kp_profiles.pdf",
     params:

@@ -66,6 +66,7 @@ rule permuted_mnist_aggregate:
 rule fig_permuted_mnist:
     input:
         rules.permuted_mnist_aggregate.output,
+        code=["workflow/scripts/figure_style.py"],
     output:
         "paper/figures/fig_permuted_mnist.pdf",
     log:
@@ -150,6 +151,7 @@ rule permuted_mnist_potential_aggregate:
 rule fig_permuted_mnist_potential:
     input:
         rules.permuted_mnist_potential_aggregate.output,
+        code=["workflow/scripts/figure_style.py"],
     output:
         "paper/figures/fig_permuted_mnist_potential.pdf",
     log:

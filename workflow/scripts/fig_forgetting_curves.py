@@ -4,12 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "font.size": 8})
+from figure_style import plt, save
 
 
 def plot(summary: dict[str, Any], labels: dict[str, str], out: Path) -> None:
@@ -24,9 +19,7 @@ def plot(summary: dict[str, Any], labels: dict[str, str], out: Path) -> None:
     axes[0].set(xlabel="step on task B", ylabel=r"$L_A$ (old task)", yscale="log")
     axes[1].set(xlabel="step on task B", ylabel=r"$L_B$ (new task)", yscale="log")
     axes[1].legend(frameon=False, fontsize=7)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, metadata={"CreationDate": None, "ModDate": None})
-    plt.close(fig)
+    save(fig, out)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from figure_style import plt, save
 from kp_profiles import data_profile, performance_profile, shared_problems
 
-matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "font.size": 7})
+plt.rcParams["font.size"] = 7
 
 
 def common_costs(summary: dict[str, Any], arms: list[str], key: str) -> tuple[dict[str, list], list[int]]:
@@ -59,9 +56,7 @@ def plot(summary: dict[str, Any], arms: list[str], labels: dict[str, str], out: 
                 title=rf"performance profile, ${tex_tol(summary['tol'])}$")  # fmt: skip
     handles, names = axes[2].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 6), frameon=False, fontsize=6)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, metadata={"CreationDate": None, "ModDate": None})
-    plt.close(fig)
+    save(fig, out)
 
 
 if __name__ == "__main__":

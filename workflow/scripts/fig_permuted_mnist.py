@@ -7,12 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from figure_style import plt, save
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "font.size": 8})
 STYLE = {"alone": {"color": "tab:red", "marker": "o"}, "guarded": {"color": "tab:blue", "marker": "s"}}
 
 
@@ -41,9 +37,7 @@ def plot(summary: dict[str, Any], out: Path) -> None:
         ax.set(xlabel="LA (%)", ylabel="BWT (%)")
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(frameon=False, fontsize=7)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, metadata={"CreationDate": None, "ModDate": None})
-    plt.close(fig)
+    save(fig, out)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from figure_style import plt, save
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "font.size": 8})
 GUARDS = ("alone", "guarded")
 
 
@@ -40,9 +36,7 @@ def plot(summary: dict[str, Any], out: Path) -> None:
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("test ACC change (points)")
     axes[1].legend(frameon=False, fontsize=6, loc="lower left")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, metadata={"CreationDate": None, "ModDate": None})
-    plt.close(fig)
+    save(fig, out)
 
 
 if __name__ == "__main__":
