@@ -173,7 +173,8 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
         "Added to the guard, $R$ changed the test ACC in both directions across seeds for SGD."
     )
     assert out["PmnistPotGuardWins"] == "1"  # guarded without R (0.8) beats R without the guard (0.675)
-    assert out["PmnistPotClaimLaCost"] == ""  # R lowered LA (0.9 -> 0.8) in both arms
+    assert out["PmnistPotClaimLaCost"] == "" and out["PmnistPotLowerLa"] == "2"  # R lowered LA (0.9 -> 0.8) in both
+    assert out["PmnistPotSmallerLam"] == "0" and "not supported" in out["PmnistPotClaimSmallerLam"]  # 100 > 10
     assert out["PmnistAllBestArm"] == "guarded SGD" and out["PmnistAllVariants"] == "4"
     assert out["PmnistPotEdgeSentence"] == (
         "The selected strength (marked $^\\dagger$) is the largest for guarded SGD with $R$: a larger one might do "

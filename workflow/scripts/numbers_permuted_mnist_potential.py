@@ -32,10 +32,10 @@ def effects_by_guard(summary: dict[str, Any], guard: str) -> dict[str, dict[str,
     return {a["label"]: a["effect"] for a in summary["arms"].values() if a["guard"] == guard}
 
 
-def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]:
-    """R's effect alone and under the guard; how often the guard without R beats R without the guard; the best of
-    every variant; and where the note's full method (its optimizer, guarded, descending the potential) ranks."""
-    arms, out = summary["arms"], {}
+def effect_macros(summary: dict[str, Any]) -> dict[str, str]:
+    """Per guard: where R raised or lowered the test ACC seed by seed, and the ranges of its paired effects on ACC,
+    BWT and LA and of the BWT with R."""
+    out = {}
     for guard in GUARDS:
         effects = effects_by_guard(summary, guard)
         subject = "$R$" if guard == "alone" else "Added to the guard, $R$"
@@ -43,23 +43,53 @@ def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]
         key = guard.capitalize()
         out[f"PmnistPotSentence{key}"] = sentence
         out[f"PmnistPotHelpedCount{key}"] = str(helped)
-        out[f"PmnistPotEffectRange{key}"] = span([e["acc"]["mean"] for e in effects.values()])
-        out[f"PmnistPotBwtEffectRange{key}"] = span([e["bwt"]["mean"] for e in effects.values()])
-        out[f"PmnistPotLaEffectRange{key}"] = span([e["la"]["mean"] for e in effects.values()])
-        out[f"PmnistPotBwtRange{key}"] = span([a["test"]["bwt"]["mean"] for a in arms.values() if a["guard"] == guard])
+        for metric in ("acc", "bwt", "la"):
+            name = "" if metric == "acc" else metric.capitalize()
+            out[f"PmnistPot{name}EffectRange{key}"] = span([e[metric]["mean"] for e in effects.values()])
+        bwt = [a["test"]["bwt"]["mean"] for a in summary["arms"].values() if a["guard"] == guard]
+        out[f"PmnistPotBwtRange{key}"] = span(bwt)
+    return out
+
+
+def claim_macros(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]:
+    """The counts behind the text's three qualitative claims, and their marks: the guard without R beats R
+    without the guard; guarded arms select a smaller strength than unguarded ones; R lowers LA."""
+    arms = summary["arms"]
     names = [a["optimizer"] for a in arms.values() if a["guard"] == "alone"]
-    guard_wins = [
+
+    def acc(arm: dict[str, Any]) -> float:
+        return arm["test"]["acc"]["mean"]
+
+    wins = [
         n
         for n in names
-        if f"{n}/guarded" in base["arms"]
-        and base["arms"][f"{n}/guarded"]["test"]["acc"]["mean"] > arms[f"{n}/alone"]["test"]["acc"]["mean"]
+        if f"{n}/guarded" in base["arms"] and acc(base["arms"][f"{n}/guarded"]) > acc(arms[f"{n}/alone"])
     ]
-    out["PmnistPotGuardWins"], out["PmnistPotCompared"] = str(len(guard_wins)), str(len(names))
-    out["PmnistPotClaimGuardOverR"] = claim_mark(len(guard_wins) > len(names) / 2 if names else None)
-    la_effects = [a["effect"]["la"]["mean"] for a in arms.values()]
-    lower_la = sum(e < 0 for e in la_effects)
-    out["PmnistPotClaimLaCost"] = claim_mark(lower_la > len(la_effects) / 2 if la_effects else None)
-    variants = [(a, False) for a in base["arms"].values()] + [(a, True) for a in arms.values()]
+    paired = [n for n in names if f"{n}/guarded" in arms]
+    smaller = [n for n in paired if arms[f"{n}/guarded"]["selected_lam"] < arms[f"{n}/alone"]["selected_lam"]]
+    lower_la = sum(a["effect"]["la"]["mean"] < 0 for a in arms.values())
+
+    def majority(count: int, of: int) -> str:
+        return claim_mark(count > of / 2 if of else None)
+
+    return {
+        "PmnistPotGuardWins": str(len(wins)),
+        "PmnistPotCompared": str(len(names)),
+        "PmnistPotClaimGuardOverR": majority(len(wins), len(names)),
+        "PmnistPotSmallerLam": str(len(smaller)),
+        "PmnistPotPaired": str(len(paired)),
+        "PmnistPotClaimSmallerLam": majority(len(smaller), len(paired)),
+        "PmnistPotLowerLa": str(lower_la),
+        "PmnistPotArms": str(len(arms)),
+        "PmnistPotClaimLaCost": majority(lower_la, len(arms)),
+    }
+
+
+def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]:
+    """R's effects, the claims' counts, the best of every variant (each arm with and without R), where the note's
+    full method ranks, and the arms at an end of the strength ladder."""
+    out = {**effect_macros(summary), **claim_macros(summary, base)}
+    variants = [(a, False) for a in base["arms"].values()] + [(a, True) for a in summary["arms"].values()]
     best, best_r = max(variants, key=lambda v: v[0]["test"]["acc"]["mean"])
     out["PmnistAllBestArm"] = variant_name(best, best_r)
     out["PmnistAllBestAcc"] = pct(best["test"]["acc"]["mean"])
