@@ -16,7 +16,7 @@ def plot(summary: dict[str, Any], out: Path) -> None:
     """Two panels (alone, guarded): the change of test ACC in points (y) against the strength (x, log)."""
     names = list(dict.fromkeys(arm["optimizer"] for arm in summary["arms"].values()))
     colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.3), constrained_layout=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.7), constrained_layout=True, sharey=True)
     for ax, guard in zip(axes, GUARDS, strict=True):
         for name in names:
             arm = summary["arms"].get(f"{name}/{guard}")
@@ -35,7 +35,8 @@ def plot(summary: dict[str, Any], out: Path) -> None:
         ax.set(title=f"{guard}, with $R$", xlabel=r"strength $\lambda$")
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("test ACC change (points)")
-    axes[1].legend(frameon=False, fontsize=6, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False, fontsize=7)
     save(fig, out)
 
 

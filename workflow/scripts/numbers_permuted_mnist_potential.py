@@ -154,7 +154,7 @@ def lines_for(summary: dict[str, Any], base: dict[str, Any], potential: dict[str
     kinds = {"identity": "L2-SP", "empirical": "EWC (empirical Fisher)", "true": "EWC (true Fisher)"}
     kind = kinds[potential["fisher"]]
     lines = [
-        macro("PmnistPotLamCentre", fmt(potential["lam"], 3), cfg),
+        macro("PmnistPotLamCentre", f"{potential['lam']:g}", cfg),
         macro("PmnistPotKind", escape(kind), cfg),
         macro("PmnistPotGamma", f"{potential['gamma']:g}", cfg),
     ]
