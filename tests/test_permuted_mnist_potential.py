@@ -12,7 +12,7 @@ import torch
 from aggregate_permuted_mnist import summarise as summarise_rates
 from aggregate_permuted_mnist_potential import summarise
 from fig_permuted_mnist_potential import plot
-from numbers_permuted_mnist_potential import comparisons, edge_sentence, note_rank, note_sentence
+from numbers_permuted_mnist_potential import comparisons, edge_sentence, lines_for, note_rank, note_sentence
 from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
 from run_permuted_mnist import selected_lr, settings
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
@@ -231,3 +231,17 @@ def test_the_edge_sentence_names_which_end() -> None:
         "$R$: a larger one might do better."
     )
     assert edge_sentence({"arms": {"m": arms[2]}}) == "No arm selected a strength at an end of its ladder."
+
+
+@pytest.mark.parametrize(
+    ("fisher", "gamma", "holds"), [("empirical", 1.0, True), ("identity", 1.0, False), ("empirical", 0.9, False)]
+)
+def test_the_text_s_description_of_r_is_marked_when_the_config_runs_another(
+    fisher: str, gamma: float, holds: bool
+) -> None:
+    base = base_summary({("sgd", False): [0.5]})
+    s = summarise([strength_record("sgd", False, 0, [(0.5, 0.6)])], base, LABELS)
+    lines = lines_for(s, base, {"lam": 10.0, "fisher": fisher, "gamma": gamma}, "summary.json")
+    kind = next(line for line in lines if line.startswith("\\newcommand{\\PmnistPotClaimKind}"))
+    assert ("not supported" not in kind) == holds
+    assert any(line.startswith("\\newcommand{\\PmnistPotLamCentre}{10}") for line in lines)

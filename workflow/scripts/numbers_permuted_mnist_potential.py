@@ -157,6 +157,8 @@ def lines_for(summary: dict[str, Any], base: dict[str, Any], potential: dict[str
         macro("PmnistPotLamCentre", f"{potential['lam']:g}", cfg),
         macro("PmnistPotKind", escape(kind), cfg),
         macro("PmnistPotGamma", f"{potential['gamma']:g}", cfg),
+        # the text describes R as online EWC with the empirical Fisher, the tasks' Fishers summed: marked otherwise
+        macro("PmnistPotClaimKind", claim_mark(potential["fisher"] == "empirical" and potential["gamma"] == 1), cfg),
     ]
     for arm in summary["arms"].values():
         stem = macro_key(arm["optimizer"]) + arm["guard"].capitalize()
