@@ -12,7 +12,14 @@ import torch
 from aggregate_permuted_mnist import summarise as summarise_rates
 from aggregate_permuted_mnist_potential import summarise
 from fig_permuted_mnist_potential import plot
-from numbers_permuted_mnist_potential import comparisons, edge_sentence, lines_for, note_rank, note_sentence
+from numbers_permuted_mnist_potential import (
+    comparisons,
+    edge_sentence,
+    lines_for,
+    note_rank,
+    note_sentence,
+    tied_with_best,
+)
 from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
 from run_permuted_mnist import selected_lr, settings
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
@@ -245,3 +252,20 @@ def test_the_text_s_description_of_r_is_marked_when_the_config_runs_another(
     kind = next(line for line in lines if line.startswith("\\newcommand{\\PmnistPotClaimKind}"))
     assert ("not supported" not in kind) == holds
     assert any(line.startswith("\\newcommand{\\PmnistPotLamCentre}{10}") for line in lines)
+
+
+def test_the_best_arm_leads_only_where_a_paired_interval_separates_it() -> None:
+    def arm(name: str, values: list[float]) -> dict:
+        return {
+            "optimizer": name,
+            "guard": "guarded",
+            "label": name,
+            "test": {"acc": {"mean": sum(values) / 3, "values": values}},
+        }
+
+    best = arm("A", [0.90, 0.80, 0.85])
+    steady = arm("B", [0.88, 0.79, 0.83])  # 0.01 to 0.02 below on every seed: separated
+    noisy = arm("C", [0.95, 0.70, 0.84])  # lower mean, but above the best on one seed: not separated
+    tied = tied_with_best([(best, True), (steady, False), (noisy, True)])
+    assert [(a["optimizer"], r) for a, r in tied] == [("C", True)]
+    assert tied_with_best([(best, True)]) == []

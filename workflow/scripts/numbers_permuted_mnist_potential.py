@@ -12,7 +12,7 @@ from typing import Any
 
 from latex_format import claim_mark, escape, fmt, listing, macro
 from numbers_permuted_mnist import arm_name, direction_sentence, pct
-from paper_numbers import macro_key
+from paper_numbers import macro_key, paired_interval
 
 GUARDS = ("alone", "guarded")
 
@@ -94,10 +94,34 @@ def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]
     out["PmnistAllBestArm"] = variant_name(best, best_r)
     out["PmnistAllBestAcc"] = pct(best["test"]["acc"]["mean"])
     out["PmnistAllVariants"] = str(len(variants))
+    tied = [variant_name(a, r) for a, r in tied_with_best(variants)]
+    out["PmnistAllTiedSentence"] = (
+        f"Over these seeds its lead is not separated from {listing(tied)} (paired 95\\% intervals of the "
+        "difference include zero), so these data name no single best arm."
+        if tied
+        else "It leads every other arm in a paired 95\\% interval over seeds."
+    )
+    out["PmnistAllTiedCount"] = str(len(tied))
     out["PmnistPotNoteSentence"] = note_sentence(variants)
     out["PmnistPotNoteRank"] = note_rank(variants)
     out["PmnistPotEdgeSentence"] = edge_sentence(summary)
     return out
+
+
+def tied_with_best(
+    variants: list[tuple[dict[str, Any], bool]], level: float = 0.95
+) -> list[tuple[dict[str, Any], bool]]:
+    """The variants whose test ACC the best one's does not exceed in a paired ``level`` interval over seeds (every
+    arm runs on the same seeds, in the same order); a nan bound (one seed) is not a lead."""
+    best = max(variants, key=lambda v: v[0]["test"]["acc"]["mean"])[0]
+    tied = []
+    for arm, with_r in variants:
+        if arm is best:
+            continue
+        diffs = [b - o for b, o in zip(best["test"]["acc"]["values"], arm["test"]["acc"]["values"], strict=True)]
+        if not paired_interval(diffs, level)[1] > 0:
+            tied.append((arm, with_r))
+    return tied
 
 
 def edge_sentence(summary: dict[str, Any]) -> str:
