@@ -269,3 +269,15 @@ def test_the_best_arm_leads_only_where_a_paired_interval_separates_it() -> None:
     tied = tied_with_best([(best, True), (steady, False), (noisy, True)])
     assert [(a["optimizer"], r) for a, r in tied] == [("C", True)]
     assert tied_with_best([(best, True)]) == []
+
+
+def test_l2sp_runs_through_the_same_sequence() -> None:
+    """``fisher: identity`` is L2-SP: R pulls towards the current anchor from the start (the initial weights
+    before the first task), so even task 1 learns differently than without R."""
+    tasks = make_tasks(synthetic_mnist(), n_tasks=2, n_train=96, n_val=32, n_test=32, seed=7)
+    problem = {**PROBLEM, "guard": False, "epochs": 4}
+    without = train_sequence(tasks, SPECS["sgd"], 0.05, problem, seed=0)
+    l2sp = {"lam": 10.0, "fisher": "identity", "gamma": 1.0}
+    with_r = train_sequence(tasks, SPECS["sgd"], 0.05, {**problem, "potential": l2sp}, seed=0)
+    assert with_r["lam"] == 10.0 and with_r["diverged_at_task"] is None
+    assert (with_r["val"][0], with_r["test"][0]) != (without["val"][0], without["test"][0])
