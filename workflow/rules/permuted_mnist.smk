@@ -100,7 +100,6 @@ rule numbers_permuted_mnist:
         "paper/generated/numbers_permuted_mnist.tex",
     params:
         problem={k: v for k, v in PMNIST.items() if k != "optimizers"},
-        allow_missing=config["paper"]["allow_missing_numbers"],
     log:
         "results/logs/tables/numbers_permuted_mnist.log",
     conda:
@@ -191,7 +190,6 @@ rule numbers_permuted_mnist_potential:
         "paper/generated/numbers_permuted_mnist_potential.tex",
     params:
         potential=PMNIST["potential"],
-        allow_missing=config["paper"]["allow_missing_numbers"],
     log:
         "results/logs/tables/numbers_permuted_mnist_potential.log",
     conda:

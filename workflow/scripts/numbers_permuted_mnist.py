@@ -17,6 +17,11 @@ def pct(x: float) -> str:
     return rf"\ensuremath{{{fmt(100 * x, 3)}}}"
 
 
+def span(values: list[float]) -> str:
+    """``min to max`` of ``values`` in percent, or ``--`` for none."""
+    return f"{pct(min(values))} to {pct(max(values))}" if values else "--"
+
+
 def arm_name(arm: dict[str, Any]) -> str:
     """An arm as the text names it: ``Muon`` or ``guarded Muon``."""
     return ("guarded " if arm["guard"] == "guarded" else "") + escape(arm["label"])
@@ -68,10 +73,6 @@ def ranking_sentences(summary: dict[str, Any]) -> dict[str, str]:
 def ranges(summary: dict[str, Any]) -> dict[str, str]:
     """Over the optimizers: the range of test BWT alone and guarded, and of the guard's paired effect on LA."""
     arms, effects = summary["arms"], summary["guard_effect"]
-
-    def span(values: list[float]) -> str:
-        return f"{pct(min(values))} to {pct(max(values))}" if values else "--"
-
     out = {}
     for guard in ("alone", "guarded"):
         bwt = [a["test"]["bwt"]["mean"] for a in arms.values() if a["guard"] == guard]

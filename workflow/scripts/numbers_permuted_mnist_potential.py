@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from latex_format import claim_mark, escape, fmt, listing, macro
-from numbers_permuted_mnist import arm_name, direction_sentence, pct
+from numbers_permuted_mnist import arm_name, direction_sentence, pct, span
 from paper_numbers import macro_key, paired_interval
 
 GUARDS = ("alone", "guarded")
@@ -20,11 +20,6 @@ GUARDS = ("alone", "guarded")
 def variant_name(arm: dict[str, Any], with_potential: bool) -> str:
     """An arm as the text names it: ``Muon``, ``guarded Muon``, ``Muon with R``, ``guarded Muon with R``."""
     return arm_name(arm) + (" with $R$" if with_potential else "")
-
-
-def span(values: list[float]) -> str:
-    """``min to max`` of ``values`` in percent, or ``--`` for none."""
-    return f"{pct(min(values))} to {pct(max(values))}" if values else "--"
 
 
 def effects_by_guard(summary: dict[str, Any], guard: str) -> dict[str, dict[str, Any]]:
@@ -94,7 +89,7 @@ def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]
     out["PmnistAllBestArm"] = variant_name(best, best_r)
     out["PmnistAllBestAcc"] = pct(best["test"]["acc"]["mean"])
     out["PmnistAllVariants"] = str(len(variants))
-    tied = [variant_name(a, r) for a, r in tied_with_best(variants)]
+    tied = [variant_name(a, r) for a, r in tied_with_best(best, variants)]
     out["PmnistAllTiedSentence"] = (
         f"Over these seeds its lead is not separated from {listing(tied)} (paired 95\\% intervals of the "
         "difference include zero), so these data name no single best arm."
@@ -109,11 +104,10 @@ def comparisons(summary: dict[str, Any], base: dict[str, Any]) -> dict[str, str]
 
 
 def tied_with_best(
-    variants: list[tuple[dict[str, Any], bool]], level: float = 0.95
+    best: dict[str, Any], variants: list[tuple[dict[str, Any], bool]], level: float = 0.95
 ) -> list[tuple[dict[str, Any], bool]]:
-    """The variants whose test ACC the best one's does not exceed in a paired ``level`` interval over seeds (every
-    arm runs on the same seeds, in the same order); a nan bound (one seed) is not a lead."""
-    best = max(variants, key=lambda v: v[0]["test"]["acc"]["mean"])[0]
+    """The variants whose test ACC ``best``'s does not exceed in a paired ``level`` interval over seeds (every arm
+    runs on the same seeds, in the same order); a nan bound (one seed) is not a lead."""
     tied = []
     for arm, with_r in variants:
         if arm is best:
