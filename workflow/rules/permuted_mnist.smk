@@ -1,7 +1,8 @@
 # Permuted MNIST, every optimizer alone and guarded: the data from a pinned PyPI package, one cell per optimizer,
 # guard and seed (every learning rate of the grid), the aggregation, then the figure, table and in-text numbers.
-# Then the potential: each arm again, descending L_t + R (online EWC) over a ladder of strengths at the rate it
-# selected, its aggregation against the arm without R, its table and numbers.
+# Then the potential: for each R of the config (online EWC, L2-SP), each arm again, descending L_t + R over a
+# ladder of strengths at the rate it selected, its aggregation against the arm without R, its figure, table and
+# numbers; and the numbers that compare every variant (each arm without R and with each R).
 
 # The library modules the cells run (a change in them reruns the cells).
 PMNIST_LIBRARY = sorted(
@@ -11,6 +12,17 @@ PMNIST = config["permuted_mnist"]
 PMNIST_CODE = [f"workflow/scripts/{m}.py" for m in ("permuted_mnist", "records", "provenance", "paths")]
 PMNIST_CELLS = dict(optimizer=list(PMNIST["optimizers"]), guard=PMNIST["guards"], seed=PMNIST["seeds"])
 PMNIST_LABELS = {name: spec["label"] for name, spec in PMNIST["optimizers"].items()}
+POTENTIAL_NAMES = "|".join(PMNIST["potentials"])
+
+
+def potential_problem(name):
+    """The problem a potential cell runs: the config's, less the arms and seeds, with the one R ``name``."""
+    return {
+        ("potential" if k == "potentials" else k): (v[name] if k == "potentials" else v)
+        for k, v in PMNIST.items()
+        if k not in ("optimizers", "seeds", "guards")
+    }
+
 
 
 rule prepare_mnist:
@@ -37,7 +49,7 @@ rule permuted_mnist_cell:
     wildcard_constraints:
         guard="alone|guarded",
     params:
-        problem={k: v for k, v in PMNIST.items() if k not in ("optimizers", "seeds", "guards", "potential")},
+        problem={k: v for k, v in PMNIST.items() if k not in ("optimizers", "seeds", "guards", "potentials")},
         optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
     log:
         "results/logs/permuted_mnist/{optimizer}/{guard}/seed{seed}.log",
@@ -115,14 +127,15 @@ rule permuted_mnist_potential_cell:
         library=PMNIST_LIBRARY,
         code=PMNIST_CODE,
     output:
-        "results/permuted_mnist_potential/{optimizer}/{guard}/seed{seed}.json",
+        "results/permuted_mnist_potential/{potential}/{optimizer}/{guard}/seed{seed}.json",
     wildcard_constraints:
         guard="alone|guarded",
+        potential=POTENTIAL_NAMES,
     params:
-        problem={k: v for k, v in PMNIST.items() if k not in ("optimizers", "seeds", "guards")},
+        problem=lambda w: potential_problem(w.potential),
         optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
     log:
-        "results/logs/permuted_mnist_potential/{optimizer}/{guard}/seed{seed}.log",
+        "results/logs/permuted_mnist_potential/{potential}/{optimizer}/{guard}/seed{seed}.log",
     threads: 1
     conda:
         ENV
@@ -132,15 +145,22 @@ rule permuted_mnist_potential_cell:
 
 rule permuted_mnist_potential_aggregate:
     input:
-        cells=expand("results/permuted_mnist_potential/{optimizer}/{guard}/seed{seed}.json", **PMNIST_CELLS),
+        cells=lambda w: expand(
+            "results/permuted_mnist_potential/{potential}/{optimizer}/{guard}/seed{seed}.json",
+            potential=w.potential,
+            **PMNIST_CELLS,
+        ),
         base=rules.permuted_mnist_aggregate.output[0],
         code=["workflow/scripts/aggregate_permuted_mnist.py"],
     output:
-        "results/permuted_mnist_potential/summary.json",
+        "results/permuted_mnist_potential/{potential}/summary.json",
+    wildcard_constraints:
+        potential=POTENTIAL_NAMES,
     params:
         labels=PMNIST_LABELS,
+        potential=lambda w: PMNIST["potentials"][w.potential],
     log:
-        "results/logs/permuted_mnist_potential/aggregate.log",
+        "results/logs/permuted_mnist_potential/{potential}/aggregate.log",
     conda:
         ENV
     script:
@@ -150,11 +170,13 @@ rule permuted_mnist_potential_aggregate:
 rule fig_permuted_mnist_potential:
     input:
         rules.permuted_mnist_potential_aggregate.output,
-        code=["workflow/scripts/figure_style.py"],
+        code=["workflow/scripts/figure_style.py", "workflow/scripts/potential_names.py"],
     output:
-        "paper/figures/fig_permuted_mnist_potential.pdf",
+        "paper/figures/fig_permuted_mnist_potential_{potential}.pdf",
+    wildcard_constraints:
+        potential=POTENTIAL_NAMES,
     log:
-        "results/logs/figures/fig_permuted_mnist_potential.log",
+        "results/logs/figures/fig_permuted_mnist_potential_{potential}.log",
     conda:
         ENV
     script:
@@ -166,11 +188,13 @@ rule tab_permuted_mnist_potential:
         rules.permuted_mnist_potential_aggregate.output,
         code=["workflow/scripts/latex_format.py", "workflow/scripts/tab_permuted_mnist.py"],
     output:
-        "paper/generated/tab_permuted_mnist_potential.tex",
+        "paper/generated/tab_permuted_mnist_potential_{potential}.tex",
+    wildcard_constraints:
+        potential=POTENTIAL_NAMES,
     params:
         names=list(PMNIST["optimizers"]),
     log:
-        "results/logs/tables/tab_permuted_mnist_potential.log",
+        "results/logs/tables/tab_permuted_mnist_potential_{potential}.log",
     conda:
         ENV
     script:
@@ -185,24 +209,51 @@ rule numbers_permuted_mnist_potential:
             "workflow/scripts/latex_format.py",
             "workflow/scripts/paper_numbers.py",
             "workflow/scripts/numbers_permuted_mnist.py",
+            "workflow/scripts/potential_names.py",
         ],
     output:
-        "paper/generated/numbers_permuted_mnist_potential.tex",
+        "paper/generated/numbers_permuted_mnist_potential_{potential}.tex",
+    wildcard_constraints:
+        potential=POTENTIAL_NAMES,
     params:
-        potential=PMNIST["potential"],
+        potential=lambda w: PMNIST["potentials"][w.potential],
     log:
-        "results/logs/tables/numbers_permuted_mnist_potential.log",
+        "results/logs/tables/numbers_permuted_mnist_potential_{potential}.log",
     conda:
         ENV
     script:
         "../scripts/numbers_permuted_mnist_potential.py"
 
 
+rule numbers_permuted_mnist_potentials:
+    input:
+        summaries=expand(rules.permuted_mnist_potential_aggregate.output[0], potential=list(PMNIST["potentials"])),
+        base=rules.permuted_mnist_aggregate.output[0],
+        code=[
+            "workflow/scripts/latex_format.py",
+            "workflow/scripts/paper_numbers.py",
+            "workflow/scripts/numbers_permuted_mnist.py",
+            "workflow/scripts/numbers_permuted_mnist_potential.py",
+            "workflow/scripts/potential_names.py",
+        ],
+    output:
+        "paper/generated/numbers_permuted_mnist_potentials.tex",
+    params:
+        potentials=PMNIST["potentials"],
+    log:
+        "results/logs/tables/numbers_permuted_mnist_potentials.log",
+    conda:
+        ENV
+    script:
+        "../scripts/numbers_permuted_mnist_potentials.py"
+
+
 PAPER_INPUTS += [
     *rules.fig_permuted_mnist.output,
     *rules.tab_permuted_mnist.output,
     *rules.numbers_permuted_mnist.output,
-    *rules.fig_permuted_mnist_potential.output,
-    *rules.tab_permuted_mnist_potential.output,
-    *rules.numbers_permuted_mnist_potential.output,
+    *expand(rules.fig_permuted_mnist_potential.output[0], potential=list(PMNIST["potentials"])),
+    *expand(rules.tab_permuted_mnist_potential.output[0], potential=list(PMNIST["potentials"])),
+    *expand(rules.numbers_permuted_mnist_potential.output[0], potential=list(PMNIST["potentials"])),
+    *rules.numbers_permuted_mnist_potentials.output,
 ]

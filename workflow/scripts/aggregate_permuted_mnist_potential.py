@@ -1,4 +1,4 @@
-"""Aggregate the potential cells of permuted MNIST (each arm descends ``L_t + R``, R online EWC, at the rate it
+"""Aggregate the potential cells of permuted MNIST for one R (each arm descends ``L_t + R`` at the rate it
 selected without R): per arm and strength, the metrics over seeds; the strength each arm selects, by the rule
 that selects the rates (the highest validation ACC averaged over the seeds); and, seed by seed, the potential's
 effect on each test metric against the same arm without it (the rate cells' summary) at the same rate."""
@@ -11,12 +11,20 @@ from typing import Any
 from aggregate_permuted_mnist import METRICS, grid_rows, select, spread
 
 
-def summarise(records: list[dict[str, Any]], base: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
-    """Every potential arm's summary, with its paired effect against ``base``'s arm of the same name."""
+def summarise(
+    records: list[dict[str, Any]], base: dict[str, Any], labels: dict[str, str], potential: dict[str, Any]
+) -> dict[str, Any]:
+    """Every potential arm's summary, with its paired effect against ``base``'s arm of the same name; every record
+    must have run the R ``potential`` (its Fisher and decay; the strength is the ladder's centre)."""
     cells: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
         if rec.get("tuned") != "lam":
             raise ValueError(f"Invalid record: {rec['optimizer']} seed {rec['seed']} is not a potential cell")
+        if rec["config"]["problem"]["potential"] != potential:
+            raise ValueError(
+                f"Invalid record: {rec['optimizer']} seed {rec['seed']} ran R {rec['config']['problem']['potential']}, "
+                f"not {potential}"
+            )
         cells.setdefault(f"{rec['optimizer']}/{'guarded' if rec['guarded'] else 'alone'}", []).append(rec)
     arms = {}
     for key, recs in cells.items():
@@ -50,18 +58,20 @@ def summarise(records: list[dict[str, Any]], base: dict[str, Any], labels: dict[
                 for m in METRICS
             },
         }
-    return {"arms": arms}
+    return {"potential": potential, "arms": arms}
 
 
-def main(paths: list[Path], base_path: Path, labels: dict[str, str], out: Path) -> dict[str, Any]:
-    """Read the potential cells and the rate cells' summary, summarise, write ``out``."""
+def main(
+    paths: list[Path], base_path: Path, labels: dict[str, str], potential: dict[str, Any], out: Path
+) -> dict[str, Any]:
+    """Read the potential cells of R ``potential`` and the rate cells' summary, summarise, write ``out``."""
     records = [json.loads(p.read_text()) for p in paths]
     base = json.loads(base_path.read_text())
     summary = {
         "benchmark": "permuted_mnist_potential",
         "base": str(base_path),
         "sources": [str(p) for p in paths],
-        **summarise(records, base, labels),
+        **summarise(records, base, labels, potential),
     }
     out.write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -70,6 +80,12 @@ def main(paths: list[Path], base_path: Path, labels: dict[str, str], out: Path) 
 if __name__ == "__main__":
     sm = snakemake
     logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
-    s = main([Path(p) for p in sm.input.cells], Path(sm.input.base), sm.params.labels, Path(sm.output[0]))
+    s = main(
+        [Path(p) for p in sm.input.cells],
+        Path(sm.input.base),
+        sm.params.labels,
+        dict(sm.params.potential),
+        Path(sm.output[0]),
+    )
     for arm, data in s["arms"].items():
         logging.info("%s + R: lam %.3g, test ACC %.4f", arm, data["selected_lam"], data["test"]["acc"]["mean"])

@@ -12,8 +12,10 @@ test accuracy is measured: the accuracy matrices ``R[i][j]`` (after task ``i``, 
 accuracy, backward transfer and learning accuracy.
 
 An arm may also descend the note's potential (eq. 10) instead of the new task's loss alone:
-``Phi = L_t + R`` with R online EWC (eq. 6, :class:`~kaplinskiy.ElasticAnchor`), anchored and its Fisher
-accumulated after each task on the same images the memory records.
+``Phi = L_t + R`` with R online EWC or L2-SP (eq. 6 with a diagonal Fisher or ``F = I``,
+:class:`~kaplinskiy.ElasticAnchor`), anchored (and its Fisher accumulated) after each task on the same images
+the memory records. R acts from the second task on: during the first there is no old task to keep (EWC's R is
+zero there anyway; L2-SP's would pull towards the random initial weights).
 """
 
 from __future__ import annotations
@@ -243,7 +245,8 @@ def train_sequence(
 ) -> dict[str, Any]:
     """Train one MLP on ``tasks`` in order with the base optimizer ``spec`` at ``lr``, built afresh per task and
     wrapped in a :class:`~kaplinskiy.ForgettingGuard` when ``problem["guard"]`` is true, descending the potential
-    ``L_t + R`` when ``problem["potential"]`` gives R (online EWC: ``lam``, ``fisher``, ``gamma``); return the
+    ``L_t + R`` from the second task on when ``problem["potential"]`` gives R (``lam``, ``fisher``: ``identity``
+    for L2-SP, else online EWC with ``gamma``); return the
     validation and test accuracy matrices, their metrics, how many losses were not finite, the task after which
     training had diverged (:func:`diverged`; it then stops, and the later rows repeat that task's row), and the
     memory's basis sizes."""
@@ -277,7 +280,7 @@ def train_sequence(
             batch_size=batch,
             epochs=epochs,
             gen=gen,
-            regulariser=None if anchor is None else anchor.penalty,
+            regulariser=None if anchor is None or anchor.n_tasks == 0 else anchor.penalty,
         )
         for j, other in enumerate(tasks):
             val[t][j] = accuracy(model, other.val_x, other.val_y)
