@@ -1,5 +1,6 @@
 """Permuted MNIST's potential runs: R in the training closure, its consolidation across a sequence, the strength
-cells, their aggregation against the arms without R, the table and the sentences."""
+cells, their aggregation against the arms without R, the table and the sentences, and the numbers that compare
+every variant (each arm without R and with each R)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,9 @@ import torch
 from aggregate_permuted_mnist import summarise as summarise_rates
 from aggregate_permuted_mnist_potential import summarise
 from fig_permuted_mnist_potential import plot
-from numbers_permuted_mnist_potential import (
-    comparisons,
-    edge_sentence,
-    lines_for,
-    note_rank,
-    note_sentence,
-    tied_with_best,
-)
+from numbers_permuted_mnist_potential import comparisons, edge_sentence, lines_for, note_sentence, tied_with_best
+from numbers_permuted_mnist_potentials import best_macros, head_wins, higher_means
+from numbers_permuted_mnist_potentials import lines_for as all_lines
 from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
 from run_permuted_mnist import selected_lr, settings
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
@@ -28,6 +24,8 @@ from kaplinskiy import ElasticAnchor
 
 PROBLEM = {"batch_size": 32, "epochs": 1, "thresholds": [0.95, 0.99, 0.99], "memory_samples": 64}
 EWC = {"fisher": "empirical", "gamma": 1.0}
+EWC10 = {**EWC, "lam": 10.0}
+L2SP = {"lam": 0.1, "fisher": "identity", "gamma": 1.0}
 
 
 @pytest.fixture(autouse=True)
@@ -121,8 +119,16 @@ def rate_record(optimizer: str, guarded: bool, seed: int, test_acc: float) -> di
     }
 
 
-def strength_record(optimizer: str, guarded: bool, seed: int, metrics: list[tuple[float, float]], lr: float = 0.1):
-    """A potential cell: per strength, (validation ACC, test ACC); LA is 0.8 at every strength."""
+def strength_record(
+    optimizer: str,
+    guarded: bool,
+    seed: int,
+    metrics: list[tuple[float, float]],
+    lr: float = 0.1,
+    potential: dict | None = None,
+):
+    """A potential cell of R ``potential`` (EWC by default): per strength, (validation ACC, test ACC); LA is 0.8
+    at every strength."""
     runs = [
         {
             "lr": lr,
@@ -140,6 +146,7 @@ def strength_record(optimizer: str, guarded: bool, seed: int, metrics: list[tupl
         "guarded": guarded,
         "seed": seed,
         "tuned": "lam",
+        "config": {"problem": {"potential": EWC10 if potential is None else potential}},
         "lr_from": {"summary": "s.json", "lr": lr},
         "runs": runs,
     }
@@ -164,7 +171,7 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
         strength_record("sgd", True, 0, [(0.5, 0.5), (0.6, 0.6), (0.9, 0.79)]),
         strength_record("sgd", True, 1, [(0.5, 0.5), (0.6, 0.6), (0.9, 0.81)]),
     ]
-    s = summarise(records, base, LABELS)
+    s = summarise(records, base, LABELS, EWC10)
     alone, guarded = s["arms"]["sgd/alone"], s["arms"]["sgd/guarded"]
     assert (alone["selected_lam"], alone["at_edge"], alone["lr"]) == (10.0, False, 0.1)  # not the test's best, 1
     assert (guarded["selected_lam"], guarded["at_edge"]) == (100.0, True)
@@ -173,16 +180,24 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
     assert alone["effect"]["la"]["values"] == pytest.approx([-0.1, -0.1])
     body = table_rows(s, ["sgd", "kaplinskiy"])
     assert body.count(r"\\") == 1 and body.count("&") == 10 and body.count(r"$^\dagger$") == 1  # eleven columns
-    out = comparisons(s, base)
-    assert out["PmnistPotSentenceAlone"] == "$R$ raised the test ACC on every seed for SGD."
-    assert out["PmnistPotSentenceGuarded"] == (
+    assert s["potential"] == EWC10
+    out = comparisons(s, base, "PmnistEwc")
+    assert out["PmnistEwcSentenceAlone"] == "$R$ raised the test ACC on every seed for SGD."
+    assert out["PmnistEwcSentenceGuarded"] == (
         "Added to the guard, $R$ changed the test ACC in both directions across seeds for SGD."
     )
-    assert out["PmnistPotGuardWins"] == "1"  # guarded without R (0.8) beats R without the guard (0.675)
-    assert out["PmnistPotClaimLaCost"] == "" and out["PmnistPotLowerLa"] == "2"  # R lowered LA (0.9 -> 0.8) in both
-    assert out["PmnistPotSmallerLam"] == "0" and "not supported" in out["PmnistPotClaimSmallerLam"]  # 100 > 10
-    assert out["PmnistAllBestArm"] == "guarded SGD" and out["PmnistAllVariants"] == "4"
-    assert out["PmnistPotEdgeSentence"] == (
+    assert out["PmnistEwcGuardWins"] == "1"  # guarded without R (0.8) beats R without the guard (0.675)
+    assert out["PmnistEwcClaimLaCost"] == "" and out["PmnistEwcLowerLa"] == "2"  # R lowered LA (0.9 -> 0.8) in both
+    assert out["PmnistEwcSmallerLam"] == "0" and "not supported" in out["PmnistEwcClaimSmallerLam"]  # 100 > 10
+    assert best_macros([(a, None) for a in base["arms"].values()] + [(a, "EWC") for a in s["arms"].values()]) == {
+        "PmnistAllBestArm": "guarded SGD",
+        "PmnistAllBestAcc": "\\ensuremath{80.0}",
+        "PmnistAllVariants": "4",
+        "PmnistAllTiedCount": "3",  # two seeds: a t-interval with one degree of freedom separates none
+        "PmnistAllTiedSentence": "Over these seeds its lead is not separated from SGD, SGD with EWC and guarded SGD "
+        "with EWC (paired 95\\% intervals of the difference include zero), so these data name no single best arm.",
+    }
+    assert out["PmnistEwcEdgeSentence"] == (
         "The selected strength (marked $^\\dagger$) is the largest for guarded SGD with $R$: a larger one might do "
         "better."
     )
@@ -191,7 +206,7 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
 def test_the_figure_draws_each_arm(tmp_path) -> None:
     base = base_summary({("sgd", False): [0.5, 0.6], ("sgd", True): [0.8, 0.8]})
     records = [strength_record("sgd", g, seed, [(0.5, 0.6), (0.7, 0.7)]) for g in (False, True) for seed in (0, 1)]
-    s = summarise(records, base, LABELS)
+    s = summarise(records, base, LABELS, EWC10)
     assert s["arms"]["sgd/alone"]["test_without"]["acc"]["values"] == [0.5, 0.6]
     plot(s, tmp_path / "fig.pdf")
     assert (tmp_path / "fig.pdf").stat().st_size > 1000
@@ -200,28 +215,30 @@ def test_the_figure_draws_each_arm(tmp_path) -> None:
 def test_a_potential_cell_must_match_its_arm() -> None:
     base = base_summary({("sgd", False): [0.5, 0.6]})
     good = [strength_record("sgd", False, s, [(0.5, 0.5)]) for s in (0, 1)]
-    summarise(good, base, LABELS)
+    summarise(good, base, LABELS, EWC10)
     with pytest.raises(ValueError, match="another rate"):
-        summarise([good[0], strength_record("sgd", False, 1, [(0.5, 0.5)], lr=0.3)], base, LABELS)
+        summarise([good[0], strength_record("sgd", False, 1, [(0.5, 0.5)], lr=0.3)], base, LABELS, EWC10)
     with pytest.raises(ValueError, match="seeds"):
-        summarise(good[:1], base, LABELS)
+        summarise(good[:1], base, LABELS, EWC10)
     with pytest.raises(ValueError, match="no such arm"):
-        summarise([strength_record("sgd", True, s, [(0.5, 0.5)]) for s in (0, 1)], base, LABELS)
+        summarise([strength_record("sgd", True, s, [(0.5, 0.5)]) for s in (0, 1)], base, LABELS, EWC10)
     with pytest.raises(ValueError, match="not a potential cell"):
-        summarise([rate_record("sgd", False, 0, 0.5)], base, LABELS)
+        summarise([rate_record("sgd", False, 0, 0.5)], base, LABELS, EWC10)
+    with pytest.raises(ValueError, match="ran R"):  # an L2-SP cell among EWC's
+        summarise([good[0], strength_record("sgd", False, 1, [(0.5, 0.5)], potential=L2SP)], base, LABELS, EWC10)
 
 
 def test_the_note_sentence_ranks_its_full_method() -> None:
     base = base_summary({("sgd", True): [0.9], ("kaplinskiy", True): [0.7]})
     records = [strength_record("sgd", True, 0, [(0.5, 0.85)]), strength_record("kaplinskiy", True, 0, [(0.5, 0.8)])]
-    s = summarise(records, base, LABELS)
-    variants = [(a, False) for a in base["arms"].values()] + [(a, True) for a in s["arms"].values()]
-    assert note_sentence(variants) == (
+    s = summarise(records, base, LABELS, EWC10)
+    assert note_sentence(s) == (
         "The note's full method (its optimizer, guarded, descending the potential) reaches a test ACC of "
-        "\\ensuremath{80.0}\\%: 2 of the 2 guarded arms with $R$, and 3 of 4 arms."
+        "\\ensuremath{80.0}\\%: 2 of the 2 guarded arms with $R$."
     )
-    assert note_sentence(variants, name="adamw") == ""
-    assert note_rank(variants) == "3 of 4" and note_rank(variants, name="adamw") == "--"
+    assert note_sentence(s, name="adamw") == ""
+    lines = all_lines(base, {"ewc": s}, "s.json")
+    assert "\\newcommand{\\PmnistEwcNoteRank}{3 of 4} % from s.json" in lines
 
 
 def test_the_edge_sentence_names_which_end() -> None:
@@ -239,17 +256,27 @@ def test_the_edge_sentence_names_which_end() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fisher", "gamma", "holds"), [("empirical", 1.0, True), ("identity", 1.0, False), ("empirical", 0.9, False)]
+    ("name", "fisher", "gamma", "holds"),
+    [
+        ("ewc", "empirical", 1.0, True),
+        ("ewc", "identity", 1.0, False),
+        ("ewc", "empirical", 0.9, False),
+        ("l2sp", "identity", 1.0, True),
+        ("l2sp", "empirical", 1.0, False),
+        ("other", "identity", 1.0, None),
+    ],
 )
 def test_the_text_s_description_of_r_is_marked_when_the_config_runs_another(
-    fisher: str, gamma: float, holds: bool
+    name: str, fisher: str, gamma: float, holds: bool | None
 ) -> None:
     base = base_summary({("sgd", False): [0.5]})
-    s = summarise([strength_record("sgd", False, 0, [(0.5, 0.6)])], base, LABELS)
-    lines = lines_for(s, base, {"lam": 10.0, "fisher": fisher, "gamma": gamma}, "summary.json")
-    kind = next(line for line in lines if line.startswith("\\newcommand{\\PmnistPotClaimKind}"))
-    assert ("not supported" not in kind) == holds
-    assert any(line.startswith("\\newcommand{\\PmnistPotLamCentre}{10}") for line in lines)
+    potential = {"lam": 10.0, "fisher": fisher, "gamma": gamma}
+    s = summarise([strength_record("sgd", False, 0, [(0.5, 0.6)], potential=potential)], base, LABELS, potential)
+    lines = lines_for(s, base, name, potential, "summary.json")
+    prefix = {"ewc": "PmnistEwc", "l2sp": "PmnistLTwosp", "other": "PmnistOther"}[name]
+    kind = next(line for line in lines if line.startswith(f"\\newcommand{{\\{prefix}ClaimKind}}"))
+    assert ("not supported" in kind, "(n/a)" in kind) == (holds is False, holds is None)
+    assert any(line.startswith(f"\\newcommand{{\\{prefix}LamCentre}}{{10}}") for line in lines)
 
 
 def test_the_best_arm_leads_only_where_a_paired_interval_separates_it() -> None:
@@ -270,12 +297,40 @@ def test_the_best_arm_leads_only_where_a_paired_interval_separates_it() -> None:
 
 
 def test_l2sp_runs_through_the_same_sequence() -> None:
-    """``fisher: identity`` is L2-SP: R pulls towards the current anchor from the start (the initial weights
-    before the first task), so even task 1 learns differently than without R."""
+    """``fisher: identity`` is L2-SP around the weights after the last task; like EWC it acts from the second task
+    on (during the first there is no old task: no pull towards the random initial weights), so task 1's row is
+    the one without R and the later rows differ."""
     tasks = make_tasks(synthetic_mnist(), n_tasks=2, n_train=96, n_val=32, n_test=32, seed=7)
     problem = {**PROBLEM, "guard": False, "epochs": 4}
     without = train_sequence(tasks, SPECS["sgd"], 0.05, problem, seed=0)
     l2sp = {"lam": 10.0, "fisher": "identity", "gamma": 1.0}
     with_r = train_sequence(tasks, SPECS["sgd"], 0.05, {**problem, "potential": l2sp}, seed=0)
     assert with_r["lam"] == 10.0 and with_r["diverged_at_task"] is None
-    assert (with_r["val"][0], with_r["test"][0]) != (without["val"][0], without["test"][0])
+    assert (with_r["val"][0], with_r["test"][0]) == (without["val"][0], without["test"][0])
+    assert (with_r["val"][1], with_r["test"][1]) != (without["val"][1], without["test"][1])
+
+
+def test_the_rs_compare_arm_by_arm_in_paired_intervals() -> None:
+    """Per arm, an R wins when its selected variant beats every other R's on every seed by a separated margin;
+    a higher mean alone is counted apart."""
+    base = base_summary({("sgd", False): [0.5, 0.5, 0.5], ("sgd", True): [0.8, 0.8, 0.8]})
+
+    def cells(potential: dict, alone: list[float], guarded: list[float]) -> dict:
+        records = [
+            strength_record(n, g, seed, [(0.5, acc)], potential=potential)
+            for n, g, accs in (("sgd", False, alone), ("sgd", True, guarded))
+            for seed, acc in enumerate(accs)
+        ]
+        return summarise(records, base, LABELS, potential)
+
+    summaries = {
+        "ewc": cells(EWC10, alone=[0.70, 0.72, 0.71], guarded=[0.80, 0.90, 0.81]),
+        "l2sp": cells(L2SP, alone=[0.60, 0.61, 0.62], guarded=[0.82, 0.81, 0.82]),
+    }
+    assert head_wins(summaries, "ewc") == ["sgd/alone"] and head_wins(summaries, "l2sp") == []
+    assert higher_means(summaries, "ewc") == ["sgd/alone", "sgd/guarded"] and higher_means(summaries, "l2sp") == []
+    assert head_wins({"ewc": summaries["ewc"]}, "ewc") == []  # no other R: nothing to win against
+    lines = all_lines(base, summaries, "s.json")
+    assert "\\newcommand{\\PmnistAllVariants}{6} % from s.json" in lines
+    assert "\\newcommand{\\PmnistAllBestArm}{guarded SGD with EWC} % from s.json" in lines
+    assert "\\newcommand{\\PmnistLTwospHeadWins}{0} % from s.json" in lines

@@ -35,6 +35,7 @@ def test_dry_run_plans_every_stage() -> None:
     stages = ("derivation", "two_task_run", "fig_forgetting_curves", "tab_forgetting", "numbers", "step_time_local")
     pmnist = ("prepare_mnist", "permuted_mnist_cell", "fig_permuted_mnist", "tab_permuted_mnist")
     pmnist += ("permuted_mnist_potential_cell", "tab_permuted_mnist_potential", "numbers_permuted_mnist_potential")
+    pmnist += ("numbers_permuted_mnist_potentials",)
     for rule in (*stages, *pmnist, "tab_step_time", "paper"):
         assert rule in res.stdout, f"rule {rule} is not planned"
 
@@ -50,7 +51,11 @@ def test_dry_run_plans_every_stage() -> None:
         ({"surprise": 1}, "'surprise' was unexpected"),
         ({"permuted_mnist": {"lr_grid": {"ratio": 0.5}}}, "permuted_mnist.lr_grid.ratio: 0.5"),
         ({"permuted_mnist": {"guards": ["sometimes"]}}, "permuted_mnist.guards.0: 'sometimes' is not one of"),
-        ({"permuted_mnist": {"potential": {"fisher": "diagonal"}}}, "permuted_mnist.potential.fisher: 'diagonal'"),
+        (
+            {"permuted_mnist": {"potentials": {"ewc": {"fisher": "diagonal"}}}},
+            "permuted_mnist.potentials.ewc.fisher: 'diagonal'",
+        ),
+        ({"permuted_mnist": {"potentials": {"L2": {}}}}, "permuted_mnist.potentials: 'L2' does not match"),
         ({"two_task": {"headline": {"baseline": "nope", "method": "potential"}}}, "two_task.headline.baseline"),
     ],
 )
@@ -85,8 +90,9 @@ def test_smoke_dag_builds_the_paper_and_then_has_nothing_to_do(tmp_path: Path) -
     pdf = repo / "paper" / "main.pdf"
     assert pdf.stat().st_size > 10_000
     generated_files = ("numbers.tex", "tab_forgetting.tex", "tab_sympy_certificates.tex", "eq_taylor_forgetting.tex")
-    pmnist = ("tab_permuted_mnist.tex", "numbers_permuted_mnist.tex", "tab_permuted_mnist_potential.tex")
-    for generated in (*generated_files, *pmnist, "numbers_permuted_mnist_potential.tex"):
+    pmnist = ("tab_permuted_mnist.tex", "numbers_permuted_mnist.tex", "numbers_permuted_mnist_potentials.tex")
+    potentials = [f"{kind}_permuted_mnist_potential_{r}.tex" for kind in ("tab", "numbers") for r in ("ewc", "l2sp")]
+    for generated in (*generated_files, *pmnist, *potentials):
         assert (repo / "paper" / "generated" / generated).exists()
     assert (repo / "results" / "derivations" / "taylor_forgetting.executed.ipynb").exists()
     latex = (repo / "results" / "logs" / "paper" / "latexmk.log").read_text(errors="replace")

@@ -88,3 +88,14 @@ def _kp_cell_params(cfg):
 
 def _kp_labels(cfg):
     return {name: arm["label"] for name, arm in cfg["arms"].items()}
+
+
+# --- Permuted MNIST (rules in permuted_mnist.smk) ---
+def potential_problem(cfg, name):
+    """The problem a potential cell runs: ``cfg`` (permuted_mnist's config) less the arms and seeds, with the one
+    R ``name`` of its potentials as ``potential`` (in the config's order, so EWC's cells keep their params)."""
+    return {
+        ("potential" if k == "potentials" else k): (v[name] if k == "potentials" else v)
+        for k, v in cfg.items()
+        if k not in ("optimizers", "seeds", "guards")
+    }

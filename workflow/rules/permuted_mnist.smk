@@ -15,15 +15,6 @@ PMNIST_LABELS = {name: spec["label"] for name, spec in PMNIST["optimizers"].item
 POTENTIAL_NAMES = "|".join(PMNIST["potentials"])
 
 
-def potential_problem(name):
-    """The problem a potential cell runs: the config's, less the arms and seeds, with the one R ``name``."""
-    return {
-        ("potential" if k == "potentials" else k): (v[name] if k == "potentials" else v)
-        for k, v in PMNIST.items()
-        if k not in ("optimizers", "seeds", "guards")
-    }
-
-
 
 rule prepare_mnist:
     input:
@@ -132,7 +123,7 @@ rule permuted_mnist_potential_cell:
         guard="alone|guarded",
         potential=POTENTIAL_NAMES,
     params:
-        problem=lambda w: potential_problem(w.potential),
+        problem=lambda w: potential_problem(config["permuted_mnist"], w.potential),
         optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
     log:
         "results/logs/permuted_mnist_potential/{potential}/{optimizer}/{guard}/seed{seed}.log",

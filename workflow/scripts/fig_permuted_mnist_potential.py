@@ -1,4 +1,5 @@
-"""Figure fig:permuted_mnist_potential: what the potential's strength does to each arm. Per guard (alone,
+"""Figures fig:permuted_mnist_potential (EWC) and fig:permuted_mnist_l2sp: what the strength of one R of the
+potential does to each arm. Per guard (alone,
 guarded), one line per optimizer: the test ACC with R at each strength of the ladder minus the arm's test ACC
 without R (at the same rate; mean over seeds); the strength each arm selects is ringed. A strength at which some
 seed's training diverged is left out."""
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from figure_style import plt, save
+from potential_names import potential_kind
 
 GUARDS = ("alone", "guarded")
 
@@ -32,7 +34,7 @@ def plot(summary: dict[str, Any], out: Path) -> None:
                 ax.plot(lam[best], change[best], ms=8, marker="o", mfc="none", mec=colors[name], lw=0)
         ax.axhline(0.0, color="0.6", lw=0.5)
         ax.set_xscale("log")
-        ax.set(title=f"{guard}, with $R$", xlabel=r"strength $\lambda$")
+        ax.set(title=f"{guard}, with {potential_kind(summary['potential'])}", xlabel=r"strength $\lambda$")
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("test ACC change (points)")
     handles, labels = axes[0].get_legend_handles_labels()

@@ -1,6 +1,7 @@
-"""Table tab:permuted_mnist_potential: per optimizer, alone and guarded, each descending ``L_t + R`` (online EWC)
-at the rate it selected without R: the selected strength, the test ACC, BWT and LA (percent, mean and standard
-deviation over seeds), and R's paired effect on ACC against the same arm without it."""
+"""Tables tab:permuted_mnist_potential (R online EWC) and tab:permuted_mnist_l2sp (R L2-SP): per optimizer,
+alone and guarded, each descending ``L_t + R`` at the rate it selected without R: the selected strength, the
+test ACC, BWT and LA (percent, mean and standard deviation over seeds), and R's paired effect on ACC against
+the same arm without it."""
 
 import json
 from pathlib import Path
