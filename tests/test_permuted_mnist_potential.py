@@ -334,3 +334,8 @@ def test_the_rs_compare_arm_by_arm_in_paired_intervals() -> None:
     assert "\\newcommand{\\PmnistAllVariants}{6} % from s.json" in lines
     assert "\\newcommand{\\PmnistAllBestArm}{guarded SGD with EWC} % from s.json" in lines
     assert "\\newcommand{\\PmnistLTwospHeadWins}{0} % from s.json" in lines
+    claims = {line.split("}")[0]: "not supported" in line for line in lines if "ClaimMostHigher" in line}
+    assert claims == {
+        "\\newcommand{\\PmnistEwcClaimMostHigher": False,
+        "\\newcommand{\\PmnistLTwospClaimMostHigher": True,
+    }

@@ -3,14 +3,15 @@
 
 ``PmnistAllBestArm``/``PmnistAllBestAcc``: the best variant by mean test ACC, and the variants its lead is not
 separated from; per R with prefix ``P`` (:func:`~potential_names.macro_prefix`), ``<P>NoteRank``: the note's full
-method's rank among all variants, and ``<P>HeadWins``: the arms (optimizer and guard) where this R's selected
-variant beats every other R's in a paired 95% interval over seeds."""
+method's rank among all variants; ``<P>HigherMean``: the arms (optimizer and guard) where this R's selected
+variant has a higher mean test ACC than every other R's (``<P>ClaimMostHigher`` marks it below half), and
+``<P>HeadWins`` those where it is ahead of every other R's in a paired 95% interval over seeds."""
 
 import json
 from pathlib import Path
 from typing import Any
 
-from latex_format import listing, macro
+from latex_format import claim_mark, listing, macro
 from numbers_permuted_mnist import pct
 from numbers_permuted_mnist_potential import acc_differences, full_method, rank, tied_with_best, variant_name
 from paper_numbers import paired_interval
@@ -75,8 +76,11 @@ def lines_for(base: dict[str, Any], summaries: dict[str, dict[str, Any]], source
         note = "--" if mine is None else f"{rank(mine, arms)} of {len(arms)}"
         lines.append(macro(f"{prefix}NoteRank", note, source))
         lines.append(macro(f"{prefix}HeadWins", str(len(head_wins(summaries, name))), source))
-        lines.append(macro(f"{prefix}HigherMean", str(len(higher_means(summaries, name))), source))
-        lines.append(macro(f"{prefix}HeadCompared", str(len(summary["arms"])), source))
+        higher, compared = len(higher_means(summaries, name)), len(summary["arms"])
+        lines.append(macro(f"{prefix}HigherMean", str(higher), source))
+        lines.append(macro(f"{prefix}HeadCompared", str(compared), source))
+        # the text's claim that this R does better than the others in most arms (marked if a rerun says otherwise)
+        lines.append(macro(f"{prefix}ClaimMostHigher", claim_mark(higher > compared / 2 if compared else None), source))
     return lines
 
 
