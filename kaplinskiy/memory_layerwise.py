@@ -200,8 +200,8 @@ class LayerwiseMemory(LayerwiseProjection):
         times its factor on top while it grows, and the forward its activations. Whatever is refused, in any
         pass, leaves the memory as it was.
         ``progress=True`` shows tqdm bars over the batches and over the layers' SVDs.
-        ``batches`` that give no batch record nothing, with a warning in one process (under torch.distributed a
-        rank without old-task batches still joins the others' recording).
+        ``batches`` that give no batch record nothing, with a warning in one process, and the task is not counted
+        (under torch.distributed a rank without old-task batches still joins the others' recording, and counts it).
         Returns the number of basis vectors (or protected rows) each layer gained.
         """
         biased = [bias is not None for _, bias in self._slots]
@@ -222,12 +222,14 @@ class LayerwiseMemory(LayerwiseProjection):
                     "max_factor_bytes needs the same batches on every pass; the memory is left as it was"
                 )
             n_batches = seen
-        if not n_batches and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        alone = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        if not n_batches and alone:
             warnings.warn(  # a rank without old-task batches still joins the others' recording; one process, no
                 "LayerwiseMemory.add_task: batches gave no batch (an iterator used up before?), so nothing was "
-                "recorded and the task adds no protection",
+                "recorded and the task adds no protection (it is not counted in n_tasks)",
                 stacklevel=3,  # the caller (through the no_grad wrapper)
             )
+            return [0] * len(self.bases)
         if n_batches and not grown:
             raise ValueError(
                 f"Invalid forward: it ran on {n_batches} batches but called no covered layer (a forward that returns "

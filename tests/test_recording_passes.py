@@ -183,4 +183,6 @@ def test_a_forward_that_calls_no_covered_layer_is_refused() -> None:
     with pytest.warns(UserWarning, match=r"gave no batch \(an iterator used up before\?\)") as caught:
         memory.add_task(used_up)  # no batches: nothing to record, said, not refused (a rank may have none)
     assert caught[0].filename == __file__
-    assert memory.n_tasks == 1 and all(basis_size(U) == 0 for U in memory.bases)
+    assert memory.n_tasks == 0 and all(basis_size(U) == 0 for U in memory.bases)  # a task without data is not one
+    memory.add_task(_task(1))
+    assert memory.n_tasks == 1 and all(basis_size(U) > 0 for U in memory.bases)
