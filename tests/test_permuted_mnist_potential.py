@@ -12,8 +12,8 @@ import torch
 from aggregate_permuted_mnist import summarise as summarise_rates
 from aggregate_permuted_mnist_potential import summarise
 from fig_permuted_mnist_potential import plot
-from numbers_permuted_mnist_potential import comparisons, edge_sentence, lines_for, note_sentence, tied_with_best
-from numbers_permuted_mnist_potentials import best_macros, head_wins, higher_means
+from numbers_permuted_mnist_potential import comparisons, edge_sentence, lines_for, note_sentence
+from numbers_permuted_mnist_potentials import best_macros, head_wins, higher_means, tied_with_best
 from numbers_permuted_mnist_potentials import lines_for as all_lines
 from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
 from run_permuted_mnist import selected_lr, settings

@@ -13,7 +13,7 @@ from typing import Any
 
 from latex_format import claim_mark, escape, fmt, listing, macro
 from numbers_permuted_mnist import arm_name, direction_sentence, pct, span
-from paper_numbers import macro_key, paired_interval
+from paper_numbers import macro_key
 from potential_names import macro_prefix, potential_kind
 
 GUARDS = ("alone", "guarded")
@@ -90,25 +90,6 @@ def comparisons(summary: dict[str, Any], base: dict[str, Any], prefix: str) -> d
     out[f"{prefix}NoteSentence"] = note_sentence(summary)
     out[f"{prefix}EdgeSentence"] = edge_sentence(summary)
     return out
-
-
-def tied_with_best(
-    best: dict[str, Any], variants: list[tuple[dict[str, Any], str | None]], level: float = 0.95
-) -> list[tuple[dict[str, Any], str | None]]:
-    """The variants (arm, its R or None) whose test ACC ``best``'s does not exceed in a paired ``level`` interval
-    over seeds (every arm runs on the same seeds, in the same order); a nan bound (one seed) is not a lead."""
-    tied = []
-    for arm, r in variants:
-        if arm is best:
-            continue
-        if not paired_interval(acc_differences(best, arm), level)[1] > 0:
-            tied.append((arm, r))
-    return tied
-
-
-def acc_differences(arm: dict[str, Any], other: dict[str, Any]) -> list[float]:
-    """Seed by seed, ``arm``'s test ACC minus ``other``'s (both ran on the same seeds, in the same order)."""
-    return [a - o for a, o in zip(arm["test"]["acc"]["values"], other["test"]["acc"]["values"], strict=True)]
 
 
 def edge_sentence(summary: dict[str, Any]) -> str:

@@ -13,9 +13,28 @@ from typing import Any
 
 from latex_format import claim_mark, listing, macro
 from numbers_permuted_mnist import pct
-from numbers_permuted_mnist_potential import acc_differences, full_method, rank, tied_with_best, variant_name
+from numbers_permuted_mnist_potential import full_method, rank, variant_name
 from paper_numbers import paired_interval
 from potential_names import macro_prefix, potential_kind
+
+
+def tied_with_best(
+    best: dict[str, Any], variants: list[tuple[dict[str, Any], str | None]], level: float = 0.95
+) -> list[tuple[dict[str, Any], str | None]]:
+    """The variants (arm, its R or None) whose test ACC ``best``'s does not exceed in a paired ``level`` interval
+    over seeds (every arm runs on the same seeds, in the same order); a nan bound (one seed) is not a lead."""
+    tied = []
+    for arm, r in variants:
+        if arm is best:
+            continue
+        if not paired_interval(acc_differences(best, arm), level)[1] > 0:
+            tied.append((arm, r))
+    return tied
+
+
+def acc_differences(arm: dict[str, Any], other: dict[str, Any]) -> list[float]:
+    """Seed by seed, ``arm``'s test ACC minus ``other``'s (both ran on the same seeds, in the same order)."""
+    return [a - o for a, o in zip(arm["test"]["acc"]["values"], other["test"]["acc"]["values"], strict=True)]
 
 
 def all_variants(base: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> list[tuple[dict[str, Any], str | None]]:
