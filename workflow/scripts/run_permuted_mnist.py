@@ -1,9 +1,10 @@
 """One cell of the permuted-MNIST comparison: one optimizer, alone or guarded, one seed -> a JSON record with
 provenance (one process per cell, so torch is imported once for the grid).
 
-A rate cell trains every learning rate of the ladder. A potential cell (the arm descends ``L_t + R``, R online
-EWC) trains every strength of the same ladder around the config's strength, at the learning rate its arm
-selected without R (read from the rate cells' summary): the same budget of settings, on top of that rate."""
+A rate cell trains every learning rate of the ladder. A potential cell (the arm descends ``L_t + R``, R one of
+the config's potentials: online EWC or L2-SP) trains every strength of the same ladder around that R's strength,
+at the learning rate its arm selected without R (read from the rate cells' summary): the same budget of
+settings, on top of that rate."""
 
 import json
 import logging
