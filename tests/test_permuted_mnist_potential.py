@@ -16,7 +16,7 @@ from numbers_permuted_mnist_potential import comparisons, edge_sentence, lines_f
 from numbers_permuted_mnist_potentials import best_macros, head_wins, higher_means, tied_with_best
 from numbers_permuted_mnist_potentials import lines_for as all_lines
 from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
-from run_permuted_mnist import selected_lr, settings
+from run_permuted_mnist import selected, settings
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
 from tab_permuted_mnist_potential import rows as table_rows
 
@@ -102,9 +102,9 @@ def test_a_strength_cell_runs_the_ladder_at_the_selected_rate() -> None:
     assert [p["potential"]["lam"] for _, p in strengths] == pytest.approx([10 / 3, 10.0, 30.0])
     assert strengths[0][1]["guard"] and strengths[0][1]["potential"]["fisher"] == "empirical"
     summary = {"arms": {"sgd/guarded": {"selected_lr": 0.5}}}
-    assert selected_lr(summary, "sgd", "guarded") == 0.5
+    assert selected(summary, "sgd", "guarded") == 0.5
     with pytest.raises(ValueError, match="no arm sgd/alone"):
-        selected_lr(summary, "sgd", "alone")
+        selected(summary, "sgd", "alone")
 
 
 def rate_record(optimizer: str, guarded: bool, seed: int, test_acc: float) -> dict:

@@ -134,6 +134,29 @@ rule permuted_mnist_potential_cell:
         "../scripts/run_permuted_mnist.py"
 
 
+rule permuted_mnist_retune_cell:
+    input:
+        data=rules.prepare_mnist.output.npz,
+        lam_summary="results/permuted_mnist_potential/{potential}/summary.json",
+        library=PMNIST_LIBRARY,
+        code=PMNIST_CODE,
+    output:
+        "results/permuted_mnist_retune/{potential}/{optimizer}/{guard}/seed{seed}.json",
+    wildcard_constraints:
+        guard="alone|guarded",
+        potential=POTENTIAL_NAMES,
+    params:
+        problem=lambda w: potential_problem(config["permuted_mnist"], w.potential),
+        optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
+    log:
+        "results/logs/permuted_mnist_retune/{potential}/{optimizer}/{guard}/seed{seed}.log",
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/run_permuted_mnist.py"
+
+
 rule permuted_mnist_potential_aggregate:
     input:
         cells=lambda w: expand(
