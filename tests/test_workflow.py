@@ -35,7 +35,7 @@ def test_dry_run_plans_every_stage() -> None:
     stages = ("derivation", "two_task_run", "fig_forgetting_curves", "tab_forgetting", "numbers", "step_time_local")
     pmnist = ("prepare_mnist", "permuted_mnist_cell", "fig_permuted_mnist", "tab_permuted_mnist")
     pmnist += ("permuted_mnist_potential_cell", "tab_permuted_mnist_potential", "numbers_permuted_mnist_potential")
-    pmnist += ("numbers_permuted_mnist_potentials",)
+    pmnist += ("numbers_permuted_mnist_potentials", "permuted_mnist_retune_cell", "numbers_permuted_mnist_retune")
     for rule in (*stages, *pmnist, "tab_step_time", "paper"):
         assert rule in res.stdout, f"rule {rule} is not planned"
 
@@ -91,7 +91,10 @@ def test_smoke_dag_builds_the_paper_and_then_has_nothing_to_do(tmp_path: Path) -
     assert pdf.stat().st_size > 10_000
     generated_files = ("numbers.tex", "tab_forgetting.tex", "tab_sympy_certificates.tex", "eq_taylor_forgetting.tex")
     pmnist = ("tab_permuted_mnist.tex", "numbers_permuted_mnist.tex", "numbers_permuted_mnist_potentials.tex")
-    potentials = [f"{kind}_permuted_mnist_potential_{r}.tex" for kind in ("tab", "numbers") for r in ("ewc", "l2sp")]
+    potentials = [
+        f"{kind}_permuted_mnist_{r}.tex" for kind in ("tab", "numbers") for r in ("potential_ewc", "potential_l2sp")
+    ]
+    potentials += [f"numbers_permuted_mnist_retune_{r}.tex" for r in ("ewc", "l2sp")]
     for generated in (*generated_files, *pmnist, *potentials):
         assert (repo / "paper" / "generated" / generated).exists()
     assert (repo / "results" / "derivations" / "taylor_forgetting.executed.ipynb").exists()

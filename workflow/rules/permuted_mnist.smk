@@ -2,7 +2,8 @@
 # guard and seed (every learning rate of the grid), the aggregation, then the figure, table and in-text numbers.
 # Then the potential: for each R of the config (online EWC, L2-SP), each arm again, descending L_t + R over a
 # ladder of strengths at the rate it selected, its aggregation against the arm without R, its figure, table and
-# numbers; and the numbers that compare every variant (each arm without R and with each R).
+# numbers; and the numbers that compare every variant (each arm without R and with each R). Then a second
+# coordinate round of that search: each arm's rate ladder again, with R at the strength it selected.
 
 # The library modules the cells run (a change in them reruns the cells).
 PMNIST_LIBRARY = sorted(
@@ -262,6 +263,52 @@ rule numbers_permuted_mnist_potentials:
         "../scripts/numbers_permuted_mnist_potentials.py"
 
 
+rule permuted_mnist_retune_aggregate:
+    input:
+        cells=lambda w: expand(
+            "results/permuted_mnist_retune/{potential}/{optimizer}/{guard}/seed{seed}.json",
+            potential=w.potential,
+            **PMNIST_CELLS,
+        ),
+        round1="results/permuted_mnist_potential/{potential}/summary.json",
+        base=rules.permuted_mnist_aggregate.output[0],
+        code=["workflow/scripts/aggregate_permuted_mnist.py"],
+    output:
+        "results/permuted_mnist_retune/{potential}/summary.json",
+    wildcard_constraints:
+        potential=POTENTIAL_NAMES,
+    params:
+        labels=PMNIST_LABELS,
+        potential=lambda w: PMNIST["potentials"][w.potential],
+    log:
+        "results/logs/permuted_mnist_retune/{potential}/aggregate.log",
+    conda:
+        ENV
+    script:
+        "../scripts/aggregate_permuted_mnist_retune.py"
+
+
+rule numbers_permuted_mnist_retune:
+    input:
+        summary=rules.permuted_mnist_retune_aggregate.output[0],
+        base=rules.permuted_mnist_aggregate.output[0],
+        code=[
+            "workflow/scripts/latex_format.py",
+            "workflow/scripts/numbers_permuted_mnist.py",
+            "workflow/scripts/potential_names.py",
+        ],
+    output:
+        "paper/generated/numbers_permuted_mnist_retune_{potential}.tex",
+    wildcard_constraints:
+        potential=POTENTIAL_NAMES,
+    log:
+        "results/logs/tables/numbers_permuted_mnist_retune_{potential}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/numbers_permuted_mnist_retune.py"
+
+
 PAPER_INPUTS += [
     *rules.fig_permuted_mnist.output,
     *rules.tab_permuted_mnist.output,
@@ -270,4 +317,5 @@ PAPER_INPUTS += [
     *expand(rules.tab_permuted_mnist_potential.output[0], potential=list(PMNIST["potentials"])),
     *expand(rules.numbers_permuted_mnist_potential.output[0], potential=list(PMNIST["potentials"])),
     *rules.numbers_permuted_mnist_potentials.output,
+    *expand(rules.numbers_permuted_mnist_retune.output[0], potential=list(PMNIST["potentials"])),
 ]

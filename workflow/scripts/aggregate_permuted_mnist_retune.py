@@ -1,0 +1,111 @@
+"""Aggregate the second coordinate round of permuted MNIST's potential search for one R: each arm trained the
+rate ladder again with R at the strength it selected in the potential cells (round 1: the strength ladder at the
+rate it selected without R). Per arm: the metrics over seeds at each rate, the rate it now selects (the same rule:
+the highest validation ACC averaged over the seeds), how many ladder steps that moves it from round 1's rate, and,
+seed by seed, its test metrics against the arm without R (the rate cells) and against round 1. The run at round
+1's rate repeats round 1's selected run, so its test ACC must match round 1's bit for bit."""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aggregate_permuted_mnist import METRICS, grid_rows, select, spread
+
+
+def paired(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """Seed by seed, ``after``'s test metrics minus ``before``'s (both over the same seeds, in the same order)."""
+    return {m: spread([a - b for a, b in zip(after[m]["values"], before[m]["values"], strict=True)]) for m in METRICS}
+
+
+def summarise(
+    records: list[dict[str, Any]],
+    round1: dict[str, Any],
+    base: dict[str, Any],
+    labels: dict[str, str],
+    potential: dict[str, Any],
+) -> dict[str, Any]:
+    """Every arm's second round, against ``base`` (the rate cells' summary) and ``round1`` (the potential cells'
+    summary of the same R, ``potential``)."""
+    cells: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec.get("tuned") != "lr_at_lam":
+            raise ValueError(f"Invalid record: {rec['optimizer']} seed {rec['seed']} is not a second-round cell")
+        if rec["config"]["problem"]["potential"] != potential:
+            raise ValueError(f"Invalid record: {rec['optimizer']} seed {rec['seed']} ran another R than {potential}")
+        cells.setdefault(f"{rec['optimizer']}/{'guarded' if rec['guarded'] else 'alone'}", []).append(rec)
+    arms = {}
+    for key, recs in cells.items():
+        recs.sort(key=lambda r: r["seed"])
+        first, without = round1["arms"].get(key), base["arms"].get(key)
+        if first is None or without is None:
+            raise ValueError(f"{key}: the summaries have no such arm to compare with")
+        if any(r["lam_from"]["lam"] != first["selected_lam"] for r in recs):
+            raise ValueError(f"{key}: a second-round cell ran at another strength than round 1 selected")
+        seeds = [r["seed"] for r in recs]
+        if seeds != first["seeds"]:
+            raise ValueError(f"{key}: the second round ran on seeds {seeds}, round 1 on {first['seeds']}")
+        rows = grid_rows(recs, knob="lr")
+        rates = [row["lr"] for row in rows]
+        if first["lr"] not in rates:
+            raise ValueError(f"{key}: round 1's rate {first['lr']} is not on the second round's ladder")
+        start = rates.index(first["lr"])
+        if rows[start]["test"]["acc"]["values"] != first["test"]["acc"]["values"]:
+            raise ValueError(f"{key}: the run at round 1's rate and strength does not repeat round 1's")
+        best = select(rows)
+        test = rows[best]["test"]
+        arms[key] = {
+            "optimizer": first["optimizer"],
+            "guard": first["guard"],
+            "label": labels[first["optimizer"]],
+            "seeds": seeds,
+            "lam": first["selected_lam"],
+            "lr_round1": first["lr"],
+            "grid": rows,
+            "selected": best,
+            "selected_lr": rows[best]["lr"],
+            "steps": best - start,
+            "at_edge": best in (0, len(rows) - 1),
+            "test": test,
+            "effect": paired(test, without["test"]),
+            "gain": paired(test, first["test"]),
+        }
+    return {"potential": potential, "arms": arms}
+
+
+def main(
+    paths: list[Path], round1_path: Path, base_path: Path, labels: dict[str, str], potential: dict[str, Any], out: Path
+) -> dict[str, Any]:
+    """Read the second-round cells and both summaries, summarise, write ``out``."""
+    records = [json.loads(p.read_text()) for p in paths]
+    round1, base = json.loads(round1_path.read_text()), json.loads(base_path.read_text())
+    summary = {
+        "benchmark": "permuted_mnist_retune",
+        "round1": str(round1_path),
+        "base": str(base_path),
+        "sources": [str(p) for p in paths],
+        **summarise(records, round1, base, labels, potential),
+    }
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    sm = snakemake
+    logging.basicConfig(filename=sm.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    s = main(
+        [Path(p) for p in sm.input.cells],
+        Path(sm.input.round1),
+        Path(sm.input.base),
+        sm.params.labels,
+        dict(sm.params.potential),
+        Path(sm.output[0]),
+    )
+    for arm, data in s["arms"].items():
+        logging.info(
+            "%s: lr %.3g (%+d steps), test ACC %.4f",
+            arm,
+            data["selected_lr"],
+            data["steps"],
+            data["test"]["acc"]["mean"],
+        )
