@@ -95,7 +95,7 @@ def test_the_second_round_selects_by_validation_and_pairs_against_both_reference
     assert (out["PLargerAlone"], out["PSmallerAlone"], out["PKeptGuarded"]) == ("1", "0", "1")
     assert out["PGuardWins"] == "1" and out["PClaimGuardOverR"] == ""  # guarded without R 0.8 > 0.755
     assert out["PClaimLargerAlone"] == ""
-    assert out["PEdgeSentence"] == "The re-tuned rate is an end of its ladder for SGD."
+    assert out["PEdgeSentence"] == "With EWC, the re-tuned rate is an end of its ladder for SGD."
     lower = summarise(cells(alone_best=0), round1, base, LABELS, EWC10)
     assert lower["arms"]["sgd/alone"]["steps"] == -1
     assert "not supported" in retune_macros(lower, base, "P")["PClaimLargerAlone"]

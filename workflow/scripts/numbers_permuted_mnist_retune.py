@@ -10,7 +10,7 @@ from typing import Any
 
 from latex_format import claim_mark, listing, macro
 from numbers_permuted_mnist import arm_name, span
-from potential_names import macro_prefix
+from potential_names import macro_prefix, potential_kind
 
 GUARDS = ("alone", "guarded")
 
@@ -40,11 +40,11 @@ def retune_macros(summary: dict[str, Any], base: dict[str, Any], prefix: str) ->
     moved_up = sum(a["steps"] > 0 for a in alone)
     # the text's claim that re-tuning moves most unguarded arms with R to a larger rate
     out[f"{prefix}ClaimLargerAlone"] = claim_mark(moved_up > len(alone) / 2 if alone else None)
-    edge = [arm_name(a) for a in arms.values() if a["at_edge"]]
+    edge, kind = [arm_name(a) for a in arms.values() if a["at_edge"]], potential_kind(summary["potential"])
     out[f"{prefix}EdgeSentence"] = (
-        f"The re-tuned rate is an end of its ladder for {listing(edge)}."
+        f"With {kind}, the re-tuned rate is an end of its ladder for {listing(edge)}."
         if edge
-        else "No re-tuned rate is an end of its ladder."
+        else f"With {kind}, no re-tuned rate is an end of its ladder."
     )
     return out
 
