@@ -91,15 +91,19 @@ def test_the_second_round_selects_by_validation_and_pairs_against_both_reference
     assert alone["gain"]["acc"]["values"] == pytest.approx([0.05, 0.04])  # 0.75 - 0.70, 0.76 - 0.72
     assert alone["effect"]["acc"]["values"] == pytest.approx([0.25, 0.16])  # against 0.5 and 0.6 without R
     assert (guarded["steps"], guarded["gain"]["acc"]["values"]) == (0, [0.0, 0.0])
-    out = retune_macros(s, base, "P")
+    out = retune_macros(s, round1, base, "P")
     assert (out["PLargerAlone"], out["PSmallerAlone"], out["PKeptGuarded"]) == ("1", "0", "1")
     assert out["PGuardWins"] == "1" and out["PClaimGuardOverR"] == ""  # guarded without R 0.8 > 0.755
+    assert out["PGuardLosesList"] == "none" and out["PClaimKeptGuarded"] == ""
+    assert "not supported" in out["PClaimNarrows"]  # the guard wins 1 of 1 in both rounds
     assert out["PClaimLargerAlone"] == ""
     assert out["PEdgeSentence"] == "With EWC, the re-tuned rate is an end of its ladder for SGD."
     lower = summarise(cells(alone_best=0), round1, base, LABELS, EWC10)
     assert lower["arms"]["sgd/alone"]["steps"] == -1
-    assert "not supported" in retune_macros(lower, base, "P")["PClaimLargerAlone"]
-    assert lines_for(s, base, "l2sp", "s.json")[0].startswith("\\newcommand{\\PmnistLTwospRetuneLargerAlone}{1}")
+    assert "not supported" in retune_macros(lower, round1, base, "P")["PClaimLargerAlone"]
+    assert lines_for(s, round1, base, "l2sp", "s.json")[0].startswith(
+        "\\newcommand{\\PmnistLTwospRetuneLargerAlone}{1}"
+    )
 
 
 def test_a_second_round_cell_must_match_round_one() -> None:

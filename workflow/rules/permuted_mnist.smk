@@ -291,6 +291,7 @@ rule permuted_mnist_retune_aggregate:
 rule numbers_permuted_mnist_retune:
     input:
         summary=rules.permuted_mnist_retune_aggregate.output[0],
+        round1="results/permuted_mnist_potential/{potential}/summary.json",
         base=rules.permuted_mnist_aggregate.output[0],
         code=[
             "workflow/scripts/latex_format.py",
