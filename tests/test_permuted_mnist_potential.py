@@ -119,6 +119,19 @@ def rate_record(optimizer: str, guarded: bool, seed: int, test_acc: float) -> di
     }
 
 
+def run_entry(lr: float, lam: float, val_acc: float, test_acc: float, la: float) -> dict:
+    """One run of a potential cell's grid: BWT is ACC - 1 on both splits."""
+    return {
+        "lr": lr,
+        "lam": lam,
+        "non_finite_losses": 0,
+        "diverged_at_task": None,
+        "basis_sizes": None,
+        "val_metrics": {"acc": val_acc, "bwt": val_acc - 1, "la": la},
+        "test_metrics": {"acc": test_acc, "bwt": test_acc - 1, "la": la},
+    }
+
+
 def strength_record(
     optimizer: str,
     guarded: bool,
@@ -129,18 +142,7 @@ def strength_record(
 ):
     """A potential cell of R ``potential`` (EWC by default): per strength, (validation ACC, test ACC); LA is 0.8
     at every strength."""
-    runs = [
-        {
-            "lr": lr,
-            "lam": 10.0**i,
-            "non_finite_losses": 0,
-            "diverged_at_task": None,
-            "basis_sizes": None,
-            "val_metrics": {"acc": v, "bwt": v - 1, "la": 0.8},
-            "test_metrics": {"acc": t, "bwt": t - 1, "la": 0.8},
-        }
-        for i, (v, t) in enumerate(metrics)
-    ]
+    runs = [run_entry(lr, 10.0**i, v, t, la=0.8) for i, (v, t) in enumerate(metrics)]
     return {
         "optimizer": optimizer,
         "guarded": guarded,

@@ -8,7 +8,7 @@ from aggregate_permuted_mnist_potential import summarise as summarise_round1
 from aggregate_permuted_mnist_retune import summarise
 from numbers_permuted_mnist_retune import lines_for, retune_macros
 from run_permuted_mnist import selected, settings
-from test_permuted_mnist_potential import EWC10, L2SP, LABELS, base_summary, strength_record
+from test_permuted_mnist_potential import EWC10, L2SP, LABELS, base_summary, run_entry, strength_record
 
 PROBLEM = {
     "batch_size": 32,
@@ -32,18 +32,7 @@ def test_a_second_round_cell_runs_the_rate_ladder_at_the_selected_strength() -> 
 
 def retune_record(guarded: bool, seed: int, metrics: list[tuple[float, float]], lam: float = 1.0, potential=None):
     """A second-round cell of SGD at strength ``lam``: per rate of :data:`RATES`, (validation ACC, test ACC)."""
-    runs = [
-        {
-            "lr": lr,
-            "lam": lam,
-            "non_finite_losses": 0,
-            "diverged_at_task": None,
-            "basis_sizes": None,
-            "val_metrics": {"acc": v, "bwt": v - 1, "la": 0.9},
-            "test_metrics": {"acc": t, "bwt": t - 1, "la": 0.9},
-        }
-        for lr, (v, t) in zip(RATES, metrics, strict=True)
-    ]
+    runs = [run_entry(lr, lam, v, t, la=0.9) for lr, (v, t) in zip(RATES, metrics, strict=True)]
     return {
         "optimizer": "sgd",
         "guarded": guarded,

@@ -166,7 +166,7 @@ rule permuted_mnist_potential_aggregate:
             **PMNIST_CELLS,
         ),
         base=rules.permuted_mnist_aggregate.output[0],
-        code=["workflow/scripts/aggregate_permuted_mnist.py"],
+        code=["workflow/scripts/aggregate_permuted_mnist.py", "workflow/scripts/summary_io.py"],
     output:
         "results/permuted_mnist_potential/{potential}/summary.json",
     wildcard_constraints:
@@ -272,7 +272,11 @@ rule permuted_mnist_retune_aggregate:
         ),
         round1="results/permuted_mnist_potential/{potential}/summary.json",
         base=rules.permuted_mnist_aggregate.output[0],
-        code=["workflow/scripts/aggregate_permuted_mnist.py"],
+        code=[
+            "workflow/scripts/aggregate_permuted_mnist.py",
+            "workflow/scripts/aggregate_permuted_mnist_potential.py",
+            "workflow/scripts/summary_io.py",
+        ],
     output:
         "results/permuted_mnist_retune/{potential}/summary.json",
     wildcard_constraints:

@@ -3,12 +3,17 @@ selected without R): per arm and strength, the metrics over seeds; the strength 
 that selects the rates (the highest validation ACC averaged over the seeds); and, seed by seed, the potential's
 effect on each test metric against the same arm without it (the rate cells' summary) at the same rate."""
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from aggregate_permuted_mnist import METRICS, grid_rows, select, spread
+from summary_io import read_json, write_summary
+
+
+def paired(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """Seed by seed, ``after``'s test metrics minus ``before``'s (both over the same seeds, in the same order)."""
+    return {m: spread([a - b for a, b in zip(after[m]["values"], before[m]["values"], strict=True)]) for m in METRICS}
 
 
 def summarise(
@@ -53,10 +58,7 @@ def summarise(
             "at_edge": best in (0, len(rows) - 1),
             "test": test,
             "test_without": without["test"],
-            "effect": {
-                m: spread([p - a for a, p in zip(without["test"][m]["values"], test[m]["values"], strict=True)])
-                for m in METRICS
-            },
+            "effect": paired(test, without["test"]),
         }
     return {"potential": potential, "arms": arms}
 
@@ -65,16 +67,8 @@ def main(
     paths: list[Path], base_path: Path, labels: dict[str, str], potential: dict[str, Any], out: Path
 ) -> dict[str, Any]:
     """Read the potential cells of R ``potential`` and the rate cells' summary, summarise, write ``out``."""
-    records = [json.loads(p.read_text()) for p in paths]
-    base = json.loads(base_path.read_text())
-    summary = {
-        "benchmark": "permuted_mnist_potential",
-        "base": str(base_path),
-        "sources": [str(p) for p in paths],
-        **summarise(records, base, labels, potential),
-    }
-    out.write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+    body = summarise([read_json(p) for p in paths], read_json(base_path), labels, potential)
+    return write_summary(out, "permuted_mnist_potential", paths, body, base=base_path)
 
 
 if __name__ == "__main__":

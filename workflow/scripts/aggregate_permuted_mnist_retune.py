@@ -5,17 +5,13 @@ the highest validation ACC averaged over the seeds), how many ladder steps that 
 seed by seed, its test metrics against the arm without R (the rate cells) and against round 1. The run at round
 1's rate repeats round 1's selected run, so its test ACC must match round 1's bit for bit."""
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from aggregate_permuted_mnist import METRICS, grid_rows, select, spread
-
-
-def paired(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
-    """Seed by seed, ``after``'s test metrics minus ``before``'s (both over the same seeds, in the same order)."""
-    return {m: spread([a - b for a, b in zip(after[m]["values"], before[m]["values"], strict=True)]) for m in METRICS}
+from aggregate_permuted_mnist import grid_rows, select
+from aggregate_permuted_mnist_potential import paired
+from summary_io import read_json, write_summary
 
 
 def summarise(
@@ -77,17 +73,8 @@ def main(
     paths: list[Path], round1_path: Path, base_path: Path, labels: dict[str, str], potential: dict[str, Any], out: Path
 ) -> dict[str, Any]:
     """Read the second-round cells and both summaries, summarise, write ``out``."""
-    records = [json.loads(p.read_text()) for p in paths]
-    round1, base = json.loads(round1_path.read_text()), json.loads(base_path.read_text())
-    summary = {
-        "benchmark": "permuted_mnist_retune",
-        "round1": str(round1_path),
-        "base": str(base_path),
-        "sources": [str(p) for p in paths],
-        **summarise(records, round1, base, labels, potential),
-    }
-    out.write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+    body = summarise([read_json(p) for p in paths], read_json(round1_path), read_json(base_path), labels, potential)
+    return write_summary(out, "permuted_mnist_retune", paths, body, round1=round1_path, base=base_path)
 
 
 if __name__ == "__main__":
