@@ -26,15 +26,16 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from .gradient_check import GradientCheck, gradient_flags
 from .line_search import ArmijoResult, armijo_backtrack
-from .tensor_lists import assign_, max_abs
+from .tensor_lists import assign_
 
 __all__ = [
     "Certificate",
     "NonFiniteStepWarning",
     "armijo_on_params",
     "evaluate_closure",
-    "skip_for_peaks",
+    "skip_for_flags",
     "skip_step",
 ]
 
@@ -91,23 +92,32 @@ class Certificate:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def skip_step(loss: Tensor | float | None, grads: Sequence[Tensor], who: str, *, skip_zero: bool = True) -> bool:
+def skip_step(
+    loss: Tensor | float | None,
+    grads: Sequence[Tensor],
+    who: str,
+    *,
+    skip_zero: bool = True,
+    check: GradientCheck | None = None,
+) -> bool:
     """Whether to skip the step before anything is touched, from one pass over the gradients.
 
     A NaN or infinite ``loss`` or gradient skips it with a :class:`NonFiniteStepWarning`; with ``skip_zero``
     an all-zero gradient skips it silently (nothing to learn, so parameters and state stay as they are).
+    ``check``: an optimizer's :class:`~kaplinskiy.gradient_check.GradientCheck` (one grouped launch on CUDA).
     """
-    return skip_for_peaks(loss, max_abs(grads), who, skip_zero=skip_zero, stacklevel=4)
+    flags = check(grads) if check is not None else gradient_flags(grads)
+    return skip_for_flags(loss, flags, who, skip_zero=skip_zero, stacklevel=4)
 
 
-def skip_for_peaks(
-    loss: Tensor | float | None, peaks: Tensor, who: str, *, skip_zero: bool = True, stacklevel: int = 3
+def skip_for_flags(
+    loss: Tensor | float | None, flags: Tensor, who: str, *, skip_zero: bool = True, stacklevel: int = 3
 ) -> bool:
-    """:func:`skip_step`'s decision from the gradients' ``max_abs`` issued earlier (its one host
-    synchronisation is here: the host can prepare the step while the device reduces)."""
-    finite, zero = torch.stack([torch.isfinite(peaks).all(), (peaks == 0).all()]).tolist()
+    """:func:`skip_step`'s decision from the gradients' flags ``[non-finite, all zero]`` issued earlier (its one
+    host synchronisation is here: the host can prepare the step while the device reduces)."""
+    bad, zero = flags.tolist()
     bad_loss = loss is not None and not math.isfinite(float(loss))
-    if bad_loss or not finite:
+    if bad_loss or bad:
         what = "loss" if bad_loss else "gradient"
         warnings.warn(
             f"{who}: non-finite {what}; step rejected, parameters and state unchanged",

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .acceptance import NonFiniteStepWarning
-from .tensor_lists import max_abs
+from .gradient_check import GradientCheck, gradient_flags
 
 __all__ = ["PendingVerdict", "VerdictQueue", "device_verdict", "found_inf", "takes_found_inf"]
 
@@ -33,15 +33,15 @@ def takes_found_inf(optimizer: Optimizer) -> bool:
     return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
 
 
-def device_verdict(loss: Tensor | float | None, grads: Sequence[Tensor]) -> Tensor:
-    """``[non-finite, all zero]`` as a float32 pair on the gradients' device, computed without synchronising."""
-    peaks = max_abs(grads)
-    bad = ~torch.isfinite(peaks).all()
+def device_verdict(loss: Tensor | float | None, grads: Sequence[Tensor], check: GradientCheck | None = None) -> Tensor:
+    """``[non-finite, all zero]`` as a float32 pair on the gradients' device, computed without synchronising.
+    ``check``: an optimizer's :class:`~kaplinskiy.gradient_check.GradientCheck` (one grouped launch on CUDA)."""
+    bad, zero = check(grads) if check is not None else gradient_flags(grads)
     if isinstance(loss, Tensor):
-        bad = bad | ~torch.isfinite(loss.detach().to(peaks.device)).all()
+        bad = bad | ~torch.isfinite(loss.detach().to(bad.device)).all()
     elif loss is not None and not math.isfinite(float(loss)):
         bad = torch.ones_like(bad)
-    return torch.stack([bad, (peaks == 0).all() & ~bad]).float()
+    return torch.stack([bad, zero & ~bad]).float()
 
 
 @contextlib.contextmanager

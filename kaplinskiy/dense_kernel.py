@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .kernel_launch import Launch
+from .tensor_blocks import TensorBlocks
 
 __all__ = ["DensePlan", "dense_kernel_takes"]
 
@@ -46,24 +47,13 @@ class DensePlan:
         sizes = tuple(t.numel() for t in tensors)
         if sum(sizes) != directions.shape[1]:
             raise ValueError(f"Invalid tensors: {sum(sizes)} entries for a basis over {directions.shape[1]}")
-        device = directions.device
         self.directions, self.dtype, self.sizes = directions, dtype, sizes
         # the kernels read its type only; a tensor of its own, so the plan keeps no gradient alive (the memory
         # keys plans on addresses, which a freed gradient's successor usually reuses)
         self.like = torch.empty(1, dtype=dtype, device=directions.device)
-        offsets = [0]
-        for size in sizes[:-1]:
-            offsets.append(offsets[-1] + size)
-        if layout is not None and layout.sizes == sizes and layout.directions is directions:
-            self.blocks = layout.blocks  # the same sizes: the block list (tens of thousands of rows) is reused
-        else:
-            starts = [(i, s) for i, size in enumerate(sizes) for s in range(0, size, _BLOCK)]
-            self.blocks = torch.tensor(starts, dtype=torch.int64, device=device)
-        rows = [[t.data_ptr(), size, o] for t, size, o in zip(tensors, sizes, offsets, strict=True)]
-        self.table = torch.tensor(rows, dtype=torch.int64, device=device)
-        vec = 16 // tensors[0].element_size()
-        aligned = all(p % 16 == 0 and m % 4 == 0 and o % 4 == 0 for p, m, o in rows)
-        self.aligned = vec >= 4 and aligned
+        reuse = layout is not None and layout.directions is directions
+        self.cut = TensorBlocks(tensors, _BLOCK, layout=layout.cut if reuse else None)
+        self.blocks, self.table, self.aligned = self.cut.blocks, self.cut.table, self.cut.aligned
 
     def launch(self, kernel: Any, out: Tensor) -> Launch:
         """``kernel`` (:func:`dense_partial_dots` writing to ``out``, or :func:`dense_apply` reading the

@@ -13,7 +13,9 @@ import triton.language as tl
 
 
 @triton.jit
-def _entries(table, blocks, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+def block_entries(table, blocks, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """This program's block (:class:`~kaplinskiy.tensor_blocks.TensorBlocks`): its index, the pointers to its
+    entries (of ``like``'s dtype), their mask, and their columns in the concatenation of all the tensors."""
     pid = tl.program_id(0)
     t = tl.load(blocks + 2 * pid)
     start = tl.load(blocks + 2 * pid + 1)
@@ -32,7 +34,7 @@ def _entries(table, blocks, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
 @triton.jit
 def dense_partial_dots(directions, n, r, table, blocks, partial, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
     """``like``: any tensor of the gradients' dtype (only its type is read)."""
-    pid, g_ptrs, ok, cols = _entries(table, blocks, like, BLOCK, ALIGNED)
+    pid, g_ptrs, ok, cols = block_entries(table, blocks, like, BLOCK, ALIGNED)
     g = tl.load(g_ptrs, mask=ok, other=0.0).to(tl.float32)
     q_ptrs = directions + cols
     for j in range(0, r):  # the pointers advance a row at a time: 64-bit, wherever r * n passes 2^31
@@ -44,7 +46,7 @@ def dense_partial_dots(directions, n, r, table, blocks, partial, like, BLOCK: tl
 @triton.jit
 def dense_apply(directions, n, r, table, blocks, coefficients, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
     """``like``: any tensor of the gradients' dtype (only its type is read)."""
-    _, g_ptrs, ok, cols = _entries(table, blocks, like, BLOCK, ALIGNED)
+    _, g_ptrs, ok, cols = block_entries(table, blocks, like, BLOCK, ALIGNED)
     g = tl.load(g_ptrs, mask=ok, other=0.0).to(tl.float32)
     q_ptrs = directions + cols
     for j in range(0, r):

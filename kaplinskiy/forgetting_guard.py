@@ -41,6 +41,7 @@ from torch.optim import Optimizer
 
 from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
 from .deferred_check import VerdictQueue, device_verdict, found_inf, takes_found_inf
+from .gradient_check import GradientCheck
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory, check_trainable
 from .tensor_lists import any_dtensor, copy_list, dot, drop_zero_grads, grads_of, sq_norm
@@ -142,6 +143,7 @@ class ForgettingGuard(OptimizerWrapper):
             )
         self.defer_check = defer_check
         self._verdicts = VerdictQueue("ForgettingGuard")
+        self._gradient_check = GradientCheck()
         self._kept: tuple[list[tuple[Tensor, int]], list[tuple[Tensor, int]], list[Tensor]] | None = None
         self.c, self.shrink, self.max_trials = c, shrink, max_trials
         self.wrapper_state["certificate"] = None
@@ -209,8 +211,8 @@ class ForgettingGuard(OptimizerWrapper):
         verdict = None
         if self.defer_check:
             self._settle(wait=False)
-            verdict = device_verdict(loss, grads)
-        elif self.check_finite and skip_step(loss, grads, "ForgettingGuard"):
+            verdict = device_verdict(loss, grads, self._gradient_check)
+        elif self.check_finite and skip_step(loss, grads, "ForgettingGuard", check=self._gradient_check):
             self.guard_state["skipped"] = self.guard_state.get("skipped", 0) + 1
             return loss
         check_trainable(self.memory, params)

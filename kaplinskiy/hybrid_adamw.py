@@ -27,14 +27,15 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_for_peaks, skip_step
+from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_for_flags, skip_step
 from .deferred_check import VerdictQueue, device_verdict
+from .gradient_check import GradientCheck
 from .hybrid_adamw_fused import FusedAdamWStep, refuse_sparse
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory, check_trainable
 from .memory_layerwise import LayerwiseMemory
 from .param_groups import check_group_keys, check_memory_covers_projected_groups
-from .tensor_lists import any_dtensor, copy_list, dot, max_abs, sq_norm
+from .tensor_lists import any_dtensor, copy_list, dot, sq_norm
 from .wrapper import copied_state
 
 __all__ = ["HybridAdamW", "adamw_update"]
@@ -134,6 +135,7 @@ class HybridAdamW(Optimizer):
         self.memory, self.armijo, self.c, self.shrink, self.max_trials = memory, armijo, c, shrink, max_trials
         self.fused, self.check_finite, self.defer_check = fused, check_finite, defer_check
         self._verdicts = VerdictQueue("HybridAdamW")
+        self._gradient_check = GradientCheck()
         self.hybrid_state: dict[str, Any] = {"step": 0, "certificate": None}
         check_memory_covers_projected_groups(self.param_groups, memory)
         if armijo and any_dtensor(p for g in self.param_groups for p in g["params"]):
@@ -254,20 +256,20 @@ class HybridAdamW(Optimizer):
         present = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None] if needed else []
         if self.defer_check:
             self._verdicts.settle(self.hybrid_state, wait=False)
-            verdict = device_verdict(loss, present)
+            verdict = device_verdict(loss, present, self._gradient_check)
             prepared = self._fused.prepare(self.memory, self.param_groups, self.state, verdict.amax())
             self._fused_step(loss, closure, old_task_closure, prepared)
             self._verdicts.push(verdict, self.hybrid_state["step"], loss)
             return loss
         if self.fused:  # the host prepares the step while the device reduces the gradients for the check
-            peaks = max_abs(present) if self.check_finite else None
+            flags = self._gradient_check(present) if self.check_finite else None
             prepared = self._fused.prepare(self.memory, self.param_groups, self.state, None)
-            if peaks is not None and skip_for_peaks(loss, peaks, "HybridAdamW"):
+            if flags is not None and skip_for_flags(loss, flags, "HybridAdamW"):
                 self.hybrid_state["skipped"] = self.hybrid_state.get("skipped", 0) + 1
                 return loss
             self._fused_step(loss, closure, old_task_closure, prepared)
             return loss
-        if self.check_finite and skip_step(loss, present, "HybridAdamW"):
+        if self.check_finite and skip_step(loss, present, "HybridAdamW", check=self._gradient_check):
             self.hybrid_state["skipped"] = self.hybrid_state.get("skipped", 0) + 1
             return loss
         grads_before = copy_list(present) if self.armijo else None

@@ -31,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from kaplinskiy import adamw_rows_kernel
 from kaplinskiy.adamw_rows_kernel import AdamWRowPlan
 from kaplinskiy.dense_kernel import DensePlan
+from kaplinskiy.gradient_check import flags_launch
 from kaplinskiy.kernel_launch import Launch
 from kaplinskiy.layerwise_kernel import RowLayer, RowPlan, padded_bases
+from kaplinskiy.tensor_blocks import TensorBlocks
 
-_TYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int64: "i64"}
+_TYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int64: "i64", torch.int32: "i32"}
 # the guard's and the memories' calls of RowPlan.run: coefficients, project_, restore_ (+ skip), subtract_ (+ skip)
 ROW_MODES = {
     "coefficients": {"compute": True, "store": True},
@@ -110,6 +112,18 @@ def dense_launches() -> dict[str, Launch]:
             tag = f"{_TYPES[dtype]}{'' if aligned else ' unaligned'}"
             out[f"dense_partial_dots {tag}"] = plan.launch(dense_partial_dots, torch.zeros(8, 16, dtype=torch.float32))
             out[f"dense_apply {tag}"] = plan.launch(dense_apply, torch.zeros(16, dtype=torch.float32))
+    return out
+
+
+def flags_launches() -> dict[str, Launch]:
+    """The finite check's kernel on aligned and unaligned gradients of each dtype."""
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for aligned, sizes in ((True, (4096, 640)), (False, (4096, 37))):
+            cut = TensorBlocks([torch.zeros(s, dtype=dtype) for s in sizes], 4096)
+            flags = torch.zeros(cut.n_blocks, 2, dtype=torch.int32)
+            launch = flags_launch(cut, flags, torch.zeros(1, dtype=dtype))
+            out[f"block_flags {_TYPES[dtype]}{'' if aligned else ' unaligned'}"] = launch
     return out
 
 
@@ -221,7 +235,7 @@ def launches(subset: str = "all") -> dict[str, tuple[Launch, dict]]:
                 launch = adamw_launch(plan, skip=mode == "step skip", hints=mode != "step no hints")
                 out[f"adamw_layer_rows {mode} [{plan_name}]"] = (launch, info)
     if subset == "all":
-        for name, launch in dense_launches().items():
+        for name, launch in (dense_launches() | flags_launches()).items():
             info = {
                 "kernel": name.split()[0],
                 "aligned": launch.constants["ALIGNED"],

@@ -25,7 +25,7 @@ if wanted tests; then
     python3 -m pytest -q -rA tests/test_deferred_check.py tests/test_layerwise_kernel.py tests/test_dense_kernel.py \
         tests/test_forgetting_guard.py tests/test_forgetting_guard_edges.py tests/test_hybrid_adamw.py \
         tests/test_hybrid_adamw_fused.py tests/test_hybrid_adamw_fused_resume.py tests/test_memory_layerwise.py \
-        tests/test_memory_dense.py tests/test_low_precision.py tests/test_block_sizes.py tests/test_recent_cuda.py \
+        tests/test_memory_dense.py tests/test_low_precision.py tests/test_block_sizes.py tests/test_recent_cuda.py tests/test_gradient_check.py \
         > "$out/${name}_tests.log" 2>&1
     tail -n 1 "$out/${name}_tests.log"
 fi
