@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from .gradient_check import GradientCheck, gradient_flags
+from .gradient_check import GradientCheck, gradient_verdict
 from .line_search import ArmijoResult, armijo_backtrack
 from .tensor_lists import assign_
 
@@ -35,7 +35,7 @@ __all__ = [
     "NonFiniteStepWarning",
     "armijo_on_params",
     "evaluate_closure",
-    "skip_for_flags",
+    "skip_for_verdict",
     "skip_step",
 ]
 
@@ -106,16 +106,16 @@ def skip_step(
     an all-zero gradient skips it silently (nothing to learn, so parameters and state stay as they are).
     ``check``: an optimizer's :class:`~kaplinskiy.gradient_check.GradientCheck` (one grouped launch on CUDA).
     """
-    flags = check(grads) if check is not None else gradient_flags(grads)
-    return skip_for_flags(loss, flags, who, skip_zero=skip_zero, stacklevel=4)
+    verdict = check(None, grads) if check is not None else gradient_verdict(None, grads)
+    return skip_for_verdict(loss, verdict, who, skip_zero=skip_zero, stacklevel=4)
 
 
-def skip_for_flags(
-    loss: Tensor | float | None, flags: Tensor, who: str, *, skip_zero: bool = True, stacklevel: int = 3
+def skip_for_verdict(
+    loss: Tensor | float | None, verdict: Tensor, who: str, *, skip_zero: bool = True, stacklevel: int = 3
 ) -> bool:
-    """:func:`skip_step`'s decision from the gradients' flags ``[non-finite, all zero]`` issued earlier (its one
-    host synchronisation is here: the host can prepare the step while the device reduces)."""
-    bad, zero = flags.tolist()
+    """:func:`skip_step`'s decision from the gradients' verdict ``[non-finite, all zero]`` issued earlier (its
+    one host synchronisation is here: the host can prepare the step while the device reduces)."""
+    bad, zero = verdict.tolist()
     bad_loss = loss is not None and not math.isfinite(float(loss))
     if bad_loss or bad:
         what = "loss" if bad_loss else "gradient"
@@ -125,7 +125,7 @@ def skip_for_flags(
             stacklevel=stacklevel,
         )
         return True
-    return skip_zero and zero
+    return skip_zero and bool(zero)
 
 
 def old_task_gradient(params: Sequence[Tensor], old_task_closure: Callable[[], Tensor | float]) -> list[Tensor]:

@@ -13,9 +13,8 @@ certificate is read).
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import torch
@@ -23,25 +22,13 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .acceptance import NonFiniteStepWarning
-from .gradient_check import GradientCheck, gradient_flags
 
-__all__ = ["PendingVerdict", "VerdictQueue", "device_verdict", "found_inf", "takes_found_inf"]
+__all__ = ["PendingVerdict", "VerdictQueue", "found_inf", "takes_found_inf"]
 
 
 def takes_found_inf(optimizer: Optimizer) -> bool:
     """Whether ``optimizer.step()`` honours a device flag ``found_inf`` (torch's fused Adam, AdamW, SGD)."""
     return bool(getattr(optimizer, "_step_supports_amp_scaling", False))
-
-
-def device_verdict(loss: Tensor | float | None, grads: Sequence[Tensor], check: GradientCheck | None = None) -> Tensor:
-    """``[non-finite, all zero]`` as a float32 pair on the gradients' device, computed without synchronising.
-    ``check``: an optimizer's :class:`~kaplinskiy.gradient_check.GradientCheck` (one grouped launch on CUDA)."""
-    bad, zero = check(grads) if check is not None else gradient_flags(grads)
-    if isinstance(loss, Tensor):
-        bad = bad | ~torch.isfinite(loss.detach().to(bad.device)).all()
-    elif loss is not None and not math.isfinite(float(loss)):
-        bad = torch.ones_like(bad)
-    return torch.stack([bad, zero & ~bad]).float()
 
 
 @contextlib.contextmanager
@@ -63,11 +50,16 @@ class PendingVerdict:
     """A step's verdict (and its loss, for the certificate's ``phi_before``) on its way to the host: copied
     without waiting, read once it has arrived."""
 
-    def __init__(self, verdict: Tensor, step: int, loss: Tensor | float | None = None) -> None:
+    def __init__(
+        self, verdict: Tensor, step: int, loss: Tensor | float | None = None, spare: Tensor | None = None
+    ) -> None:
+        """``spare``: a pinned host buffer of an earlier verdict, already read, to copy into (no allocation)."""
         self.step = step
         self._loss: Tensor | float | None = loss.detach() if isinstance(loss, Tensor) else loss
         if verdict.is_cuda:
-            self._host = _to_host(verdict)
+            fits = spare is not None and spare.shape == verdict.shape and spare.dtype == verdict.dtype
+            fits = fits and spare.is_pinned()  # not a copy's (pickle does not keep memory pinned)
+            self._host = spare.copy_(verdict, non_blocking=True) if fits else _to_host(verdict)
             if isinstance(self._loss, Tensor) and self._loss.is_cuda:
                 self._loss = _to_host(self._loss)
             self._event: torch.cuda.Event | None = torch.cuda.Event()
@@ -90,6 +82,10 @@ class PendingVerdict:
         """The step's loss as a number (after :meth:`read`)."""
         return None if self._loss is None else float(self._loss)
 
+    def spare(self) -> Tensor | None:
+        """The pinned host buffer, for a later verdict to reuse (after :meth:`read`), or None on a CPU."""
+        return self._host if self._event is not None else None
+
 
 def _to_host(tensor: Tensor) -> Tensor:
     """A copy of a CUDA tensor into pinned host memory, started without waiting."""
@@ -109,16 +105,20 @@ class VerdictQueue:
     def __init__(self, who: str) -> None:
         self.who = who
         self._pending: list[PendingVerdict] = []
+        self._spares: list[Tensor] = []  # pinned buffers of verdicts read: allocating one costs tens of us
 
     def push(self, verdict: Tensor, step: int, loss: Tensor | float | None = None) -> None:
         """Send step ``step``'s verdict (and its loss) to the host, without waiting."""
-        self._pending.append(PendingVerdict(verdict, step, loss))
+        spare = self._spares.pop() if self._spares else None
+        self._pending.append(PendingVerdict(verdict, step, loss, spare))
 
     def settle(self, record: MutableMapping[str, Any], *, wait: bool) -> None:
         """Read the verdicts that have arrived (all of them, when ``wait``) into ``record``."""
         while self._pending and (wait or self._pending[0].ready()):
             pending = self._pending.pop(0)
             bad, zero = pending.read()
+            if (spare := pending.spare()) is not None:
+                self._spares.append(spare)
             if bad:
                 warnings.warn(
                     f"{self.who}: non-finite loss or gradient at step {pending.step}; the step was skipped on "

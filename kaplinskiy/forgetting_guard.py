@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
-from .deferred_check import VerdictQueue, device_verdict, found_inf, takes_found_inf
+from .deferred_check import VerdictQueue, found_inf, takes_found_inf
 from .gradient_check import GradientCheck
 from .line_search import ArmijoResult, check_armijo_args
 from .memory import ProjectionMemory, check_trainable
@@ -211,7 +211,7 @@ class ForgettingGuard(OptimizerWrapper):
         verdict = None
         if self.defer_check:
             self._settle(wait=False)
-            verdict = device_verdict(loss, grads, self._gradient_check)
+            verdict = self._gradient_check(loss, grads)
         elif self.check_finite and skip_step(loss, grads, "ForgettingGuard", check=self._gradient_check):
             self.guard_state["skipped"] = self.guard_state.get("skipped", 0) + 1
             return loss

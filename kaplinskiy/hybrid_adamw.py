@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_for_flags, skip_step
-from .deferred_check import VerdictQueue, device_verdict
+from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_for_verdict, skip_step
+from .deferred_check import VerdictQueue
 from .gradient_check import GradientCheck
 from .hybrid_adamw_fused import FusedAdamWStep, refuse_sparse
 from .line_search import ArmijoResult, check_armijo_args
@@ -256,15 +256,15 @@ class HybridAdamW(Optimizer):
         present = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None] if needed else []
         if self.defer_check:
             self._verdicts.settle(self.hybrid_state, wait=False)
-            verdict = device_verdict(loss, present, self._gradient_check)
+            verdict = self._gradient_check(loss, present)
             prepared = self._fused.prepare(self.memory, self.param_groups, self.state, verdict.amax())
             self._fused_step(loss, closure, old_task_closure, prepared)
             self._verdicts.push(verdict, self.hybrid_state["step"], loss)
             return loss
         if self.fused:  # the host prepares the step while the device reduces the gradients for the check
-            flags = self._gradient_check(present) if self.check_finite else None
+            verdict = self._gradient_check(None, present) if self.check_finite else None
             prepared = self._fused.prepare(self.memory, self.param_groups, self.state, None)
-            if flags is not None and skip_for_flags(loss, flags, "HybridAdamW"):
+            if verdict is not None and skip_for_verdict(loss, verdict, "HybridAdamW"):
                 self.hybrid_state["skipped"] = self.hybrid_state.get("skipped", 0) + 1
                 return loss
             self._fused_step(loss, closure, old_task_closure, prepared)

@@ -1,4 +1,4 @@
-"""The finite check's grouped kernel gives the flags of the multi-tensor reduction it replaces, keeps its table
+"""The finite check's grouped kernel gives the verdict of the multi-tensor reduction it replaces, keeps its table
 while the gradients stay where they are, and hands the gradients it does not take to that reduction.
 
 Runs on CUDA, or on the CPU under Triton's interpreter; skipped where Triton is not installed (CI installs the
@@ -18,7 +18,7 @@ from triton_kernels import DEVICE, requires_kernels
 
 import kaplinskiy.gradient_check as gradient_check
 from kaplinskiy import ForgettingGuard, HybridAdamW, LayerwiseMemory, NonFiniteStepWarning
-from kaplinskiy.gradient_check import GradientCheck, gradient_flags
+from kaplinskiy.gradient_check import GradientCheck, gradient_verdict
 from kaplinskiy.tensor_blocks import TensorBlocks
 
 pytestmark = requires_kernels
@@ -35,8 +35,10 @@ def _check() -> GradientCheck:
     return GradientCheck(interpreted=True)
 
 
-def _flags(flags: torch.Tensor) -> list[bool]:
-    return [bool(f) for f in flags.tolist()]
+def _said(verdict: torch.Tensor) -> list[bool]:
+    """``[non-finite, all zero]`` as read on the host."""
+    assert verdict.dtype == torch.float32 and verdict.shape == (2,)
+    return [bool(f) for f in verdict.tolist()]
 
 
 @st.composite
@@ -56,15 +58,26 @@ def gradients(draw) -> list[torch.Tensor]:
     return [g.to(DEVICE, dtype) for g in grads]
 
 
+LOSSES = [None, 1.5, math.nan, "tensor", "nan tensor", "inf tensor", "cpu nan tensor"]
+
+
+def _loss(kind: str | float | None) -> torch.Tensor | float | None:
+    """A loss of each kind the optimizers see: none, a number, one number on the gradients' device or the CPU."""
+    if not isinstance(kind, str):
+        return kind
+    value = {"tensor": 0.25, "nan tensor": math.nan, "inf tensor": -math.inf, "cpu nan tensor": math.nan}[kind]
+    return torch.tensor(value, device="cpu" if kind.startswith("cpu") else DEVICE, dtype=torch.float32)
+
+
 @settings(max_examples=40, deadline=None)
-@given(grads=gradients())
-def test_kernel_flags_equal_the_reductions(grads: list[torch.Tensor]) -> None:
-    expected = [
-        any(not torch.isfinite(g.float()).all() for g in grads),
-        all(bool((g == 0).all()) for g in grads),
-    ]
+@given(grads=gradients(), loss=st.sampled_from(LOSSES))
+def test_the_kernels_verdict_equals_the_reductions(grads: list[torch.Tensor], loss: str | float | None) -> None:
+    value = _loss(loss)
+    bad_loss = value is not None and not math.isfinite(float(value))
+    bad = bad_loss or any(not torch.isfinite(g.float()).all() for g in grads)
+    expected = [bad, not bad and all(bool((g == 0).all()) for g in grads)]
     check = _check()
-    assert _flags(check(grads)) == _flags(gradient_flags(grads)) == expected
+    assert _said(check(value, grads)) == _said(gradient_verdict(value, grads)) == expected
     assert (check._cut is not None) == any(g.numel() for g in grads)  # the kernel decided wherever it could
 
 
@@ -75,11 +88,12 @@ def test_one_non_finite_entry_anywhere_is_found(dtype: torch.dtype, where: int, 
     grads = [torch.zeros(5, device=DEVICE, dtype=dtype), torch.zeros(2 * BLOCK + 3, device=DEVICE, dtype=dtype)]
     check = _check()
     grads[1][where] = value
-    assert _flags(check(grads)) == [True, False]
+    assert _said(check(None, grads)) == [True, False]
     grads[1][where] = 1e-30 if dtype == torch.float32 else 1e-3  # tiny but nonzero
-    assert _flags(check(grads)) == [False, False]
+    assert _said(check(None, grads)) == [False, False]
     grads[1][where] = 0.0
-    assert _flags(check(grads)) == [False, True]
+    assert _said(check(None, grads)) == [False, True]
+    assert _said(check(torch.tensor(math.nan, device=DEVICE, dtype=dtype), grads)) == [True, False]
     assert check._cut is not None
 
 
@@ -87,14 +101,14 @@ def test_the_table_is_kept_while_the_gradients_stay_and_rebuilt_when_they_move()
     check = _check()
     grads = [torch.randn(3 * BLOCK + 1, device=DEVICE, dtype=torch.float32), torch.randn(7, device=DEVICE)]
     grads[1] = grads[1].float()
-    check(grads)
+    check(None, grads)
     cut = check._cut
     assert cut is not None and cut.table[:, 0].tolist() == [g.data_ptr() for g in grads]
-    check(grads)
+    check(None, grads)
     assert check._cut is cut  # same addresses: same table
     moved = [grads[0], grads[1].clone()]
     moved[1][3] = math.nan
-    assert _flags(check(moved)) == [True, False]  # a stale table would read the old, finite tensor
+    assert _said(check(None, moved)) == [True, False]  # a stale table would read the old, finite tensor
     assert check._cut is not cut and check._cut.blocks is cut.blocks  # same sizes: the block list is reused
 
 
@@ -113,7 +127,9 @@ def test_the_table_is_kept_while_the_gradients_stay_and_rebuilt_when_they_move()
 def test_gradients_the_kernel_does_not_take_go_to_the_reduction(grads: list[torch.Tensor]) -> None:
     grads = [g.to(DEVICE) for g in grads]
     check = _check()
-    assert _flags(check(grads)) == _flags(gradient_flags(grads))
+    loss = torch.tensor(math.inf, device=DEVICE)
+    for value in (None, loss):
+        assert _said(check(value, grads)) == _said(gradient_verdict(value, grads))
     assert check._cut is None
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from kaplinskiy import adamw_rows_kernel
 from kaplinskiy.adamw_rows_kernel import AdamWRowPlan
 from kaplinskiy.dense_kernel import DensePlan
-from kaplinskiy.gradient_check import flags_launch
+from kaplinskiy.gradient_check import verdict_launch
 from kaplinskiy.kernel_launch import Launch
 from kaplinskiy.layerwise_kernel import RowLayer, RowPlan, padded_bases
 from kaplinskiy.tensor_blocks import TensorBlocks
@@ -115,15 +115,17 @@ def dense_launches() -> dict[str, Launch]:
     return out
 
 
-def flags_launches() -> dict[str, Launch]:
-    """The finite check's kernel on aligned and unaligned gradients of each dtype."""
+def verdict_launches() -> dict[str, Launch]:
+    """The finite check's kernel on aligned and unaligned gradients of each dtype (and with a loss, in float32)."""
     out = {}
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         for aligned, sizes in ((True, (4096, 640)), (False, (4096, 37))):
             cut = TensorBlocks([torch.zeros(s, dtype=dtype) for s in sizes], 4096)
-            flags = torch.zeros(cut.n_blocks, 2, dtype=torch.int32)
-            launch = flags_launch(cut, flags, torch.zeros(1, dtype=dtype))
-            out[f"block_flags {_TYPES[dtype]}{'' if aligned else ' unaligned'}"] = launch
+            like, verdict = torch.zeros(1, dtype=dtype), torch.zeros(2, dtype=torch.float32)
+            tag = f"{_TYPES[dtype]}{'' if aligned else ' unaligned'}"
+            out[f"block_verdict {tag}"] = verdict_launch(cut, verdict, None, like)
+            if dtype == torch.float32 and aligned:
+                out[f"block_verdict {tag} loss"] = verdict_launch(cut, verdict, torch.zeros(()), like)
     return out
 
 
@@ -235,7 +237,7 @@ def launches(subset: str = "all") -> dict[str, tuple[Launch, dict]]:
                 launch = adamw_launch(plan, skip=mode == "step skip", hints=mode != "step no hints")
                 out[f"adamw_layer_rows {mode} [{plan_name}]"] = (launch, info)
     if subset == "all":
-        for name, launch in (dense_launches() | flags_launches()).items():
+        for name, launch in (dense_launches() | verdict_launches()).items():
             info = {
                 "kernel": name.split()[0],
                 "aligned": launch.constants["ALIGNED"],
