@@ -68,7 +68,7 @@ def test_a_cuda_record_names_its_layerwise_path_and_compares_it_with_per_layer_b
     from tab_step_time import GROUPED, PER_LAYER
 
     record = _record("cuda", "NVIDIA H100", 1.2, 1.1)
-    assert "kernel" not in gpu_sentence([record])  # an older record, without the rows: no clause
+    assert "per-layer BLAS calls" not in gpu_sentence([record])  # an older record, without the rows: no clause
     record["layerwise_backend"] = "triton (grouped kernel)"
     record["dense_backend"] = "triton (grouped kernels)"
     record["ratios"] |= {GROUPED: 0.66, PER_LAYER: 2.64}
@@ -95,6 +95,13 @@ def test_a_record_without_its_bandwidth_gets_the_copy_caveat() -> None:
     assert "may read low" in gpu_sentence([gpu])
     gpu["bandwidth"] = {"bytes_per_s": 3e12, "source": "measured"}
     assert "may read low" not in gpu_sentence([gpu])
+
+
+def test_a_gpu_record_without_the_grouped_check_gets_the_host_caveat() -> None:
+    gpu, cpu = _record("cuda", "NVIDIA H100", 1.2, 1.1), _record("cpu", "CPU", 3.0, 1.5)
+    assert "predates the finite check's grouped kernel" in gpu_sentence([cpu, gpu])
+    gpu["finite_check"] = "triton (grouped kernel)"
+    assert "predates" not in gpu_sentence([cpu, gpu])
 
 
 def test_rows_that_failed_are_named_and_a_missing_dense_row_does_not_stop_the_numbers(tmp_path) -> None:

@@ -53,6 +53,7 @@ from step_time_rows import (
     build,
     candidates,
     dense_backend,
+    finite_check_path,
     fused_adamw_runs,
     layerwise_backend,
 )
@@ -267,6 +268,7 @@ def measure(
         "device_name": device_name(device),
         "layerwise_backend": measured.layerwise_backend,
         "dense_backend": measured.dense_backend,
+        "finite_check": finite_check_path(device),
         "layerwise_blocks": layerwise_kernel.block_sizes()._asdict(),
         "fused_cache_hints": adamw_rows_kernel.cache_hints(),
         "timing": {
@@ -296,6 +298,7 @@ def report(record: dict) -> str:
     lines = [head + f"{record['device_name']}, float32; ratios only"]
     lines.append(f"# layer-wise memory: {record.get('layerwise_backend', 'torch (per-layer BLAS)')}")
     lines.append(f"# dense memory: {record.get('dense_backend', 'torch (per-tensor BLAS)')}")
+    lines.append(f"# finite check: {record.get('finite_check', 'torch (multi-tensor reduction)')}")
     spread = record.get("ratio_spread", {})
     for name, ratio in ratios.items():
         low, high = spread.get(name, (ratio, ratio))

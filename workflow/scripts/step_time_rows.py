@@ -194,6 +194,11 @@ def layerwise_backend(memory: LayerwiseMemory) -> str:
     return "torch (per-layer BLAS)" if plan is None else "triton (grouped kernel)"
 
 
+def finite_check_path(device: torch.device) -> str:
+    """How the checked rows make the finite check there: one grouped launch or a multi-tensor reduction."""
+    return "triton (grouped kernel)" if grouped_kernel_available(device) else "torch (multi-tensor reduction)"
+
+
 def _projection(memory, params: list[torch.Tensor]) -> Callable[[], object]:
     grads = [p.grad.clone() for p in params]  # projecting again costs the same: the work does not shrink
     return lambda: memory.project_(grads)

@@ -110,7 +110,8 @@ def gpu_sentence(records: list[dict[str, Any]]) -> str:
             "unverified; the ratios here are from a CPU."
         )
     return " ".join(
-        f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}{bandwidth_clause(r)}{sentence(failed_clause(r))}"
+        f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}{bandwidth_clause(r)}{check_clause(r)}"
+        f"{sentence(failed_clause(r))}"
         for r in gpu
     )
 
@@ -122,6 +123,18 @@ def bandwidth_clause(record: dict[str, Any]) -> str:
     return (
         " That record's dense limit took the bandwidth of a copy, which a projection that mostly reads can exceed,"
         " so its dense ratio may read low."
+    )
+
+
+def check_clause(record: dict[str, Any]) -> str:
+    """A caveat for a GPU record made before the finite check had its grouped kernel (records without the
+    ``finite_check`` field): there its checked rows were bound by the host (workflow/records/step_time/)."""
+    if record["device"] != "cuda" or "finite_check" in record:
+        return ""
+    return (
+        " That record predates the finite check's grouped kernel: its rows with the check made it by a multi-tensor"
+        " reduction that returns one number per tensor, whose cost to the host, more than the device's pass over the"
+        " gradients, bound those steps."
     )
 
 
