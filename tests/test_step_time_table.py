@@ -104,6 +104,18 @@ def test_a_gpu_record_without_the_grouped_check_gets_the_host_caveat() -> None:
     assert "predates" not in gpu_sentence([cpu, gpu])
 
 
+def test_the_abstract_cites_the_one_launch_step_only_where_a_gpu_timed_it() -> None:
+    from tab_step_time import FUSED, FUSED_UNCHECKED, abstract_sentence
+
+    gpu, cpu = _record("cuda", "NVIDIA H100", 1.2, 1.1), _record("cpu", "CPU", 3.0, 1.5)
+    assert abstract_sentence([cpu, gpu]) == ""
+    cpu["ratios"] |= {FUSED: 5.0, FUSED_UNCHECKED: 4.0}  # a CPU's rows say nothing about the GPU target
+    assert abstract_sentence([cpu, gpu]) == ""
+    gpu["ratios"] |= {FUSED: 1.5, FUSED_UNCHECKED: 1.13}
+    sentence = abstract_sentence([cpu, gpu])
+    assert "NVIDIA H100" in sentence and "takes 1.13 times the step of fused AdamW, and 1.50 times" in sentence
+
+
 def test_rows_that_failed_are_named_and_a_missing_dense_row_does_not_stop_the_numbers(tmp_path) -> None:
     """A row that failed its first step (the benchmark goes on without it) is named in the sentences; a local
     record without the dense rows still gives every macro ("--" where the number is missing)."""
