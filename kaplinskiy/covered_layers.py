@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .attention_inputs import AttentionInProjection, packed_attentions
-from .embedding_heads import EmbeddingHead, head_layers
+from .embedding_heads import EmbeddingHead, HeadSpec, head_layers
 from .layer_inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, is_hf_conv1d
 from .tensor_lists import any_dtensor, is_dtensor
 
@@ -57,10 +57,11 @@ def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]
     return names
 
 
-def covered_layers(model: nn.Module, heads: Sequence[nn.Module] = ()) -> list[nn.Module]:
+def covered_layers(model: nn.Module, heads: Sequence[HeadSpec] = ()) -> list[nn.Module]:
     """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter, and
     after each embedding of ``heads`` its :class:`~kaplinskiy.embedding_heads.EmbeddingHead` (its weight used as
-    an output head by a product outside any module; refused as :func:`head_layers` says).
+    an output head by a product outside any module, with the head's own bias where the entry gives one; refused as
+    :func:`head_layers` says).
 
     Refused with a clear error: an uninitialised lazy layer, a trainable ``sparse=True`` embedding (its
     sparse gradient is not projected), and a trainable DoRA adapter (peft's ``use_dora=True``: its output is

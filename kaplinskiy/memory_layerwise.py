@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .attention_inputs import AttentionInProjection
 from .covered_layers import check_sharded, covered_layers, layer_names, warn_loose_matrices
+from .embedding_heads import HeadSpec
 from .energy_basis import energy_basis_update, energy_basis_update_rows
 from .layer_bases import BasisBudget, basis_size, grow_recorded
 from .layer_inputs import input_width
@@ -59,7 +60,10 @@ class LayerwiseMemory(LayerwiseProjection):
         heads: embeddings of ``model`` whose weight is also an output head written as a product outside any
             module (``F.linear(h, E.weight)``, ``h @ E.weight.T``): each gets an
             :class:`~kaplinskiy.embedding_heads.EmbeddingHead`, a covered layer after it, whose basis holds the
-            inputs of those products. (A head tied as an ``nn.Linear`` sharing the weight needs none.)
+            inputs of those products. A pair ``(embedding, bias)`` gives the head its own bias, a parameter of
+            ``model`` added by ``F.linear(h, E.weight, bias)``: covered as a Linear layer's bias (with the input
+            of 1 recorded where the product adds it). (A head tied as an ``nn.Linear`` sharing the weight needs
+            none.)
         backend: ``"auto"`` projects all Linear/Conv layers in one grouped Triton launch on CUDA when Triton is
             installed (:mod:`kaplinskiy.layerwise_kernel`), else layer by layer with BLAS; ``"torch"`` always
             uses BLAS; ``"triton"`` requires the grouped kernel. Both compute the same projection (the kernel
@@ -99,7 +103,7 @@ class LayerwiseMemory(LayerwiseProjection):
         max_new_per_task: int | None = None,
         max_per_layer: int | None = None,
         freeze_uncovered: bool = False,
-        heads: Sequence[nn.Module] = (),
+        heads: Sequence[HeadSpec] = (),
         backend: str = "auto",
     ) -> None:
         if backend not in ("auto", "torch", "triton"):

@@ -34,12 +34,16 @@ class _Language(nn.Module):
         self.head = nn.Linear(8, 20, bias=False) if head == "module" else None
         if self.head is not None:
             self.head.weight = self.embed.weight
+        # ``linear bias``: the head adds a bias of its own (BERT's masked-language head does)
+        self.head_bias = nn.Parameter(0.1 * torch.randn(20)) if head == "linear bias" else None
 
     def forward(self, tokens: Tensor) -> Tensor:
         h = torch.tanh(self.hidden(self.embed(tokens)))
         if self.head is not None:
             return self.head(h)
-        return h @ self.embed.weight.T if self.form == "functional" else F.linear(h, self.embed.weight)
+        if self.form == "functional":
+            return h @ self.embed.weight.T
+        return F.linear(h, self.embed.weight, self.head_bias)
 
 
 def _guarded_change(head: str, heads: bool = False) -> float:
@@ -77,6 +81,45 @@ def test_an_embedding_given_a_head_records_the_head_s_inputs_and_keeps_the_old_l
     memory = LayerwiseMemory(model, heads=[model.embed])
     assert [type(m).__name__ for m in memory.layers] == ["Embedding", "EmbeddingHead", "Linear"]
     assert memory.layers[1].weight is model.embed.weight and memory.layers[1].bias is None
+
+
+def _moved_by_a_head_with_its_own_bias(heads: str) -> tuple[float, float]:
+    """How far three guarded SGD steps on new tokens move the old tokens' logits, and the head's own bias, where the
+    head is ``F.linear(h, E.weight, b)``; ``heads``: ``pair`` gives the embedding with that bias, ``embedding``
+    the embedding alone (the bias then trains as any parameter no layer covers: freely)."""
+    torch.manual_seed(0)
+    model = _Language("linear bias").eval()
+    old, new = torch.randint(0, 5, (3, 4)), torch.randint(5, 20, (3, 4))
+    spec = [(model.embed, model.head_bias)] if heads == "pair" else [model.embed]
+    memory = LayerwiseMemory(model, threshold=1.0, heads=spec)
+    assert memory.layers[1].bias is (model.head_bias if heads == "pair" else None)
+    memory.add_task([old])
+    before, bias = model(old).detach().clone(), model.head_bias.detach().clone()
+    opt = ForgettingGuard(torch.optim.SGD(model.parameters(), lr=0.5), memory)
+    for _ in range(3):
+        opt.zero_grad()
+        model(new).logsumexp(-1).mean().backward()
+        opt.step()
+    with torch.no_grad():
+        return float((model(old) - before).abs().max()), float((model.head_bias - bias).abs().max())
+
+
+def test_a_head_with_its_own_bias_given_as_a_pair_keeps_the_old_logits_and_trains_the_bias() -> None:
+    """``heads=[(embedding, bias)]``: the head's basis holds its inputs with the input of 1 its bias multiplies, so
+    the bias learns the new task only along what the old logits do not see; given the embedding alone, the bias
+    is uncovered and its step moves every old logit."""
+    logits, bias = _moved_by_a_head_with_its_own_bias("pair")
+    assert logits < 1e-12 and bias > 1e-3
+    logits, bias = _moved_by_a_head_with_its_own_bias("embedding")
+    assert logits > 1e-3 and bias > 1e-3
+
+
+def test_a_head_bias_that_is_no_parameter_of_the_model_or_of_another_size_is_refused() -> None:
+    model = _Language("linear bias")
+    with pytest.raises(ValueError, match=r"bias given for the head of 'embed' must be a parameter of the model"):
+        LayerwiseMemory(model, heads=[(model.embed, nn.Parameter(torch.zeros(20)))])
+    with pytest.raises(ValueError, match=r"with 20 entries .* not a tensor of shape \(8,\)"):
+        LayerwiseMemory(model, heads=[(model.embed, model.hidden.bias)])
 
 
 def test_heads_that_are_no_trained_embedding_of_the_model_or_have_a_module_head_are_refused() -> None:
