@@ -116,6 +116,16 @@ def test_the_abstract_cites_the_one_launch_step_only_where_a_gpu_timed_it() -> N
     assert "NVIDIA H100" in sentence and "takes 1.13 times the step of fused AdamW, and 1.50 times" in sentence
 
 
+def test_a_noisy_record_says_so() -> None:
+    from tab_step_time import noise_clause
+
+    gpu = _record("cuda", "NVIDIA H100", 1.2, 1.1)
+    gpu["timing"] = {"reference_spread": 0.03, "noisy": False}
+    assert noise_clause(gpu) == "" and "noisy" not in gpu_sentence([gpu])
+    gpu["timing"] = {"reference_spread": 0.4, "noisy": True}
+    assert "spread by 40% of their median in that run, so its ratios are noisy." in gpu_sentence([gpu])
+
+
 def test_rows_that_failed_are_named_and_a_missing_dense_row_does_not_stop_the_numbers(tmp_path) -> None:
     """A row that failed its first step (the benchmark goes on without it) is named in the sentences; a local
     record without the dense rows still gives every macro ("--" where the number is missing)."""

@@ -111,7 +111,7 @@ def gpu_sentence(records: list[dict[str, Any]]) -> str:
         )
     return " ".join(
         f"On {machine(r)}: {verdicts(r)}.{kernel_clause(r)}{bandwidth_clause(r)}{check_clause(r)}"
-        f"{sentence(failed_clause(r))}"
+        f"{sentence(failed_clause(r))}{sentence(noise_clause(r))}"
         for r in gpu
     )
 
@@ -124,6 +124,16 @@ def bandwidth_clause(record: dict[str, Any]) -> str:
         " That record's dense limit took the bandwidth of a copy, which a projection that mostly reads can exceed,"
         " so its dense ratio may read low."
     )
+
+
+def noise_clause(record: dict[str, Any]) -> str:
+    """A caveat for a record whose reference's timing rounds spread beyond the benchmark's noise threshold, as a
+    sentence without its full stop, or ``""``."""
+    timing = record.get("timing", {})
+    if not timing.get("noisy"):
+        return ""
+    spread = 100 * timing["reference_spread"]
+    return f"fused AdamW's own rounds spread by {spread:.0f}% of their median in that run, so its ratios are noisy"
 
 
 def check_clause(record: dict[str, Any]) -> str:
@@ -188,7 +198,11 @@ def numbers(local: dict[str, Any], records: list[dict[str, Any]], sources: list[
         macro("StepTimeLocalGuard", f"{ratios[GUARD]:.2f}" if GUARD in ratios else "--", src),
         macro("StepTimeLocalGuardKept", f"{ratios[GUARD_KEPT]:.2f}" if GUARD_KEPT in ratios else "--", src),
         macro("StepTimeLocalDenseLimit", f"{ratios[DENSE_LIMIT]:.2f}" if DENSE_LIMIT in ratios else "--", src),
-        macro("StepTimeLocalVerdicts", ". ".join(filter(None, [verdicts(local), failed_clause(local)])), src),
+        macro(
+            "StepTimeLocalVerdicts",
+            ". ".join(filter(None, [verdicts(local), failed_clause(local), noise_clause(local)])),
+            src,
+        ),
         macro("StepTimeGpuSentence", gpu_sentence([local, *records]), ", ".join(sources)),
         macro("StepTimeFusedSentence", fused_sentence([local, *records]), ", ".join(sources)),
         macro("StepTimeAbstract", abstract_sentence([local, *records]), ", ".join(sources)),
