@@ -133,7 +133,7 @@ def noise_clause(record: dict[str, Any]) -> str:
     if not timing.get("noisy"):
         return ""
     spread = 100 * timing["reference_spread"]
-    return f"fused AdamW's own rounds spread by {spread:.0f}% of their median in that run, so its ratios are noisy"
+    return f"Fused AdamW's own rounds spread by {spread:.0f}\\% of their median in that run, so its ratios are noisy"
 
 
 def check_clause(record: dict[str, Any]) -> str:
