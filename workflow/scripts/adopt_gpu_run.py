@@ -23,7 +23,13 @@ from paths import ROOT
 from provenance import commit_digest
 
 RECORDS = ("{name}.json", "{name}_swept_blocks.json", "{name}_kernel_sweep.json")
-TEXTS = ("{name}_tests.log", "{name}_bench.txt", "{name}_kernel_sweep.txt", "{name}_swept_blocks.txt")
+TEXTS = (
+    "{name}_tests.log",
+    "{name}_bench.txt",
+    "{name}_host_split.txt",
+    "{name}_kernel_sweep.txt",
+    "{name}_swept_blocks.txt",
+)
 FUSED_ROWS = (
     "HybridAdamW(fused) layer-wise update",
     "HybridAdamW(fused) layer-wise update, device check",

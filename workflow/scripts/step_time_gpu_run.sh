@@ -5,16 +5,17 @@
 #
 # OUT_DIR defaults to $OUT (the device tool's folder) or "."; NAME (default h100) prefixes every file. Stages, in
 # order of what matters most if the run is cut short: "tests" (the CUDA paths' tests), "bench" (the benchmark
-# with the default block sizes), "sweep" (the layer-wise kernels' block sizes and the fused kernel's L2 hints)
-# and "swept" (the benchmark again with the sweep's best, where it differs from the defaults; it reads the sweep
-# record of the same OUT_DIR). STAGES picks some (default: all four), so that a run longer than one call of the
-# device tool (600 s) can be split: STAGES="tests bench", then STAGES="sweep swept". Each stage runs even if the
-# one before it failed.
+# with the default block sizes), "split" (where the host's time goes in the rows with and without the finite
+# check: workflow/scripts/host_split.py), "sweep" (the layer-wise kernels' block sizes and the fused kernel's L2
+# hints) and "swept" (the benchmark again with the sweep's best, where it differs from the defaults; it reads the
+# sweep record of the same OUT_DIR). STAGES picks some (default: all five), so that a run longer than one call of
+# the device tool (600 s) can be split: STAGES="tests bench split", then STAGES="sweep swept". Each stage runs even
+# if the one before it failed.
 set -u
 out=${1:-${OUT:-.}}
 name=${2:-h100}
 preset=${PRESET:-gpt2-124m}  # a smaller one (tiny) for a dry run on a CPU
-stages=" ${STAGES:-tests bench sweep swept} "
+stages=" ${STAGES:-tests bench split sweep swept} "
 mkdir -p "$out"
 export PYTHONPATH=.
 stage() { echo "== $(date -u +%H:%M:%S) $*"; }
@@ -35,6 +36,16 @@ if wanted bench; then
     python3 workflow/scripts/bench_step_time.py --preset "$preset" --repeats 7 --out "$out/$name.json" \
         > "$out/${name}_bench.txt" 2>&1
     grep -iE "^target|Error" "$out/${name}_bench.txt"
+fi
+
+if wanted split; then
+    stage "host time per piece -> $out/${name}_host_split.txt"
+    python3 workflow/scripts/host_split.py --preset "$preset" "AdamW (fused, reference)" \
+        "HybridAdamW(fused) layer-wise update, no finite check" "HybridAdamW(fused) layer-wise update" \
+        "HybridAdamW(fused) layer-wise update, device check" \
+        "Guard(AdamW fused) layer-wise update, Q^T w kept, no finite check" \
+        "Guard(AdamW fused) layer-wise update, Q^T w kept, device check" > "$out/${name}_host_split.txt" 2>&1
+    grep -E "^## |Error|Unknown rows" "$out/${name}_host_split.txt"
 fi
 
 if wanted sweep; then
