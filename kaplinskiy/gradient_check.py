@@ -34,7 +34,7 @@ def _loss_is_bad(loss: Tensor | float, device: torch.device) -> Tensor:
     """Whether ``loss`` is not finite, as a 0-dim bool on ``device``, without synchronising."""
     if isinstance(loss, Tensor):
         return ~torch.isfinite(loss.detach().to(device)).all()
-    return torch.tensor(not math.isfinite(float(loss)), device=device)
+    return torch.full((), not math.isfinite(float(loss)), dtype=torch.bool, device=device)  # a fill: no copy
 
 
 def gradient_verdict(loss: Tensor | float | None, grads: Sequence[Tensor]) -> Tensor:
