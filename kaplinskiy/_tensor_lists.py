@@ -5,13 +5,16 @@ The optimizers never flatten a model into one vector: they walk the parameter li
 
 Parameters sharded by FSDP2's ``fully_shard`` (or ``distribute_tensor``) are DTensors: the checks here reduce over
 every rank, so that all ranks take the same decision, and :func:`local_shard` hands the memories the rows a rank
-holds.
+holds, and :func:`gathered` gives the optimizers that act on a whole matrix (Newton-Schulz, the spectral soft sign,
+the temperature fits of :mod:`kaplinskiy.optimizers`) its full value. Each rank gathers the matrix, computes the same
+result, and keeps its own rows of it: a matrix's worth of memory and an all-gather per matrix, as distributed Muon
+implementations pay too.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +29,7 @@ __all__ = [
     "copy_list",
     "dot",
     "drop_zero_grads",
+    "gathered",
     "grads_of",
     "is_all_zero",
     "is_dtensor",
@@ -185,3 +189,14 @@ def assign_(params: Sequence[Tensor], origin: Sequence[Tensor], t: float, direct
             p.copy_(w)
         else:
             p.copy_(w + t * d)
+
+
+def gathered(t: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """``t``'s full value on every rank, and the map that shards a result of its shape as ``t`` is sharded (each
+    rank keeps its part of its own copy, with no communication: every rank computed the same). For a plain tensor:
+    ``t`` and the identity."""
+    module = sys.modules.get("torch.distributed.tensor")
+    if module is None or not isinstance(t, module.DTensor):
+        return t, lambda x: x
+    mesh, placements = t.device_mesh, t.placements
+    return t.full_tensor(), lambda x: module.distribute_tensor(x, mesh, placements, src_data_rank=None)

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .kernel_launch import Launch
-from .layerwise_kernel import RowPlan
+from .launch import Launch
+from .layerwise import RowPlan
 
 __all__ = ["AdamWRowPlan", "cache_hints", "set_cache_hints"]
 

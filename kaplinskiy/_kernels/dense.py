@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .kernel_launch import Launch
-from .tensor_blocks import TensorBlocks
+from .launch import Launch, TensorBlocks
 
 __all__ = ["DensePlan", "dense_kernel_takes"]
 

@@ -19,10 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .kernel_launch import Launch
-from .layerwise_kernel import grouped_kernel_available
-from .tensor_blocks import TensorBlocks
-from .tensor_lists import any_dtensor, max_abs
+from .._tensor_lists import any_dtensor, max_abs
+from .launch import Launch, TensorBlocks, grouped_kernel_available
 
 __all__ = ["GradientCheck", "gradient_verdict", "verdict_launch"]
 

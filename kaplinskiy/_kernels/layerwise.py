@@ -15,7 +15,6 @@ Triton is imported on first use: without it (or on the CPU) the memory uses its 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -23,7 +22,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .kernel_launch import Launch
+from .launch import Launch
 
 __all__ = [
     "DEFAULT_BLOCKS",
@@ -32,7 +31,6 @@ __all__ = [
     "RowLayer",
     "RowPlan",
     "block_sizes",
-    "grouped_kernel_available",
     "kernel_takes",
     "padded_bases",
     "set_block_sizes",
@@ -87,25 +85,6 @@ def set_block_sizes(blocks: Sequence[int]) -> None:
     if new.warps not in (1, 2, 4, 8, 16, 32) or new.stages < 1:
         raise ValueError(f"Invalid blocks: warps must be a power of two up to 32 and stages at least 1, got {new}")
     _blocks = new
-
-
-@functools.cache
-def _triton() -> Any:
-    try:
-        import triton
-    except ImportError:
-        return None
-    return triton
-
-
-def grouped_kernel_available(device: torch.device, *, interpreted: bool = False) -> bool:
-    """Triton is installed and the tensors live on a CUDA device, or (``interpreted``) Triton's CPU
-    interpreter is on (``TRITON_INTERPRET=1`` before Triton's import; for tests, far too slow for training)."""
-    import os
-
-    if _triton() is None:
-        return False
-    return device.type == "cuda" or (interpreted and os.environ.get("TRITON_INTERPRET") == "1")
 
 
 def _kernel() -> Any:

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..acceptance import skip_step
-from ..replay import ReplayBuffer
-from ..tensor_lists import dot, drop_zero_grads, grads_of, sq_norm
-from ..wrapper import OptimizerWrapper
+from .._tensor_lists import dot, drop_zero_grads, grads_of, sq_norm
+from ..optim._acceptance import skip_step
+from ..optim.wrapper import OptimizerWrapper
+from ..regularizers.replay import ReplayBuffer
 
 __all__ = ["AGEM", "agem_project"]
 

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..anchor_penalty import ElasticAnchor
-from ..wrapper import OptimizerWrapper
+from ..optim.wrapper import OptimizerWrapper
+from ..regularizers.elastic_anchor import ElasticAnchor
 
 __all__ = ["Anchored"]
 

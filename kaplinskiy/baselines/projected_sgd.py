@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from ..forgetting_guard import ForgettingGuard
-from ..memory_dense import DenseMemory
-from ..memory_layerwise import LayerwiseMemory
+from ..memory.dense import DenseMemory
+from ..memory.layerwise.memory import LayerwiseMemory
+from ..optim.forgetting_guard import ForgettingGuard
 
 __all__ = ["GPM", "OGD"]
 

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..acceptance import skip_step
-from ..replay import ReplayBuffer
-from ..wrapper import OptimizerWrapper
+from ..optim._acceptance import skip_step
+from ..optim.wrapper import OptimizerWrapper
+from ..regularizers.replay import ReplayBuffer
 
 __all__ = ["Replay"]
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .tensor_lists import at_least_float32
+from .._tensor_lists import at_least_float32
 
 __all__ = ["l2sp_penalty", "potential"]
 

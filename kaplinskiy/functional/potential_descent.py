@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .line_search import ArmijoResult, armijo_backtrack
+from .armijo import ArmijoResult, armijo_backtrack
 from .projection import projected_direction
 
 __all__ = ["StepCertificate", "potential_descent_step"]

@@ -18,10 +18,10 @@ from .beam import minimize_beam, minimize_one_sample
 from .counting import CountedObjective, OptimizeResult, TracePoint
 from .descent import DescentOptions, Proposal, Trial, contract_step, descend
 from .gradient_hybrid import hybrid_gradient, minimize_gradient_hybrid
-from .kernel import PotentialGradient, kernel_log_weights, one_sample_step, potential_gradient, vertex_steps
 from .level import LEVELS, dispersion, mean_level, median_level, perspective_centroid, perspective_set, record_level
 from .minpy_nm import MinpyDefects, minimize_nm_nonlocal, minimize_nm_stochastic
 from .minpy_potential import PotentialDefects, minimize_potential_nonlocal, potential_force, softmax_weights
+from .nonlocal_gradient import PotentialGradient, kernel_log_weights, one_sample_step, potential_gradient, vertex_steps
 from .objectives import OBJECTIVES, SHOR_F_STAR, Objective
 from .sampling import SAMPLERS, radial_log_weight, radial_sample
 from .second_order import (

@@ -21,8 +21,8 @@ from torch import Tensor
 
 from .counting import CountedObjective, OptimizeResult
 from .descent import DescentOptions, Proposal, clamp, descend
-from .kernel import potential_gradient
 from .level import LEVELS, dispersion, perspective_centroid
+from .nonlocal_gradient import potential_gradient
 from .sampling import SAMPLERS
 
 __all__ = [

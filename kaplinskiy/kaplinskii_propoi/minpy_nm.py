@@ -27,7 +27,7 @@ from torch import Tensor
 from .beam import as_bound, as_counter
 from .counting import CountedObjective, OptimizeResult
 from .descent import clamp
-from .kernel import potential_gradient, vertex_steps
+from .nonlocal_gradient import potential_gradient, vertex_steps
 from .sampling import cube_sample
 
 __all__ = ["MinpyDefects", "minimize_nm_nonlocal", "minimize_nm_stochastic"]

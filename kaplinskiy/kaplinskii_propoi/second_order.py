@@ -27,7 +27,7 @@ from torch import Tensor
 from .beam import as_bound, as_counter, beam_proposer, check_beam_options
 from .counting import CountedObjective, OptimizeResult
 from .descent import DescentOptions, Proposal, Trial, descend
-from .kernel import kernel_log_weights
+from .nonlocal_gradient import kernel_log_weights
 
 __all__ = [
     "apply_dilations",

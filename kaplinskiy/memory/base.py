@@ -1,24 +1,26 @@
-"""What every projection memory G_A offers the optimizers (note, eqs. 11-12).
+"""What every projection memory G_A offers the optimizers (eq:projected).
 
 A memory covers a fixed list of parameters (``memory.params``). ``project_(tensors)`` applies
 ``P_perp(G_A)`` in place to tensors shaped like those parameters (gradients or updates), so that a
-direction ``d`` built from them satisfies ``G_A^T d = 0`` and, with ``grad L_A`` in span(G_A), eq. (12).
-``coefficients`` and ``subtract_`` split that projection into two linear halves; ``restore_`` projects
-a step taken from a point whose coefficients were kept. ``residual(tensors)``
-measures what is left, ``||G_A^T d||`` over an orthonormal basis of the memory, for the step certificate.
+direction ``d`` built from them satisfies ``G_A^T d = 0`` (eq:orthogonal) and, with ``grad L_A`` in span(G_A),
+``grad L_A . d = 0``. ``coefficients`` and ``subtract_`` split that projection into two linear halves; ``restore_``
+projects a step taken from a point whose coefficients were kept. ``residual(tensors)`` measures what is left,
+``||G_A^T d||`` over an orthonormal basis of the memory, for the step certificate.
+
+Also the memories' small helpers: ordinary tensors out of inference mode, progress bars on long work (recording a
+task, the snapshots' passes, with tqdm, an optional dependency) and lists of names in messages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from .covered_layers import listed
-
-__all__ = ["ProjectionMemory", "check_trainable", "ordinary"]
+__all__ = ["ProjectionMemory", "check_trainable", "listed", "ordinary", "progress_bar", "progress_ticks"]
 
 
 @runtime_checkable
@@ -99,3 +101,36 @@ def ordinary(t: Tensor) -> Tensor:
         return t
     with torch.inference_mode(False):
         return t.clone()
+
+
+def listed(names: Sequence[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names`` quoted, and how many more: ``'a', 'b', 'c' and 2 more``."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(repr, names[:shown])) + more
+
+
+def _tqdm() -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ImportError("progress=True needs tqdm: pip install tqdm") from err
+    return tqdm
+
+
+def progress_bar(items: Iterable[Any], show: bool, desc: str, unit: str) -> Iterable[Any]:
+    """``items``, under a tqdm bar when ``show``."""
+    return _tqdm()(items, desc=desc, unit=unit) if show else items
+
+
+@contextlib.contextmanager
+def progress_ticks(total: int, show: bool, desc: str, unit: str) -> Iterator[Callable[[], None]]:
+    """A function that advances a tqdm bar of ``total`` steps by one when ``show`` (else it does nothing); the
+    bar is closed on leaving the block."""
+    if not show:
+        yield lambda: None
+        return
+    bar = _tqdm()(total=total, desc=desc, unit=unit)
+    try:
+        yield lambda: bar.update(1)
+    finally:
+        bar.close()

@@ -18,14 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .dense_kernel import DensePlan, dense_kernel_takes
-from .layerwise_kernel import grouped_kernel_available
-from .memory import ordinary
-from .per_sample import check_samples, ground_truth_logit, per_sample_gradients
-from .progress import progress_ticks
-from .projection import project_out_twice
+from .._kernels.dense import DensePlan, dense_kernel_takes
+from .._kernels.launch import grouped_kernel_available
+from .._tensor_lists import any_dtensor
+from ..functional.projection import project_out_twice
+from ..regularizers.per_sample import check_samples, ground_truth_logit, per_sample_gradients
+from .base import ordinary, progress_ticks
 from .snapshots import chunks_made, snapshot_extension
-from .tensor_lists import any_dtensor
 
 __all__ = ["DenseMemory", "orthonormal_extension"]
 

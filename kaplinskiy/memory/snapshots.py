@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .projection import project_out_twice
+from ..functional.projection import project_out_twice
 
 __all__ = ["chunks_made", "snapshot_extension"]
 

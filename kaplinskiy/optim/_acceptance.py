@@ -26,9 +26,9 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from .gradient_check import GradientCheck, gradient_verdict
-from .line_search import ArmijoResult, armijo_backtrack
-from .tensor_lists import assign_
+from .._kernels.gradient_check import GradientCheck, gradient_verdict
+from .._tensor_lists import assign_
+from ..functional.armijo import ArmijoResult, armijo_backtrack
 
 __all__ = [
     "Certificate",

@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .memory import ProjectionMemory
+from ..memory.base import ProjectionMemory
 
 __all__ = ["check_group_keys", "check_memory_covers_projected_groups"]
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import NonFiniteStepWarning
+from ._acceptance import NonFiniteStepWarning
 
 __all__ = ["PendingVerdict", "VerdictQueue", "found_inf", "takes_found_inf"]
 

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 from torch.optim.adamw import adamw as functional_adamw
 
-from .acceptance import old_task_gradient
-from .adamw_rows_kernel import AdamWRowPlan
-from .kernel_launch import Launch
-from .memory_layerwise import LayerwiseMemory
-from .tensor_lists import copy_list, dot
+from .._kernels.adamw_rows import AdamWRowPlan
+from .._kernels.launch import Launch
+from .._tensor_lists import copy_list, dot
+from ..memory.layerwise.memory import LayerwiseMemory
+from ._acceptance import old_task_gradient
 
 __all__ = ["FusedAdamWStep", "refuse_sparse"]
 

@@ -39,12 +39,12 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
-from .deferred_check import VerdictQueue, found_inf, takes_found_inf
-from .gradient_check import GradientCheck
-from .line_search import ArmijoResult, check_armijo_args
-from .memory import ProjectionMemory, check_trainable
-from .tensor_lists import any_dtensor, copy_list, dot, drop_zero_grads, grads_of, sq_norm
+from .._kernels.gradient_check import GradientCheck
+from .._tensor_lists import any_dtensor, copy_list, dot, drop_zero_grads, grads_of, sq_norm
+from ..functional.armijo import ArmijoResult, check_armijo_args
+from ..memory.base import ProjectionMemory, check_trainable
+from ._acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
+from ._finite_check import VerdictQueue, found_inf, takes_found_inf
 from .wrapper import OptimizerWrapper
 
 __all__ = ["ForgettingGuard", "GradientModeWarning"]

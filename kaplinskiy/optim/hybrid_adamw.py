@@ -27,15 +27,15 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_for_verdict, skip_step
-from .deferred_check import VerdictQueue
-from .gradient_check import GradientCheck
-from .hybrid_adamw_fused import FusedAdamWStep, refuse_sparse
-from .line_search import ArmijoResult, check_armijo_args
-from .memory import ProjectionMemory, check_trainable
-from .memory_layerwise import LayerwiseMemory
-from .param_groups import check_group_keys, check_memory_covers_projected_groups
-from .tensor_lists import any_dtensor, copy_list, dot, sq_norm
+from .._kernels.gradient_check import GradientCheck
+from .._tensor_lists import any_dtensor, copy_list, dot, sq_norm
+from ..functional.armijo import ArmijoResult, check_armijo_args
+from ..memory.base import ProjectionMemory, check_trainable
+from ..memory.layerwise.memory import LayerwiseMemory
+from ._acceptance import Certificate, armijo_on_params, old_task_gradient, skip_for_verdict, skip_step
+from ._checks import check_group_keys, check_memory_covers_projected_groups
+from ._finite_check import VerdictQueue
+from ._fused_adamw import FusedAdamWStep, refuse_sparse
 from .wrapper import copied_state
 
 __all__ = ["HybridAdamW", "adamw_update"]

@@ -18,11 +18,11 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
-from .line_search import ArmijoResult, check_armijo_args
-from .memory import ProjectionMemory, check_trainable
-from .param_groups import check_group_keys, check_memory_covers_projected_groups
-from .tensor_lists import assign_, copy_list, dot, grads_of, sq_norm
+from .._tensor_lists import assign_, copy_list, dot, grads_of, sq_norm
+from ..functional.armijo import ArmijoResult, check_armijo_args
+from ..memory.base import ProjectionMemory, check_trainable
+from ._acceptance import Certificate, armijo_on_params, old_task_gradient, skip_step
+from ._checks import check_group_keys, check_memory_covers_projected_groups
 from .wrapper import copied_state
 
 __all__ = ["Kaplinskiy"]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .acceptance import skip_step
+from ._acceptance import skip_step
 
 __all__ = ["OptimizerWrapper", "copied_state"]
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..param_groups import check_group_keys
+from ..optim._checks import check_group_keys
 
 __all__ = ["GroupStepOptimizer", "SoftSignSchedule", "check_hyperparameters"]
 

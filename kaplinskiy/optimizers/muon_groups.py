@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..hybrid_adamw import adamw_update
+from ..optim.hybrid_adamw import adamw_update
 from .group_optimizer import GroupStepOptimizer
 
 __all__ = ["MuonGroupOptimizer", "aux_adamw_step", "check_muon_group", "muon_param_groups"]

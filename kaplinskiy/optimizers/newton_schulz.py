@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from .whole_matrices import gathered
+from .._tensor_lists import gathered
 
 __all__ = ["NS_COEFFICIENTS", "aspect_scale", "newton_schulz", "rms_matching_scale"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .whole_matrices import gathered
+from .._tensor_lists import gathered
 
 __all__ = ["cauchy_temperatures", "folded_cauchy_quantile", "soft_muon_temperatures", "soft_sign_temperatures"]
 

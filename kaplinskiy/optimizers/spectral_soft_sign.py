@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .whole_matrices import gathered
+from .._tensor_lists import gathered
 
 __all__ = ["spectral_soft_sign"]
 

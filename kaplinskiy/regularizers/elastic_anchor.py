@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._tensor_lists import at_least_float32
 from .fisher import empirical_fisher_diagonal, online_fisher, true_fisher_diagonal
-from .tensor_lists import at_least_float32
 
 __all__ = ["ElasticAnchor", "ewc_penalty", "ewc_penalty_grad"]
 

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
+from .._tensor_lists import at_least_float32
 from .per_sample import SINGLE_LOGIT, _names_of, check_eval_mode, per_sample_gradients, sample_loss
-from .tensor_lists import at_least_float32
 
 __all__ = ["empirical_fisher_diagonal", "online_fisher", "true_fisher_diagonal"]
 

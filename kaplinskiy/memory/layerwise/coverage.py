@@ -1,27 +1,198 @@
 """Which layers of a model a :class:`~kaplinskiy.LayerwiseMemory` covers, what it refuses (lazy, sparse, DoRA,
-sharded other than by output rows) and warns about (trainable matrices left uncovered), and their names.
+sharded other than by output rows) and warns about (trainable matrices left uncovered), and their names; and the
+two kinds of covered layer that no module of the model calls.
+
+``nn.MultiheadAttention``'s packed input projection, which it reads as a weight without calling a layer, is an
+:class:`AttentionInProjection`; the inputs of both its projections are taken from the attention's own arguments
+(the query, key and value; the heads' outputs, computed again for ``out_proj``).
+
+An embedding whose weight is also an output head written as a product outside any module (``F.linear(h, E.weight)``
+or ``h @ E.weight.T``: torchtune's ``TiedLinear`` computes it so, and hand-written GPTs do), possibly with a bias of
+the head's own (``F.linear(h, E.weight, b)``, as BERT's masked-language head adds one), gets an
+:class:`EmbeddingHead`. The head's logits ``E h + b`` move by ``D_E h + d_b`` under a step: a change of every row,
+which the rows an embedding protects do not hold. :class:`EmbeddingHead` stands for that head as an ``nn.Linear``
+sharing the embedding's weight (and holding the bias), so the head's inputs, recorded where those products are made
+(:mod:`~kaplinskiy.memory.layerwise.outside_uses`, with the input of 1 that the bias multiplies where the product
+adds it), grow a basis of their own, as for a head tied to the embedding as a module (Hugging Face's ``lm_head``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
-from .attention_inputs import AttentionInProjection, packed_attentions
-from .embedding_heads import EmbeddingHead, HeadSpec, head_layers
-from .layer_inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, is_hf_conv1d
-from .tensor_lists import any_dtensor, is_dtensor
+from ..._tensor_lists import any_dtensor, is_dtensor
+from ..base import listed
+from .inputs import CONVOLUTIONS, TRANSPOSED_CONVOLUTIONS, is_hf_conv1d
 
 __all__ = [
+    "AttentionInProjection",
+    "EmbeddingHead",
+    "HeadSpec",
+    "attention_recorder",
     "check_sharded",
     "covered_layers",
+    "head_layers",
     "layer_names",
-    "listed",
+    "packed_attentions",
     "reshard_after_forward",
     "warn_loose_matrices",
 ]
+
+_ATTENTION_ARGS = (
+    "query",
+    "key",
+    "value",
+    "key_padding_mask",
+    "need_weights",
+    "attn_mask",
+    "average_attn_weights",
+    "is_causal",
+)
+"""``nn.MultiheadAttention.forward``'s parameters, in order (its callers may pass any of them by position)."""
+
+
+def _attention_heads(attention: nn.MultiheadAttention, named: dict[str, Any]) -> Tensor:
+    """The heads' concatenated outputs, the input of ``out_proj``, for the arguments ``named`` of a call of
+    ``attention``: its own computation (same masks) with ``out_proj`` replaced by the identity, made by
+    ``F.multi_head_attention_forward`` directly, so that no module hook (FSDP2's resharding) runs again."""
+    q, k, v = named["query"], named["key"], named["value"]
+    if q.is_nested:  # self-attention over sequences without their padding (torch's TransformerEncoder fast path)
+        lengths = torch.tensor([t.shape[0] for t in q.unbind()], device=q.device)
+        padded = q.to_padded_tensor(0.0)
+        pad = torch.arange(padded.shape[1], device=q.device) >= lengths[:, None]
+        x = padded if attention.batch_first else padded.transpose(0, 1)
+        heads = _attention_heads(attention, {**named, "query": x, "key": x, "value": x, "key_padding_mask": pad})
+        return heads.transpose(0, 1)[~pad]  # the functional form answers (L, N, E): the rows of real tokens
+    if attention.batch_first and q.dim() == 3:  # the functional form takes (L, N, E)
+        q, k, v = (t.transpose(0, 1) for t in (q, k, v))
+    w = attention.out_proj.weight
+    identity = torch.eye(w.shape[1], dtype=w.dtype, device=w.device)
+    bias = attention.out_proj.bias
+    heads, _ = F.multi_head_attention_forward(
+        q,
+        k,
+        v,
+        attention.embed_dim,
+        attention.num_heads,
+        attention.in_proj_weight,
+        attention.in_proj_bias,
+        attention.bias_k,
+        attention.bias_v,
+        attention.add_zero_attn,
+        0.0,  # recording is in eval mode: no dropout
+        identity,
+        None if bias is None else torch.zeros_like(bias),
+        training=False,
+        key_padding_mask=named.get("key_padding_mask"),
+        need_weights=False,
+        attn_mask=named.get("attn_mask"),
+        is_causal=bool(named.get("is_causal", False)),
+    )
+    return heads
+
+
+def attention_recorder(
+    attention: nn.MultiheadAttention,
+    i_in: int | None,
+    i_out: int | None,
+    add: Callable[[int, Tensor, Sequence[int]], None],
+) -> Callable[..., None]:
+    """A forward pre-hook (with kwargs) of ``attention`` that records the inputs of its two projections.
+
+    The input projection's are the query, key and value, each for its block of rows (``add``'s last argument:
+    the blocks an input is recorded for; all three when they are one tensor). ``out_proj``'s are the heads'
+    concatenated outputs, which the attention computes inside and never hands to a layer: the hook computes them
+    again (:func:`_attention_heads`).
+    """
+
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        named = dict(zip(_ATTENTION_ARGS, args, strict=False)) | kwargs
+        q, k, v = named["query"], named["key"], named["value"]
+        if i_in is not None:
+            inputs = (q, k, v)
+            for x in {id(t): t for t in inputs}.values():  # each tensor once (self-attention: one for all three)
+                add(i_in, x, [block for block, y in enumerate(inputs) if y is x])
+        if i_out is not None:
+            add(i_out, _attention_heads(attention, named))
+
+    return hook
+
+
+class AttentionInProjection(nn.Linear):
+    """``nn.MultiheadAttention``'s packed input projection, ``[q, k, v] = [x_q, x_k, x_v] W^T + b`` (``W`` of shape
+    ``(3E, E)``), as an ``nn.Linear`` that shares the attention's ``in_proj_weight`` and ``in_proj_bias``.
+
+    It is never called (the attention reads its weight directly); :class:`LayerwiseMemory` records its inputs,
+    the attention's query, key and value, from the attention's own arguments, each for its block of rows: one
+    basis for self-attention, where the three are one input, and one basis per block once they differ
+    (cross-attention; see ``layer_bases.grown_block_bases``)."""
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = attention.embed_dim, 3 * attention.embed_dim
+        self.register_parameter("weight", attention.in_proj_weight)
+        self.register_parameter("bias", attention.in_proj_bias)
+
+
+def packed_attentions(model: nn.Module) -> list[tuple[str, nn.MultiheadAttention]]:
+    """The ``nn.MultiheadAttention`` modules with a packed input projection (query, key and value of one size)."""
+    return [
+        (key, m)
+        for key, m in model.named_modules()
+        if isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None
+    ]
+
+
+class EmbeddingHead(nn.Linear):
+    """An embedding's weight (``num_embeddings x embedding_dim``) as the weight of a Linear head, with the head's
+    own bias (``num_embeddings`` entries, a parameter of the model) or none. It is never called;
+    :class:`~kaplinskiy.LayerwiseMemory` records its inputs where a product takes the weight (or its transpose)
+    outside the embedding's call."""
+
+    def __init__(self, embedding: nn.Embedding, bias: nn.Parameter | None = None) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = embedding.embedding_dim, embedding.num_embeddings
+        self.register_parameter("weight", embedding.weight)
+        self.register_parameter("bias", bias)
+
+
+HeadSpec = nn.Module | tuple[nn.Module, Tensor]  # an embedding, or an embedding and its head's own bias
+
+
+def head_layers(model: nn.Module, heads: Sequence[HeadSpec], tied: Sequence[nn.Module]) -> dict[int, EmbeddingHead]:
+    """A head per entry of ``heads`` (an embedding, or a pair of an embedding and its head's bias), by the
+    embedding's ``id``. Refused, naming it: an entry that is not an ``nn.Embedding`` of ``model``, one whose weight
+    is frozen, one whose weight a covered layer of ``tied`` already holds (a module head tied to it, whose calls
+    record its inputs), and a bias that is no parameter of ``model`` with one entry per embedding row."""
+    names = {id(m): key for key, m in model.named_modules()}
+    parameters = {id(p) for p in model.parameters()}
+    out = {}
+    for entry in heads:
+        m, bias = entry if isinstance(entry, tuple) else (entry, None)
+        if not isinstance(m, nn.Embedding) or id(m) not in names:
+            raise ValueError(f"Invalid heads: {type(m).__name__} is not an nn.Embedding of the model")
+        name = names[id(m)]
+        if bias is not None and (id(bias) not in parameters or tuple(bias.shape) != (m.num_embeddings,)):
+            raise ValueError(
+                f"Invalid heads: the bias given for the head of {name!r} must be a parameter of the model with "
+                f"{m.num_embeddings} entries (one per row of the embedding), not a tensor of shape {tuple(bias.shape)}"
+            )
+        if not m.weight.requires_grad:
+            raise ValueError(f"Invalid heads: the embedding {name!r} is frozen; only a trained one needs a head")
+        holder = next((layer for layer in tied if layer.weight is m.weight and layer is not m), None)
+        if holder is not None:
+            raise ValueError(
+                f"Invalid heads: the embedding {name!r} shares its weight with the covered layer "
+                f"{names.get(id(holder), type(holder).__name__)!r}, whose calls record the head's inputs already"
+            )
+        out[id(m)] = EmbeddingHead(m, bias)
+    return out
 
 
 def _is_dora(module: nn.Module) -> bool:
@@ -33,12 +204,6 @@ def _is_dora(module: nn.Module) -> bool:
 def _check_supported(module: nn.Module) -> bool:
     covered = (nn.Linear, nn.Embedding, *CONVOLUTIONS, *TRANSPOSED_CONVOLUTIONS)
     return isinstance(module, covered) or is_hf_conv1d(module)
-
-
-def listed(names: Sequence[str], shown: int = 3) -> str:
-    """The first ``shown`` of ``names`` quoted, and how many more: ``'a', 'b', 'c' and 2 more``."""
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(map(repr, names[:shown])) + more
 
 
 def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]:

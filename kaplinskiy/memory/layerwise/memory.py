@@ -26,18 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attention_inputs import AttentionInProjection
-from .covered_layers import check_sharded, covered_layers, layer_names, warn_loose_matrices
-from .embedding_heads import HeadSpec
-from .energy_basis import energy_basis_update, energy_basis_update_rows
-from .layer_bases import BasisBudget, basis_size, grow_recorded
-from .layer_inputs import input_width
-from .layer_recording import record_layer_inputs, recording_passes
-from .layerwise_projection import LayerwiseProjection
-from .memory import ordinary
-from .tensor_lists import any_dtensor
+from ..._tensor_lists import any_dtensor
+from ..base import ordinary
+from .bases import BasisBudget, basis_size, grow_recorded
+from .coverage import AttentionInProjection, HeadSpec, check_sharded, covered_layers, layer_names, warn_loose_matrices
+from .inputs import input_width
+from .projection import LayerwiseProjection
+from .recording import record_layer_inputs, recording_passes
 
-__all__ = ["AttentionInProjection", "LayerwiseMemory", "energy_basis_update", "energy_basis_update_rows"]
+__all__ = ["LayerwiseMemory"]
 
 
 class LayerwiseMemory(LayerwiseProjection):

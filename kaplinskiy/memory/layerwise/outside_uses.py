@@ -21,8 +21,8 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from .layer_inputs import looked_up
-from .tensor_lists import is_dtensor
+from ..._tensor_lists import is_dtensor
+from .inputs import looked_up
 
 __all__ = ["OutsideUses", "UnrecordedUseWarning", "parameter_owners"]
 

@@ -13,12 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .basis_factors import BasisFactors, BlockFactors, row_blocks
-from .layer_bases import basis_size
-from .layer_inputs import TRANSPOSED_CONVOLUTIONS, is_hf_conv1d
-from .layerwise_kernel import MAX_RANK, RowLayer, RowPlan, grouped_kernel_available, kernel_takes
-from .tensor_lists import local_shard
-from .transposed_convolutions import set_weight_rows_, weight_rows
+from ..._kernels.launch import grouped_kernel_available
+from ..._kernels.layerwise import MAX_RANK, RowLayer, RowPlan, kernel_takes
+from ..._tensor_lists import local_shard
+from .bases import BasisFactors, BlockFactors, basis_size, row_blocks
+from .inputs import TRANSPOSED_CONVOLUTIONS, is_hf_conv1d, set_weight_rows_, weight_rows
 
 __all__ = ["LayerwiseProjection"]
 
