@@ -9,7 +9,7 @@ one read and one write of the covered weights where those rows have left the cac
 float16 are rounded twice (``w + Delta``, then the projected row), as after the guard's two kernels, where the
 foreach path rounds once: their coordinates along ``U`` keep the rounding noise of that precision.
 
-The launch table of the layers is the projection's (:class:`~kaplinskiy.layerwise_kernel.RowPlan`); this plan
+The launch table of the layers is the projection's (:class:`~kaplinskiy._kernels.layerwise.RowPlan`); this plan
 adds, per layer, the addresses of the gradients, moments and step counts (``state``) and the hyperparameters
 (``hyper``), rebuilt only when a gradient is reallocated or a hyperparameter changes.
 """

@@ -1,7 +1,7 @@
-"""The Triton kernel of :mod:`kaplinskiy.adamw_rows_kernel`: AdamW and the projection of its update (eq. 11)
+"""The Triton kernel of :mod:`kaplinskiy._kernels.adamw_rows`: AdamW and the projection of its update (eq. 11)
 for many layers in one launch.
 
-One program takes ``BM`` rows of one layer (``blocks``, ``table``: as in :mod:`kaplinskiy.layerwise_triton`),
+One program takes ``BM`` rows of one layer (``blocks``, ``table``: as in :mod:`kaplinskiy._kernels.layerwise_triton`),
 and in one sweep over the columns reads ``w, g, m, v``, writes the new moments and ``w + Delta``, and
 accumulates ``C = Delta U``; a second sweep subtracts ``C U^T`` from the same rows, which the first sweep has
 just written (they are read again from the cache, not from memory, when they fit; with ``STREAM``/``KEEP`` the
@@ -126,7 +126,7 @@ def one_minus_power(step, log_beta):
 @triton.jit
 def adamw_delta(x, grad, m, v, coef):
     """AdamW's step ``Delta`` and new moments (Loshchilov & Hutter; the same formulas as
-    :func:`kaplinskiy.hybrid_adamw.adamw_update`), ``coef`` from :func:`step_coefficients`:
+    :func:`kaplinskiy.optim.hybrid_adamw.adamw_update`), ``coef`` from :func:`step_coefficients`:
     ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
     ``Delta = -lr wd w - lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps)``."""
     lr_wd, eps, beta2, one_minus_beta1, one_minus_beta2, step_size, bc2_sqrt = coef

@@ -5,7 +5,7 @@ Per parameter tensor, :class:`~kaplinskiy.DenseMemory` otherwise runs two matrix
 half of the projection): 300 launches for GPT-2's 148 tensors, several of them too small to stream at full
 bandwidth. Here one launch forms every block's share of the coordinates ``Q^T g`` (then summed in a fixed
 order, so the result does not depend on scheduling) and a second subtracts ``Q c``: two streaming reads of the
-basis, the projection's bandwidth floor ``2 r n``. Kernels in :mod:`kaplinskiy.dense_triton`.
+basis, the projection's bandwidth floor ``2 r n``. Kernels in :mod:`kaplinskiy._kernels.dense_triton`.
 """
 
 from __future__ import annotations

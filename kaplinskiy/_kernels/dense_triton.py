@@ -1,4 +1,4 @@
-"""The Triton kernels of :mod:`kaplinskiy.dense_kernel` (eq. 11 on a dense memory, every tensor in one launch).
+"""The Triton kernels of :mod:`kaplinskiy._kernels.dense` (eq. 11 on a dense memory, every tensor in one launch).
 
 The basis is stored direction by direction (``r x n``, row-major) and a parameter tensor owns the columns
 ``[offset, offset + numel)``. One program takes ``BLOCK`` consecutive entries of one tensor (``blocks``: which
@@ -14,7 +14,7 @@ import triton.language as tl
 
 @triton.jit
 def block_entries(table, blocks, like, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
-    """This program's block (:class:`~kaplinskiy.tensor_blocks.TensorBlocks`): its index, the pointers to its
+    """This program's block (:class:`~kaplinskiy._kernels.launch.TensorBlocks`): its index, the pointers to its
     entries (of ``like``'s dtype), their mask, and their columns in the concatenation of all the tensors."""
     pid = tl.program_id(0)
     t = tl.load(blocks + 2 * pid)

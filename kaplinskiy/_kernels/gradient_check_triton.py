@@ -1,6 +1,6 @@
-"""The Triton kernel of :mod:`kaplinskiy.gradient_check`: the finite check's one pass over every gradient.
+"""The Triton kernel of :mod:`kaplinskiy._kernels.gradient_check`: the finite check's one pass over every gradient.
 
-One program takes ``BLOCK`` consecutive entries of one tensor (:class:`~kaplinskiy.tensor_blocks.TensorBlocks`)
+One program takes ``BLOCK`` consecutive entries of one tensor (:class:`~kaplinskiy._kernels.launch.TensorBlocks`)
 and folds them into the step's verdict ``[non-finite, all zero]`` (float32, set to ``[0, 1]`` before the
 launch): a block holding a NaN or an infinity sets the first to 1, a block holding a nonzero entry (a NaN or an
 infinity among them) sets the second to 0, each by one atomic operation, taken only while the verdict does not

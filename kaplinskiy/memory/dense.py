@@ -66,9 +66,9 @@ class DenseMemory:
         dtype: storage dtype of the basis (default: the parameters' dtype, the widest of them if they differ, at
             least float32: a basis kept in bfloat16 or float16 would not stay orthonormal, and QR does not run in
             them).
-        backend: ``"auto"`` projects all tensors in two grouped Triton launches on CUDA when Triton is installed
-            and the basis is float32 (:mod:`kaplinskiy.dense_kernel`), else tensor by tensor with BLAS;
-            ``"torch"`` always uses BLAS; ``"triton"`` requires the grouped kernels.
+
+    On CUDA with Triton installed and a float32 basis, all tensors are projected in two grouped launches, else
+    tensor by tensor with BLAS; both compute the same projection.
     """
 
     def __init__(
@@ -79,11 +79,8 @@ class DenseMemory:
         max_vectors: int | None = None,
         drop_tol: float | None = None,
         dtype: torch.dtype | None = None,
-        backend: str = "auto",
     ) -> None:
-        if backend not in ("auto", "torch", "triton"):
-            raise ValueError(f"Invalid backend: {backend}")
-        self.backend = backend
+        self._backend = "auto"  # "torch": always BLAS; "triton": the grouped kernels or an error (tests, benchmarks)
         self._plan: DensePlan | None = None
         self._plan_key: tuple[object, ...] | None = None
         self.params = list(params)
@@ -171,7 +168,7 @@ class DenseMemory:
 
         The ``N`` gradients are held together (``N x n`` numbers, and a few copies of that size on the way); with
         ``held`` below ``N``, at most ``held`` samples' gradients are made at a time, and the same directions come
-        from their Gram matrix (:func:`~kaplinskiy.snapshots.snapshot_extension`, more passes over the samples). Its
+        from their Gram matrix (:func:`~kaplinskiy.memory.snapshots.snapshot_extension`, more passes over the samples). Its
         float64 Gram matrix resolves a direction of singular value ``s`` times the largest to an angle of about
         ``eps64 / s^2``: within a float32 basis' own rounding for every ``drop_tol`` it takes, so a float64 basis
         with ``held`` needs ``drop_tol >= 1e-4`` (an angle of ``2e-8``). ``chunk_size`` bounds torch.func's
@@ -206,12 +203,12 @@ class DenseMemory:
 
     def _grouped(self, tensors: Sequence[Tensor]) -> DensePlan | None:
         """The grouped kernels' plan for these tensors, kept while they and the basis are the same objects."""
-        usable = grouped_kernel_available(tensors[0].device, interpreted=self.backend == "triton")
+        usable = grouped_kernel_available(tensors[0].device, interpreted=self._backend == "triton")
         eligible = usable and self.dtype == torch.float32 and dense_kernel_takes(tensors, self._directions.device)
-        if self.backend == "torch" or not eligible:
-            if self.backend == "triton":
+        if self._backend == "torch" or not eligible:
+            if self._backend == "triton":
                 raise RuntimeError(
-                    "backend='triton' needs Triton, CUDA tensors (or TRITON_INTERPRET=1), a float32 "
+                    "_backend='triton' needs Triton, CUDA tensors (or TRITON_INTERPRET=1), a float32 "
                     "basis and contiguous tensors of one float32, bfloat16 or float16 dtype on its device"
                 )
             return None

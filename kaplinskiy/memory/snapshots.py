@@ -1,6 +1,6 @@
 """The dense memory's new directions from candidates that do not fit in memory together (the method of snapshots).
 
-:func:`~kaplinskiy.memory_dense.orthonormal_extension` keeps the top principal directions of the candidates
+:func:`~kaplinskiy.memory.dense.orthonormal_extension` keeps the top principal directions of the candidates
 ``C = [C_0, ..., C_{m-1}]`` (``n x N``) projected off the memory, ``R = (I - Q Q^T) C``: it holds all of ``C``,
 ``N`` per-sample gradients of ``n`` numbers each. The same directions are the leading eigenvectors of the
 small Gram matrix ``R^T R = V diag(sigma^2) V^T`` (``N x N``) mapped back, ``R V sigma^{-1}`` (Sirovich's method
@@ -24,7 +24,7 @@ _ROWS = 1 << 18  # rows of two chunks cast to float64 at a time for one block of
 
 
 def snapshot_extension(Q: Tensor, chunk: Callable[[int], Tensor], m: int, k: int, drop_tol: float) -> Tensor:
-    """:func:`~kaplinskiy.memory_dense.orthonormal_extension` of ``Q`` by the candidates ``chunk(0), ...,
+    """:func:`~kaplinskiy.memory.dense.orthonormal_extension` of ``Q`` by the candidates ``chunk(0), ...,
     chunk(m - 1)`` (each ``n x c_i``, made on demand, two held at once): new orthonormal columns ``N``,
     the at most ``k`` principal directions of ``R = (I - Q Q^T) C`` whose singular value is above
     ``drop_tol * max_j ||C_j||``, most energetic first, with ``Q^T N = 0`` to rounding.

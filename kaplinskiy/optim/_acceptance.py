@@ -104,7 +104,7 @@ def skip_step(
 
     A NaN or infinite ``loss`` or gradient skips it with a :class:`NonFiniteStepWarning`; with ``skip_zero``
     an all-zero gradient skips it silently (nothing to learn, so parameters and state stay as they are).
-    ``check``: an optimizer's :class:`~kaplinskiy.gradient_check.GradientCheck` (one grouped launch on CUDA).
+    ``check``: an optimizer's :class:`~kaplinskiy._kernels.gradient_check.GradientCheck` (one grouped launch on CUDA).
     """
     verdict = check(None, grads) if check is not None else gradient_verdict(None, grads)
     return skip_for_verdict(loss, verdict, who, skip_zero=skip_zero, stacklevel=4)
@@ -155,7 +155,7 @@ def evaluate_closure(closure: Callable[[], Tensor | float]) -> float:
         if "does not require grad" in str(err):
             raise RuntimeError(
                 "The closure called backward() during a line-search trial; guard it with "
-                "`if torch.is_grad_enabled(): loss.backward()` (see kaplinskiy.acceptance)"
+                "`if torch.is_grad_enabled(): loss.backward()` (see kaplinskiy.optim._acceptance)"
             ) from err
         raise
 

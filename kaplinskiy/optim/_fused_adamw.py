@@ -1,5 +1,5 @@
 """The step of ``HybridAdamW(fused=True)``: AdamW and the layer-wise projection (eq. 11 on the update) of every
-Linear/Conv layer the grouped kernel takes in one launch (:mod:`kaplinskiy.adamw_rows_kernel`), torch's fused
+Linear/Conv layer the grouped kernel takes in one launch (:mod:`kaplinskiy._kernels.adamw_rows`), torch's fused
 AdamW for every other parameter, and the layers the kernel does not take projected around that step by the
 per-layer path. What the host prepares (the plan, the lists of tensors, the launch) is kept between steps.
 """

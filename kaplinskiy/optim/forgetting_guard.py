@@ -198,7 +198,7 @@ class ForgettingGuard(OptimizerWrapper):
         """
         if self.armijo and closure is None:
             raise RuntimeError(
-                "ForgettingGuard(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)"
+                "ForgettingGuard(armijo=True) needs a closure that returns Phi (see kaplinskiy.optim._acceptance)"
             )
         if self.armijo:  # a group added since, or a flag set since
             _check_minimizes(self.base)

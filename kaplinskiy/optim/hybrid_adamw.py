@@ -11,7 +11,7 @@ computed with foreach kernels, as a list the projection and the line search can 
 without a line search, ``ForgettingGuard(torch.optim.AdamW(..., fused=True), memory)`` takes the same step
 (tested) with torch's fused kernel. ``fused=True`` (CUDA, Triton, a :class:`~kaplinskiy.LayerwiseMemory`, no
 line search) takes it in one grouped launch for every Linear/Conv layer the grouped kernel takes, AdamW and
-projection together (:mod:`kaplinskiy.adamw_rows_kernel`), and torch's fused AdamW for every other parameter
+projection together (:mod:`kaplinskiy._kernels.adamw_rows`), and torch's fused AdamW for every other parameter
 (the layers the kernel does not take are projected around that step by the per-layer path); its step counts are
 float32 tensors on the parameters' device, as ``torch.optim.AdamW(fused=True)`` keeps them.
 """
@@ -245,7 +245,7 @@ class HybridAdamW(Optimizer):
         proposed update ``d`` (eq. 12); one more forward and backward pass.
         """
         if self.armijo and closure is None:
-            raise RuntimeError("HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.acceptance)")
+            raise RuntimeError("HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.optim._acceptance)")
         if self.memory is not None:
             check_trainable(self.memory, (p for g in self.param_groups for p in g["params"]))
         loss = None
@@ -309,7 +309,7 @@ class HybridAdamW(Optimizer):
         ).as_dict()
 
     def _fused_step(self, loss: Any, closure: Any, old_task_closure: Any, prepared: Any) -> None:
-        """The step of ``fused=True`` (:class:`~kaplinskiy.hybrid_adamw_fused.FusedAdamWStep`), certified."""
+        """The step of ``fused=True`` (:class:`~kaplinskiy.optim._fused_adamw.FusedAdamWStep`), certified."""
         slope = self._fused.step(self.memory, self.param_groups, self.state, prepared, old_task_closure)
         phi = None if loss is None or self.defer_check else float(loss)  # deferred: filled in with the verdict
         search = ArmijoResult(1.0, phi, None, None, 0, True)

@@ -41,7 +41,7 @@ class Kaplinskiy(Optimizer):
             same for every group: a group may not set them to other values).
 
     ``step(closure)`` needs a closure returning Phi that calls ``backward()`` only under grad mode (see
-    :mod:`kaplinskiy.acceptance`). Give ``old_task_closure`` (returning L_A, same convention) to have
+    :mod:`kaplinskiy.optim._acceptance`). Give ``old_task_closure`` (returning L_A, same convention) to have
     ``grad L_A . d`` in the certificate. The last :class:`~kaplinskiy.Certificate` is ``optimizer.certificate``.
     """
 
@@ -108,7 +108,7 @@ class Kaplinskiy(Optimizer):
     ) -> Tensor | float:
         """One projected, Armijo-accepted step on Phi; returns Phi before the step."""
         if closure is None:
-            raise RuntimeError("Kaplinskiy needs a closure that returns Phi (see kaplinskiy.acceptance)")
+            raise RuntimeError("Kaplinskiy needs a closure that returns Phi (see kaplinskiy.optim._acceptance)")
         first = self.param_groups[0]
         for key in ("armijo", "c", "shrink", "max_trials"):
             if any(g[key] != first[key] for g in self.param_groups):

@@ -1,4 +1,4 @@
-"""The torch.optim plumbing of kaplinskiy.recent's optimizers, written once: hyperparameters checked at
+"""The torch.optim plumbing of kaplinskiy.optimizers's optimizers, written once: hyperparameters checked at
 construction and for every added group, keys this optimizer does not know refused, sparse gradients refused before
 anything moves, and ``step`` a loop over the groups (each subclass says how one group steps)."""
 

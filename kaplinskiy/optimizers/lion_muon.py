@@ -11,7 +11,7 @@ For a matrix ``W`` with gradient ``G`` and momentum ``M``, at its ``t``-th updat
 ``P = muon_every``: ``P = 1`` is Muon with EMA momentum, ``P = None`` is Lion (Signum when ``beta1 = beta2``),
 and ``beta1 = beta2`` is SignMuon. Groups with ``use_muon=False`` (embeddings, biases, norms: Muon's steps are
 for hidden matrices) take AdamW steps with their own ``lr``, ``adamw_betas``, ``adamw_eps`` and ``weight_decay``,
-as Keller Jordan's ``MuonWithAuxAdam`` does; :func:`~kaplinskiy.recent.muon_param_groups` builds the two groups.
+as Keller Jordan's ``MuonWithAuxAdam`` does; :func:`~kaplinskiy.optimizers.muon_param_groups` builds the two groups.
 
 Departures from the authors' code, none of which changes a step when every matrix gets a gradient at every step:
 the counter ``t`` is each matrix's own (its state's ``step``, as torch.optim keeps it), not a global one; the
@@ -58,7 +58,7 @@ class LionMuon(MuonGroupOptimizer):
     The defaults are the paper's best runs at 124M parameters (P = 2, betas (0.9, 0.99), eta_M 1e-3,
     eta_L 5e-5, weight decay 0.1, K = 5; AdamW groups with betas (0.8, 0.999)). ``ns_dtype``: the dtype NS_K
     runs in, bfloat16 as in the paper and torch.optim.Muon; on a CPU, ``torch.float32`` is some 75 to 100
-    times faster (:func:`~kaplinskiy.recent.newton_schulz`).
+    times faster (:func:`~kaplinskiy.optimizers.newton_schulz`).
     """
 
     def __init__(

@@ -6,7 +6,7 @@ With SGD's momentum ``m_t`` (``buf <- mu buf + (1 - dampening) g``, ``buf = g`` 
 
 * ``t <= S``: ``W <- W - eta sign(m_t)``;
 * ``t = S + 1``: the temperatures ``tau_0 >= ... >= tau_{T-1}`` are fitted once on the group's momentum
-  (:func:`~kaplinskiy.recent.soft_sign_temperatures`);
+  (:func:`~kaplinskiy.optimizers.soft_sign_temperatures`);
 * ``t > S``: ``W <- W - eta tanh(tau_k m_t)`` with ``k = min(t - S - 1, T - 1)``.
 
 ``t`` counts the steps in which the group had gradients. Past ``S + T`` steps the last temperature is kept (the

@@ -224,7 +224,7 @@ def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]
 
 def covered_layers(model: nn.Module, heads: Sequence[HeadSpec] = ()) -> list[nn.Module]:
     """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter, and
-    after each embedding of ``heads`` its :class:`~kaplinskiy.embedding_heads.EmbeddingHead` (its weight used as
+    after each embedding of ``heads`` its :class:`~kaplinskiy.memory.layerwise.coverage.EmbeddingHead` (its weight used as
     an output head by a product outside any module, with the head's own bias where the entry gives one; refused as
     :func:`head_layers` says).
 

@@ -9,12 +9,12 @@ representation matrix (the inputs as rows, kept as a triangular factor of their 
 chosen by an energy threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's token
 rows are frozen.
 
-The pieces, one module each: which layers are covered (:mod:`~kaplinskiy.covered_layers`), what their inputs are
-(:mod:`~kaplinskiy.layer_inputs`, :mod:`~kaplinskiy.attention_inputs`), recording them
-(:mod:`~kaplinskiy.layer_recording`), growing the bases (:mod:`~kaplinskiy.energy_basis`,
-:mod:`~kaplinskiy.layer_bases`), and projecting with them (:mod:`~kaplinskiy.layerwise_projection`, which this
-class inherits): a layer by BLAS (:mod:`~kaplinskiy.basis_factors`) or every layer in one launch
-(:mod:`~kaplinskiy.layerwise_kernel`).
+The pieces, one module each: which layers are covered (:mod:`~kaplinskiy.memory.layerwise.coverage`), what their inputs are
+(:mod:`~kaplinskiy.memory.layerwise.inputs`, :mod:`~kaplinskiy.memory.layerwise.coverage`), recording them
+(:mod:`~kaplinskiy.memory.layerwise.recording`), growing the bases (:mod:`~kaplinskiy.functional.memory_update`,
+:mod:`~kaplinskiy.memory.layerwise.bases`), and projecting with them (:mod:`~kaplinskiy.memory.layerwise.projection`, which this
+class inherits): a layer by BLAS (:mod:`~kaplinskiy.memory.layerwise.bases`) or every layer in one launch
+(:mod:`~kaplinskiy._kernels.layerwise`).
 """
 
 from __future__ import annotations
@@ -56,23 +56,16 @@ class LayerwiseMemory(LayerwiseProjection):
             warning when some of them have two or more dimensions (a layer's weights, not a scale or a bias).
         heads: embeddings of ``model`` whose weight is also an output head written as a product outside any
             module (``F.linear(h, E.weight)``, ``h @ E.weight.T``): each gets an
-            :class:`~kaplinskiy.embedding_heads.EmbeddingHead`, a covered layer after it, whose basis holds the
+            :class:`~kaplinskiy.memory.layerwise.coverage.EmbeddingHead`, a covered layer after it, whose basis holds the
             inputs of those products. A pair ``(embedding, bias)`` gives the head its own bias, a parameter of
             ``model`` added by ``F.linear(h, E.weight, bias)``: covered as a Linear layer's bias (with the input
             of 1 recorded where the product adds it). (A head tied as an ``nn.Linear`` sharing the weight needs
             none.)
-        backend: ``"auto"`` projects all Linear/Conv layers in one grouped Triton launch on CUDA when Triton is
-            installed (:mod:`kaplinskiy.layerwise_kernel`), else layer by layer with BLAS; ``"torch"`` always
-            uses BLAS; ``"triton"`` requires the grouped kernel. Both compute the same projection (the kernel
-            keeps coefficients in float32). Layers the kernel does not take go by BLAS in either: embeddings, a
-            weight shared by two layers, a basis above ``MAX_RANK`` vectors, a cross-attention's input projection
-            (a basis per block of rows), weights of another dtype or device than the first parameter's or in
-            float64, a bias of another dtype than its weight's.
 
     Convolutions are covered with any padding, padding mode, stride, dilation and groups (a grouped layer's
     groups share one basis of the union of their input spaces), batched or not, in one, two or three spatial
     dimensions; so are transposed convolutions (their weight's rows as each output channel reads them,
-    :mod:`~kaplinskiy.transposed_convolutions`). Weights computed by a parametrization count as uncovered, with a
+    :mod:`~kaplinskiy.memory.layerwise.inputs`). Weights computed by a parametrization count as uncovered, with a
     warning (:func:`covered_layers`). An embedding protects the rows of its weight that the old task's
     forward reads (``F.embedding`` or an index, wherever made), not the argument its module is called with: OPT's,
     BART's and Whisper's learned positions read other rows than that argument. One called without such a read is
@@ -90,6 +83,9 @@ class LayerwiseMemory(LayerwiseProjection):
     ``add_task`` on every rank, with each rank's own old-task batches or the same ones: the input covariances are
     summed over the ranks (every dim of the mesh), so every rank holds the same basis and projects the rows it
     holds (:func:`check_sharded` says which shardings are refused).
+    On CUDA with Triton installed, the Linear and Conv layers are projected in one grouped launch, and the others
+    (embeddings, a weight shared by two layers, a large basis, a cross-attention's input projection, weights in
+    float64 or of another dtype or device than the first) layer by layer with BLAS: the same projection.
     """
 
     def __init__(
@@ -101,11 +97,8 @@ class LayerwiseMemory(LayerwiseProjection):
         max_per_layer: int | None = None,
         freeze_uncovered: bool = False,
         heads: Sequence[HeadSpec] = (),
-        backend: str = "auto",
     ) -> None:
-        if backend not in ("auto", "torch", "triton"):
-            raise ValueError(f"Invalid backend: {backend}")
-        self.backend = backend
+        self._backend = "auto"  # "torch": always BLAS; "triton": the grouped kernel or an error (tests, benchmarks)
         self.model = model
         self.layers = covered_layers(model, heads)
         if not self.layers:
@@ -186,13 +179,13 @@ class LayerwiseMemory(LayerwiseProjection):
         ``x @ W.T``, ``torch.addmm(b, x, W.t())``) has its input recorded (its input of 1 only where the product
         adds the layer's bias); any other use of a covered weight or trainable bias outside its module's call is
         named in an
-        :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning` (its inputs there are not recorded).
+        :class:`~kaplinskiy.memory.layerwise.outside_uses.UnrecordedUseWarning` (its inputs there are not recorded).
         Recording holds, per covered layer, a float64 factor of its inputs on the weight's device, ``d_in x d_in``
         once it has seen ``d_in`` inputs (three for an attention's input projection), and up to a quarter of that
         in rows of small batches waiting to join it in one QR of the factor's rows plus theirs;
         Linear layers that read one tensor (separate query, key and value projections, a gate and up projection)
         hold one factor, made once, and grow their bases once while those are equal.
-        ``max_factor_bytes`` bounds what recording holds at once (:func:`~kaplinskiy.layer_recording.factor_bytes`;
+        ``max_factor_bytes`` bounds what recording holds at once (:func:`~kaplinskiy.memory.layerwise.recording.factor_bytes`;
         a large model's factors add up to tens of GB): the covered layers are recorded in runs of consecutive
         layers that hold at most that much, one pass of the forward over ``batches`` per run, so ``batches`` must
         be re-iterable (a list, a ``DataLoader``) and give the same inputs on each pass (no shuffling with

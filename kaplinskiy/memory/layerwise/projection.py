@@ -1,8 +1,8 @@
 """Eq. (11) layer by layer: ``[D_W, d_b] <- [D_W, d_b] - ([D_W, d_b] U) U^T`` with each covered layer's basis
 ``U`` of its old-task inputs, an embedding's protected rows set back or zeroed, and the parameters no covered layer
-owns frozen on request. :class:`~kaplinskiy.memory_layerwise.LayerwiseMemory` builds the bases and inherits the
-projection from here. Each layer goes by BLAS (:mod:`~kaplinskiy.basis_factors`), or every layer the grouped Triton
-kernel takes in one launch (:mod:`~kaplinskiy.layerwise_kernel`); both compute the same projection.
+owns frozen on request. :class:`~kaplinskiy.LayerwiseMemory` builds the bases and inherits the
+projection from here. Each layer goes by BLAS (:mod:`~kaplinskiy.memory.layerwise.bases`), or every layer the grouped Triton
+kernel takes in one launch (:mod:`~kaplinskiy._kernels.layerwise`); both compute the same projection.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ __all__ = ["LayerwiseProjection"]
 
 
 class LayerwiseProjection:
-    """The projection half of :class:`~kaplinskiy.memory_layerwise.LayerwiseMemory` (the interface of
-    :class:`~kaplinskiy.memory.ProjectionMemory`): ``project_``, ``coefficients``, ``subtract_``, ``restore_`` and
+    """The projection half of :class:`~kaplinskiy.LayerwiseMemory` (the interface of
+    :class:`~kaplinskiy.memory.base.ProjectionMemory`): ``project_``, ``coefficients``, ``subtract_``, ``restore_`` and
     ``residual`` on tensors aligned with ``params``, and what a fused step needs (:meth:`fused_layers`). The
     memory sets the attributes below."""
 
     layers: list[nn.Module]  # the covered layers
     params: list[Tensor]  # the model's trainable parameters
     bases: list[Tensor]  # per layer: ``U`` (``in_eff x r``, or ``(3, in_eff, r)``), or an embedding's rows
-    backend: str  # "auto", "torch" or "triton"
+    _backend: str  # "auto"; "torch" (always BLAS) or "triton" (the grouped kernel) in tests and benchmarks
     freeze_uncovered: bool
     _slots: list[tuple[int, int | None]]  # per layer: its weight's and bias' indices in ``params``
     _shared: set[int]  # indices of parameters two covered layers hold (a tied head's weight)
@@ -48,7 +48,7 @@ class LayerwiseProjection:
         self._plan_bases: list[Tensor] = []  # the bases the plan was made for, kept alive: their ids stay unique
 
     def _size(self, i: int) -> int:
-        """Layer ``i``'s basis vectors (:func:`~kaplinskiy.layer_bases.basis_size`)."""
+        """Layer ``i``'s basis vectors (:func:`~kaplinskiy.memory.layerwise.bases.basis_size`)."""
         return basis_size(self.bases[i])
 
     def _views(self, tensors: Sequence[Tensor], i: int) -> tuple[Tensor, Tensor | None]:
@@ -78,10 +78,10 @@ class LayerwiseProjection:
         training step pays a key of a few microseconds, not a rebuild."""
         if self._sharded:
             tensors = [local_shard(t) for t in tensors]
-        usable = grouped_kernel_available(tensors[0].device, interpreted=self.backend == "triton")
-        if self.backend == "torch" or not usable:
-            if self.backend == "triton":
-                raise RuntimeError("backend='triton' needs Triton and CUDA tensors (or TRITON_INTERPRET=1)")
+        usable = grouped_kernel_available(tensors[0].device, interpreted=self._backend == "triton")
+        if self._backend == "torch" or not usable:
+            if self._backend == "triton":
+                raise RuntimeError("_backend='triton' needs Triton and CUDA tensors (or TRITON_INTERPRET=1)")
             return None, frozenset()
         layout = (tuple(map(Tensor.size, tensors)), tuple(map(Tensor.stride, tensors)))
         bases = tuple((id(U), U._version) for U in self.bases)  # a basis edited in place is a new basis
@@ -221,7 +221,7 @@ class LayerwiseProjection:
 
     def _coefficients_of(self, i: int, w: Tensor, b: Tensor | None) -> Tensor:
         """``C = [D_W, d_b] U`` of layer ``i``'s weight and bias ``w``, ``b`` (a transposed convolution's weight
-        taken as its rows, :func:`~kaplinskiy.transposed_convolutions.weight_rows`)."""
+        taken as its rows, :func:`~kaplinskiy.memory.layerwise.inputs.weight_rows`)."""
         m = self.layers[i]
         if isinstance(m, TRANSPOSED_CONVOLUTIONS):
             w = weight_rows(w, m.groups)

@@ -137,7 +137,7 @@ def record_layer_inputs(
     A product with a Linear layer's weight outside the layer's call (``F.linear``, ``x @ W.T``, ``addmm``) has its
     input recorded (with the input of 1 that the layer's bias multiplies only where it adds that bias); any other
     use of a covered weight or trainable bias outside a call of its module is named in an
-    :class:`~kaplinskiy.outside_uses.UnrecordedUseWarning`: its inputs there are not recorded.
+    :class:`~kaplinskiy.memory.layerwise.outside_uses.UnrecordedUseWarning`: its inputs there are not recorded.
     """
     check_eval_mode(model)
     training = any(m.training for m in model.modules())
@@ -160,7 +160,7 @@ def record_layer_inputs(
         inputs so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64, the rows of
         small batches buffered until a quarter of the width has come (:class:`InputFactor`). The factor keeps
         what the covariance would lose: directions below ``eps`` of the largest one squared
-        (:func:`~kaplinskiy.energy_basis.energy_basis_update_rows`). An attention's input projection keeps one per
+        (:func:`~kaplinskiy.functional.memory_update.energy_basis_update_rows`). An attention's input projection keeps one per
         block of rows (query, key, value), and ``x`` joins those of ``blocks``. ``bias_added``: whether the
         layer's bias is added to the product of ``x`` (not where ``F.linear`` takes the weight without it): the
         input of 1 that the bias multiplies is then 0. ``output_padding``: a transposed convolution's, in that call.
