@@ -7,7 +7,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kaplinskiy import l2sp_penalty, potential
+import kaplinskiy.functional.potential as potential
+from kaplinskiy import l2sp_penalty
 
 
 @given(st.integers(1, 30), st.floats(0.0, 1e3), st.integers(0, 2**31 - 1))

@@ -245,7 +245,9 @@ class HybridAdamW(Optimizer):
         proposed update ``d`` (eq. 12); one more forward and backward pass.
         """
         if self.armijo and closure is None:
-            raise RuntimeError("HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.optim._acceptance)")
+            raise RuntimeError(
+                "HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.optim._acceptance)"
+            )
         if self.memory is not None:
             check_trainable(self.memory, (p for g in self.param_groups for p in g["params"]))
         loss = None
