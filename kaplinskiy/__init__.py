@@ -1,8 +1,14 @@
 """kaplinskiy: potential-function optimization against catastrophic forgetting, for PyTorch.
 
-Equation numbers refer to the technical note the paper grows from (sections 4-5):
-the potential Phi = sum_i a_i L_i + R (eq. 10), the projected direction d = -P_perp(G_A) g
-(eqs. 11-12) and the Armijo acceptance Phi(w+) <= Phi(w) - delta (eq. 13).
+Docstrings cite the paper's equations by label (sec:method): the potential Phi = sum_i a_i L_i + R
+(eq:potential), the projected direction d = -P_perp(G_A) grad Phi (eq:projected), which is orthogonal to the
+memory (eq:orthogonal), and the Armijo acceptance of a step (eq:armijo); the subsection sec:library displays the
+rest (the regularisers, GPM's memory, the projected update, the continual-learning metrics).
+
+The public API is exported here; the subpackages hold the paper's equations on tensors (``functional``), the
+optimizers (``optim``), the projection memories (``memory``), the regularisers (``regularizers``), the baselines
+(``baselines``), recent optimizers (``optimizers``), the Kaplinskii-Propoi methods (``kaplinskii_propoi``) and
+the continual-learning metrics (``metrics``).
 """
 
 from .functional.armijo import ArmijoResult, armijo_backtrack, armijo_condition

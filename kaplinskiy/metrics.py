@@ -62,5 +62,8 @@ def forgetting(R: Sequence[Sequence[float]]) -> float:
 
 
 def sequence_metrics(R: Sequence[Sequence[float]]) -> dict[str, float]:
-    """ACC, BWT and LA of one accuracy matrix (eq:acc, eq:bwt, eq:la)."""
+    """ACC, BWT and LA of one accuracy matrix, by the functions above.
+
+    They compute eq:acc, eq:bwt and eq:la, under the keys ``"acc"``, ``"bwt"`` and ``"la"``.
+    """
     return {"acc": average_accuracy(R), "bwt": backward_transfer(R), "la": learning_accuracy(R)}

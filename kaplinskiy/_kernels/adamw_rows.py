@@ -1,4 +1,4 @@
-"""AdamW with its update projected layer by layer (eq. 11), every layer in one grouped Triton launch, on CUDA.
+"""AdamW with its update projected layer by layer (eq:projected_update), every layer in one grouped launch, on CUDA.
 
 ``HybridAdamW(fused=True)`` uses it. ``ForgettingGuard(AdamW(fused=True), memory)`` moves the covered weights
 in two kernels: torch's fused AdamW (read ``w, g, m, v``, write ``w, m, v``), then the projection (read the new

@@ -1,5 +1,5 @@
-"""The Triton kernel of :mod:`kaplinskiy._kernels.adamw_rows`: AdamW and the projection of its update (eq. 11)
-for many layers in one launch.
+"""The Triton kernel of :mod:`kaplinskiy._kernels.adamw_rows`: AdamW and the projection of its update
+(eq:projected_update, eq:layerwise_projection) for many layers in one launch.
 
 One program takes ``BM`` rows of one layer (``blocks``, ``table``: as in :mod:`kaplinskiy._kernels.layerwise_triton`),
 and in one sweep over the columns reads ``w, g, m, v``, writes the new moments and ``w + Delta``, and

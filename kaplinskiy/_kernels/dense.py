@@ -1,4 +1,4 @@
-"""A dense memory's projection (eq. 11, ``g <- g - Q (Q^T g - c_ref)``) over all parameter tensors in two
+"""A dense memory's projection ``g <- g - Q (Q^T g - c_ref)`` (eq:projected) over all parameter tensors in two
 grouped Triton launches, on CUDA.
 
 Per parameter tensor, :class:`~kaplinskiy.DenseMemory` otherwise runs two matrix-vector products (one per

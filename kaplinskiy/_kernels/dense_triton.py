@@ -1,4 +1,4 @@
-"""The Triton kernels of :mod:`kaplinskiy._kernels.dense` (eq. 11 on a dense memory, every tensor in one launch).
+"""The Triton kernels of :mod:`kaplinskiy._kernels.dense`: the projection (eq:projected) of every tensor in one launch.
 
 The basis is stored direction by direction (``r x n``, row-major) and a parameter tensor owns the columns
 ``[offset, offset + numel)``. One program takes ``BLOCK`` consecutive entries of one tensor (``blocks``: which

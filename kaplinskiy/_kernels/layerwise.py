@@ -1,4 +1,4 @@
-"""Every layer's projection (eq. 11, ``D <- D - (D U - C_ref) U^T``) in one grouped Triton launch, on CUDA.
+"""Every layer's projection ``D <- D - (D U - C_ref) U^T`` (eq:layerwise_projection) in one grouped launch, on CUDA.
 
 Per layer, :class:`~kaplinskiy.LayerwiseMemory` needs two skinny products with ``U`` (``in x r``, ``r`` of
 a few dozen at most). As separate BLAS calls they cost 4-5 kernel launches per layer, most of them too small

@@ -1,4 +1,5 @@
-"""The Triton kernel of :mod:`kaplinskiy._kernels.layerwise` (eq. 11 for many layers in one launch).
+"""The Triton kernel of :mod:`kaplinskiy._kernels.layerwise`: the projection (eq:layerwise_projection) of many
+layers in one launch.
 
 One program takes ``BM`` rows of one layer (which layer and which rows: ``blocks``; the layer's addresses,
 strides, sizes and rank: its row of ``table``, see ``RowPlan``), forms ``C = D_W U_w + d_b u_b^T`` over the

@@ -1,4 +1,5 @@
-"""Experience replay as an optimizer: eq. (7)'s term ``gamma E_{D_A} l`` joins the gradient before each step."""
+"""Experience replay as an optimizer: the replay term ``gamma E_{D_A} l`` (eq:replay) joins the gradient before each
+step."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ __all__ = ["Replay"]
 
 
 class Replay(OptimizerWrapper):
-    """Before ``base.step()``, draw a minibatch from ``buffer`` and back-propagate ``gamma * replay_loss(x, y)``.
+    """Before ``base.step()``, back-propagate the replay term ``gamma * replay_loss(x, y)`` (eq:replay) on a minibatch of
+    ``buffer``.
 
     ``replay_loss(x, y)`` runs the model and returns the mean old-task loss on the minibatch, so
-    ``p.grad`` becomes ``grad L_B + gamma grad E_{D_A} l`` (eq. 7) in an ordinary ``loss.backward(); opt.step()`` loop.
+    ``p.grad`` becomes ``grad L_B + gamma grad E_{D_A} l`` (eq:replay) in an ordinary ``loss.backward(); opt.step()`` loop.
     A non-finite replay gradient rejects the step (counted in ``state_dict()["replay"]["skipped"]``), as a
     non-finite gradient does.
     """

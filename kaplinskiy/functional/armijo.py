@@ -1,4 +1,4 @@
-"""Armijo acceptance on the potential (note, eq. 13): a backtracking line search that reports what it did."""
+"""Armijo acceptance on the potential (eq:armijo): a backtracking line search that reports what it did."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class ArmijoResult:
 
     ``eta`` is the accepted step (0.0 when nothing was accepted); ``phi_after`` is Phi at the accepted
     point (equal to ``phi_before`` when nothing was accepted); ``slope`` is ``grad Phi . d``;
-    ``n_trials`` counts the evaluations of Phi; ``accepted`` says whether eq. (13) held at some trial.
+    ``n_trials`` counts the evaluations of Phi; ``accepted`` says whether eq:armijo held at some trial.
     """
 
     eta: float
@@ -31,7 +31,7 @@ class ArmijoResult:
 
 
 def armijo_condition(phi_new: float, phi0: float, eta: float, slope: float, c: float) -> bool:
-    """Eq. (13) with delta = -c eta slope: ``Phi(w + eta d) <= Phi(w) + c eta grad Phi . d``.
+    """Armijo's test (eq:armijo): ``Phi(w + eta d) <= Phi(w) + c eta grad Phi . d``.
 
     A non-finite ``phi_new`` never satisfies it: an overflow is a rejected trial, not a step.
     """
@@ -58,12 +58,13 @@ def armijo_backtrack(
     shrink: float = 0.5,
     max_trials: int = 30,
 ) -> ArmijoResult:
-    """Backtrack ``eta = eta0, shrink*eta0, ...`` until eq. (13) holds or ``max_trials`` are spent.
+    """Backtrack ``eta = eta0, shrink*eta0, ...`` until eq:armijo holds or ``max_trials`` are spent (eq:armijo).
 
     ``phi_at(eta)`` evaluates Phi(w + eta d); ``slope = grad Phi(w) . d`` must be negative (a descent
-    direction, eq. 9). A direction with ``slope >= 0`` (for instance ``d = 0`` after projection) is
+    direction, eq:projected_descent). A direction with ``slope >= 0`` (for instance ``d = 0`` after projection) is
     not searched: the result has ``accepted=False`` and ``n_trials=0``. Every accepted step therefore
-    decreases Phi by at least ``c * eta * |slope| > 0``.
+    decreases Phi by at least ``c * eta * |slope| > 0``, after at most eq:armijo_trials trials for an
+    L-smooth Phi, at a step no smaller than eq:eta_max allows.
     """
     if not eta0 > 0.0:
         raise ValueError(f"Invalid eta0: {eta0}")

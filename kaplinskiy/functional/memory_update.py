@@ -1,4 +1,4 @@
-"""GPM's memory update (GPM, eqs. 8-9): grow an orthonormal basis of a layer's old-task inputs by the fewest
+"""GPM's memory update (eq:energy_basis), Saha et al. 2021's eqs. 8-9: grow an orthonormal basis of a layer's old-task inputs by the fewest
 principal directions that bring the kept energy to a threshold, and the triangular factor of the inputs the
 update reads (``R^T R`` their uncentred covariance, joined across batches and ranks by a QR).
 """
@@ -15,7 +15,7 @@ __all__ = ["energy_basis_update", "energy_basis_update_rows", "protected_rows_up
 
 
 def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int | None = None) -> Tensor:
-    """GPM's criterion on the covariance ``cov = R R^T`` of the new task's representations ``R``.
+    """GPM's criterion (eq:energy_basis) on the covariance ``cov = R R^T`` of the new task's representations ``R``.
 
     Keep the existing basis ``U`` and add the fewest top eigenvectors of ``(I - U U^T) cov (I - U U^T)``
     such that ``||U U^T R||^2 + ||R_hat_k||^2 >= threshold ||R||^2``; ``threshold = 1`` keeps every
@@ -38,8 +38,8 @@ def energy_basis_update(U: Tensor, cov: Tensor, threshold: float, max_new: int |
 def energy_basis_update_rows(
     U: Tensor, rows: Tensor, threshold: float, max_new: int | None = None, resolution: float | None = None
 ) -> Tensor:
-    """:func:`energy_basis_update` from the representations as rows (``m x d``: the inputs, or any ``R`` with
-    ``R^T R`` their covariance, such as the triangular factor :class:`LayerwiseMemory` keeps).
+    """:func:`energy_basis_update` (eq:energy_basis) from the representations as rows (``m x d``: the inputs, or
+    any ``R`` with ``R^T R`` their covariance, such as the triangular factor :class:`LayerwiseMemory` keeps).
 
     The directions are the right singular vectors of ``rows (I - U U^T)``, their energies the squared singular
     values. An SVD of the rows resolves a direction down to ``d eps`` of the largest singular value (the default
@@ -74,7 +74,7 @@ def _extended(
     max_new: int | None,
 ) -> Tensor:
     """``U`` and the fewest of the directions ``V`` (energies ``lam``, in decreasing order; the first
-    ``significant`` of them numerically non-zero) that bring the kept energy to ``threshold * total`` (GPM, eq. 9;
+    ``significant`` of them numerically non-zero) that bring the kept energy to ``threshold * total`` (eq:energy_basis;
     with ``threshold = 1``, all the significant ones), at most ``max_new`` of them, orthonormalised against ``U``."""
     d = V.shape[0]
     need = threshold * total - kept
@@ -107,7 +107,7 @@ def stacked_factor(parts: Sequence[Tensor], *, square: bool = False) -> Tensor:
 def protected_rows_update(
     rows: Tensor, counts: Tensor, threshold: float, max_new: int | None = None, padding_idx: int | None = None
 ) -> Tensor:
-    """GPM's criterion for an embedding, the one-hot case: its inputs are the rows it reads, each read ``counts``
+    """GPM's criterion for an embedding (eq:energy_basis), the one-hot case: its inputs are the rows it reads, each read ``counts``
     times (float, ``num_embeddings``), so the principal directions are rows and their energies the counts.
 
     Keep the protected ``rows`` and add the fewest most-read others that bring the kept reads to ``threshold`` of

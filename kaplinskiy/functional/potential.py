@@ -1,4 +1,4 @@
-"""The potential Phi(w) = sum_i a_i L_i(w) + R(w) (note, eq. 10) and its anchoring regulariser.
+"""The potential Phi(w) = sum_i a_i L_i(w) + R(w) (eq:potential) and its L2-SP regulariser.
 
 Pure functions of tensors: they work on a flat parameter vector or on a list of parameter tensors
 (as ``module.parameters()`` gives), so an optimizer and an experiment share the same equations.
@@ -17,7 +17,7 @@ __all__ = ["l2sp_penalty", "potential"]
 
 
 def l2sp_penalty(params: Tensor | Sequence[Tensor], anchors: Tensor | Sequence[Tensor], lam: float) -> Tensor:
-    """Eq. (6) with F_A = I (L2-SP): ``R(w) = (lam/2) ||w - w_A||^2``, in at least float32.
+    """L2-SP's ``R(w) = (lam/2) ||w - w_A||^2`` (eq:ewc_penalty), F = I, in at least float32.
 
     ``params`` and ``anchors`` are matching tensors or matching sequences of tensors; ``lam >= 0``.
     """
@@ -36,7 +36,7 @@ def l2sp_penalty(params: Tensor | Sequence[Tensor], anchors: Tensor | Sequence[T
 
 
 def potential(losses: Sequence[Tensor], alphas: Sequence[float], reg: Tensor | float = 0.0) -> Tensor:
-    """Eq. (10): ``Phi = sum_i a_i L_i + R`` with task weights ``a_i > 0`` and a regulariser ``R``."""
+    """``Phi = sum_i a_i L_i + R`` (eq:potential) with task weights ``a_i > 0`` and a regulariser ``R``."""
     if len(losses) == 0:
         raise ValueError("Invalid losses: at least one task loss is needed")
     if len(losses) != len(alphas):

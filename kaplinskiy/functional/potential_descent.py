@@ -1,7 +1,7 @@
-"""One step of potential descent on a flat parameter vector (note, sec. 5.4):
+"""One step of potential descent on a flat parameter vector (sec:method):
 
-    d = -P_perp(G_A) grad Phi(w)              (eq. 11, with Phi of eq. 10 in place of L_B)
-    w+ = w + eta d,  eta by Armijo on Phi     (eq. 13)
+    d = -P_perp(G_A) grad Phi(w)              (eq:projected, with Phi of eq:potential)
+    w+ = w + eta d,  eta by Armijo on Phi     (eq:armijo)
 
 This is the functional core that the torch optimizers wrap; it is also what the walking-skeleton
 experiment calls directly.
@@ -25,7 +25,7 @@ __all__ = ["StepCertificate", "potential_descent_step"]
 class StepCertificate:
     """The evidence for one step: the Armijo search and the first-order forgetting ``grad L_A . d``.
 
-    ``old_task_slope`` is ``grad L_A(w) . d`` (eq. 12 asks for 0), or ``None`` when no old-task
+    ``old_task_slope`` is ``grad L_A(w) . d`` (eq:orthogonal asks for 0), or ``None`` when no old-task
     gradient was given. ``step_norm`` is ``||w+ - w||``.
     """
 
@@ -50,7 +50,7 @@ def potential_descent_step(
     shrink: float = 0.5,
     max_trials: int = 30,
 ) -> tuple[Tensor, StepCertificate]:
-    """Take one projected (and, if ``armijo``, Armijo-accepted) step on Phi from the flat vector ``w``.
+    """Take one projected (and, if ``armijo``, Armijo-accepted) step on Phi from the flat vector ``w`` (eq:projected).
 
     ``phi(w)`` returns the scalar potential and must be differentiable in ``w``; ``basis`` is an
     orthonormal ``(n, r)`` basis of span(G_A) (``r = 0`` means no projection). Without ``armijo`` the

@@ -1,4 +1,4 @@
-"""The orthogonal projector onto the complement of the memory span(G_A) (note, eqs. 11-12).
+"""The orthogonal projector onto the complement of the memory span(G_A) (eq:projected), whose direction is orthogonal to it (eq:orthogonal).
 
 Everything here is a pure tensor function: no optimizer, no state. ``G_A`` holds one direction per
 column (shape ``(n, k)``); the basis ``Q`` returned by :func:`orthonormal_basis` has shape ``(n, r)``
@@ -47,7 +47,7 @@ def orthonormal_basis(G: Tensor, rtol: float | None = None) -> Tensor:
 
 
 def project_out(g: Tensor, basis: Tensor) -> Tensor:
-    """Eq. (11) without the sign: ``P_perp g = g - Q (Q^T g)`` for an orthonormal ``basis`` Q.
+    """``P_perp g = g - Q (Q^T g)`` (eq:projected) for an orthonormal ``basis`` Q: the direction without its sign.
 
     Costs two thin matrix-vector products, O(n r); the ``n x n`` projector is never formed.
     """
@@ -68,11 +68,11 @@ def project_out_twice(C: Tensor, basis: Tensor) -> Tensor:
 
 
 def projected_direction(g: Tensor, basis: Tensor) -> Tensor:
-    """Eq. (11): ``d = -P_perp(G_A) g``, so that ``G_A^T d = 0`` and hence eq. (12)."""
+    """``d = -P_perp(G_A) g`` (eq:projected), so that ``G_A^T d = 0`` (eq:orthogonal)."""
     return -project_out(g, basis)
 
 
 def complement_projector(basis: Tensor) -> Tensor:
-    """The dense ``n x n`` matrix ``P_perp = I - Q Q^T`` (for tests and small problems only)."""
+    """The dense ``n x n`` matrix ``P_perp = I - Q Q^T`` (eq:projected), for tests and small problems only."""
     n = basis.shape[0]
     return torch.eye(n, dtype=basis.dtype, device=basis.device) - basis @ basis.T

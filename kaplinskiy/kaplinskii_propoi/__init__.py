@@ -1,17 +1,20 @@
-"""Kaplinskii-Propoi nonlocal potential methods, clean-room from the 1993-94 papers, and minpy's variants.
+"""Kaplinskii-Propoi nonlocal potential methods, clean-room from the 1993-94 papers, and minpy's variants
+(sec:kp_benchmark).
 
 "1993" is Kaplinskii & Propoi, *Avtomat. i Telemekh.* 1993 no. 7 (English in ARC); "1994b" their
-second-order paper, ARC 55(8) 1994; "Part III" Kaplinskii, Pesin & Propoi, ARC 55(11) 1994. The
-formulas are restated in shared/research/minpy.md section 2. Every method takes a batched objective
-``f: (..., n) -> (...)`` (or a ``CountedObjective``), a start ``x0`` and a ``torch.Generator``, and
+second-order paper, ARC 55(8) 1994; "Part III" Kaplinskii, Pesin & Propoi, ARC 55(11) 1994. The paper's
+sec:kp_benchmark restates the step (eq:kp_beam) and describes minpy's variants. Every method takes a batched
+objective ``f: (..., n) -> (...)`` (or a ``CountedObjective``), a start ``x0`` and a ``torch.Generator``, and
 returns an ``OptimizeResult`` with its exact number of function and gradient evaluations and the
 trace of the best value against them.
 
-Modules: ``kernel`` (the potential gradient, eqs. 14-16, 28, 32), ``level`` (c, the perspective set,
-D_k), ``sampling`` (p_U, Part III's radial importance sampling), ``descent`` (acceptance with
+Modules: ``nonlocal_gradient`` (the potential gradient, 1993 eqs. 14-16, 28, 32), ``level`` (c, the perspective
+set, D_k), ``sampling`` (p_U, Part III's radial importance sampling), ``descent`` (acceptance with
 contraction), ``beam`` (first-order methods), ``second_order`` (dilatation operators with memory),
-``gradient_hybrid`` (eq. 44), ``minpy_nm`` and ``minpy_potential`` (minpy's algorithms with their
+``gradient_hybrid`` (1993 eq. 44), ``minpy_nm`` and ``minpy_potential`` (minpy's algorithms with their
 defects behind flags), ``objectives`` (the test functions), ``counting`` (cost accounting).
+
+May import: torch only; nothing else of the library.
 """
 
 from .beam import minimize_beam, minimize_one_sample

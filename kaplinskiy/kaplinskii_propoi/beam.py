@@ -149,7 +149,7 @@ def minimize_beam(
     options: DescentOptions | None = None,
     callback: Callable[[Tensor, float], None] | None = None,
 ) -> OptimizeResult:
-    """Minimise ``f`` from ``x0`` with the KP beam method (1993, eqs. 27-32).
+    """Minimise ``f`` from ``x0`` with the KP beam method (eq:kp_beam), 1993's eqs. 27-32.
 
     ``n_samples`` is K (default n + 1); ``lam`` the kernel power in [0, n] (default n, the printed
     kernel; 0 gives Gaussian-smoothing descent by Stein's identity); ``level`` one of ``mean``

@@ -46,7 +46,7 @@ def record_level(fu: Tensor, previous: float | None = None) -> float:
     """``c_{k+1} = c_k - chi[f(u_k) - c_k]`` (1993, after eq. 7), read as: c drops to each new record.
 
     With a batch the new level is ``min(c_k, min_i f(u_k^i))``; the first call (``previous=None``)
-    starts from the batch minimum. The printed formula is ambiguous in the scan (see minpy.md 2.1);
+    starts from the batch minimum. The printed formula is ambiguous in the scan (sec:kp_benchmark);
     this is its stated intent.
     """
     best = float(_finite(fu).min())

@@ -1,6 +1,6 @@
 """minpy's "NM-stochastic" and "NM-nonlocal" as its audit documents them, each defect behind a flag.
 
-Clean-room, from the specification in shared/research/minpy.md section 1.2 (no minpy code). Both
+Clean-room, from the audit's specification (sec:kp_benchmark; no minpy code). Both
 move the centre with the KP step ``m + eps/K sum_i (f_i - c)(m - u_i)/||m - u_i||^n`` (1993, eqs. 28,
 32) with c the sample mean, accept when ``f(m_new) < f(m)`` after adjusting eps, and stop when
 ``D = ((1/(K-1)) sum (f_i - c)^2)^{1/2} < tol``. NM-stochastic draws its K points once (a unit cube
@@ -149,7 +149,7 @@ def minimize_nm_stochastic(
     lower: Tensor | float | None = None,
     upper: Tensor | float | None = None,
 ) -> OptimizeResult:
-    """NM-stochastic (minpy.md 1.2): K >= n + 1 points (default 30, minpy's K) drawn once in a cube of side
+    """NM-stochastic (sec:kp_benchmark): K >= n + 1 points (default 30, minpy's K) drawn once in a cube of side
     ``width`` around ``x0``, moved by eq. 32 each step; m is their mean, moved by eq. 28."""
     return _nm_loop(
         f, x0, False, generator, n_samples, width, eps0, shrink, max_trials, tol, max_evals, max_iters,
@@ -175,7 +175,7 @@ def minimize_nm_nonlocal(
     lower: Tensor | float | None = None,
     upper: Tensor | float | None = None,
 ) -> OptimizeResult:
-    """NM-nonlocal (minpy.md 1.2): m_0 = x0 and K fresh points in a cube of side ``width`` around m at
+    """NM-nonlocal (sec:kp_benchmark): m_0 = x0 and K fresh points in a cube of side ``width`` around m at
     every step; m moves by eq. 28 when the adjusted step lowers f(m)."""
     return _nm_loop(
         f, x0, True, generator, n_samples, width, eps0, shrink, max_trials, tol, max_evals, max_iters,

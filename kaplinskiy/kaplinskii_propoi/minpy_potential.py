@@ -1,6 +1,6 @@
 """minpy's ``minimize_potential_nonlocal`` as its audit documents it, with its two defects behind flags.
 
-Clean-room, from shared/research/minpy.md section 1.3 (no minpy code). A population of K particles;
+Clean-room, from the audit's specification (sec:kp_benchmark; no minpy code). A population of K particles;
 each epoch t:
   1. softmax weights ``w_j = exp(-beta_t (f_j - min f)) / sum_k exp(-beta_t (f_k - min f))``;
   2. a radial kernel G(r; eps_t) and its derivative G' (``inv_power``: ``1/(r^p + eps)``;
@@ -41,7 +41,7 @@ class PotentialDefects:
 
 
 def softmax_weights(fu: Tensor, beta: float) -> Tensor:
-    """``w_j = softmax(-beta (f_j - min f))`` (minpy.md 1.3, step 1): positive, favouring low f, sign-less."""
+    """``w_j = softmax(-beta (f_j - min f))`` (step 1 above): positive, favouring low f, sign-less."""
     return torch.softmax(-beta * (fu - fu.min()), dim=0)
 
 
@@ -66,7 +66,7 @@ KERNELS: dict[str, Callable[[Tensor, float, float], Tensor]] = {
 
 
 def potential_force(u: Tensor, w: Tensor, eps: float, kernel: str, p: float, repulsive: bool) -> Tensor:
-    """``F_i = +-sum_{j != i} w_j (G'(r_ij)/r_ij)(u_j - u_i)`` (minpy.md 1.3, step 3); ``-`` when not repulsive."""
+    """``F_i = +-sum_{j != i} w_j (G'(r_ij)/r_ij)(u_j - u_i)`` (step 3 above); ``-`` when not repulsive."""
     diff = u.unsqueeze(0) - u.unsqueeze(1)  # diff[i, j] = u_j - u_i
     r = torch.linalg.vector_norm(diff, dim=-1)
     off = ~torch.eye(u.shape[0], dtype=torch.bool)

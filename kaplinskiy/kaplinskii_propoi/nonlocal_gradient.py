@@ -1,4 +1,4 @@
-"""The potential gradient of the Kaplinskii-Propoi methods, computed in log space.
+"""The nonlocal potential gradient of the Kaplinskii-Propoi methods (eq:kp_beam), computed in log space.
 
 The zeroth-order KP step moves x along the gradient of the potential phi, estimated from samples u_i:
 
@@ -46,7 +46,7 @@ def kernel_log_weights(r: Tensor, lam: float) -> Tensor:
 def potential_gradient(
     x: Tensor, u: Tensor, fu: Tensor, c: float, lam: float, log_iw: Tensor | None = None
 ) -> PotentialGradient:
-    """``(1/K) sum_i w_i (f(u_i) - c)(x - u_i)/||x - u_i||^lam`` (1993, eqs. 14-15 and 28), in log space.
+    """``(1/K) sum_i w_i (f(u_i) - c)(x - u_i)/||x - u_i||^lam`` (eq:kp_beam), in log space (1993, eqs. 14-15, 28).
 
     ``log_iw`` are optional log importance weights ``log w_i`` (for example the radial sampling of
     Part III, eq. 18); without them ``w_i = 1``. Samples with a non-finite value or at ``u_i = x``

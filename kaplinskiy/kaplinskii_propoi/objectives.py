@@ -4,7 +4,7 @@ Every function maps ``x`` of shape ``(..., n)`` to values of shape ``(...)``, is
 operations only (so ``torch.autograd`` gives the analytic gradient), and is pure. ``OBJECTIVES`` names
 each one with its minimum value, a minimiser and the box its starts are drawn from.
 
-Definitions follow the standard references; the minpy audit (shared/research/minpy.md, section 4)
+Definitions follow the standard references; the minpy audit (sec:kp_benchmark)
 lists where minpy's ``optfun.py`` departs from them (2-D-only Ackley, Shor with the first coordinate
 dropped from the inner sums). Here Ackley, Rastrigin, Rosenbrock and the sphere are n-dimensional,
 and Shor is the 5-D maximum of ten weighted quadratics with minimum 22.600162 (Shor 1985; the data

@@ -46,7 +46,7 @@ class ProjectionMemory(Protocol):
 
     def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], skip: Tensor | None = None) -> None:
         """``subtract_(t, coefficients(t) - reference)`` in place: the coordinates of ``t`` become ``reference``
-        again. With ``reference = coefficients(w0)``, this projects the step from ``w0`` to ``t`` (eq. 11).
+        again. With ``reference = coefficients(w0)``, this projects the step from ``w0`` to ``t`` (eq:projected_update).
         ``skip``, a 0-dim device flag, makes it a no-op where it is 1 (a step the base optimizer skipped)."""
         ...
 

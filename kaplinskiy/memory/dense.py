@@ -1,4 +1,4 @@
-"""Dense projection memory G_A in the style of OGD (note, eqs. 11-12).
+"""Dense projection memory G_A in the style of OGD (Farajtabar et al. 2020) for the projection (eq:projected).
 
 After a task, store directions that would raise the old task's loss: per-sample loss gradients, or
 the gradients of the model's ground-truth output (OGD-GTL). They are kept as an orthonormal basis
@@ -30,9 +30,9 @@ __all__ = ["DenseMemory", "orthonormal_extension"]
 
 
 def orthonormal_extension(Q: Tensor, C: Tensor, k: int, drop_tol: float) -> Tensor:
-    """New orthonormal columns ``N`` that extend span(G_A) = span(Q) by the candidates ``C`` (eq. 11's G_A).
+    """New orthonormal columns ``N`` that extend span(G_A) = span(Q) by the candidates ``C``.
 
-    The candidates are projected off span(Q) twice (classical Gram-Schmidt with one re-orthogonalisation,
+    ``G_A`` is the memory of eq:projected. The candidates are projected off span(Q) twice (classical Gram-Schmidt with one re-orthogonalisation,
     "twice is enough"), then a thin QR and an SVD of its small ``R`` factor give the principal directions
     of what remains. Directions whose singular value is below ``drop_tol * max_j ||C_j||`` are near-dependent
     on what is stored (or on each other) and dropped; at most ``k`` of the largest are returned, so a full
@@ -55,7 +55,7 @@ def orthonormal_extension(Q: Tensor, C: Tensor, k: int, drop_tol: float) -> Tens
 
 
 class DenseMemory:
-    """An orthonormal basis of span(G_A) over a fixed parameter list (OGD's memory).
+    """An orthonormal basis of span(G_A) over a fixed parameter list (OGD's memory), for the projection (eq:projected).
 
     Args:
         params: the parameters the memory covers; their order fixes the flat layout.
@@ -251,14 +251,14 @@ class DenseMemory:
                 t.sub_((coef @ block).view(t.shape).to(t.dtype))
 
     def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], skip: Tensor | None = None) -> None:
-        """``d <- d - Q (Q^T d - c_ref)``: the coordinates of ``d`` become ``c_ref`` again (eq. 11 on a step);
+        """``d <- d - Q (Q^T d - c_ref)`` (eq:projected_update): the coordinates of ``d`` become ``c_ref`` again;
         nothing moves where the device flag ``skip`` is 1."""
         if self.rank:
             coef = self.coefficients(tensors)[0] - reference[0]
             self.subtract_(tensors, [coef if skip is None else coef * (1 - skip.to(coef))])
 
     def project_(self, tensors: Sequence[Tensor]) -> None:
-        """Eq. (11) without the sign, in place: ``d <- d - Q (Q^T d)``; reads ``Q`` twice, ``2 r n`` numbers."""
+        """``d <- d - Q (Q^T d)`` in place (eq:projected), the direction without its sign: reads ``Q`` twice, ``2 r n`` numbers."""
         if self.rank:
             self.subtract_(tensors, self.coefficients(tensors))
 
@@ -267,7 +267,7 @@ class DenseMemory:
         return [self._directions]
 
     def residual(self, tensors: Sequence[Tensor]) -> float:
-        """``||Q^T d||``: how far ``d`` is from orthogonal to the memory (eq. 12 on the stored span)."""
+        """``||Q^T d||``: how far ``d`` is from orthogonal to the memory (eq:orthogonal)."""
         return float(self.coefficients(tensors)[0].norm()) if self.rank else 0.0
 
     def state_dict(self) -> dict[str, Any]:

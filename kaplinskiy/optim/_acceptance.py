@@ -1,19 +1,10 @@
-"""Accepting or rejecting a step on a list of parameters: eq. (13) and the step certificate.
+"""Accepting or rejecting a step on a list of parameters (eq:armijo) and the step certificate.
 
 Three outcomes, each reported: a non-finite loss or gradient rejects the step before anything is touched
 (a :class:`NonFiniteStepWarning` is raised, parameters and optimizer state stay bit-identical); an Armijo
 search on Phi accepts a fraction ``t`` of the proposed step ``d`` or restores the parameters exactly; and
-the :class:`Certificate` records what happened, as plain numbers for a log.
-
-Trial points are evaluated with the user's closure under ``torch.no_grad()``, so a trial costs one
-forward pass. The closure must therefore call ``backward()`` only when grad mode is on::
-
-    def closure():
-        optimizer.zero_grad()
-        phi = potential([loss_B(model)], [1.0], reg)
-        if torch.is_grad_enabled():
-            phi.backward()
-        return phi
+the :class:`Certificate` records what happened, as plain numbers for a log. Trial points are evaluated with the
+user's closure under ``torch.no_grad()`` (the closure convention: :mod:`kaplinskiy.optim`).
 """
 
 from __future__ import annotations
@@ -46,7 +37,7 @@ class NonFiniteStepWarning(RuntimeWarning):
 
 @dataclass(frozen=True)
 class Certificate:
-    """The evidence for one optimizer step (eqs. 12-13).
+    """The evidence for one optimizer step: its Armijo search (eq:armijo) and orthogonality (eq:orthogonal).
 
     ``eta`` is the accepted learning rate of the first parameter group (``t * lr``, 0 when rejected),
     ``t`` the accepted fraction of the proposed step, ``slope`` is ``grad Phi . d`` for the proposed
@@ -155,7 +146,7 @@ def evaluate_closure(closure: Callable[[], Tensor | float]) -> float:
         if "does not require grad" in str(err):
             raise RuntimeError(
                 "The closure called backward() during a line-search trial; guard it with "
-                "`if torch.is_grad_enabled(): loss.backward()` (see kaplinskiy.optim._acceptance)"
+                "`if torch.is_grad_enabled(): loss.backward()` (see kaplinskiy.optim)"
             ) from err
         raise
 
@@ -172,7 +163,7 @@ def armijo_on_params(
     shrink: float,
     max_trials: int,
 ) -> ArmijoResult:
-    """Eq. (13) by backtracking on ``w = origin + t * direction``, ``t = 1, shrink, ...``.
+    """Armijo's test by backtracking on ``w = origin + t * direction``, ``t = 1, shrink, ...`` (eq:armijo).
 
     ``slope`` is ``grad Phi(origin) . direction``. On return the parameters hold the accepted point,
     or exactly ``origin`` when the search failed (or was not started because ``slope >= 0``), or raised (a

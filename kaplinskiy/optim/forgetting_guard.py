@@ -1,16 +1,17 @@
-"""ForgettingGuard: project any torch optimizer's gradient or update against a memory G_A (eqs. 11-13).
+"""ForgettingGuard: any torch optimizer's step projected out of a memory G_A (eq:projected_update).
 
 The wrapper delegates ``param_groups``, ``state``, ``defaults``, ``zero_grad`` and ``add_param_group`` to the
 base optimizer, like schedule_free's ``ScheduleFreeWrapper``, so LR schedulers and training loops see the
 base optimizer. ``step`` is pre-process, ``base.step()``, post-process:
 
-* ``project="gradient"``: ``g <- P_perp g`` before ``base.step()``. Cheap; eq. (12) holds for optimizers whose
-  update is a linear combination of past projected gradients (SGD with momentum, no weight decay), once the
-  momentum gathered before the memory was built has decayed (reset the base optimizer's state at a task switch
-  to have it from the first step).
-* ``project="update"``: ``w+ = w + P_perp (base(w) - w)`` after ``base.step()`` (Adam-NSCL's idea, for any
-  optimizer: AdamW, Muon, Lion...). Eq. (12) holds for every base optimizer, weight decay included.
-* ``armijo=True`` (needs a closure): the projected step is scaled by backtracking until Phi decreases (eq. 13).
+* ``project="update"`` (the default): ``w+ = w + P_perp (base(w) - w)`` after ``base.step()`` (eq:projected_update;
+  Adam-NSCL's idea, for any optimizer: AdamW, Muon, Lion...). eq:orthogonal holds for every base optimizer, weight
+  decay included.
+* ``project="gradient"``: ``g <- P_perp g`` before ``base.step()`` (eq:projected). Cheap; eq:orthogonal holds for
+  optimizers whose update is a linear combination of past projected gradients (SGD with momentum, no weight
+  decay), once the momentum gathered before the memory was built has decayed (reset the base optimizer's state at
+  a task switch to have it from the first step).
+* ``armijo=True`` (needs a closure): the projected step is scaled by backtracking until Phi decreases (eq:armijo).
 
 In update mode a guarded step leaves the memory's coordinates ``Q^T w`` where they were before it, so with
 ``reuse_coefficients=True`` they are computed once and kept: a step then reads the covered weights twice
@@ -58,31 +59,32 @@ class GradientModeWarning(UserWarning):
 
 
 class ForgettingGuard(OptimizerWrapper):
-    """Wrap ``base`` so that its steps never move along the memory ``G_A``.
+    """Wrap ``base`` so that its steps never move along the memory ``G_A`` (eq:projected_update).
 
     Args:
         base: any ``torch.optim.Optimizer`` over (a superset of) ``memory.params``.
         memory: a :class:`~kaplinskiy.DenseMemory` or :class:`~kaplinskiy.LayerwiseMemory`.
         project: ``"update"`` (default, exact for every base optimizer) or ``"gradient"`` (exact for SGD without
             weight decay; a :class:`GradientModeWarning` around any other base).
-        armijo: accept the step by backtracking on the closure's Phi (eq. 13).
+        armijo: accept the step by backtracking on the closure's Phi (eq:armijo).
         c, shrink, max_trials: the Armijo constant, backtracking factor and trial cap.
-        certify: measure ``||Q^T d||`` for the certificate (one more pass over the memory).
-        reuse_coefficients: keep ``Q^T w`` from one update-mode step to the next (see the module docstring).
-        from_copy: in update mode, project ``base(w) - w`` formed from a copy of the parameters rather than in
-            place (precise for tiny steps; see the module docstring). Always so for a memory with tied weights.
-        check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero,
-            at the cost of one pass over the gradients and one host synchronisation per step. Turn it off only
+        certify: also measure how far each step leaves the memory, ``||Q^T d||``, for the certificate (one more
+            pass over the memory).
+        reuse_coefficients: keep the memory's coordinates of the weights from one update-mode step to the next,
+            one pass over the covered weights less per step (when not to: the module docstring).
+        from_copy: in update mode, form the update from a copy of the parameters: precise for tiny steps, at one
+            copy of the parameters per step (the module docstring). Always so for a memory with tied weights.
+        check_finite: skip a step whose loss or gradient is NaN or infinite (with a
+            :class:`~kaplinskiy.NonFiniteStepWarning`) or whose gradient is all zero, parameters and state left
+            as they were; it reads the gradients once and waits for that verdict every step. Turn it off only
             where something else already skips such steps (a ``GradScaler`` does, under mixed precision).
-        defer_check: make that check's decision on the device, without a host synchronisation: the base
-            optimizer skips the step through its ``found_inf`` flag (torch's fused Adam, AdamW and SGD take one)
-            and the warning for a rejected step comes when its verdict reaches the host (a later step, or reading
-            ``certificate``). It needs a base that takes ``found_inf``, update mode without Armijo and a memory
-            without tied weights. Off by default: its CUDA path has not yet been run on a GPU (it is tested on
-            the CPU, where fused AdamW takes ``found_inf`` too). Parameters and state stay bit-identical
-            through a skipped step either way (up to the sign of a zero weight, where a skipped projection
-            subtracts a signed zero; and a skipped first step creates the base optimizer's zero state, as
-            under a GradScaler).
+        defer_check: make that check without waiting for its verdict, so the step is not held up: the base
+            optimizer skips a rejected step itself, and its warning comes a step or two later (or when
+            ``certificate`` is read). Needs a base optimizer that can skip a step so (torch's fused Adam, AdamW
+            and SGD), update mode without Armijo and a memory without tied weights; tested on the CPU and on an
+            H100 GPU. Off by default, so that a rejected step is reported at once. Parameters and state stay
+            bit-identical through a skipped step either way (up to the sign of a zero weight, and a skipped first
+            step creates the base optimizer's zero state, as under a ``GradScaler``).
 
     A step rejected by Armijo's test (``certificate["accepted"]`` false) leaves the parameters where they were,
     but not the base optimizer's state: its moments have absorbed the gradient, as in ``HybridAdamW``.
@@ -156,8 +158,8 @@ class ForgettingGuard(OptimizerWrapper):
 
     @property
     def certificate(self) -> dict[str, Any] | None:
-        """The certificate of the last step taken, as plain values (``None`` before the first); a step the host
-        skips for a zero or non-finite gradient leaves it as it was (counted in ``"skipped"``), so its ``step``
+        """The certificate of the last step taken, as plain values (``None`` before the first); a step skipped
+        for a zero or non-finite gradient leaves it as it was (counted in ``"skipped"``), so its ``step``
         tells. With a deferred check, a non-finite step is certified as not accepted, and reading the certificate
         waits for the pending verdicts, so that ``accepted`` is final."""
         self._settle(wait=True)
@@ -193,13 +195,11 @@ class ForgettingGuard(OptimizerWrapper):
         """Project, step the base optimizer, project its update, and (optionally) accept it by Armijo.
 
         With ``old_task_closure`` (a closure that calls ``backward()`` on L_A), the certificate also holds
-        ``grad L_A . d`` for the step ``d`` actually taken (eq. 12), at the cost of one more forward and
+        ``grad L_A . d`` for the step ``d`` actually taken (eq:orthogonal), at the cost of one more forward and
         backward pass and a copy of the parameters.
         """
         if self.armijo and closure is None:
-            raise RuntimeError(
-                "ForgettingGuard(armijo=True) needs a closure that returns Phi (see kaplinskiy.optim._acceptance)"
-            )
+            raise RuntimeError("ForgettingGuard(armijo=True) needs a closure that returns Phi (see kaplinskiy.optim)")
         if self.armijo:  # a group added since, or a flag set since
             _check_minimizes(self.base)
         loss = None
@@ -336,7 +336,7 @@ class ForgettingGuard(OptimizerWrapper):
 
 
 def _check_minimizes(base: Optimizer) -> None:
-    """Armijo's test (eq. 13) accepts a decrease of the closure's Phi: a base optimizer that maximizes would
+    """Armijo's test (eq:armijo) accepts a decrease of the closure's Phi: a base optimizer that maximizes would
     propose an ascent step, and every step would be rejected."""
     if any(g.get("maximize", False) for g in base.param_groups):
         raise ValueError(
@@ -346,7 +346,7 @@ def _check_minimizes(base: Optimizer) -> None:
 
 
 def _check_linear(base: Optimizer) -> None:
-    """Warn where gradient mode does not give eq. (12): a base other than ``torch.optim.SGD`` (Adam's and Lion's
+    """Warn where gradient mode does not keep its steps orthogonal to the memory: a base other than ``torch.optim.SGD`` (Adam's and Lion's
     steps scale each coordinate by its own history, Muon's orthogonalises the momentum), or SGD with weight decay
     (it adds ``lambda w`` to the projected gradient)."""
     decays = any(g.get("weight_decay", 0) for g in base.param_groups)

@@ -1,19 +1,21 @@
-"""AdamW hybrids with the potential method (note, sec. 2.5 and eqs. 11-13), as flags of one optimizer.
+"""HybridAdamW: AdamW with the potential method (sec:method), as flags of one optimizer.
 
-* potential as an auxiliary loss: plain AdamW on the closure's Phi = L_B + R (+ replay), no flag needed;
-* ``project=True`` on a group: the Adam *update* of that group is projected against the memory G_A
-  (the Adam-NSCL idea), so ``G_A^T d = 0`` and eq. (12) hold for the whole step, weight decay included;
-* ``armijo=True``: the proposed AdamW step is scaled back until Phi decreases (eq. 13); the moments have
+* the potential as an auxiliary loss: plain AdamW on the closure's Phi = L_B + R (+ replay) (eq:potential), no
+  flag needed;
+* ``project=True`` on a group: the AdamW *update* of that group is projected against the memory G_A
+  (eq:projected_update, the Adam-NSCL idea), so ``G_A^T d = 0`` (eq:orthogonal) holds for the whole step, weight
+  decay included;
+* ``armijo=True``: the proposed AdamW step is scaled back until Phi decreases (eq:armijo); the moments have
   absorbed the gradient either way, only the move is certified.
 
 With every flag off the step is ``torch.optim.AdamW``'s (checked step for step in the tests). The update is
 computed with foreach kernels, as a list the projection and the line search can use; for the projected step
 without a line search, ``ForgettingGuard(torch.optim.AdamW(..., fused=True), memory)`` takes the same step
-(tested) with torch's fused kernel. ``fused=True`` (CUDA, Triton, a :class:`~kaplinskiy.LayerwiseMemory`, no
-line search) takes it in one grouped launch for every Linear/Conv layer the grouped kernel takes, AdamW and
-projection together (:mod:`kaplinskiy._kernels.adamw_rows`), and torch's fused AdamW for every other parameter
-(the layers the kernel does not take are projected around that step by the per-layer path); its step counts are
-float32 tensors on the parameters' device, as ``torch.optim.AdamW(fused=True)`` keeps them.
+(tested) with torch's fused kernel. ``fused=True`` (a GPU with Triton, a :class:`~kaplinskiy.LayerwiseMemory`, no
+line search) takes it faster: AdamW and the projection together, in one pass over each Linear/Conv layer's
+weights, and torch's fused AdamW for every other parameter (the layers it does not take are projected around
+that step); its step counts are float32 tensors on the parameters' device, as ``torch.optim.AdamW(fused=True)``
+keeps them.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def adamw_update(
     """The AdamW step ``Delta`` (Loshchilov & Hutter), with the moments updated in place:
 
     ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
-    ``Delta = -lr wd w - lr/(1-b1^t) * m / (sqrt(v/(1-b2^t)) + eps)``.
+    ``Delta = -lr wd w - lr/(1-b1^t) * m / (sqrt(v/(1-b2^t)) + eps)``: the update ``u(w)`` that
+    eq:projected_update projects.
     """
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -74,26 +77,27 @@ def adamw_update(
 
 
 class HybridAdamW(Optimizer):
-    """AdamW whose update can be projected against a memory and accepted by Armijo.
+    """AdamW whose update can be projected against a memory (eq:projected_update) and accepted by Armijo.
 
     Args:
         params: parameters or groups; a group may set ``lr``, ``betas``, ``eps``, ``weight_decay`` and
             ``project`` (default True when a memory is given: project this group's update).
         memory: the projection memory G_A (``None``: no projection).
-        armijo: scale the step back until eq. (13) holds on the closure's Phi (needs a closure).
+        armijo: scale the step back until eq:armijo holds on the closure's Phi (needs a closure).
         c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials.
-        fused: AdamW and the projection of every Linear/Conv layer in one grouped Triton launch (CUDA; see the
-            module docstring); needs a :class:`~kaplinskiy.LayerwiseMemory` (or no memory) and no Armijo search.
+        fused: take the step in one pass over each Linear/Conv layer's weights, AdamW and projection together
+            (a GPU with Triton; see the module docstring); needs a :class:`~kaplinskiy.LayerwiseMemory` (or no
+            memory) and no Armijo search.
             Set for the whole optimizer, not per group. Every layer the kernel takes needs a gradient at every
             step (a ``RuntimeError`` says so before anything moves): freeze a layer by leaving it out of the
             optimizer and the memory, not by ``requires_grad_(False)`` alone.
-        check_finite: reject a step whose loss or gradient is not finite, and skip one whose gradient is zero
-            (one pass over the gradients and a host synchronisation per step); turn it off only where something
-            else skips such steps (a ``GradScaler`` does).
-        defer_check: with ``fused=True``, make that check's decision on the device, without a host
-            synchronisation (as ``ForgettingGuard(defer_check=True)`` does): the kernels leave parameters and
-            state untouched when it rejects the step, and its warning comes when the verdict reaches the host (a
-            later step, or reading ``certificate``).
+        check_finite: skip a step whose loss or gradient is NaN or infinite (with a
+            :class:`~kaplinskiy.NonFiniteStepWarning`) or whose gradient is all zero, parameters and state left
+            as they were; it reads the gradients once and waits for that verdict every step. Turn it off only
+            where something else already skips such steps (a ``GradScaler`` does).
+        defer_check: with ``fused=True``, make that check without waiting for its verdict (as
+            ``ForgettingGuard(defer_check=True)`` does): a rejected step leaves parameters and state untouched,
+            and its warning comes a step or two later (or when ``certificate`` is read).
     """
 
     def __init__(
@@ -160,8 +164,8 @@ class HybridAdamW(Optimizer):
 
     @property
     def certificate(self) -> dict[str, Any] | None:
-        """The certificate of the last step taken, as plain values (``None`` before the first); a step the host
-        skips for a zero or non-finite gradient leaves it as it was (counted in ``"skipped"``), so its ``step``
+        """The certificate of the last step taken, as plain values (``None`` before the first); a step skipped
+        for a zero or non-finite gradient leaves it as it was (counted in ``"skipped"``), so its ``step``
         tells. With a deferred check, a non-finite step is certified as not accepted, and reading the certificate
         waits for the pending verdicts, so that ``accepted`` is final."""
         self._verdicts.settle(self.hybrid_state, wait=True)
@@ -242,12 +246,10 @@ class HybridAdamW(Optimizer):
         """One AdamW step, projected where flagged, Armijo-accepted when asked.
 
         With ``old_task_closure`` (it calls ``backward()`` on L_A) the certificate holds ``grad L_A . d`` for the
-        proposed update ``d`` (eq. 12); one more forward and backward pass.
+        proposed update ``d`` (eq:orthogonal); one more forward and backward pass.
         """
         if self.armijo and closure is None:
-            raise RuntimeError(
-                "HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.optim._acceptance)"
-            )
+            raise RuntimeError("HybridAdamW(armijo=True) needs a closure that returns Phi (see kaplinskiy.optim)")
         if self.memory is not None:
             check_trainable(self.memory, (p for g in self.param_groups for p in g["params"]))
         loss = None

@@ -1,10 +1,10 @@
-"""The Kaplinskiy optimizer: d_Kap = -eta P_perp(G_A) grad Phi with Armijo acceptance (note, sec. 5.4).
+"""The Kaplinskiy optimizer: d_Kap = -eta P_perp(G_A) grad Phi with Armijo acceptance (sec:method).
 
-Each step evaluates Phi (eq. 10) and its gradient through the closure, builds ``d = -P_perp Lambda P_perp g``
-where ``Lambda`` holds each group's learning rate (the projection comes last, so ``G_A^T d = 0`` and
-eq. (12) hold whatever the per-group rates; and first, so that ``g . d = -(P g)^T Lambda (P g) < 0`` stays a
-descent direction when the rates differ, where ``P`` and ``Lambda`` do not commute; with one rate it is
-``-eta P_perp g``), and accepts ``w + t d`` for the first ``t = 1, shrink, ...`` that satisfies eq. (13).
+Each step evaluates Phi (eq:potential) and its gradient through the closure, builds ``d = -P_perp Lambda P_perp g``
+where ``Lambda`` holds each group's learning rate (the projection comes last, so ``G_A^T d = 0`` (eq:orthogonal)
+holds whatever the per-group rates; and first, so that ``g . d = -(P g)^T Lambda (P g) < 0`` stays a descent
+direction when the rates differ, where ``P`` and ``Lambda`` do not commute; with one rate it is ``-eta P_perp g``,
+eq:projected), and accepts ``w + t d`` for the first ``t = 1, shrink, ...`` that satisfies eq:armijo.
 The functional core on one flat vector is :func:`kaplinskiy.potential_descent_step`; this class is its
 ``torch.optim`` form.
 """
@@ -29,19 +29,19 @@ __all__ = ["Kaplinskiy"]
 
 
 class Kaplinskiy(Optimizer):
-    """Projected potential descent with Armijo backtracking.
+    """Projected potential descent (eq:projected) with Armijo backtracking (eq:armijo).
 
     Args:
         params: parameters or parameter groups; a group may set ``lr`` and ``project`` (whether the
             memory's projection applies to it; groups outside the memory must set ``project=False``).
         lr: the trial step ``eta_0`` of the line search (an LR scheduler moves it).
         memory: a projection memory G_A (``None``: no projection, plain Armijo gradient descent).
-        armijo: backtrack until eq. (13) holds; ``False`` takes the full step every time.
+        armijo: backtrack until eq:armijo holds; ``False`` takes the full step every time.
         c, shrink, max_trials: Armijo's constant, backtracking factor and cap on trials (like ``armijo``, the
             same for every group: a group may not set them to other values).
 
     ``step(closure)`` needs a closure returning Phi that calls ``backward()`` only under grad mode (see
-    :mod:`kaplinskiy.optim._acceptance`). Give ``old_task_closure`` (returning L_A, same convention) to have
+    :mod:`kaplinskiy.optim`). Give ``old_task_closure`` (returning L_A, same convention) to have
     ``grad L_A . d`` in the certificate. The last :class:`~kaplinskiy.Certificate` is ``optimizer.certificate``.
     """
 
@@ -82,8 +82,8 @@ class Kaplinskiy(Optimizer):
         return self.state[first].get("certificate") if first in self.state else None
 
     def _direction(self, params: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
-        """``d = -P_perp Lambda P_perp g`` (eq. 11; the first projection only where the projected groups' rates
-        differ: with one rate ``P Lambda P = eta P``)."""
+        """``d = -P_perp Lambda P_perp g`` (eq:projected): the first projection only where the projected groups'
+        rates differ (with one rate ``P Lambda P = eta P``)."""
         index = {id(p): j for j, p in enumerate(params)}
         covered = [index[id(p)] for p in self.memory.params] if self.memory is not None else []
         if covered and len({float(g["lr"]) for g in self.param_groups if g["project"]}) > 1:
@@ -108,7 +108,7 @@ class Kaplinskiy(Optimizer):
     ) -> Tensor | float:
         """One projected, Armijo-accepted step on Phi; returns Phi before the step."""
         if closure is None:
-            raise RuntimeError("Kaplinskiy needs a closure that returns Phi (see kaplinskiy.optim._acceptance)")
+            raise RuntimeError("Kaplinskiy needs a closure that returns Phi (see kaplinskiy.optim)")
         first = self.param_groups[0]
         for key in ("armijo", "c", "shrink", "max_trials"):
             if any(g[key] != first[key] for g in self.param_groups):

@@ -1,4 +1,4 @@
-"""Recent optimizers that join the forgetting comparison (../shared/research/seed2-optimizers.md), written from
+"""Recent optimizers that join the forgetting comparison (sec:optimizers), written from
 their papers' update rules in the torch.optim API, so that :class:`~kaplinskiy.ForgettingGuard` can wrap them:
 
 * :class:`LionMuon` (LionMuon / SignMuon, arXiv 2605.19811): a Muon step every ``muon_every`` steps, Lion sign

@@ -1,4 +1,4 @@
-"""LionMuon (arXiv 2605.19811, Algorithm 1; seed2-optimizers.md section 1): Muon and Lion steps alternating on one
+"""LionMuon (Bolatov et al. 2026, arXiv 2605.19811, Algorithm 1): Muon and Lion steps alternating on one
 momentum buffer.
 
 For a matrix ``W`` with gradient ``G`` and momentum ``M``, at its ``t``-th update (``t = 0, 1, ...``):

@@ -1,4 +1,4 @@
-"""Muon's orthogonalisation NS_K (seed2-optimizers.md, common notation): K quintic Newton-Schulz iterations that
+"""Muon's orthogonalisation NS_K (Jordan et al. 2024): K quintic Newton-Schulz iterations that
 map a matrix ``X = U S V^T`` close to its polar factor ``U V^T``."""
 
 from __future__ import annotations

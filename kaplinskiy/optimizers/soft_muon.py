@@ -1,4 +1,4 @@
-"""SoftMuon (arXiv 2605.31371; seed2-optimizers.md section 2): Muon for ``sign_steps`` steps, then the spectral soft
+"""SoftMuon (Feoktistov et al. 2026, arXiv 2605.31371): Muon for ``sign_steps`` steps, then the spectral soft
 sign with temperatures fitted once, towards SGD.
 
 For a matrix with gradient ``G``: ``M <- mu M + (1 - mu) G``, ``U = G + mu (M - G)`` (Nesterov) or ``M``, and

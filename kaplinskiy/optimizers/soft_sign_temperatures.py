@@ -1,4 +1,4 @@
-"""The temperature schedules of SoftSignum and SoftMuon (arXiv 2605.31371; seed2-optimizers.md section 2), fitted once.
+"""The temperature schedules of SoftSignum and SoftMuon (Feoktistov et al. 2026, arXiv 2605.31371), fitted once.
 
 Values ``v`` (SoftSignum: the momentum's entries; SoftMuon: the gradients' singular values) are modelled as
 Cauchy(mu, sigma) with mu = median(v) and sigma = median|v - mu|. At transition step ``k`` (``p_k = k / T``),

@@ -1,4 +1,4 @@
-"""SoftSignum (arXiv 2605.31371; seed2-optimizers.md section 2): Signum for ``sign_steps`` steps, then a tanh
+"""SoftSignum (Feoktistov et al. 2026, arXiv 2605.31371): Signum for ``sign_steps`` steps, then a tanh
 transition towards SGD.
 
 With SGD's momentum ``m_t`` (``buf <- mu buf + (1 - dampening) g``, ``buf = g`` at the first step; Nesterov

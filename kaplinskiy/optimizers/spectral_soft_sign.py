@@ -1,4 +1,4 @@
-"""SoftMuon's step after its Muon phase (arXiv 2605.31371; seed2-optimizers.md section 2): the spectral soft sign
+"""SoftMuon's step after its Muon phase (Feoktistov et al. 2026, arXiv 2605.31371): the spectral soft sign
 
     Phi_tau(X) = (X X^T + tau^{-2} I)^{-1/2} X = U diag(tau s_i / sqrt(1 + tau^2 s_i^2)) V^T   for X = U S V^T,
 

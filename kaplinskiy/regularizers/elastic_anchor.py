@@ -1,7 +1,7 @@
-"""The anchoring regulariser R(w) of eqs. (6) and (10): L2-SP (F = I) or EWC (diagonal Fisher), online.
+"""The anchoring regulariser R(w) (eq:ewc_penalty): L2-SP (F = I) or EWC (diagonal Fisher), online.
 
 :class:`ElasticAnchor` keeps the anchor ``w_A*`` and the accumulated diagonal ``F_A`` across tasks. Its
-:meth:`~ElasticAnchor.penalty` is a differentiable R for a potential Phi (eq. 10), and
+:meth:`~ElasticAnchor.penalty` is a differentiable R for a potential Phi (eq:potential), and
 :meth:`~ElasticAnchor.add_gradient_` adds ``grad R = lam F (w - w*)`` to ``p.grad`` in place for optimizers
 that take the gradient as given (the EWC and L2-SP baselines).
 """
@@ -23,7 +23,7 @@ _KINDS = ("identity", "empirical", "true")
 
 
 def ewc_penalty(params: Sequence[Tensor], anchors: Sequence[Tensor], fisher: Sequence[Tensor], lam: float) -> Tensor:
-    """Eq. (6) with a diagonal ``F_A``: ``R(w) = (lam/2) sum_i F_i (w_i - w*_i)^2``, in at least float32 (a
+    """``R(w) = (lam/2) sum_i F_i (w_i - w*_i)^2`` (eq:ewc_penalty) with a diagonal ``F_A``, in at least float32 (a
     float16 displacement of 1e-4 squares to 0 in float16)."""
     if not lam >= 0.0:
         raise ValueError(f"Invalid lam: {lam}")
@@ -34,17 +34,17 @@ def ewc_penalty(params: Sequence[Tensor], anchors: Sequence[Tensor], fisher: Seq
 
 
 def ewc_penalty_grad(p: Tensor, anchor: Tensor, fisher: Tensor | None, lam: float) -> Tensor:
-    """The gradient of eq. (6) for one parameter: ``lam F (w - w*)`` (``F = I`` when ``fisher`` is None)."""
+    """The gradient of R for one parameter, ``lam F (w - w*)`` (eq:ewc_grad), with ``F = I`` when ``fisher`` is None."""
     diff = p - anchor
     return lam * (diff if fisher is None else fisher * diff)
 
 
 class ElasticAnchor:
-    """R(w) around the weights at the end of the last task.
+    """R(w) around the weights at the end of the last task (eq:ewc_penalty).
 
     Args:
         params: the anchored parameters.
-        lam: the penalty strength ``lam`` of eq. (6).
+        lam: the penalty strength ``lam`` of eq:ewc_penalty.
         fisher: ``"identity"`` (L2-SP), ``"empirical"`` or ``"true"`` diagonal Fisher (EWC).
         gamma: online-EWC decay of earlier tasks' Fisher (1 sums them).
     """
@@ -96,7 +96,7 @@ class ElasticAnchor:
         return self.kind == "identity" or self.fisher is not None
 
     def penalty(self) -> Tensor:
-        """R(w), differentiable (eq. 6; F = I for L2-SP; zero for EWC before the first task is consolidated)."""
+        """R(w), differentiable (eq:ewc_penalty): F = I for L2-SP; zero for EWC before the first task is consolidated."""
         if not self._active():
             return self.params[0].new_zeros(())
         fisher = self.fisher if self.fisher is not None else [torch.ones_like(p) for p in self.params]
@@ -104,7 +104,7 @@ class ElasticAnchor:
 
     @torch.no_grad()
     def add_gradient_(self) -> None:
-        """``p.grad += lam F (w - w*)``: the gradient of R added to whatever the loss gave (nothing for EWC
+        """``p.grad += lam F (w - w*)`` (eq:ewc_grad): the gradient of R added to whatever the loss gave (nothing for EWC
         before the first task is consolidated). A frozen parameter (``requires_grad=False``) gets none, as from
         autograd on R: a gradient would let the base optimizer (its weight decay, its momentum) move it."""
         if not self._active():

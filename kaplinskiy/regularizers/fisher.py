@@ -1,10 +1,10 @@
-"""Diagonal Fisher information for EWC's curvature weight F_A in eq. (6), from per-sample gradients.
+"""Diagonal Fisher information (eq:fisher) for EWC's weight F_A in eq:ewc_penalty, from per-sample gradients.
 
 The Fisher is an expectation of squared per-sample score functions, not the square of a mean gradient:
 ``F_ii = E_x E_y [ (d/dw_i log p(y | x, w))^2 ]``. The *true* Fisher draws ``y`` from the model itself (here the
 exact sum over classes, weighted by ``p(y | x)``); the *empirical* Fisher uses the observed labels.
 Online EWC (Schwarz et al. 2018) accumulates ``F <- gamma F + F_task`` across tasks. Their penalty weights the
-accumulated Fisher by one more ``gamma`` (``||w - w*||^2`` in the metric ``gamma F``); eq. (6) here uses ``F``
+accumulated Fisher by one more ``gamma`` (``||w - w*||^2`` in the metric ``gamma F``); eq:ewc_penalty here uses ``F``
 itself, the same penalty with ``lam`` in place of their ``gamma lam``.
 
 Squares and sums are taken in at least float32, and so is the Fisher returned: a per-sample gradient of 1e-5 in a
@@ -55,7 +55,7 @@ def empirical_fisher_diagonal(
     loss: Callable[[Tensor, Tensor], Tensor] = sample_loss,
     chunk_size: int | None = None,
 ) -> list[Tensor]:
-    """``F_ii = (1/N) sum_s (d/dw_i loss(f(x_s), y_s))^2`` with the observed labels (eq. 6's F_A, empirical).
+    """``F_ii = (1/N) sum_s (d/dw_i loss(f(x_s), y_s))^2`` (eq:fisher): the empirical Fisher.
 
     For a token model a sample is a sequence and its loss the mean over counted positions (:func:`sample_loss`).
     ``chunk_size`` bounds memory: at most that many samples' gradients are held at once (``None``: all ``N``).
@@ -75,7 +75,7 @@ def true_fisher_diagonal(
     *,
     chunk_size: int | None = None,
 ) -> list[Tensor]:
-    """``F_ii = (1/N) sum_s sum_c p(c | x_s) (d/dw_i log p(c | x_s))^2`` for a classifier returning logits.
+    """``F_ii = (1/N) sum_s sum_c p(c | x_s) (d/dw_i log p(c | x_s))^2`` (eq:fisher): a classifier's true Fisher.
 
     The expectation over the model's own labels is exact (one Jacobian of ``log_softmax`` per sample), so
     the cost is ``C`` per-sample gradients; use the empirical Fisher when the label space is large.
@@ -115,7 +115,7 @@ def true_fisher_diagonal(
 
 
 def online_fisher(previous: Sequence[Tensor] | None, new: Sequence[Tensor], gamma: float = 1.0) -> list[Tensor]:
-    """Online EWC: ``F <- gamma F_prev + F_task`` (``gamma = 1`` sums the tasks' Fishers)."""
+    """Online EWC's ``F <- gamma F_prev + F_task`` (eq:fisher): ``gamma = 1`` sums the tasks' Fishers."""
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"Invalid gamma: {gamma}")
     if previous is None:

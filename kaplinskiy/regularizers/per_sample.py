@@ -1,7 +1,7 @@
 """Per-sample gradients with torch.func (vmap over grad), shared by the dense memory and the Fisher.
 
 A per-sample gradient is ``grad_w f(model(x_s), y_s)`` for one sample ``s``; the mean over a batch
-is what ``loss.backward()`` gives, but EWC's Fisher (eq. 6) and OGD's memory need them one by one.
+is what ``loss.backward()`` gives, but EWC's Fisher (eq:fisher) and OGD's memory need them one by one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rehearsal: a small buffer D_A of old-task samples and the replay term of eq. (7).
+"""Rehearsal: a small buffer D_A of old-task samples and the replay term (eq:replay).
 
 ``L_replay(w) = L_B(w) + gamma E_{(x, y) ~ D_A} l(f_w(x), y)``. The buffer is filled by reservoir sampling
 (Vitter's algorithm R), so after any number of ``add`` calls it holds a uniform sample of everything offered.
@@ -16,7 +16,7 @@ __all__ = ["ReplayBuffer", "replay_term"]
 
 
 def replay_term(loss: Callable[[Tensor, Tensor], Tensor], outputs: Tensor, targets: Tensor, gamma: float) -> Tensor:
-    """Eq. (7)'s second term: ``gamma * mean_s l(f(x_s), y_s)`` over a batch drawn from D_A."""
+    """The replay term ``gamma * mean_s l(f(x_s), y_s)`` (eq:replay) over a batch drawn from D_A."""
     if not gamma >= 0.0:
         raise ValueError(f"Invalid gamma: {gamma}")
     return gamma * loss(outputs, targets)

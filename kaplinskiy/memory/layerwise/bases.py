@@ -63,7 +63,7 @@ class BasisBudget:
 def grown_basis(
     module: nn.Module, U: Tensor, s: Tensor, threshold: float, room: int | None, resolution: float | None
 ) -> Tensor:
-    """``U`` grown from what recording took for ``module`` (eqs. 8-9): its input factor ``s``, or for an
+    """``U`` grown from what recording took for ``module`` (eq:energy_basis): its input factor ``s``, or for an
     embedding how often each row was read."""
     if isinstance(module, nn.Embedding):
         return protected_rows_update(U, s, threshold, room, module.padding_idx)
@@ -133,8 +133,10 @@ def _equal(a: Tensor, b: Tensor) -> bool:
 
 @dataclass(frozen=True)
 class BasisFactors:
-    """A layer's basis ``U`` (``in_eff x r``) as the views the per-layer products use: ``U_w`` (weight rows, and
-    its transpose) and ``u_b`` (the bias row, the input of 1), so a projection is a few BLAS calls per layer.
+    """A layer's basis ``U`` (``in_eff x r``) as the views its projection by BLAS uses (eq:layerwise_projection).
+
+    ``U_w`` (weight rows, and its transpose) and ``u_b`` (the bias row, the input of 1), so a projection is a few
+    BLAS calls per layer.
 
     The products run in the basis' precision (at least float32) whatever the weights' dtype: a bfloat16
     coefficient of a weight row carries an error of ~4e-3 of that row's coordinate, far more than a small

@@ -288,7 +288,7 @@ def check_sharded(name: str, module: nn.Module, w: Tensor, b: Tensor | None) -> 
     """Refuse a covered layer sharded in a way its projection cannot follow.
 
     FSDP2's ``fully_shard`` makes the weight and bias DTensors split along dim 0, the output rows. The projection
-    ``[D_W, d_b] <- [D_W, d_b] (I - U U^T)`` (eq. 11) acts on each row alone, so a rank projects the rows it
+    ``[D_W, d_b] <- [D_W, d_b] (I - U U^T)`` (eq:layerwise_projection) acts on each row alone, so a rank projects the rows it
     holds and gets the rows of the full projection, with no communication, provided the weight and the bias are
     split into the same rows. An embedding (its protected rows are global indices, read while FSDP2 holds the
     unsharded weight), Hugging Face's ``Conv1D`` and a transposed convolution (dim 0 of their weights is the

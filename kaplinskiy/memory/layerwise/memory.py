@@ -1,20 +1,17 @@
-"""Layer-wise projection memory in the style of GPM (note, eqs. 11-12, one layer at a time).
+"""Layer-wise projection memory in the style of GPM (Saha et al. 2021), one layer at a time (eq:layerwise_projection).
 
 For a layer ``y = W x + b`` the weight gradient of any loss is ``sum_s delta_s [x_s; 1]^T``: its rows
 lie in the span of the layer's (bias-augmented) inputs. If ``U`` is an orthonormal basis of the old
-task's input space, projecting ``G <- G - (G U) U^T`` leaves every old input's pre-activation unchanged
-to first order and gives ``<grad_W L_A, d_W> = 0`` (eq. 12) for that layer, at the cost of two
-``out x in x r`` matmuls instead of ``r`` full-size dot products. ``U`` comes from the SVD of GPM's
+task's input space, projecting ``G <- G - (G U) U^T`` (eq:layerwise_projection) leaves every old input's
+pre-activation unchanged to first order and gives ``<grad_W L_A, d_W> = 0`` (eq:orthogonal) for that layer, at the
+cost of two ``out x in x r`` matmuls instead of ``r`` full-size dot products. ``U`` comes from the SVD of GPM's
 representation matrix (the inputs as rows, kept as a triangular factor of their uncentred covariance),
-chosen by an energy threshold (GPM, eqs. 8-9). Embedding rows are the one-hot case: the old task's token
+chosen by an energy threshold (eq:energy_basis). Embedding rows are the one-hot case: the old task's token
 rows are frozen.
 
-The pieces, one module each: which layers are covered (:mod:`~kaplinskiy.memory.layerwise.coverage`), what their inputs are
-(:mod:`~kaplinskiy.memory.layerwise.inputs`, :mod:`~kaplinskiy.memory.layerwise.coverage`), recording them
-(:mod:`~kaplinskiy.memory.layerwise.recording`), growing the bases (:mod:`~kaplinskiy.functional.memory_update`,
-:mod:`~kaplinskiy.memory.layerwise.bases`), and projecting with them (:mod:`~kaplinskiy.memory.layerwise.projection`, which this
-class inherits): a layer by BLAS (:mod:`~kaplinskiy.memory.layerwise.bases`) or every layer in one launch
-(:mod:`~kaplinskiy._kernels.layerwise`).
+The pieces, one module each in :mod:`kaplinskiy.memory.layerwise`: which layers are covered (``coverage``), what
+their inputs are (``inputs``), recording them (``recording``, ``outside_uses``), growing the bases (``bases``, with
+:mod:`kaplinskiy.functional.memory_update`), and projecting with them (``projection``, which this class inherits).
 """
 
 from __future__ import annotations
@@ -38,8 +35,10 @@ __all__ = ["LayerwiseMemory"]
 
 
 class LayerwiseMemory(LayerwiseProjection):
-    """Per-layer bases of old-task input spaces, for Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, Embedding, HF
-    Conv1D and ``nn.MultiheadAttention`` layers (its input projection and ``out_proj``: :func:`covered_layers`).
+    """Per-layer bases of old-task inputs that project each layer's steps (eq:layerwise_projection).
+
+    For Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, Embedding, HF Conv1D and ``nn.MultiheadAttention`` layers (its
+    input projection and ``out_proj``: :func:`~kaplinskiy.memory.layerwise.coverage.covered_layers`).
 
     Args:
         model: the network; every supported submodule with a trainable weight is covered. A parameter frozen now
@@ -52,12 +51,12 @@ class LayerwiseMemory(LayerwiseProjection):
             (each block of a cross-attention's input projection, for its basis); a task that would go beyond it
             adds only its most energetic directions up to the cap.
         freeze_uncovered: zero the gradient of parameters no covered layer owns (LayerNorm, a raw
-            ``nn.Parameter``), so eq. (12) holds for the whole model; otherwise they are left free, with a
+            ``nn.Parameter``), so eq:orthogonal holds for the whole model; otherwise they are left free, with a
             warning when some of them have two or more dimensions (a layer's weights, not a scale or a bias).
         heads: embeddings of ``model`` whose weight is also an output head written as a product outside any
             module (``F.linear(h, E.weight)``, ``h @ E.weight.T``): each gets an
-            :class:`~kaplinskiy.memory.layerwise.coverage.EmbeddingHead`, a covered layer after it, whose basis holds the
-            inputs of those products. A pair ``(embedding, bias)`` gives the head its own bias, a parameter of
+            :class:`~kaplinskiy.memory.layerwise.coverage.EmbeddingHead`, a covered layer after it, whose basis
+            holds the inputs of those products. A pair ``(embedding, bias)`` gives the head its own bias, a parameter of
             ``model`` added by ``F.linear(h, E.weight, bias)``: covered as a Linear layer's bias (with the input
             of 1 recorded where the product adds it). (A head tied as an ``nn.Linear`` sharing the weight needs
             none.)
@@ -66,7 +65,7 @@ class LayerwiseMemory(LayerwiseProjection):
     groups share one basis of the union of their input spaces), batched or not, in one, two or three spatial
     dimensions; so are transposed convolutions (their weight's rows as each output channel reads them,
     :mod:`~kaplinskiy.memory.layerwise.inputs`). Weights computed by a parametrization count as uncovered, with a
-    warning (:func:`covered_layers`). An embedding protects the rows of its weight that the old task's
+    warning (``coverage.covered_layers``). An embedding protects the rows of its weight that the old task's
     forward reads (``F.embedding`` or an index, wherever made), not the argument its module is called with: OPT's,
     BART's and Whisper's learned positions read other rows than that argument. One called without such a read is
     refused.
@@ -161,7 +160,7 @@ class LayerwiseMemory(LayerwiseProjection):
         progress: bool = False,
         max_factor_bytes: int | None = None,
     ) -> list[int]:
-        """Record each layer's inputs on the old task's ``batches`` and grow the bases (GPM's memory update).
+        """Record each layer's inputs on the old task's ``batches`` and grow the bases (eq:energy_basis).
 
         ``forward(model, batch)`` runs the model (default ``model(batch)``); only the inputs matter. A model in
         training mode with dropout or batch norm is refused (masked inputs are not the ones to protect, and
@@ -178,14 +177,13 @@ class LayerwiseMemory(LayerwiseProjection):
         A product with a Linear layer's weight outside its call (its ``forward`` called directly, ``F.linear``,
         ``x @ W.T``, ``torch.addmm(b, x, W.t())``) has its input recorded (its input of 1 only where the product
         adds the layer's bias); any other use of a covered weight or trainable bias outside its module's call is
-        named in an
-        :class:`~kaplinskiy.memory.layerwise.outside_uses.UnrecordedUseWarning` (its inputs there are not recorded).
+        named in an :class:`~kaplinskiy.UnrecordedUseWarning` (its inputs there are not recorded).
         Recording holds, per covered layer, a float64 factor of its inputs on the weight's device, ``d_in x d_in``
         once it has seen ``d_in`` inputs (three for an attention's input projection), and up to a quarter of that
         in rows of small batches waiting to join it in one QR of the factor's rows plus theirs;
         Linear layers that read one tensor (separate query, key and value projections, a gate and up projection)
         hold one factor, made once, and grow their bases once while those are equal.
-        ``max_factor_bytes`` bounds what recording holds at once (:func:`~kaplinskiy.memory.layerwise.recording.factor_bytes`;
+        ``max_factor_bytes`` bounds what recording holds at once (``recording.factor_bytes``;
         a large model's factors add up to tens of GB): the covered layers are recorded in runs of consecutive
         layers that hold at most that much, one pass of the forward over ``batches`` per run, so ``batches`` must
         be re-iterable (a list, a ``DataLoader``) and give the same inputs on each pass (no shuffling with

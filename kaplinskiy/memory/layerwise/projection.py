@@ -1,8 +1,9 @@
-"""Eq. (11) layer by layer: ``[D_W, d_b] <- [D_W, d_b] - ([D_W, d_b] U) U^T`` with each covered layer's basis
-``U`` of its old-task inputs, an embedding's protected rows set back or zeroed, and the parameters no covered layer
-owns frozen on request. :class:`~kaplinskiy.LayerwiseMemory` builds the bases and inherits the
-projection from here. Each layer goes by BLAS (:mod:`~kaplinskiy.memory.layerwise.bases`), or every layer the grouped Triton
-kernel takes in one launch (:mod:`~kaplinskiy._kernels.layerwise`); both compute the same projection.
+"""The layer-wise projection (eq:layerwise_projection): ``[D_W, d_b] <- [D_W, d_b] - ([D_W, d_b] U) U^T`` with
+each covered layer's basis ``U`` of its old-task inputs, an embedding's protected rows set back or zeroed, and the
+parameters no covered layer owns frozen on request. :class:`~kaplinskiy.LayerwiseMemory` builds the bases and
+inherits the projection from here. Each layer goes by BLAS (:class:`~kaplinskiy.memory.layerwise.bases.BasisFactors`),
+or every layer the grouped kernel takes in one launch (:mod:`kaplinskiy._kernels.layerwise`); both compute the same
+projection.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ __all__ = ["LayerwiseProjection"]
 
 
 class LayerwiseProjection:
-    """The projection half of :class:`~kaplinskiy.LayerwiseMemory` (the interface of
-    :class:`~kaplinskiy.memory.base.ProjectionMemory`): ``project_``, ``coefficients``, ``subtract_``, ``restore_`` and
+    """The projection half of :class:`~kaplinskiy.LayerwiseMemory` (eq:layerwise_projection), the interface of
+    :class:`~kaplinskiy.memory.base.ProjectionMemory`: ``project_``, ``coefficients``, ``subtract_``, ``restore_`` and
     ``residual`` on tensors aligned with ``params``, and what a fused step needs (:meth:`fused_layers`). The
     memory sets the attributes below."""
 
@@ -114,7 +115,7 @@ class LayerwiseProjection:
     def fused_layers(self) -> tuple[RowPlan | None, list[tuple[Tensor, Tensor | None]], list[int]]:
         """What a fused optimizer step (``HybridAdamW(fused=True)``) projects: the grouped kernel's plan over the
         parameters themselves, in its order each of its layers' ``(weight, bias)`` parameters, and the indices of
-        the other layers with a basis (embeddings, a weight shared by two layers, a basis above ``MAX_RANK``; every
+        the other layers with a basis (embeddings, a weight shared by two layers, a basis too large for the kernel; every
         layer without Triton or CUDA), for :meth:`outside_coefficients` and :meth:`restore_outside_`."""
         plan, grouped = self._grouped(self.params)
         if plan is not None and self._fused_views is not None and self._fused_views[0] is plan:
@@ -185,9 +186,9 @@ class LayerwiseProjection:
 
     @torch.no_grad()
     def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], skip: Tensor | None = None) -> None:
-        """``D <- D - (coefficients(D) - C_ref) U^T``: move ``D`` along the memory until its coordinates are
+        """``D <- D - (coefficients(D) - C_ref) U^T`` (eq:projected_update): move ``D`` along the memory until its coordinates are
         ``C_ref`` again (an embedding's protected rows are set back). With ``C_ref = coefficients(w0)`` taken
-        before a step, this projects the step ``w1 - w0`` (eq. 11) with no copy of ``w0``. Where the device flag
+        before a step, this projects the step ``w1 - w0`` with no copy of ``w0``. Where the device flag
         ``skip`` is 1 (a step the base optimizer skipped), nothing moves.
 
         Valid only when ``linear_split`` (no weight shared by two layers).
@@ -264,7 +265,7 @@ class LayerwiseProjection:
 
     @torch.no_grad()
     def project_(self, tensors: Sequence[Tensor]) -> None:
-        """Eq. (11) per layer, in place: ``G <- G - (G U) U^T``; embedding rows of old tokens are zeroed.
+        """``G <- G - (G U) U^T`` per layer, in place (eq:layerwise_projection); embedding rows of old tokens are zeroed.
 
         A weight shared by an embedding and an LM head ends in the intersection of both complements: the head's
         projector acts on the rows ``[D_W, d_b]`` one at a time, the embedding's zeroes the old tokens' rows, so
