@@ -1,6 +1,6 @@
-"""A layer's running input factor (:mod:`kaplinskiy.memory.layerwise.recording`): small batches wait in a buffer of fewer than a
-quarter of the width in rows and join in one QR, so ``R^T R`` is still the sum of every input's outer product;
-the buffered rows are copies, untouched by a forward that changes its tensors in place later."""
+"""A layer's running input factor (:mod:`kaplinskiy.memory.layerwise.recording`): small batches wait in a buffer of
+fewer than a quarter of the width in rows and join in one QR, so ``R^T R`` is still the sum of every input's outer
+product; the buffered rows are copies, untouched by a forward that changes its tensors in place later."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""minpy's documented algorithms (shared/research/minpy.md 1.2-1.3): each defect flag does what the audit says."""
+"""minpy's documented algorithms (sec:kp_benchmark): each defect flag does what the audit says."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Recording the old task's layer inputs (:mod:`kaplinskiy.memory.layerwise.recording`): Linear layers that read one tensor
-(a transformer's query, key and value projections; its gate and up projections) share one factor, made once,
-and grow the bases they would grow recorded one by one; an input changed between its readers, or readers whose
-earlier inputs differed, are recorded apart."""
+"""Recording the old task's layer inputs (:mod:`kaplinskiy.memory.layerwise.recording`): Linear layers that read one
+tensor (a transformer's query, key and value projections; its gate and up projections) share one factor, made once, and
+grow the bases they would grow recorded one by one; an input changed between its readers, or readers whose earlier
+inputs differed, are recorded apart."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import kaplinskiy.functional.potential as potential
-from kaplinskiy import l2sp_penalty
+from kaplinskiy import l2sp_penalty, potential
 
 
 @given(st.integers(1, 30), st.floats(0.0, 1e3), st.integers(0, 2**31 - 1))

@@ -1,8 +1,8 @@
 """The finite check's verdict: whether the loss or any gradient entry is NaN or infinite, and whether all
 gradient entries are zero.
 
-An optimizer that rejects a non-finite step (and skips an all-zero one) reads the gradients once before it
-touches anything. :func:`gradient_verdict` does so with one multi-tensor reduction (:func:`~kaplinskiy._tensor_lists.max_abs`),
+An optimizer that rejects a non-finite step (and skips an all-zero one) reads the gradients once before it touches
+anything. :func:`gradient_verdict` does so with one multi-tensor reduction (:func:`~kaplinskiy._tensor_lists.max_abs`),
 which on CUDA returns one peak per tensor: GPT-2's 148 gradients cost about half a millisecond of the host's
 time per step (measured on an H100), more than the device's pass over them. :class:`GradientCheck` reads them
 in one grouped Triton launch that writes the verdict itself; it keeps the launch table while the gradients'

@@ -16,7 +16,8 @@ __all__ = ["Anchored"]
 
 
 class Anchored(OptimizerWrapper):
-    """``g <- g + lam F (w - w*)`` (eq:ewc_grad), then ``base.step()``: EWC with a Fisher anchor, L2-SP with ``fisher="identity"``.
+    """``g <- g + lam F (w - w*)`` (eq:ewc_grad), then ``base.step()``: EWC with a Fisher anchor, L2-SP with
+    ``fisher="identity"``.
 
     Call ``anchor.consolidate(...)`` at the end of each task; the anchor has its own ``state_dict``. For L2-SP
     (Li et al. 2018) anchor only the pretrained parameters; its second term, ``(beta/2) ||w||^2`` on the new

@@ -18,13 +18,12 @@ __all__ = ["Replay"]
 
 
 class Replay(OptimizerWrapper):
-    """Before ``base.step()``, back-propagate the replay term ``gamma * replay_loss(x, y)`` (eq:replay) on a minibatch of
-    ``buffer``.
+    """Before ``base.step()``, back-propagate the replay term ``gamma * replay_loss(x, y)`` (eq:replay) on a minibatch
+    of ``buffer``.
 
-    ``replay_loss(x, y)`` runs the model and returns the mean old-task loss on the minibatch, so
-    ``p.grad`` becomes ``grad L_B + gamma grad E_{D_A} l`` (eq:replay) in an ordinary ``loss.backward(); opt.step()`` loop.
-    A non-finite replay gradient rejects the step (counted in ``state_dict()["replay"]["skipped"]``), as a
-    non-finite gradient does.
+    ``replay_loss(x, y)`` runs the model and returns the mean old-task loss on the minibatch, so ``p.grad`` becomes
+    ``grad L_B + gamma grad E_{D_A} l`` (eq:replay) in an ordinary ``loss.backward(); opt.step()`` loop. A non-finite
+    replay gradient rejects the step (counted in ``state_dict()["replay"]["skipped"]``), as a non-finite gradient does.
     """
 
     state_key = "replay"

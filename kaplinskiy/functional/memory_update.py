@@ -1,6 +1,6 @@
-"""GPM's memory update (eq:energy_basis), Saha et al. 2021's eqs. 8-9: grow an orthonormal basis of a layer's old-task inputs by the fewest
-principal directions that bring the kept energy to a threshold, and the triangular factor of the inputs the
-update reads (``R^T R`` their uncentred covariance, joined across batches and ranks by a QR).
+"""GPM's memory update (eq:energy_basis), Saha et al. 2021's eqs. 8-9: grow an orthonormal basis of a layer's old-task
+inputs by the fewest principal directions that bring the kept energy to a threshold, and the triangular factor of the
+inputs the update reads (``R^T R`` their uncentred covariance, joined across batches and ranks by a QR).
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def stacked_factor(parts: Sequence[Tensor], *, square: bool = False) -> Tensor:
 def protected_rows_update(
     rows: Tensor, counts: Tensor, threshold: float, max_new: int | None = None, padding_idx: int | None = None
 ) -> Tensor:
-    """GPM's criterion for an embedding (eq:energy_basis), the one-hot case: its inputs are the rows it reads, each read ``counts``
-    times (float, ``num_embeddings``), so the principal directions are rows and their energies the counts.
+    """GPM's criterion for an embedding (eq:energy_basis), the one-hot case: its inputs are the rows it reads, each read
+    ``counts`` times (float, ``num_embeddings``), so the principal directions are rows and their energies the counts.
 
     Keep the protected ``rows`` and add the fewest most-read others that bring the kept reads to ``threshold`` of
     all reads (every row read at all with ``threshold = 1``), at most ``max_new`` of them. The padding row gets no

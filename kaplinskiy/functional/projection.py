@@ -1,4 +1,5 @@
-"""The orthogonal projector onto the complement of the memory span(G_A) (eq:projected), whose direction is orthogonal to it (eq:orthogonal).
+"""The orthogonal projector onto the complement of the memory span(G_A) (eq:projected), whose direction is orthogonal to
+it (eq:orthogonal).
 
 Everything here is a pure tensor function: no optimizer, no state. ``G_A`` holds one direction per
 column (shape ``(n, k)``); the basis ``Q`` returned by :func:`orthonormal_basis` has shape ``(n, r)``

@@ -32,11 +32,11 @@ __all__ = ["DenseMemory", "orthonormal_extension"]
 def orthonormal_extension(Q: Tensor, C: Tensor, k: int, drop_tol: float) -> Tensor:
     """New orthonormal columns ``N`` that extend span(G_A) = span(Q) by the candidates ``C``.
 
-    ``G_A`` is the memory of eq:projected. The candidates are projected off span(Q) twice (classical Gram-Schmidt with one re-orthogonalisation,
-    "twice is enough"), then a thin QR and an SVD of its small ``R`` factor give the principal directions
-    of what remains. Directions whose singular value is below ``drop_tol * max_j ||C_j||`` are near-dependent
-    on what is stored (or on each other) and dropped; at most ``k`` of the largest are returned, so a full
-    budget keeps the most energetic part of the new span (PCA-OGD). ``Q^T N = 0`` to rounding.
+    ``G_A`` is the memory of eq:projected. The candidates are projected off span(Q) twice (classical Gram-Schmidt with
+    one re-orthogonalisation, "twice is enough"), then a thin QR and an SVD of its small ``R`` factor give the principal
+    directions of what remains. Directions whose singular value is below ``drop_tol * max_j ||C_j||`` are near-dependent
+    on what is stored (or on each other) and dropped; at most ``k`` of the largest are returned, so a full budget keeps
+    the most energetic part of the new span (PCA-OGD). ``Q^T N = 0`` to rounding.
     """
     n = C.shape[0]
     if C.shape[1] == 0 or k == 0:
@@ -167,12 +167,12 @@ class DenseMemory:
         in training mode) is refused with what to do instead, and the memory is left as it was.
 
         The ``N`` gradients are held together (``N x n`` numbers, and a few copies of that size on the way); with
-        ``held`` below ``N``, at most ``held`` samples' gradients are made at a time, and the same directions come
-        from their Gram matrix (:func:`~kaplinskiy.memory.snapshots.snapshot_extension`, more passes over the samples). Its
-        float64 Gram matrix resolves a direction of singular value ``s`` times the largest to an angle of about
-        ``eps64 / s^2``: within a float32 basis' own rounding for every ``drop_tol`` it takes, so a float64 basis
-        with ``held`` needs ``drop_tol >= 1e-4`` (an angle of ``2e-8``). ``chunk_size`` bounds torch.func's
-        intermediate memory within each batch of samples. ``progress=True`` shows a tqdm bar over the batches made.
+        ``held`` below ``N``, at most ``held`` samples' gradients are made at a time, and the same directions come from
+        their Gram matrix (:func:`~kaplinskiy.memory.snapshots.snapshot_extension`, more passes over the samples). Its
+        float64 Gram matrix resolves a direction of singular value ``s`` times the largest to an angle of about ``eps64
+        / s^2``: within a float32 basis' own rounding for every ``drop_tol`` it takes, so a float64 basis with ``held``
+        needs ``drop_tol >= 1e-4`` (an angle of ``2e-8``). ``chunk_size`` bounds torch.func's intermediate memory within
+        each batch of samples. ``progress=True`` shows a tqdm bar over the batches made.
         """
         if held is not None and held < 1:
             raise ValueError(f"Invalid held: {held}")
@@ -258,7 +258,8 @@ class DenseMemory:
             self.subtract_(tensors, [coef if skip is None else coef * (1 - skip.to(coef))])
 
     def project_(self, tensors: Sequence[Tensor]) -> None:
-        """``d <- d - Q (Q^T d)`` in place (eq:projected), the direction without its sign: reads ``Q`` twice, ``2 r n`` numbers."""
+        """``d <- d - Q (Q^T d)`` in place (eq:projected), the direction without its sign: reads ``Q`` twice, ``2 r n``
+        numbers."""
         if self.rank:
             self.subtract_(tensors, self.coefficients(tensors))
 

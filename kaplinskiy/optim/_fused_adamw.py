@@ -1,7 +1,7 @@
-"""The step of ``HybridAdamW(fused=True)``: AdamW and the layer-wise projection of its update (eq:projected_update) of every
-Linear/Conv layer the grouped kernel takes in one launch (:mod:`kaplinskiy._kernels.adamw_rows`), torch's fused
-AdamW for every other parameter, and the layers the kernel does not take projected around that step by the
-per-layer path. What the host prepares (the plan, the lists of tensors, the launch) is kept between steps.
+"""The step of ``HybridAdamW(fused=True)``: AdamW and the layer-wise projection of its update (eq:projected_update) of
+every Linear/Conv layer the grouped kernel takes in one launch (:mod:`kaplinskiy._kernels.adamw_rows`), torch's fused
+AdamW for every other parameter, and the layers the kernel does not take projected around that step by the per-layer
+path. What the host prepares (the plan, the lists of tensors, the launch) is kept between steps.
 """
 
 from __future__ import annotations

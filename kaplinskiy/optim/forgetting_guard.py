@@ -346,9 +346,9 @@ def _check_minimizes(base: Optimizer) -> None:
 
 
 def _check_linear(base: Optimizer) -> None:
-    """Warn where gradient mode does not keep its steps orthogonal to the memory: a base other than ``torch.optim.SGD`` (Adam's and Lion's
-    steps scale each coordinate by its own history, Muon's orthogonalises the momentum), or SGD with weight decay
-    (it adds ``lambda w`` to the projected gradient)."""
+    """Warn where gradient mode does not keep its steps orthogonal to the memory: a base other than ``torch.optim.SGD``
+    (Adam's and Lion's steps scale each coordinate by its own history, Muon's orthogonalises the momentum), or SGD with
+    weight decay (it adds ``lambda w`` to the projected gradient)."""
     decays = any(g.get("weight_decay", 0) for g in base.param_groups)
     if isinstance(base, torch.optim.SGD) and not decays:
         return

@@ -10,10 +10,10 @@ For a matrix with gradient ``G``: ``M <- mu M + (1 - mu) G``, ``U = G + mu (M - 
 * ``t > S``: ``D = Phi_tau(U)`` (:func:`~kaplinskiy.optimizers.spectral_soft_sign`), ``tau = tau_k``,
   ``k = min(t - S - 1, T - 1)``.
 
-``t`` counts the steps in which the group had gradients; the counter and the temperatures live in the state of
-the group's first parameter. Groups with ``use_muon=False`` take AdamW steps (:mod:`~kaplinskiy.optimizers.muon_groups`).
-A convolution's weight is taken as its ``dim 0 x rest`` matrix (also for ``s``; the authors' code takes the ratio
-of a 4-D tensor's last two dimensions).
+``t`` counts the steps in which the group had gradients; the counter and the temperatures live in the state of the
+group's first parameter. Groups with ``use_muon=False`` take AdamW steps (:mod:`~kaplinskiy.optimizers.muon_groups`). A
+convolution's weight is taken as its ``dim 0 x rest`` matrix (also for ``s``; the authors' code takes the ratio of a 4-D
+tensor's last two dimensions).
 """
 
 from __future__ import annotations

@@ -96,7 +96,8 @@ class ElasticAnchor:
         return self.kind == "identity" or self.fisher is not None
 
     def penalty(self) -> Tensor:
-        """R(w), differentiable (eq:ewc_penalty): F = I for L2-SP; zero for EWC before the first task is consolidated."""
+        """R(w), differentiable (eq:ewc_penalty): F = I for L2-SP; zero for EWC before the first task is
+        consolidated."""
         if not self._active():
             return self.params[0].new_zeros(())
         fisher = self.fisher if self.fisher is not None else [torch.ones_like(p) for p in self.params]
@@ -104,8 +105,8 @@ class ElasticAnchor:
 
     @torch.no_grad()
     def add_gradient_(self) -> None:
-        """``p.grad += lam F (w - w*)`` (eq:ewc_grad): the gradient of R added to whatever the loss gave (nothing for EWC
-        before the first task is consolidated). A frozen parameter (``requires_grad=False``) gets none, as from
+        """``p.grad += lam F (w - w*)`` (eq:ewc_grad): the gradient of R added to whatever the loss gave (nothing for
+        EWC before the first task is consolidated). A frozen parameter (``requires_grad=False``) gets none, as from
         autograd on R: a gradient would let the base optimizer (its weight decay, its momentum) move it."""
         if not self._active():
             return

@@ -223,9 +223,9 @@ def layer_names(model: nn.Module, layers: Sequence[nn.Module]) -> dict[int, str]
 
 
 def covered_layers(model: nn.Module, heads: Sequence[HeadSpec] = ()) -> list[nn.Module]:
-    """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter, and
-    after each embedding of ``heads`` its :class:`~kaplinskiy.memory.layerwise.coverage.EmbeddingHead` (its weight used as
-    an output head by a product outside any module, with the head's own bias where the entry gives one; refused as
+    """The layers a :class:`LayerwiseMemory` covers: supported layers whose weight is a trainable parameter, and after
+    each embedding of ``heads`` its :class:`~kaplinskiy.memory.layerwise.coverage.EmbeddingHead` (its weight used as an
+    output head by a product outside any module, with the head's own bias where the entry gives one; refused as
     :func:`head_layers` says).
 
     Refused with a clear error: an uninitialised lazy layer, a trainable ``sparse=True`` embedding (its
@@ -288,11 +288,10 @@ def check_sharded(name: str, module: nn.Module, w: Tensor, b: Tensor | None) -> 
     """Refuse a covered layer sharded in a way its projection cannot follow.
 
     FSDP2's ``fully_shard`` makes the weight and bias DTensors split along dim 0, the output rows. The projection
-    ``[D_W, d_b] <- [D_W, d_b] (I - U U^T)`` (eq:layerwise_projection) acts on each row alone, so a rank projects the rows it
-    holds and gets the rows of the full projection, with no communication, provided the weight and the bias are
-    split into the same rows. An embedding (its protected rows are global indices, read while FSDP2 holds the
-    unsharded weight), Hugging Face's ``Conv1D`` and a transposed convolution (dim 0 of their weights is the
-    input) are refused.
+    ``[D_W, d_b] <- [D_W, d_b] (I - U U^T)`` (eq:layerwise_projection) acts on each row alone, so a rank projects the
+    rows it holds and gets the rows of the full projection, with no communication, provided the weight and the bias are
+    split into the same rows. An embedding (its protected rows are global indices, read while FSDP2 holds the unsharded
+    weight), Hugging Face's ``Conv1D`` and a transposed convolution (dim 0 of their weights is the input) are refused.
     """
     if not (is_dtensor(w) or is_dtensor(b)):
         return

@@ -1,12 +1,12 @@
 """Uses of a covered weight or trainable bias outside a call of its module. The layer-wise memory records a layer's
-inputs where its module is called; a product with a Linear layer's weight elsewhere (its ``forward`` called
-directly, ``F.linear(x, W, b)``, ``x @ W.T``, ``torch.addmm(b, x, W.t())``) has its input recorded too, with the input
-of 1 that the layer's bias multiplies only where the product adds that bias, and an embedding's lookups of its rows
-are recorded wherever they are made (:class:`~kaplinskiy.memory.layerwise.inputs.RowReads`); so is a product with an
-embedding's weight given a head (:class:`~kaplinskiy.memory.layerwise.coverage.EmbeddingHead`). Any other use (a language
-model's head written as ``h @ embedding.weight.T`` for an embedding without one, an einsum, the bias added on its own)
-feeds the old task's outputs through inputs no basis holds, so a guarded step may move those outputs: it is named in
-an :class:`UnrecordedUseWarning`.
+inputs where its module is called; a product with a Linear layer's weight elsewhere (its ``forward`` called directly,
+``F.linear(x, W, b)``, ``x @ W.T``, ``torch.addmm(b, x, W.t())``) has its input recorded too, with the input of 1 that
+the layer's bias multiplies only where the product adds that bias, and an embedding's lookups of its rows are recorded
+wherever they are made (:class:`~kaplinskiy.memory.layerwise.inputs.RowReads`); so is a product with an embedding's
+weight given a head (:class:`~kaplinskiy.memory.layerwise.coverage.EmbeddingHead`). Any other use (a language model's
+head written as ``h @ embedding.weight.T`` for an embedding without one, an einsum, the bias added on its own) feeds the
+old task's outputs through inputs no basis holds, so a guarded step may move those outputs: it is named in an
+:class:`UnrecordedUseWarning`.
 """
 
 from __future__ import annotations

@@ -114,8 +114,8 @@ class LayerwiseProjection:
 
     def fused_layers(self) -> tuple[RowPlan | None, list[tuple[Tensor, Tensor | None]], list[int]]:
         """What a fused optimizer step (``HybridAdamW(fused=True)``) projects: the grouped kernel's plan over the
-        parameters themselves, in its order each of its layers' ``(weight, bias)`` parameters, and the indices of
-        the other layers with a basis (embeddings, a weight shared by two layers, a basis too large for the kernel; every
+        parameters themselves, in its order each of its layers' ``(weight, bias)`` parameters, and the indices of the
+        other layers with a basis (embeddings, a weight shared by two layers, a basis too large for the kernel; every
         layer without Triton or CUDA), for :meth:`outside_coefficients` and :meth:`restore_outside_`."""
         plan, grouped = self._grouped(self.params)
         if plan is not None and self._fused_views is not None and self._fused_views[0] is plan:
@@ -186,10 +186,10 @@ class LayerwiseProjection:
 
     @torch.no_grad()
     def restore_(self, tensors: Sequence[Tensor], reference: Sequence[Tensor], skip: Tensor | None = None) -> None:
-        """``D <- D - (coefficients(D) - C_ref) U^T`` (eq:projected_update): move ``D`` along the memory until its coordinates are
-        ``C_ref`` again (an embedding's protected rows are set back). With ``C_ref = coefficients(w0)`` taken
-        before a step, this projects the step ``w1 - w0`` with no copy of ``w0``. Where the device flag
-        ``skip`` is 1 (a step the base optimizer skipped), nothing moves.
+        """``D <- D - (coefficients(D) - C_ref) U^T`` (eq:projected_update): move ``D`` along the memory until its
+        coordinates are ``C_ref`` again (an embedding's protected rows are set back). With ``C_ref = coefficients(w0)``
+        taken before a step, this projects the step ``w1 - w0`` with no copy of ``w0``. Where the device flag ``skip``
+        is 1 (a step the base optimizer skipped), nothing moves.
 
         Valid only when ``linear_split`` (no weight shared by two layers).
         """
@@ -265,7 +265,8 @@ class LayerwiseProjection:
 
     @torch.no_grad()
     def project_(self, tensors: Sequence[Tensor]) -> None:
-        """``G <- G - (G U) U^T`` per layer, in place (eq:layerwise_projection); embedding rows of old tokens are zeroed.
+        """``G <- G - (G U) U^T`` per layer, in place (eq:layerwise_projection); embedding rows of old tokens are
+        zeroed.
 
         A weight shared by an embedding and an LM head ends in the intersection of both complements: the head's
         projector acts on the rows ``[D_W, d_b]`` one at a time, the embedding's zeroes the old tokens' rows, so

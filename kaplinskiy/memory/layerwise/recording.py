@@ -160,10 +160,10 @@ def record_layer_inputs(
         inputs so far (``R^T R = sum_s x_s x_s^T``), the ``R`` of a QR of ``[R; rows]``, in float64, the rows of
         small batches buffered until a quarter of the width has come (:class:`InputFactor`). The factor keeps
         what the covariance would lose: directions below ``eps`` of the largest one squared
-        (:func:`~kaplinskiy.functional.memory_update.energy_basis_update_rows`). An attention's input projection keeps one per
-        block of rows (query, key, value), and ``x`` joins those of ``blocks``. ``bias_added``: whether the
-        layer's bias is added to the product of ``x`` (not where ``F.linear`` takes the weight without it): the
-        input of 1 that the bias multiplies is then 0. ``output_padding``: a transposed convolution's, in that call.
+        (:func:`~kaplinskiy.functional.memory_update.energy_basis_update_rows`). An attention's input projection keeps
+        one per block of rows (query, key, value), and ``x`` joins those of ``blocks``. ``bias_added``: whether the
+        layer's bias is added to the product of ``x`` (not where ``F.linear`` takes the weight without it): the input of
+        1 that the bias multiplies is then 0. ``output_padding``: a transposed convolution's, in that call.
 
         Linear layers that read one tensor (a transformer's separate query, key and value projections, or its
         gate and up projections) and held one factor before get one factor after, made once: the same
