@@ -12,6 +12,9 @@ their papers' update rules in the torch.optim API, so that :class:`~kaplinskiy.F
 
 Muon itself is ``torch.optim.Muon`` and Lion is ``lion_pytorch.Lion``; the tests pin the special cases above
 to them (SoftMuon without a transition is Muon).
+
+May import: torch, :mod:`kaplinskiy._tensor_lists` and :mod:`kaplinskiy.optim` (AdamW's update for the groups
+without Muon, the param-group check).
 """
 
 from .lion_muon import LionMuon, lion_muon_direction
