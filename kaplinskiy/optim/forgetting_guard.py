@@ -75,17 +75,16 @@ class ForgettingGuard(OptimizerWrapper):
         from_copy: in update mode, form the update from a copy of the parameters: precise for tiny steps, at one
             copy of the parameters per step (the module docstring). Always so for a memory with tied weights.
         check_finite: skip a step whose loss or gradient is NaN or infinite (with a
-            :class:`~kaplinskiy.NonFiniteStepWarning`) or whose gradient is all zero, parameters and state left
-            as they were; it reads the gradients once and waits for that verdict every step. Turn it off only
-            where something else already skips such steps (a ``GradScaler`` does, under mixed precision).
-        defer_check: make that check without waiting for its verdict, so the step is not held up: the base
-            optimizer skips a rejected step itself, and its warning comes a step or two later (or when
-            ``certificate`` is read). Needs a base optimizer that can skip a step so (torch's fused Adam, AdamW
-            and SGD), update mode without Armijo and a memory without tied weights; tested on the CPU and on an
-            H100 GPU. Off by default, so that a rejected step is reported at once. Parameters and state stay
-            bit-identical through a skipped step either way (up to the sign of a zero weight, and a skipped first
-            step creates the base optimizer's zero state, as under a ``GradScaler``).
+            :class:`~kaplinskiy.NonFiniteStepWarning`) or whose gradient is all zero, at one read of the gradients
+            and a wait for its result per step. Turn it off only where something else skips such steps (a
+            ``GradScaler`` does).
+        defer_check: make that check without holding the step up: the base optimizer skips a rejected step
+            itself, and the warning comes a step or two later (or when ``certificate`` is read). Needs torch's
+            fused Adam, AdamW or SGD as the base, update mode, no Armijo and no tied weights; tested on the CPU and
+            on an H100 GPU. Off by default, so that a rejected step is reported at once.
 
+    A step skipped by the finite check leaves parameters and state bit-identical, deferred or not (up to the sign
+    of a zero weight; a skipped first step creates the base optimizer's zero state, as under a ``GradScaler``).
     A step rejected by Armijo's test (``certificate["accepted"]`` false) leaves the parameters where they were,
     but not the base optimizer's state: its moments have absorbed the gradient, as in ``HybridAdamW``.
 

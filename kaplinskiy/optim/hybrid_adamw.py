@@ -93,8 +93,8 @@ class HybridAdamW(Optimizer):
             optimizer and the memory, not by ``requires_grad_(False)`` alone.
         check_finite: skip a step whose loss or gradient is NaN or infinite (with a
             :class:`~kaplinskiy.NonFiniteStepWarning`) or whose gradient is all zero, parameters and state left
-            as they were; it reads the gradients once and waits for that verdict every step. Turn it off only
-            where something else already skips such steps (a ``GradScaler`` does).
+            as they were, at one read of the gradients and a wait for its result per step. Turn it off only where
+            something else skips such steps (a ``GradScaler`` does).
         defer_check: with ``fused=True``, make that check without waiting for its verdict (as
             ``ForgettingGuard(defer_check=True)`` does): a rejected step leaves parameters and state untouched,
             and its warning comes a step or two later (or when ``certificate`` is read).
