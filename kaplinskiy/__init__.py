@@ -1,27 +1,40 @@
 """kaplinskiy: potential-function optimization against catastrophic forgetting, for PyTorch.
 
-Equation numbers refer to the technical note the paper grows from (sections 4-5):
-the potential Phi = sum_i a_i L_i + R (eq. 10), the projected direction d = -P_perp(G_A) g
-(eqs. 11-12) and the Armijo acceptance Phi(w+) <= Phi(w) - delta (eq. 13).
+Docstrings cite the paper's equations by label (sec:method): the potential Phi = sum_i a_i L_i + R
+(eq:potential), the projected direction d = -P_perp(G_A) grad Phi (eq:projected), which is orthogonal to the
+memory (eq:orthogonal), and the Armijo acceptance of a step (eq:armijo); the subsection sec:library displays the
+rest (the regularisers, GPM's memory, the projected update, the continual-learning metrics).
+
+The public API is exported here; the subpackages hold the paper's equations on tensors (``functional``), the
+optimizers (``optim``), the projection memories (``memory``), the regularisers (``regularizers``), the baselines
+(``baselines``), recent optimizers (``optimizers``), the Kaplinskii-Propoi methods (``kaplinskii_propoi``) and
+the continual-learning metrics (``metrics``).
 """
 
-from .acceptance import Certificate, NonFiniteStepWarning
-from .anchor_penalty import ElasticAnchor, ewc_penalty, ewc_penalty_grad
-from .fisher import empirical_fisher_diagonal, online_fisher, true_fisher_diagonal
-from .forgetting_guard import ForgettingGuard, GradientModeWarning
-from .hybrid_adamw import HybridAdamW, adamw_update
-from .kaplinskiy_optimizer import Kaplinskiy
-from .line_search import ArmijoResult, armijo_backtrack, armijo_condition
-from .memory import ProjectionMemory
-from .memory_dense import DenseMemory, orthonormal_extension
-from .memory_layerwise import LayerwiseMemory, energy_basis_update, energy_basis_update_rows
-from .outside_uses import UnrecordedUseWarning
-from .per_sample import IGNORE_INDEX, causal_lm_targets, ground_truth_logit, per_sample_gradients, sample_loss
-from .potential import l2sp_penalty, potential
-from .potential_descent import StepCertificate, potential_descent_step
-from .projection import complement_projector, orthonormal_basis, project_out, projected_direction
-from .replay import ReplayBuffer, replay_term
-from .wrapper import OptimizerWrapper
+from .functional.armijo import ArmijoResult, armijo_backtrack, armijo_condition
+from .functional.memory_update import energy_basis_update, energy_basis_update_rows
+from .functional.potential import l2sp_penalty, potential
+from .functional.potential_descent import StepCertificate, potential_descent_step
+from .functional.projection import complement_projector, orthonormal_basis, project_out, projected_direction
+from .memory.base import ProjectionMemory
+from .memory.dense import DenseMemory, orthonormal_extension
+from .memory.layerwise.memory import LayerwiseMemory
+from .memory.layerwise.outside_uses import UnrecordedUseWarning
+from .optim._acceptance import Certificate, NonFiniteStepWarning
+from .optim.forgetting_guard import ForgettingGuard, GradientModeWarning
+from .optim.hybrid_adamw import HybridAdamW, adamw_update
+from .optim.kaplinskiy import Kaplinskiy
+from .optim.wrapper import OptimizerWrapper
+from .regularizers.elastic_anchor import ElasticAnchor, ewc_penalty, ewc_penalty_grad
+from .regularizers.fisher import empirical_fisher_diagonal, online_fisher, true_fisher_diagonal
+from .regularizers.per_sample import (
+    IGNORE_INDEX,
+    causal_lm_targets,
+    ground_truth_logit,
+    per_sample_gradients,
+    sample_loss,
+)
+from .regularizers.replay import ReplayBuffer, replay_term
 
 __version__ = "0.1.0"
 

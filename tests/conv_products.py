@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from kaplinskiy.layer_inputs import layer_representations
+from kaplinskiy.memory.layerwise.inputs import layer_representations
 
 
 def output_from_patches(conv: nn.Module, x: Tensor, weight_matrix: Tensor, shape: torch.Size) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum
+from kaplinskiy.optimizers import LionMuon, SoftMuon, SoftSignum
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -127,7 +127,7 @@ BASE_OPTIMIZERS["soft_muon"] = lambda params, lr: SoftMuon(
     params, lr=lr, weight_decay=0.1, sign_steps=1, transition_steps=2, ns_dtype=torch.float32
 )
 """Torch optimizers the guard is tested around (Muon where this torch has it; Lion in its own test), and the
-recent ones of kaplinskiy.recent."""
+recent ones of kaplinskiy.optimizers."""
 
 
 def full_memory(kind: str, case: TaskPair):

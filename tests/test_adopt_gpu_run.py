@@ -18,7 +18,7 @@ def test_the_committed_digest_covers_the_same_files_as_the_working_tree_digest()
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     globbed = {p.relative_to(ROOT).as_posix() for pattern in SOURCES for p in ROOT.glob(pattern)}
     assert {f for f in tracked if is_source(f)} == {f for f in globbed if f in tracked}
-    assert is_source("kaplinskiy/kp/beam.py") and is_source("workflow/scripts/provenance.py")
+    assert is_source("kaplinskiy/kaplinskii_propoi/beam.py") and is_source("workflow/scripts/provenance.py")
     assert not is_source("workflow/scripts/step_time_gpu_run.sh") and not is_source("tests/test_x.py")
 
 

@@ -107,7 +107,8 @@ def _main(monkeypatch, *extra: str) -> None:
 
 @pytest.fixture
 def default_blocks():
-    from kaplinskiy import adamw_rows_kernel, layerwise_kernel
+    import kaplinskiy._kernels.adamw_rows as adamw_rows_kernel
+    import kaplinskiy._kernels.layerwise as layerwise_kernel
 
     yield
     layerwise_kernel.set_block_sizes(layerwise_kernel.DEFAULT_BLOCKS)
@@ -131,7 +132,7 @@ def test_rows_and_blocks_of_a_second_run_are_recorded(tmp_path, monkeypatch, def
 def test_blocks_from_a_sweep(tmp_path, monkeypatch, capsys, default_blocks) -> None:
     import json
 
-    from kaplinskiy.layerwise_kernel import DEFAULT_BLOCKS
+    from kaplinskiy._kernels.layerwise import DEFAULT_BLOCKS
 
     sweep, out = tmp_path / "sweep.json", tmp_path / "record.json"
     sweep.write_text(json.dumps({"best": {"blocks": list(DEFAULT_BLOCKS), "cache_hints": True}}))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kaplinskiy import layerwise_kernel
-from kaplinskiy.layerwise_kernel import DEFAULT_BLOCKS, block_sizes, set_block_sizes
+import kaplinskiy._kernels.layerwise as layerwise_kernel
+from kaplinskiy._kernels.layerwise import DEFAULT_BLOCKS, block_sizes, set_block_sizes
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
-"""A convolution's recorded inputs (:mod:`kaplinskiy.conv_patches`): its patches, each ordered as a row of its
-weight, so that the weight's rows times the patches, plus the bias, are the convolution's output, in 1, 2 and 3
+"""A convolution's recorded inputs (:mod:`kaplinskiy.memory.layerwise.inputs`): its patches, each ordered as a row of
+its weight, so that the weight's rows times the patches, plus the bias, are the convolution's output, in 1, 2 and 3
 dimensions, for any stride, padding, padding mode, dilation and groups."""
 
 from __future__ import annotations

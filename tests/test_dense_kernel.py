@@ -10,7 +10,7 @@ import pytest
 import torch
 from triton_kernels import DEVICE, requires_kernels
 
-import kaplinskiy.dense_kernel as dense_kernel
+import kaplinskiy._kernels.dense as dense_kernel
 from kaplinskiy import DenseMemory
 
 pytestmark = requires_kernels
@@ -26,7 +26,8 @@ def _small_blocks(monkeypatch):
 def memories(dtype: torch.dtype = torch.float32, r: int = 5) -> tuple[DenseMemory, DenseMemory, list[torch.Tensor]]:
     """The kernels' memory and BLAS's, with the same random orthonormal basis of ``r`` directions."""
     params = [torch.randn(s, device=DEVICE, dtype=dtype) for s in SHAPES]
-    kernel, blas = DenseMemory(params, backend="triton"), DenseMemory(params, backend="torch")
+    kernel, blas = DenseMemory(params), DenseMemory(params)
+    kernel._backend, blas._backend = "triton", "torch"
     n = kernel.numel
     basis = torch.linalg.qr(torch.randn(n, r, device=DEVICE, dtype=torch.float64))[0].float()
     for m in (kernel, blas):
@@ -132,7 +133,7 @@ def test_tensors_of_another_dtype_at_the_same_addresses_get_their_own_plan() -> 
 
 def test_float64_tensors_take_the_blas_path() -> None:
     kernel, blas, params = memories()
-    kernel.backend = "auto"
+    kernel._backend = "auto"
     g = [torch.randn(p.shape, device=DEVICE, dtype=torch.float64) for p in params]
     assert kernel._grouped(g) is None
     close(kernel.coefficients(g), blas.coefficients(g), 1e-6)

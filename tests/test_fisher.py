@@ -111,7 +111,7 @@ def test_round_trip_and_bad_arguments() -> None:
 @pytest.mark.parametrize("kind", ["empirical", "true"])
 def test_fisher_chunks_hold_at_most_chunk_size_samples_and_give_the_same_fisher(kind: str, monkeypatch) -> None:
     """``chunk_size`` bounds what is held at once: no (N, n) matrix of per-sample gradients or Jacobians."""
-    import kaplinskiy.fisher as fisher
+    import kaplinskiy.regularizers.fisher as fisher
 
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 3))
@@ -146,7 +146,7 @@ def test_fisher_chunks_hold_at_most_chunk_size_samples_and_give_the_same_fisher(
 
 
 def test_consolidate_passes_chunk_size_to_the_fisher(monkeypatch) -> None:
-    import kaplinskiy.anchor_penalty as anchor_penalty
+    import kaplinskiy.regularizers.elastic_anchor as anchor_penalty
 
     seen: list[int | None] = []
     real = anchor_penalty.empirical_fisher_diagonal

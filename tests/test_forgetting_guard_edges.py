@@ -97,7 +97,8 @@ def _old_outputs_moved(dtype: torch.dtype, lr: float, how: str) -> float:
     xa = torch.randn(32, 256).to(dtype)
     with torch.no_grad():
         model[0].weight.add_(torch.randn(128, 32).to(dtype) @ xa / 8)
-    memory = LayerwiseMemory(model, threshold=1.0, backend="torch")
+    memory = LayerwiseMemory(model, threshold=1.0)
+    memory._backend = "torch"
     memory.add_task([xa])
     w0 = model[0].weight.detach().clone()
     model(torch.randn(16, 256).to(dtype)).float().pow(2).mean().backward()

@@ -14,8 +14,8 @@ from torch import nn
 from two_processes import run_on_processes, run_on_two_processes
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
-from kaplinskiy.layer_recording import factor_bytes, recording_passes
-from kaplinskiy.tensor_lists import dot
+from kaplinskiy._tensor_lists import dot
+from kaplinskiy.memory.layerwise.recording import factor_bytes, recording_passes
 
 STEPS = 3
 NAN_STEP = 1  # in the "nan" run, rank 1's shard of a gradient is NaN at this step: every rank must skip it

@@ -1,7 +1,7 @@
-"""The recent optimizers (kaplinskiy.recent) under FSDP2, guarded by a layer-wise memory: two CPU processes whose
+"""The recent optimizers (kaplinskiy.optimizers) under FSDP2, guarded by a layer-wise memory: two CPU processes whose
 weights are DTensors split by rows end where one process ends. Newton-Schulz, the spectral soft sign and the
 temperature fits each take a whole matrix (or a whole group's values), gathered on every rank
-(kaplinskiy/recent/whole_matrices.py); without that, SoftSignum's fit and SoftMuon's soft sign failed on shards."""
+(kaplinskiy/_tensor_lists.py); without that, SoftSignum's fit and SoftMuon's soft sign failed on shards."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 from two_processes import run_on_two_processes
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory
-from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups
+from kaplinskiy.optimizers import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 KINDS = ("lion_muon", "soft_muon", "soft_signum")
 

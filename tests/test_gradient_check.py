@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from triton_kernels import DEVICE, requires_kernels
 
-import kaplinskiy.gradient_check as gradient_check
+import kaplinskiy._kernels.gradient_check as gradient_check
 from kaplinskiy import ForgettingGuard, HybridAdamW, LayerwiseMemory, NonFiniteStepWarning
-from kaplinskiy.gradient_check import GradientCheck, gradient_verdict
-from kaplinskiy.tensor_blocks import TensorBlocks
+from kaplinskiy._kernels.gradient_check import GradientCheck, gradient_verdict
+from kaplinskiy._kernels.launch import TensorBlocks
 
 pytestmark = requires_kernels
 BLOCK = 64  # so that the tensors below span several blocks (and the interpreter is quick)
@@ -168,7 +168,8 @@ def test_the_optimizers_reject_a_non_finite_step_through_the_kernel(make: str) -
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 5).to(DEVICE, torch.float32)
     if make == "guard":
-        memory = LayerwiseMemory(model, backend="torch")
+        memory = LayerwiseMemory(model)
+        memory._backend = "torch"
         opt = ForgettingGuard(torch.optim.AdamW(model.parameters(), lr=0.1), memory)
     else:
         opt = HybridAdamW(model.parameters(), lr=0.1)

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 transformers = pytest.importorskip("transformers")
 
 from kaplinskiy import ForgettingGuard, HybridAdamW, LayerwiseMemory  # noqa: E402
-from kaplinskiy.layer_recording import factor_bytes, recording_passes  # noqa: E402
-from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups  # noqa: E402
+from kaplinskiy.memory.layerwise.recording import factor_bytes, recording_passes  # noqa: E402
+from kaplinskiy.optimizers import LionMuon, SoftMuon, SoftSignum, muon_param_groups  # noqa: E402
 
 VOCAB = 50
 Batch = dict[str, Tensor]

@@ -13,7 +13,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
 from kaplinskiy import ForgettingGuard, HybridAdamW, LayerwiseMemory  # noqa: E402
-from kaplinskiy.recent import LionMuon, SoftMuon, muon_param_groups  # noqa: E402
+from kaplinskiy.optimizers import LionMuon, SoftMuon, muon_param_groups  # noqa: E402
 
 
 class _Tokens(torch.utils.data.Dataset):

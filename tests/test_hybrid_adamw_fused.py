@@ -61,7 +61,8 @@ def setup(
     torch.manual_seed(seed)
     net = MODELS[model]().to(DEVICE, dtype)
     backend = kw.pop("backend", "triton" if fused else "torch")
-    memory = LayerwiseMemory(net, backend=backend, freeze_uncovered=kw.pop("freeze", False))
+    memory = LayerwiseMemory(net, freeze_uncovered=kw.pop("freeze", False))
+    memory._backend = backend
     for i, U in enumerate(memory.bases):
         if U.ndim == 1:
             memory.bases[i] = torch.randperm(memory.layers[i].num_embeddings, device=DEVICE)[:3]
@@ -118,7 +119,8 @@ def old_task_residual(dtype: torch.dtype, **kw) -> float:
     float32 copy), relative to that of an unprojected AdamW step's."""
     net, memory, opt = setup("net", dtype=dtype, **kw)
     plain = HybridAdamW(copy.deepcopy(net).parameters(), lr=0.05, betas=(0.8, 0.95), eps=1e-6)
-    check = LayerwiseMemory(copy.deepcopy(net).float(), backend="torch")
+    check = LayerwiseMemory(copy.deepcopy(net).float())
+    check._backend = "torch"
     check.load_state_dict({"bases": [U if U.ndim == 1 else U.float() for U in memory.bases], "n_tasks": 1})
     start = [p.detach().float().clone() for p in memory.params]  # a copy also for float32
     for t in range(2):
@@ -169,7 +171,8 @@ def test_fused_step_matches_the_foreach_step_at_edge_ranks_and_widths(sizes, ran
     for fused in (True, False):
         torch.manual_seed(0)
         net = nn.Sequential(*(nn.Linear(i, o) for i, o in sizes)).to(DEVICE, torch.float32)
-        memory = LayerwiseMemory(net, backend="triton" if fused else "torch")
+        memory = LayerwiseMemory(net)
+        memory._backend = "triton" if fused else "torch"
         for j, r in enumerate(ranks):
             g = torch.Generator().manual_seed(j)
             U = torch.linalg.qr(torch.randn(memory.bases[j].shape[0], r, generator=g, dtype=torch.float64))[0]
@@ -377,7 +380,7 @@ def test_state_reset_between_steps_takes_effect(reset: str) -> None:
 
 
 def test_without_the_grouped_kernel_the_same_step_takes_the_per_layer_path() -> None:
-    """``fused=True`` with a memory that projects layer by layer (``backend="torch"``, as on a CPU without
+    """``fused=True`` with a memory that projects layer by layer (``_backend = "torch"``, as on a CPU without
     Triton): no kernel, every layer projected around torch's fused AdamW, the same step."""
     net, memory, fused = setup("gpt2", fused=True, backend="torch")
     twin, _, ref = setup("gpt2", fused=False)
@@ -389,7 +392,7 @@ def test_without_the_grouped_kernel_the_same_step_takes_the_per_layer_path() -> 
 
 
 def test_cache_hints_change_the_launch_not_the_step() -> None:
-    from kaplinskiy import adamw_rows_kernel
+    import kaplinskiy._kernels.adamw_rows as adamw_rows_kernel
 
     steps = {}
     try:

@@ -14,7 +14,7 @@ from torch import nn
 from triton_kernels import DEVICE, requires_kernels
 
 from kaplinskiy import HybridAdamW, LayerwiseMemory, NonFiniteStepWarning
-from kaplinskiy.layerwise_kernel import RowLayer, RowPlan, padded_bases
+from kaplinskiy._kernels.layerwise import RowLayer, RowPlan, padded_bases
 
 pytestmark = requires_kernels
 
@@ -48,7 +48,8 @@ def test_layers_the_kernel_cannot_take_stay_out_of_its_plan() -> None:
     net = nn.Sequential(nn.Linear(8, 6), nn.Linear(6, 4)).to(DEVICE)
     net[0].weight.data = net[0].weight.data.bfloat16()
     net[1].to(torch.bfloat16)
-    memory = LayerwiseMemory(net, backend="triton")
+    memory = LayerwiseMemory(net)
+    memory._backend = "triton"
     _bases(memory)
     plan, layers, outside = memory.fused_layers()
     assert plan is not None and [w for w, _ in layers] == [net[1].weight] and outside == [0]
@@ -56,7 +57,8 @@ def test_layers_the_kernel_cannot_take_stay_out_of_its_plan() -> None:
     with pytest.raises(ValueError, match="biases of their weights' dtype"):
         RowPlan([RowLayer(net[0].weight, net[0].bias, *padded_bases(U), False, U.shape[1])])
     wide = nn.Sequential(nn.Linear(8, 6)).to(DEVICE, torch.float64)
-    memory = LayerwiseMemory(wide, backend="triton")
+    memory = LayerwiseMemory(wide)
+    memory._backend = "triton"
     _bases(memory)
     assert memory.fused_layers()[0] is None  # every layer by BLAS
 

@@ -1,6 +1,6 @@
-"""A layer's running input factor (:mod:`kaplinskiy.input_factor`): small batches wait in a buffer of fewer than a
-quarter of the width in rows and join in one QR, so ``R^T R`` is still the sum of every input's outer product;
-the buffered rows are copies, untouched by a forward that changes its tensors in place later."""
+"""A layer's running input factor (:mod:`kaplinskiy.memory.layerwise.recording`): small batches wait in a buffer of
+fewer than a quarter of the width in rows and join in one QR, so ``R^T R`` is still the sum of every input's outer
+product; the buffered rows are copies, untouched by a forward that changes its tensors in place later."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from kaplinskiy import LayerwiseMemory
-from kaplinskiy.attention_inputs import AttentionInProjection
-from kaplinskiy.input_factor import InputFactor, pending_limit
-from kaplinskiy.layer_recording import record_layer_inputs
+from kaplinskiy.memory.layerwise.coverage import AttentionInProjection
+from kaplinskiy.memory.layerwise.recording import InputFactor, pending_limit, record_layer_inputs
 
 
 @given(

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
-from kaplinskiy.tensor_lists import max_abs
+from kaplinskiy._tensor_lists import max_abs
 
 
 def test_max_abs_reads_sparse_and_complex_gradients() -> None:

@@ -21,7 +21,7 @@ from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 from torch.utils.checkpoint import checkpoint
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory, causal_lm_targets
-from kaplinskiy.layer_recording import factor_bytes
+from kaplinskiy.memory.layerwise.recording import factor_bytes
 
 VOCAB = 50
 

@@ -145,7 +145,8 @@ def test_different_group_rates_under_a_memory_keep_a_descent_direction() -> None
     """Memory (1, 1), gradient ~ (1, 0.1), rates 1e-3 and 1e-1: ``-P(Lambda g)`` is an ascent direction here;
     ``-P Lambda P g`` descends (and keeps G_A^T d = 0), so the step is accepted."""
     a, b = (torch.nn.Parameter(torch.zeros(1)) for _ in range(2))
-    memory = DenseMemory([a, b], backend="torch")
+    memory = DenseMemory([a, b])
+    memory._backend = "torch"
     memory.add_directions(torch.tensor([[1.0], [1.0]]))
     opt = Kaplinskiy([{"params": [a], "lr": 1e-3}, {"params": [b], "lr": 1e-1}], memory=memory)
     closure = _phi_closure(opt, None, lambda _: a.sum() + 0.1 * b.sum() + 0.01 * (a**2 + b**2).sum())

@@ -61,7 +61,7 @@ def test_specialisation_follows_tritons_runtime() -> None:
     """Tensors are typed pointers (divisible by 16 when aligned), ints i32/i64, 1 a constant, like Triton's JIT."""
     from compile_kernels import specialisation
 
-    from kaplinskiy.kernel_launch import Launch
+    from kaplinskiy._kernels.launch import Launch
 
     class Kernel:
         arg_names = ("x", "y", "n", "one", "big", "odd", "BLOCK")

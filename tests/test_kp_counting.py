@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from kaplinskiy.kp.counting import CountedObjective, OptimizeResult
-from kaplinskiy.kp.objectives import sphere
+from kaplinskiy.kaplinskii_propoi.counting import CountedObjective, OptimizeResult
+from kaplinskiy.kaplinskii_propoi.objectives import sphere
 
 
 def test_counts_points_and_gradients() -> None:

@@ -9,10 +9,10 @@ import torch
 from hypothesis import given, settings
 from strategies_kp import SteinCase, stein_cases
 
-from kaplinskiy.kp.counting import CountedObjective
-from kaplinskiy.kp.descent import DescentOptions
-from kaplinskiy.kp.gradient_hybrid import hybrid_gradient, minimize_gradient_hybrid
-from kaplinskiy.kp.objectives import sphere
+from kaplinskiy.kaplinskii_propoi.counting import CountedObjective
+from kaplinskiy.kaplinskii_propoi.descent import DescentOptions
+from kaplinskiy.kaplinskii_propoi.gradient_hybrid import hybrid_gradient, minimize_gradient_hybrid
+from kaplinskiy.kaplinskii_propoi.objectives import sphere
 
 
 @settings(max_examples=50)

@@ -10,7 +10,12 @@ from hypothesis import assume, example, given, target
 from hypothesis import strategies as st
 from strategies_kp import EPS, Quadratic, SampleSet, SteinCase, sample_sets, stein_cases
 
-from kaplinskiy.kp.kernel import kernel_log_weights, one_sample_step, potential_gradient, vertex_steps
+from kaplinskiy.kaplinskii_propoi.nonlocal_gradient import (
+    kernel_log_weights,
+    one_sample_step,
+    potential_gradient,
+    vertex_steps,
+)
 
 F64 = torch.float64  # examples are built at import time, before conftest sets the default dtype
 STEIN_K = 4000

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from strategies_kp import SampleSet, sample_sets
 
-from kaplinskiy.kp.level import (
+from kaplinskiy.kaplinskii_propoi.level import (
     LEVELS,
     dispersion,
     mean_level,

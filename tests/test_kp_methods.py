@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies_kp import Quadratic, beam_settings, quadratics
 
-from kaplinskiy.kp.beam import minimize_beam, minimize_one_sample
-from kaplinskiy.kp.counting import CountedObjective, OptimizeResult
-from kaplinskiy.kp.descent import DescentOptions, contract_step
-from kaplinskiy.kp.gradient_hybrid import minimize_gradient_hybrid
-from kaplinskiy.kp.second_order import minimize_second_order
+from kaplinskiy.kaplinskii_propoi.beam import minimize_beam, minimize_one_sample
+from kaplinskiy.kaplinskii_propoi.counting import CountedObjective, OptimizeResult
+from kaplinskiy.kaplinskii_propoi.descent import DescentOptions, contract_step
+from kaplinskiy.kaplinskii_propoi.gradient_hybrid import minimize_gradient_hybrid
+from kaplinskiy.kaplinskii_propoi.second_order import minimize_second_order
 
 Runner = Callable[..., OptimizeResult]
 METHODS: dict[str, Runner] = {

@@ -1,18 +1,18 @@
-"""minpy's documented algorithms (shared/research/minpy.md 1.2-1.3): each defect flag does what the audit says."""
+"""minpy's documented algorithms (sec:kp_benchmark): each defect flag does what the audit says."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from kaplinskiy.kp.minpy_nm import MinpyDefects, minimize_nm_nonlocal, minimize_nm_stochastic
-from kaplinskiy.kp.minpy_potential import (
+from kaplinskiy.kaplinskii_propoi.minpy_nm import MinpyDefects, minimize_nm_nonlocal, minimize_nm_stochastic
+from kaplinskiy.kaplinskii_propoi.minpy_potential import (
     PotentialDefects,
     minimize_potential_nonlocal,
     potential_force,
     softmax_weights,
 )
-from kaplinskiy.kp.objectives import ackley, sphere
+from kaplinskiy.kaplinskii_propoi.objectives import ackley, sphere
 
 NM = {"stochastic": minimize_nm_stochastic, "nonlocal": minimize_nm_nonlocal}
 X0 = torch.tensor([2.0, -1.0], dtype=torch.float64)
@@ -108,7 +108,7 @@ def test_nm_drop_worst_changes_the_step() -> None:
 
 @pytest.mark.parametrize("name", sorted(NM))
 def test_nm_respects_bounds_and_budget(name: str) -> None:
-    from kaplinskiy.kp.counting import CountedObjective
+    from kaplinskiy.kaplinskii_propoi.counting import CountedObjective
 
     lo, hi = torch.tensor([1.5, -1.5]), torch.tensor([2.5, -0.5])
     counter = CountedObjective(sphere, lower=lo, upper=hi)

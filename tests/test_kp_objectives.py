@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kaplinskiy.kp.objectives import OBJECTIVES, SHOR_A, SHOR_B, SHOR_F_STAR, ackley, himmelblau, shor
+from kaplinskiy.kaplinskii_propoi.objectives import OBJECTIVES, SHOR_A, SHOR_B, SHOR_F_STAR, ackley, himmelblau, shor
 
 # Dual weights lambda of the epigraph problem min t s.t. t >= b_i ||x - a_i||^2 (from an SLSQP solve of
 # the dual max_lambda min_x sum_i lambda_i b_i ||x - a_i||^2). Weak duality makes the value a lower bound.

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from kaplinskiy.kp.descent import clamp
-from kaplinskiy.kp.kernel import potential_gradient
-from kaplinskiy.kp.sampling import SAMPLERS, ball_sample, cube_sample, radial_log_weight, radial_sample
+from kaplinskiy.kaplinskii_propoi.descent import clamp
+from kaplinskiy.kaplinskii_propoi.nonlocal_gradient import potential_gradient
+from kaplinskiy.kaplinskii_propoi.sampling import SAMPLERS, ball_sample, cube_sample, radial_log_weight, radial_sample
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

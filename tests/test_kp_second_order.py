@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies_kp import SampleSet, sample_sets
 
-from kaplinskiy.kp.second_order import (
+from kaplinskiy.kaplinskii_propoi.second_order import (
     apply_dilations,
     dilation_operator,
     memory_coefficient,

@@ -19,7 +19,7 @@ from numbers_kp import key, kp_numbers
 from run_kp_cell import cost_to_reach, run_cell, start_point, thin
 from tab_kp_benchmark import benchmark_table, defects_table
 
-from kaplinskiy.kp import OBJECTIVES
+from kaplinskiy.kaplinskii_propoi import OBJECTIVES
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTERNAL = {"scipy_nm": "scipy", "cma_es": "cma"}

@@ -1,7 +1,7 @@
-"""Recording the old task's layer inputs (:mod:`kaplinskiy.layer_recording`): Linear layers that read one tensor
-(a transformer's query, key and value projections; its gate and up projections) share one factor, made once,
-and grow the bases they would grow recorded one by one; an input changed between its readers, or readers whose
-earlier inputs differed, are recorded apart."""
+"""Recording the old task's layer inputs (:mod:`kaplinskiy.memory.layerwise.recording`): Linear layers that read one
+tensor (a transformer's query, key and value projections; its gate and up projections) share one factor, made once, and
+grow the bases they would grow recorded one by one; an input changed between its readers, or readers whose earlier
+inputs differed, are recorded apart."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from kaplinskiy import LayerwiseMemory
-from kaplinskiy.attention_inputs import AttentionInProjection
-from kaplinskiy.energy_basis import energy_basis_update_rows, stacked_factor
-from kaplinskiy.layer_recording import record_layer_inputs
+from kaplinskiy.functional.memory_update import energy_basis_update_rows, stacked_factor
+from kaplinskiy.memory.layerwise.coverage import AttentionInProjection
+from kaplinskiy.memory.layerwise.recording import record_layer_inputs
 
 
 class _Block(nn.Module):

@@ -59,7 +59,8 @@ def memories(
     """Two memories of one model with the same random bases of 1..19 vectors: the kernel's and BLAS's."""
     torch.manual_seed(seed)
     net = MODELS[model][0]().to(DEVICE, dtype)
-    kernel, blas = LayerwiseMemory(net, backend="triton"), LayerwiseMemory(net, backend="torch")
+    kernel, blas = LayerwiseMemory(net), LayerwiseMemory(net)
+    kernel._backend, blas._backend = "triton", "torch"
     for i, U in enumerate(kernel.bases):
         if U.ndim == 1:
             kernel.bases[i] = torch.randperm(kernel.layers[i].num_embeddings, device=DEVICE)[:3]
@@ -144,7 +145,8 @@ def test_guarded_adamw_takes_the_same_steps_on_both_backends() -> None:
     kernel, blas = memories()
     model_b = Mixed().to(DEVICE)
     model_b.load_state_dict(kernel.model.state_dict())
-    blas_b = LayerwiseMemory(model_b, backend="torch")
+    blas_b = LayerwiseMemory(model_b)
+    blas_b._backend = "torch"
     blas_b.load_state_dict(blas.state_dict())
     guards = [
         ForgettingGuard(torch.optim.AdamW(m.params, lr=1e-2), m, reuse_coefficients=True) for m in (kernel, blas_b)
@@ -172,7 +174,7 @@ def test_auto_uses_the_kernel_on_cuda_only() -> None:
 @pytest.fixture
 def blocks():
     """Set block sizes for one test; the defaults come back after it."""
-    from kaplinskiy import layerwise_kernel
+    import kaplinskiy._kernels.layerwise as layerwise_kernel
 
     yield layerwise_kernel.set_block_sizes
     layerwise_kernel.set_block_sizes(layerwise_kernel.DEFAULT_BLOCKS)

@@ -1,4 +1,4 @@
-"""LionMuon and Newton-Schulz (kaplinskiy.recent): NS_K acts on singular values as the iterated quintic; LionMuon
+"""LionMuon and Newton-Schulz (kaplinskiy.optimizers): NS_K acts on singular values as the iterated quintic; LionMuon
 matches a literal float64 reference of Algorithm 1, torch.optim.Muon at P = 1 with equal betas, and Lion at
 P = None; the torch.optim contract."""
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from kaplinskiy.recent import NS_COEFFICIENTS, LionMuon, muon_param_groups, newton_schulz, rms_matching_scale
+from kaplinskiy.optimizers import NS_COEFFICIENTS, LionMuon, muon_param_groups, newton_schulz, rms_matching_scale
 
 BF16_EPS = torch.finfo(torch.bfloat16).eps
 

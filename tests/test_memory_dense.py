@@ -10,7 +10,7 @@ from strategies import GradientSet, gradient_sets, tolerance
 from strategies_optim import TaskPair, eq12_tolerance, task_pairs
 
 from kaplinskiy import DenseMemory, orthonormal_extension, per_sample_gradients, sample_loss
-from kaplinskiy.per_sample import ground_truth_logit
+from kaplinskiy.regularizers.per_sample import ground_truth_logit
 
 
 def _memory_for(G: torch.Tensor, **kw) -> DenseMemory:

@@ -100,7 +100,8 @@ def test_the_fused_restore_keeps_a_tied_decoders_old_rows_with_its_bias() -> Non
     head's own restore (which would otherwise move them again)."""
     torch.manual_seed(0)
     model = TiedLM(bias=True)
-    memory = LayerwiseMemory(model, threshold=1.0, backend="torch")
+    memory = LayerwiseMemory(model, threshold=1.0)
+    memory._backend = "torch"
     ids = torch.tensor([[0, 1, 2]])
     memory.add_task([ids])
     _, _, outside = memory.fused_layers()
@@ -147,7 +148,8 @@ def test_float32_inputs_with_a_wide_spectrum_keep_every_direction_at_threshold_o
 def test_a_basis_edited_in_place_is_the_one_used(dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     model = nn.Linear(6, 4).to(dtype)
-    memory = LayerwiseMemory(model, backend="torch")
+    memory = LayerwiseMemory(model)
+    memory._backend = "torch"
     memory.bases[0] = torch.linalg.qr(torch.randn(7, 2, dtype=torch.float64))[0].float()
     memory.project_([torch.randn(4, 6).to(dtype), torch.randn(4).to(dtype)])  # caches the views
     memory.stored_tensors()[0].copy_(torch.linalg.qr(torch.randn(7, 2, dtype=torch.float64))[0].float())
@@ -160,7 +162,8 @@ def test_a_basis_edited_in_place_is_the_one_used(dtype: torch.dtype) -> None:
 def test_a_model_cast_after_the_memory_was_used_is_projected_in_its_new_dtype() -> None:
     torch.manual_seed(0)
     model = nn.Linear(6, 4)
-    memory = LayerwiseMemory(model, backend="torch")
+    memory = LayerwiseMemory(model)
+    memory._backend = "torch"
     memory.add_task([torch.randn(3, 6)])
     memory.project_([torch.randn_like(p) for p in memory.params])
     model.to(torch.bfloat16)

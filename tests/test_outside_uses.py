@@ -1,8 +1,8 @@
-"""Uses of a covered weight outside a call of its module (:mod:`kaplinskiy.outside_uses`). ``F.linear`` on a Linear
-layer's weight (its ``forward`` called around its hooks, or the functional form) has its input recorded there. Other
-uses (a matmul on ``weight.t()``, a head written as ``h @ embedding.weight.T``) are named in an
-:class:`UnrecordedUseWarning`, and the warning is not idle: through such a head a guarded step moves the old
-outputs, while the same model with its head as a module sharing the weight keeps them. (pyproject's pytest settings
+"""Uses of a covered weight outside a call of its module (:mod:`kaplinskiy.memory.layerwise.outside_uses`). ``F.linear``
+on a Linear layer's weight (its ``forward`` called around its hooks, or the functional form) has its input recorded
+there. Other uses (a matmul on ``weight.t()``, a head written as ``h @ embedding.weight.T``) are named in an
+:class:`UnrecordedUseWarning`, and the warning is not idle: through such a head a guarded step moves the old outputs,
+while the same model with its head as a module sharing the weight keeps them. (pyproject's pytest settings
 make this warning an error in every other test: no false alarms there.)"""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812 (the torch idiom)
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory, UnrecordedUseWarning
-from kaplinskiy.layer_recording import factor_bytes, recording_passes
+from kaplinskiy.memory.layerwise.recording import factor_bytes, recording_passes
 
 
 class _Language(nn.Module):

@@ -129,7 +129,8 @@ def test_guarded_training_keeps_the_recorded_outputs_of_the_old_task(kind: str) 
         model = MLP()
         first = build_optimizer(model, SPECS[kind], LRS[kind], steps_per_task=4)
         train_task(model, first, tasks[0], batch_size=32, epochs=1, gen=torch.Generator().manual_seed(0))
-        memory = LayerwiseMemory(model, threshold=1.0, backend="torch")
+        memory = LayerwiseMemory(model, threshold=1.0)
+        memory._backend = "torch"
         record_task(memory, tasks[0], n_samples=64, batch_size=32)
         with torch.no_grad():
             before = model(tasks[0].train_x[:64])
@@ -290,7 +291,8 @@ def test_same_rate_learning_counts_only_rates_where_nothing_diverged() -> None:
 
 def test_the_kaplinskiy_kind_projects_with_the_memory_it_is_given() -> None:
     model = MLP()
-    memory = LayerwiseMemory(model, threshold=0.99, backend="torch")
+    memory = LayerwiseMemory(model, threshold=0.99)
+    memory._backend = "torch"
     assert build_optimizer(model, SPECS["kaplinskiy"], 0.1, steps_per_task=4, memory=memory).memory is memory
     assert build_optimizer(model, SPECS["kaplinskiy"], 0.1, steps_per_task=4).memory is None
     with pytest.raises(ValueError, match="momentum"):

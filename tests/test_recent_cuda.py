@@ -1,4 +1,4 @@
-"""kaplinskiy.recent's optimizers on a GPU take the steps they take on the CPU (float32, Newton-Schulz in float32
+"""kaplinskiy.optimizers's optimizers on a GPU take the steps they take on the CPU (float32, Newton-Schulz in float32
 so that both devices round alike up to summation order), guarded too. Skipped without CUDA; the GPU run's test
 stage runs it (workflow/scripts/step_time_gpu_run.sh)."""
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory
-from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups
+from kaplinskiy.optimizers import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

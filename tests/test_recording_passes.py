@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-import kaplinskiy.memory_layerwise as memory_layerwise
+import kaplinskiy.memory.layerwise.memory as memory_layerwise
 from kaplinskiy import LayerwiseMemory
-from kaplinskiy.layer_bases import basis_size
-from kaplinskiy.layer_recording import factor_bytes, recording_passes
+from kaplinskiy.memory.layerwise.bases import basis_size
+from kaplinskiy.memory.layerwise.recording import factor_bytes, recording_passes
 
 
 class _Mixed(nn.Module):

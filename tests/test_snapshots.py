@@ -1,4 +1,4 @@
-"""The dense memory's directions from candidates made a chunk at a time (kaplinskiy.snapshots): the same
+"""The dense memory's directions from candidates made a chunk at a time (kaplinskiy.memory.snapshots): the same
 directions as from the candidates held together, within the Gram matrix's resolution, with at most ``held``
 samples' gradients made at once."""
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import kaplinskiy.memory_dense as memory_dense
+import kaplinskiy.memory.dense as memory_dense
 from kaplinskiy import DenseMemory, orthonormal_extension, sample_loss
-from kaplinskiy.snapshots import chunks_made, snapshot_extension
+from kaplinskiy.memory.snapshots import chunks_made, snapshot_extension
 
 
 def _projector(N: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""SoftMuon (kaplinskiy.recent): the spectral soft sign is (X X^T + tau^-2 I)^{-1/2} X once its iteration has
+"""SoftMuon (kaplinskiy.optimizers): the spectral soft sign is (X X^T + tau^-2 I)^{-1/2} X once its iteration has
 converged; SoftMuon without a transition is torch.optim.Muon; with one, it matches a literal float64 reference
 through the Muon phase, the transition and past its end; the torch.optim contract."""
 
@@ -12,7 +12,7 @@ from gradient_sequences import gradient_sequence, random_params, resumes_bit_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaplinskiy.recent import (
+from kaplinskiy.optimizers import (
     SoftMuon,
     cauchy_temperatures,
     newton_schulz,

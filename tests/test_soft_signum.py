@@ -1,4 +1,4 @@
-"""SoftSignum (kaplinskiy.recent): the folded-Cauchy quantile solves its equation, the fitted temperatures leave the
+"""SoftSignum (kaplinskiy.optimizers): the folded-Cauchy quantile solves its equation, the fitted temperatures leave the
 intended fraction of entries unsaturated, the optimizer matches a literal float64 reference through the sign
 phase, the transition and past its end, and is Lion with equal betas in its sign phase; the torch.optim
 contract."""
@@ -13,7 +13,7 @@ from gradient_sequences import gradient_sequence, random_params, resumes_bit_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kaplinskiy.recent import SoftSignum, folded_cauchy_quantile, soft_sign_temperatures
+from kaplinskiy.optimizers import SoftSignum, folded_cauchy_quantile, soft_sign_temperatures
 
 
 @settings(max_examples=100)

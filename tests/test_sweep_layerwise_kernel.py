@@ -50,8 +50,8 @@ def test_a_sweep_checks_times_and_names_the_best(monkeypatch, capsys, tmp_path) 
     import torch
     from sweep_layerwise_kernel import sweep
 
-    import kaplinskiy.layerwise_projection as layerwise_projection
-    from kaplinskiy import layerwise_kernel
+    import kaplinskiy._kernels.layerwise as layerwise_kernel
+    import kaplinskiy.memory.layerwise.projection as layerwise_projection
 
     torch.set_default_dtype(torch.float32)
     monkeypatch.setattr(layerwise_projection, "grouped_kernel_available", lambda device, interpreted=False: True)

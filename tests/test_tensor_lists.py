@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kaplinskiy.tensor_lists import _peaks_by_aminmax, _peaks_fused, max_abs
+from kaplinskiy._tensor_lists import _peaks_by_aminmax, _peaks_fused, max_abs
 
 _ENTRIES = st.one_of(
     st.floats(-1e30, 1e30, allow_nan=False), st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan])

@@ -1,4 +1,4 @@
-"""Transposed convolutions under the layer-wise memory (:mod:`kaplinskiy.transposed_convolutions`): the output is
+"""Transposed convolutions under the layer-wise memory (:mod:`kaplinskiy.memory.layerwise.inputs`): the output is
 the weight's rows times the transposed patches the memory records, so a guarded step keeps the old outputs, in
 1, 2 and 3 dimensions, with stride, padding (cropping too), output padding, dilation, groups, and an
 ``output_size`` given at the call."""
@@ -15,8 +15,13 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory
-from kaplinskiy.layer_inputs import input_width, layer_representations
-from kaplinskiy.transposed_convolutions import output_padding, set_weight_rows_, weight_rows
+from kaplinskiy.memory.layerwise.inputs import (
+    input_width,
+    layer_representations,
+    output_padding,
+    set_weight_rows_,
+    weight_rows,
+)
 
 _LAYERS = {  # name -> (the layer, an old input's spatial size)
     "1d grouped": (lambda: nn.ConvTranspose1d(8, 6, 3, stride=2, padding=1, output_padding=1, groups=2), (2,)),

@@ -13,7 +13,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton")
 
-from kaplinskiy.layerwise_kernel import grouped_kernel_available
+from kaplinskiy._kernels.launch import grouped_kernel_available
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 requires_kernels = pytest.mark.skipif(

@@ -2,10 +2,13 @@
 
 SGD (+momentum) and AdamW are torch's own. The others wrap a base optimizer:
 
-* :class:`Anchored` with an :class:`~kaplinskiy.ElasticAnchor`: EWC (Fisher) or L2-SP (identity), eq. (6);
-* :class:`Replay`: adds the gradient of eq. (7)'s replay term from a buffer;
+* :class:`Anchored` with an :class:`~kaplinskiy.ElasticAnchor`: EWC (Fisher) or L2-SP (identity), eq:ewc_penalty;
+* :class:`Replay`: adds the gradient of the replay term (eq:replay) from a buffer;
 * :class:`AGEM`: A-GEM's rank-one projection against the buffer's reference gradient when they conflict;
 * :class:`OGD` and :class:`GPM`: SGD with its gradient projected against a dense or a layer-wise memory.
+
+May import: the rest of the library (:mod:`kaplinskiy.optim`, :mod:`kaplinskiy.memory`,
+:mod:`kaplinskiy.regularizers`, :mod:`kaplinskiy._tensor_lists`); nothing imports the baselines.
 """
 
 from .agem import AGEM, agem_project

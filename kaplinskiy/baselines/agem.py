@@ -1,4 +1,4 @@
-"""A-GEM (Chaudhry et al., ICLR 2019): a rank-one, gated instance of the projection of eq. (11).
+"""A-GEM (Chaudhry et al., ICLR 2019): a rank-one, gated instance of the projection (eq:projected).
 
 When the new-task gradient ``g`` conflicts with the reference gradient ``g_ref`` of a minibatch from the
 episodic memory (``g . g_ref < 0``), ``g <- g - (g . g_ref / ||g_ref||^2) g_ref``; otherwise ``g`` is kept.
@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..acceptance import skip_step
-from ..replay import ReplayBuffer
-from ..tensor_lists import dot, drop_zero_grads, grads_of, sq_norm
-from ..wrapper import OptimizerWrapper
+from .._tensor_lists import dot, drop_zero_grads, grads_of, sq_norm
+from ..optim._acceptance import skip_step
+from ..optim.wrapper import OptimizerWrapper
+from ..regularizers.replay import ReplayBuffer
 
 __all__ = ["AGEM", "agem_project"]
 

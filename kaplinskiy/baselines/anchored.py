@@ -1,4 +1,4 @@
-"""EWC and L2-SP as optimizers: the gradient of R (eq. 6) is added before the base optimizer steps."""
+"""EWC and L2-SP as optimizers: the gradient of R (eq:ewc_grad) is added before the base optimizer steps."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..anchor_penalty import ElasticAnchor
-from ..wrapper import OptimizerWrapper
+from ..optim.wrapper import OptimizerWrapper
+from ..regularizers.elastic_anchor import ElasticAnchor
 
 __all__ = ["Anchored"]
 
 
 class Anchored(OptimizerWrapper):
-    """``g <- g + lam F (w - w*)``, then ``base.step()``: EWC with a Fisher anchor, L2-SP with ``fisher="identity"``.
+    """``g <- g + lam F (w - w*)`` (eq:ewc_grad), then ``base.step()``: EWC with a Fisher anchor, L2-SP with
+    ``fisher="identity"``.
 
     Call ``anchor.consolidate(...)`` at the end of each task; the anchor has its own ``state_dict``. For L2-SP
     (Li et al. 2018) anchor only the pretrained parameters; its second term, ``(beta/2) ||w||^2`` on the new

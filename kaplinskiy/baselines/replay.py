@@ -1,4 +1,5 @@
-"""Experience replay as an optimizer: eq. (7)'s term ``gamma E_{D_A} l`` joins the gradient before each step."""
+"""Experience replay as an optimizer: the replay term ``gamma E_{D_A} l`` (eq:replay) joins the gradient before each
+step."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..acceptance import skip_step
-from ..replay import ReplayBuffer
-from ..wrapper import OptimizerWrapper
+from ..optim._acceptance import skip_step
+from ..optim.wrapper import OptimizerWrapper
+from ..regularizers.replay import ReplayBuffer
 
 __all__ = ["Replay"]
 
 
 class Replay(OptimizerWrapper):
-    """Before ``base.step()``, draw a minibatch from ``buffer`` and back-propagate ``gamma * replay_loss(x, y)``.
+    """Before ``base.step()``, back-propagate the replay term ``gamma * replay_loss(x, y)`` (eq:replay) on a minibatch
+    of ``buffer``.
 
-    ``replay_loss(x, y)`` runs the model and returns the mean old-task loss on the minibatch, so
-    ``p.grad`` becomes ``grad L_B + gamma grad E_{D_A} l`` (eq. 7) in an ordinary ``loss.backward(); opt.step()`` loop.
-    A non-finite replay gradient rejects the step (counted in ``state_dict()["replay"]["skipped"]``), as a
-    non-finite gradient does.
+    ``replay_loss(x, y)`` runs the model and returns the mean old-task loss on the minibatch, so ``p.grad`` becomes
+    ``grad L_B + gamma grad E_{D_A} l`` (eq:replay) in an ordinary ``loss.backward(); opt.step()`` loop. A non-finite
+    replay gradient rejects the step (counted in ``state_dict()["replay"]["skipped"]``), as a non-finite gradient does.
     """
 
     state_key = "replay"
