@@ -18,14 +18,10 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
-STALE = [
+STALE = [  # names of the old layout
     "backend=",  # the memories choose their kernel themselves
     "kaplinskiy.recent",  # now kaplinskiy.optimizers
     "kaplinskiy.kp",  # now kaplinskiy.kaplinskii_propoi
-    "../shared",
-    "shared/research",
-    "shared/seeds",
-    "FERRET",
 ]
 
 
