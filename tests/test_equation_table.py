@@ -41,8 +41,11 @@ def _toy(tmp_path: Path) -> Path:
         "def lonely():\n"
         '    """Cites nothing."""\n\n\n'
         "def _private():\n"
-        '    """Private too (eq:private)."""\n'
+        '    """Private too (eq:private)."""\n\n\n'
+        "def again():\n"
+        '    """The first equation again (eq:alpha)."""\n'
     )
+    (pkg / "room" / "_inner.py").write_text('def hidden():\n    """In a private module (eq:private)."""\n')
     return pkg
 
 
@@ -51,6 +54,7 @@ def test_first_lines_of_public_docstrings_make_the_rows(tmp_path: Path) -> None:
     got = [(r.label, r.name) for r in rows]
     assert got == [
         ("alpha", "toy.Step"),
+        ("alpha", "toy.room.step.again"),
         ("gamma", "toy.Step.apply"),
         ("delta", "toy.Step.apply"),
         ("beta", "toy.room.helper"),

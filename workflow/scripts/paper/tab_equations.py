@@ -64,22 +64,28 @@ def _documented(tree: ast.Module) -> list[tuple[str, ast.AST]]:
     return found
 
 
+def _private(name: str) -> bool:
+    return any(part.startswith("_") and not part.startswith("__") for part in name.split("."))
+
+
 def implementations(package: Path) -> list[Implementation]:
-    """Every ``(eq:<label>)`` in the first docstring line of a public function, class or method of ``package``,
-    in the order of the package's files (sorted paths) and of their lines."""
+    """Every ``(eq:<label>)`` in the first docstring line of a function, class or method that a user can import
+    from ``package`` (private names and private modules left out unless a package exports the name), grouped by
+    equation in the order the equations first appear in the package's files (sorted paths, then lines)."""
     rows = []
     for module in sorted(package.rglob("*.py")):
         tree = ast.parse(module.read_text(), filename=str(module))
         for qualname, node in _documented(tree):
-            if any(part.startswith("_") and not part.startswith("__") for part in qualname.split(".")):
-                continue
             doc = ast.get_docstring(node)
-            if not doc:
+            if _private(qualname) or not doc:
+                continue
+            name = _public_name(package, module, qualname)
+            if _private(name):
                 continue
             for label in CITATION.findall(doc.splitlines()[0]):
-                name = _public_name(package, module, qualname)
                 rows.append(Implementation(label, name, str(module.relative_to(package.parent)), node.lineno))
-    return rows
+    order = {label: i for i, label in reversed(list(enumerate(r.label for r in rows)))}
+    return sorted(rows, key=lambda r: order[r.label])
 
 
 def tex(text: str) -> str:
