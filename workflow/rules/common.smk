@@ -1,4 +1,4 @@
-# Load and validate the config, and name the code each rule runs. Imports neither torch nor the library: the
+# Load and validate the config, and name the code of each job. Imports neither torch nor the library: the
 # code a rule runs is read statically (workflow/scripts/common/import_closure.py). Every stage appends what the
 # paper needs to PAPER_INPUTS, and rule paper (paper.smk, included last) depends on all of it.
 import os
@@ -8,13 +8,14 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-ROOT = Path(workflow.basedir).resolve()  # the Snakefile's folder: the repository root
+ROOT = Path(workflow.current_basedir).resolve().parents[1]  # this file is ROOT/workflow/rules/common.smk
 SCRIPTS = ROOT / "workflow" / "scripts"
 
-# The rule scripts import the workflow's helpers as packages of workflow/scripts (common.latex_format,
+# The rules' scripts import the workflow's helpers as packages of workflow/scripts (common.latex_format,
 # two_task._problem, ...): the one place that puts it on their path (Snakemake adds only each script's folder).
+# It is set here for the jobs this process starts, not required from the caller.
 if str(SCRIPTS) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")]))
+    os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")])))
 sys.path.insert(0, str(SCRIPTS))
 from common.import_closure import import_closure, notebook_closure
 
@@ -77,8 +78,8 @@ def _relative(files):
 
 
 def code(script):
-    """The code rule script ``workflow/scripts/<script>`` runs: itself, the workflow helpers and library modules
-    it loads, transitively (a change in any reruns the rule; a lazily imported Triton file is none of them)."""
+    """The code that ``workflow/scripts/<script>`` runs: the script, and the workflow helpers and library modules
+    it loads, transitively (a change in any reruns its jobs; a lazily imported Triton file is none of them)."""
     return _relative(import_closure([SCRIPTS / script], [SCRIPTS, ROOT]))
 
 

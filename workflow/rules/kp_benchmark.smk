@@ -5,17 +5,14 @@
 KP = config["kp_benchmark"]
 KP_LABELS = {name: arm["label"] for name, arm in KP["arms"].items()}
 KP_CELL = {k: KP[k] for k in ("starts", "budget_per_dim", "gradient_cost_per_dim", "sigma0_frac", "stop_at_target")}
-
-
-def kp_cells():
-    """Every record of the KP benchmark: one per function, dimension and arm (an arm may cap the dimension)."""
-    return [
-        f"results/kp_benchmark/{function}/d{dim}/{arm}.json"
-        for function in KP["functions"]
-        for dim in kp_dims(function)
-        for arm in KP["run_arms"]
-        if dim <= KP["arms"][arm].get("max_dim", dim)
-    ]
+# Every record of the KP benchmark: one per function, dimension and arm (an arm may cap the dimension).
+KP_CELLS = [
+    f"results/kp_benchmark/{function}/d{dim}/{arm}.json"
+    for function in KP["functions"]
+    for dim in kp_dims(function)
+    for arm in KP["run_arms"]
+    if dim <= KP["arms"][arm].get("max_dim", dim)
+]
 
 
 rule kp_cell:
@@ -39,7 +36,7 @@ rule kp_cell:
 
 rule kp_aggregate:
     input:
-        records=kp_cells(),
+        records=KP_CELLS,
         code=code("kp_benchmark/aggregate_kp.py"),
     output:
         "results/kp_benchmark/summary.json",

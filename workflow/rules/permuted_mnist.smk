@@ -10,16 +10,16 @@ PMNIST = config["permuted_mnist"]
 PMNIST_CELLS = dict(optimizer=list(PMNIST["optimizers"]), guard=PMNIST["guards"], seed=PMNIST["seeds"])
 PMNIST_LABELS = {name: spec["label"] for name, spec in PMNIST["optimizers"].items()}
 POTENTIAL_NAMES = "|".join(PMNIST["potentials"])
-
-
-def potential_problem(cfg, name):
-    """The problem a potential cell runs: ``cfg`` (permuted_mnist's config) less the arms and seeds, with the one
-    R ``name`` of its potentials as ``potential`` (in the config's order, so EWC's cells keep their params)."""
-    return {
+# The problem each R's cells run: permuted_mnist's config less the arms and seeds, with that one R of its
+# potentials as ``potential`` (in the config's order, so EWC's cells keep their params).
+POTENTIAL_PROBLEMS = {
+    name: {
         ("potential" if k == "potentials" else k): (v[name] if k == "potentials" else v)
-        for k, v in cfg.items()
+        for k, v in PMNIST.items()
         if k not in ("optimizers", "seeds", "guards")
     }
+    for name in PMNIST["potentials"]
+}
 
 
 rule prepare_mnist:
@@ -128,7 +128,7 @@ rule permuted_mnist_potential_cell:
         guard="alone|guarded",
         potential=POTENTIAL_NAMES,
     params:
-        problem=lambda w: potential_problem(config["permuted_mnist"], w.potential),
+        problem=lambda w: POTENTIAL_PROBLEMS[w.potential],
         optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
     log:
         "results/logs/permuted_mnist_potential/{potential}/{optimizer}/{guard}/seed{seed}.log",
@@ -150,7 +150,7 @@ rule permuted_mnist_retune_cell:
         guard="alone|guarded",
         potential=POTENTIAL_NAMES,
     params:
-        problem=lambda w: potential_problem(config["permuted_mnist"], w.potential),
+        problem=lambda w: POTENTIAL_PROBLEMS[w.potential],
         optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
     log:
         "results/logs/permuted_mnist_retune/{potential}/{optimizer}/{guard}/seed{seed}.log",

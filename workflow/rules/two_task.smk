@@ -4,11 +4,8 @@
 # (paper.smk).
 
 TWO_TASK = config["two_task"]
-
-
-def two_task_runs():
-    """Every record of the two-task benchmark: one per arm and seed."""
-    return expand("results/two_task/{arm}/seed{seed}.json", arm=list(TWO_TASK["arms"]), seed=TWO_TASK["seeds"])
+# Every record of the two-task benchmark: one per arm and seed.
+TWO_TASK_RUNS = expand("results/two_task/{arm}/seed{seed}.json", arm=list(TWO_TASK["arms"]), seed=TWO_TASK["seeds"])
 
 
 rule two_task_run:
@@ -30,7 +27,7 @@ rule two_task_run:
 
 rule two_task_aggregate:
     input:
-        records=two_task_runs(),
+        records=TWO_TASK_RUNS,
         code=code("two_task/aggregate_two_task.py"),
     output:
         "results/two_task/summary.json",

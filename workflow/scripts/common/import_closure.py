@@ -18,14 +18,21 @@ from functools import cache
 from pathlib import Path
 
 
+def _file(base: Path) -> Path | None:
+    """``base.py``, or the package ``base/__init__.py``; None if neither is a file."""
+    for candidate in (base / "__init__.py", base.with_name(base.name + ".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def module_file(name: str, roots: Sequence[Path]) -> Path | None:
-    """The file of module ``name`` (``a.b``: ``a/b.py`` or ``a/b/__init__.py``) under the first root holding it."""
-    parts = name.split(".")
+    """The file of module ``name`` (``a.b``: ``a/b.py`` or ``a/b/__init__.py``), looked up as Python does: under
+    the first root that holds its top-level module ``a``, and only there."""
+    top, *rest = name.split(".")
     for root in roots:
-        base = root.joinpath(*parts)
-        for candidate in (base.with_name(base.name + ".py"), base / "__init__.py"):
-            if candidate.is_file():
-                return candidate
+        if _file(root / top) is not None:
+            return _file(root.joinpath(top, *rest))
     return None
 
 
@@ -94,9 +101,9 @@ def imported_modules(tree: ast.Module, package: str | None) -> list[str]:
 
 
 @cache
-def _direct(path: Path, roots: tuple[Path, ...], mtime_ns: int) -> tuple[Path, ...]:
-    """The files ``path`` loads directly (cached per version of the file: ``mtime_ns``)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+def _direct(path: Path, roots: tuple[Path, ...], source: str) -> tuple[Path, ...]:
+    """The files ``path`` loads directly, given its ``source`` (cached per version of the file)."""
+    tree = ast.parse(source, filename=str(path))
     found = (module_file(name, roots) for name in imported_modules(tree, _package(path, roots)))
     return tuple(dict.fromkeys(f for f in found if f is not None))
 
@@ -115,7 +122,7 @@ def import_closure(entries: Iterable[Path], roots: Sequence[Path]) -> list[Path]
         if path in seen:
             continue
         seen.add(path)
-        todo += _direct(path, roots, path.stat().st_mtime_ns)
+        todo += _direct(path, roots, path.read_text())
     return entries + sorted(seen - set(entries))
 
 
