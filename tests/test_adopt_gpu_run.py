@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from adopt_gpu_run import adopt
-from provenance import ROOT, SOURCES, commit_digest, digest_of, is_source, source_digest
+from common.provenance import ROOT, SOURCES, commit_digest, digest_of, is_source, source_digest
 
 _in_git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode == 0
 pytestmark = pytest.mark.skipif(not _in_git, reason="needs a git checkout (a fresh clone has one)")
@@ -18,8 +18,9 @@ def test_the_committed_digest_covers_the_same_files_as_the_working_tree_digest()
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     globbed = {p.relative_to(ROOT).as_posix() for pattern in SOURCES for p in ROOT.glob(pattern)}
     assert {f for f in tracked if is_source(f)} == {f for f in globbed if f in tracked}
-    assert is_source("kaplinskiy/kaplinskii_propoi/beam.py") and is_source("workflow/scripts/provenance.py")
-    assert not is_source("workflow/scripts/step_time_gpu_run.sh") and not is_source("tests/test_x.py")
+    assert is_source("kaplinskiy/kaplinskii_propoi/beam.py") and is_source("workflow/scripts/common/provenance.py")
+    assert is_source("workflow/gpu_tools/host_split.py") and not is_source("workflow/gpu_tools/step_time_gpu_run.sh")
+    assert not is_source("workflow/gpu_tools/nested/x.py") and not is_source("tests/test_x.py")
 
 
 def test_digests_depend_on_paths_and_contents_not_their_order() -> None:

@@ -1,4 +1,5 @@
-"""The step-time micro-benchmark runs on a tiny model and reports a ratio for every optimizer."""
+"""The step-time micro-benchmark runs on a tiny model and reports a ratio for every optimizer (the measurement:
+workflow/scripts/step_time/; its command line: workflow/gpu_tools/bench_step_time.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import math
 
 import pytest
 import torch
-from bench_step_time import run
-from step_time_rows import build
+from step_time.measure import run
+from step_time.rows import build
 
 
 def test_benchmark_reports_finite_ratios_against_the_adamw_reference() -> None:
@@ -26,7 +27,7 @@ def test_benchmark_reports_finite_ratios_against_the_adamw_reference() -> None:
 def test_ratios_are_taken_within_a_round() -> None:
     """A round where the machine was twice as slow for every row leaves the ratios as they were (the median of
     per-row medians would mix rounds)."""
-    from bench_step_time import median, ratio_rows
+    from step_time.measure import median, ratio_rows
 
     samples = {"ref": [1.0, 2.0, 2.0], "row": [1.5, 3.0, 3.0]}
     assert ratio_rows(samples, "ref")["row"] == [1.5, 1.5, 1.5]
@@ -49,8 +50,9 @@ def test_record_holds_ratios_targets_and_provenance(tmp_path, monkeypatch, capsy
     import json
     import sys
 
-    from bench_step_time import TARGETS, main
-    from step_time_rows import FUSED, FUSED_DEVICE, FUSED_UNCHECKED
+    from bench_step_time import main
+    from step_time.measure import TARGETS
+    from step_time.rows import FUSED, FUSED_DEVICE, FUSED_UNCHECKED
 
     torch.set_default_dtype(torch.float32)
     out = tmp_path / "bench" / "record.json"
@@ -69,7 +71,7 @@ def test_record_holds_ratios_targets_and_provenance(tmp_path, monkeypatch, capsy
 
 
 def test_the_twin_has_its_own_weights_and_the_same_bases() -> None:
-    from step_time_rows import layerwise_twin
+    from step_time.rows import layerwise_twin
 
     torch.set_default_dtype(torch.float32)
     s = build("tiny", 2, torch.device("cpu"))
@@ -82,8 +84,8 @@ def test_the_twin_has_its_own_weights_and_the_same_bases() -> None:
 
 
 def test_fused_rows_join_where_the_grouped_kernel_runs(monkeypatch) -> None:
-    import bench_step_time
-    import step_time_rows
+    import step_time.measure as measure
+    import step_time.rows as step_time_rows
 
     torch.set_default_dtype(torch.float32)
     s = build("tiny", 2, torch.device("cpu"))
@@ -91,7 +93,7 @@ def test_fused_rows_join_where_the_grouped_kernel_runs(monkeypatch) -> None:
     monkeypatch.setattr(step_time_rows, "grouped_kernel_available", lambda device: True)
     rows = step_time_rows.candidates(s, True)
     fused = {step_time_rows.FUSED, step_time_rows.FUSED_DEVICE, step_time_rows.FUSED_UNCHECKED}
-    assert fused <= set(rows) and fused <= set(bench_step_time.TARGETS)
+    assert fused <= set(rows) and fused <= set(measure.TARGETS)
 
 
 def _main(monkeypatch, *extra: str) -> None:
@@ -182,7 +184,7 @@ def test_the_gpu_run_script_parses_and_names_existing_tests() -> None:
     import subprocess
     from pathlib import Path
 
-    script = Path(__file__).parents[1] / "workflow" / "scripts" / "step_time_gpu_run.sh"
+    script = Path(__file__).parents[1] / "workflow" / "gpu_tools" / "step_time_gpu_run.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     named = re.findall(r"tests/\S+\.py", script.read_text())
     assert len(named) >= 10 and all((script.parents[2] / t).is_file() for t in named)
@@ -191,11 +193,11 @@ def test_the_gpu_run_script_parses_and_names_existing_tests() -> None:
 def test_a_row_that_fails_is_reported_and_the_others_measured(monkeypatch, capsys) -> None:
     """One row raising (a kernel that does not compile, say) leaves the run and the other rows standing, and the
     record and the printed table name it with its error; the reference failing stops the run."""
-    import bench_step_time
-    from bench_step_time import measure, report
+    import step_time.measure as bench
+    from step_time.measure import measure, report
 
     torch.set_default_dtype(torch.float32)
-    real = bench_step_time.candidates
+    real = bench.candidates
 
     def broken(row: str):
         def rows(s, fused_ok):
@@ -209,13 +211,13 @@ def test_a_row_that_fails_is_reported_and_the_others_measured(monkeypatch, capsy
 
         return rows
 
-    monkeypatch.setattr(bench_step_time, "candidates", broken("dense projection alone"))
+    monkeypatch.setattr(bench, "candidates", broken("dense projection alone"))
     record = measure("tiny", 2, torch.device("cpu"), warmup=0, iters=1, repeats=1, rows="layer-wise|dense")
     assert record["failed_rows"] == {"dense projection alone": "RuntimeError: no kernel image for this device"}
     assert "dense projection alone" not in record["ratios"] and "layer-wise projection alone" in record["ratios"]
     assert "FAILED dense projection alone: RuntimeError" in report(record)
     assert "no kernel image" in capsys.readouterr().err  # the traceback, for the run's log
-    monkeypatch.setattr(bench_step_time, "candidates", lambda s, fused_ok: {"AdamW (fused, reference)": lambda: 1})
+    monkeypatch.setattr(bench, "candidates", lambda s, fused_ok: {"AdamW (fused, reference)": lambda: 1})
     with pytest.raises(TypeError):
         measure("tiny", 2, torch.device("cpu"), warmup=0, iters=1, repeats=1)
 
@@ -223,7 +225,7 @@ def test_a_row_that_fails_is_reported_and_the_others_measured(monkeypatch, capsy
 def test_the_recent_optimizers_rows_name_their_newton_schulz_dtype() -> None:
     """Muon, LionMuon and SoftSignum are timed alone and guarded; the Muon family's Newton-Schulz runs in float32
     on a CPU (bfloat16 products are slow there) and in bfloat16 on a GPU, and the rows' names say which."""
-    from step_time_rows import newton_schulz_dtype
+    from step_time.rows import newton_schulz_dtype
 
     torch.set_default_dtype(torch.float32)
     measured = run("tiny", 2, torch.device("cpu"), warmup=1, iters=1, repeats=1, bandwidth=None, rows="Muon|Soft")

@@ -1,4 +1,4 @@
-"""workflow/scripts/host_split.py: each row's host time per step and the host time of the library pieces its steps
+"""workflow/gpu_tools/host_split.py: each row's host time per step and the host time of the library pieces its steps
 call, with the pieces unwrapped afterwards."""
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ def test_the_gpu_runs_split_stage_names_rows_the_benchmark_has_where_the_kernel_
     import shlex
     from pathlib import Path
 
-    import step_time_rows
+    import step_time.rows as step_time_rows
 
-    script = (Path(__file__).parents[1] / "workflow" / "scripts" / "step_time_gpu_run.sh").read_text()
-    call = script[script.index("python3 workflow/scripts/host_split.py") : script.index('> "$out/${name}_host_split')]
+    script = (Path(__file__).parents[1] / "workflow" / "gpu_tools" / "step_time_gpu_run.sh").read_text()
+    call = script[script.index("python3 workflow/gpu_tools/host_split.py") : script.index('> "$out/${name}_host_split')]
     rows = [w for w in shlex.split(call.replace("\\\n", " ")) if w[0].isupper()]
     torch.set_default_dtype(torch.float32)
     monkeypatch.setattr(step_time_rows, "grouped_kernel_available", lambda device: True)

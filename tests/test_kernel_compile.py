@@ -1,6 +1,6 @@
 """The grouped kernels compile for Hopper and Ampere GPUs and move 16 bytes per access where their layout allows.
 
-Checked without a GPU: workflow/scripts/compile_kernels.py compiles each launch the memories make ahead of time
+Checked without a GPU: workflow/gpu_tools/compile_kernels.py compiles each launch the memories make ahead of time
 (PTX and cubin, Triton's bundled ptxas) and reads the widths of its global accesses from the PTX. It runs in a
 subprocess: the compiler needs Triton with its interpreter off, which the other kernel tests turn on for this
 interpreter process. Skipped where Triton is not installed.
@@ -30,7 +30,7 @@ def compile_report(tmp_path_factory: pytest.TempPathFactory, *args: str) -> list
     """The script's per-launch report (name, arch, aligned, layout, dtype, ok, widths, registers, spills)."""
     out = tmp_path_factory.mktemp("compile") / "report.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    script = ROOT / "workflow" / "scripts" / "compile_kernels.py"
+    script = ROOT / "workflow" / "gpu_tools" / "compile_kernels.py"
     run = subprocess.run(
         [sys.executable, str(script), *args, "--json", str(out)], env=env, capture_output=True, text=True
     )

@@ -3,7 +3,14 @@ not run is not evaluated, and a failed claim is marked in the text."""
 
 from __future__ import annotations
 
-from kp_claims import CLAIMS, claim_macros, no_potential_variant_solves_rosenbrock, verdicts
+from kp_benchmark._claims import (
+    CLAIMS,
+    COMPETITIVE_COST,
+    MINPY_FRACTION,
+    no_potential_variant_solves_rosenbrock,
+    verdicts,
+)
+from kp_benchmark.numbers_kp import claim_macros
 
 TOL = "1e-06"
 
@@ -34,7 +41,8 @@ def test_a_claim_whose_cells_were_not_run_is_not_evaluated_and_a_failed_one_is_m
     results = verdicts(s)
     assert set(results) == set(CLAIMS)
     assert results["Rosenbrock"] is False and results["Hybrid"] is None
-    lines = claim_macros(s, "summary.json")
+    thresholds = {"competitive_cost": COMPETITIVE_COST, "minpy_fraction": MINPY_FRACTION}
+    lines = claim_macros({"claims": results, "claim_thresholds": thresholds}, "summary.json")
     assert any(line.startswith(r"\newcommand{\KpClaimRosenbrock}{\textbf{[not supported") for line in lines)
     assert any(line.startswith(r"\newcommand{\KpClaimHybrid}{\textsuperscript{(n/a)}}") for line in lines)
     sentence = next(line for line in lines if line.startswith(r"\newcommand{\KpClaimsSentence}"))

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from aggregate_kp import aggregate
-from kp_arms import ARMS, GRADIENT_METHODS, run_arm
-from kp_profiles import data_profile, median_cost, performance_profile, shared_problems
-from numbers_kp import key, kp_numbers
-from run_kp_cell import cost_to_reach, run_cell, start_point, thin
-from tab_kp_benchmark import benchmark_table, defects_table
+from kp_benchmark._arms import ARMS, GRADIENT_METHODS, run_arm
+from kp_benchmark._profiles import data_profile, median_cost, performance_profile, shared_problems
+from kp_benchmark.aggregate_kp import aggregate, reported
+from kp_benchmark.numbers_kp import key, kp_numbers
+from kp_benchmark.run_kp_cell import cost_to_reach, run_cell, start_point, thin
+from kp_benchmark.tab_kp_benchmark import benchmark_table, defects_table
 
 from kaplinskiy.kaplinskii_propoi import OBJECTIVES
 
@@ -99,7 +99,8 @@ def summary() -> dict:
         for name, arm in arms.items():
             rec = run_cell(function, dim, arm, CELL)
             records.append(rec | {"arm_name": name, "provenance": {"git_commit": "abc"}})
-    return aggregate(records, ["sphere", "himmelblau"], list(arms), 1e-6, 1e-3)
+    out = aggregate(records, ["sphere", "himmelblau"], list(arms), 1e-6, 1e-3)
+    return out | reported(out, "kp_beam", ["sphere"], ["minpy_potential_shipped", "not_run"])
 
 
 def test_aggregate_orders_cells_and_counts_problems(summary: dict) -> None:
@@ -114,7 +115,7 @@ def test_tables_have_as_many_cells_as_columns(summary: dict) -> None:
     labels = {"kp_beam": "KP beam"}
     for text in (
         benchmark_table(summary, ["kp_beam", "minpy_potential_shipped", "absent"], labels),
-        defects_table(summary, ["minpy_potential_shipped"], labels),
+        defects_table(summary, labels),
     ):
         spec = text.splitlines()[0].split("}{")[1].rstrip("}").replace(" ", "")
         rows = [line for line in text.splitlines() if line.endswith(r"\\")]
@@ -122,18 +123,34 @@ def test_tables_have_as_many_cells_as_columns(summary: dict) -> None:
 
 
 def test_numbers_are_letter_only_macros(summary: dict) -> None:
-    params = {
-        "headline_arm": "kp_beam",
-        "target_functions": ["sphere"],
-        "minpy_nm_reference_evals": 917,
-        "cell": CELL,
-        "defect_arms": ["minpy_potential_shipped"],
-    }
-    lines = kp_numbers(summary, params, "summary.json")
+    lines = kp_numbers(summary, {"minpy_nm_reference_evals": 917, "cell": CELL}, "summary.json")
     names = [line.split("{", 2)[1].rstrip("}").lstrip("\\") for line in lines]
     assert len(names) == len(set(names)) and all(n.isalpha() for n in names)
     assert key("kp_beam") == "KpBeam" and key(100) == "OneZeroZero"
     assert any(line.startswith(r"\newcommand{\KpTargetRuns}{2}") for line in lines)
+
+
+def test_the_aggregation_counts_the_target_and_the_defects_on_the_problems_every_defect_arm_ran(summary: dict) -> None:
+    """The target counts the headline arm's 2-D starts of the target functions; the defects' counts are over the
+    problems the defect arms share, and a defect arm the config did not run is left out."""
+    assert summary["target"]["arm"] == "kp_beam" and summary["target"]["runs"] == 2
+    assert summary["target"]["solved"] <= 2
+    defects = summary["defects"]
+    assert list(defects["arms"]) == ["minpy_potential_shipped"] and defects["problems"] == 4
+    assert defects["arms"]["minpy_potential_shipped"]["solved"]["1e-06"] <= 4
+    assert set(summary["claims"]) and summary["claim_thresholds"] == {"competitive_cost": 2.0, "minpy_fraction": 0.5}
+
+
+def test_the_configs_function_domains_are_the_librarys() -> None:
+    """The DAG plans the KP cells from config kp_benchmark.domains without importing the library: each function's
+    domain there must be the one kaplinskiy.kp.OBJECTIVES defines (fixed dimensions, or the least dimension)."""
+    import yaml
+
+    domains = yaml.safe_load((ROOT / "workflow" / "config" / "config.yaml").read_text())["kp_benchmark"]["domains"]
+    library = {
+        name: {"dims": list(o.dims)} if o.dims is not None else {"min_dim": o.min_dim} for name, o in OBJECTIVES.items()
+    }
+    assert domains == library
 
 
 @pytest.mark.slow

@@ -9,14 +9,13 @@ import math
 import pickle
 
 import numpy as np
-import prepare_mnist
+import permuted_mnist.prepare_mnist as prepare_mnist
 import pytest
 import torch
-from aggregate_permuted_mnist import select, summarise
 from hypothesis import given
 from hypothesis import strategies as st
-from numbers_permuted_mnist import note_sentence, ranking_sentences, same_rate_la
-from permuted_mnist import (
+from permuted_mnist._grid import select
+from permuted_mnist._training import (
     MLP,
     average_accuracy,
     backward_transfer,
@@ -28,9 +27,11 @@ from permuted_mnist import (
     train_sequence,
     train_task,
 )
-from run_permuted_mnist import ladder
+from permuted_mnist.aggregate_permuted_mnist import comparisons, same_rate_la, summarise
+from permuted_mnist.numbers_permuted_mnist import note_sentence, ranking_sentences
+from permuted_mnist.run_permuted_mnist import ladder
+from permuted_mnist.tab_permuted_mnist import rows as table_rows
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
-from tab_permuted_mnist import rows as table_rows
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory
 
@@ -206,7 +207,8 @@ def test_ranking_sentences_split_helped_hurt_and_mixed() -> None:
     for name, gain in (("sgd", [0.1, 0.2]), ("lion", [-0.1, -0.05]), ("muon", [0.1, -0.1])):
         for seed, g in enumerate(gain):
             records += [record(name, False, seed, [(0.5, 0.5)]), record(name, True, seed, [(0.5, 0.5 + g)])]
-    out = ranking_sentences(summarise(records, {"sgd": "SGD", "lion": "Lion", "muon": "Muon"}))
+    s = summarise(records, {"sgd": "SGD", "lion": "Lion", "muon": "Muon"})
+    out = ranking_sentences(s | comparisons(s))
     assert out["PmnistGuardSentence"] == (
         "The guard raised the test ACC on every seed for SGD, lowered it on every seed for Lion and changed it in "
         "both directions across seeds for Muon."
@@ -286,7 +288,7 @@ def test_same_rate_learning_counts_only_rates_where_nothing_diverged() -> None:
     for row, la in zip(s["arms"]["sgd/guarded"]["grid"], (0.9, 1.0, 0.2), strict=True):
         row["test"]["la"]["mean"] = la  # the alone arm's LA is 1.0 at every rate
     s["arms"]["sgd/alone"]["grid"][2]["diverged_runs"] = 1
-    assert same_rate_la(s) == (1, 2)
+    assert same_rate_la(s) == {"lower": 1, "pairs": 2}
 
 
 def test_the_kaplinskiy_kind_projects_with_the_memory_it_is_given() -> None:
@@ -305,6 +307,7 @@ def test_the_note_sentence_ranks_its_optimizer_within_each_guard() -> None:
         for guarded, acc in zip((False, True), accs, strict=True):
             records.append(record(name, guarded, 0, [(0.5, acc)]))
     s = summarise(records, {"sgd": "SGD", "kaplinskiy": "Kaplinskiy"})
+    s |= comparisons(s)
     assert note_sentence(s) == (
         "The note's optimizer: guarded, it ranks 2 of the 2 guarded arms by test ACC (\\ensuremath{80.0}\\%, "
         "against \\ensuremath{90.0}\\% for guarded SGD); unguarded, it ranks 1 of the 2 unguarded arms by test ACC "

@@ -9,16 +9,19 @@ import warnings
 
 import pytest
 import torch
-from aggregate_permuted_mnist import summarise as summarise_rates
-from aggregate_permuted_mnist_potential import summarise
-from fig_permuted_mnist_potential import plot
-from numbers_permuted_mnist_potential import comparisons, edge_sentence, lines_for, note_sentence
-from numbers_permuted_mnist_potentials import best_macros, head_wins, higher_means, tied_with_best
-from numbers_permuted_mnist_potentials import lines_for as all_lines
-from permuted_mnist import MLP, build_optimizer, make_tasks, train_sequence, train_task
-from run_permuted_mnist import selected, settings
+from permuted_mnist._training import MLP, build_optimizer, make_tasks, train_sequence, train_task
+from permuted_mnist.aggregate_permuted_mnist import comparisons as rate_comparisons
+from permuted_mnist.aggregate_permuted_mnist import summarise as summarise_rates
+from permuted_mnist.aggregate_permuted_mnist_potential import comparisons as potential_comparisons
+from permuted_mnist.aggregate_permuted_mnist_potential import summarise
+from permuted_mnist.aggregate_permuted_mnist_variants import compare, head_wins, higher_means
+from permuted_mnist.fig_permuted_mnist_potential import plot
+from permuted_mnist.numbers_permuted_mnist_potential import comparisons, edge_sentence, lines_for, note_sentence
+from permuted_mnist.numbers_permuted_mnist_potentials import best_macros
+from permuted_mnist.numbers_permuted_mnist_potentials import lines_for as all_lines
+from permuted_mnist.run_permuted_mnist import selected, settings
+from permuted_mnist.tab_permuted_mnist_potential import rows as table_rows
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
-from tab_permuted_mnist_potential import rows as table_rows
 
 from kaplinskiy import ElasticAnchor
 
@@ -159,10 +162,17 @@ LABELS = {"sgd": "SGD", "kaplinskiy": "Kaplinskiy"}
 
 def base_summary(accs: dict[tuple[str, bool], list[float]]) -> dict:
     """The rate cells' summary of arms with the given test ACC per seed."""
-    return summarise_rates(
+    body = summarise_rates(
         [rate_record(n, g, seed, a) for (n, g), values in accs.items() for seed, a in enumerate(values)],
         {n: LABELS[n] for n, _ in accs},
     )
+    return body | rate_comparisons(body)
+
+
+def potential_summary(records: list[dict], base: dict, potential: dict) -> dict:
+    """One R's potential summary as its aggregation writes it: the arms and what the text compares."""
+    body = summarise(records, base, LABELS, potential)
+    return body | potential_comparisons(body, base)
 
 
 def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed() -> None:
@@ -173,7 +183,7 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
         strength_record("sgd", True, 0, [(0.5, 0.5), (0.6, 0.6), (0.9, 0.79)]),
         strength_record("sgd", True, 1, [(0.5, 0.5), (0.6, 0.6), (0.9, 0.81)]),
     ]
-    s = summarise(records, base, LABELS, EWC10)
+    s = potential_summary(records, base, EWC10)
     alone, guarded = s["arms"]["sgd/alone"], s["arms"]["sgd/guarded"]
     assert (alone["selected_lam"], alone["at_edge"], alone["lr"]) == (10.0, False, 0.1)  # not the test's best, 1
     assert (guarded["selected_lam"], guarded["at_edge"]) == (100.0, True)
@@ -183,7 +193,7 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
     body = table_rows(s, ["sgd", "kaplinskiy"])
     assert body.count(r"\\") == 1 and body.count("&") == 10 and body.count(r"$^\dagger$") == 1  # eleven columns
     assert s["potential"] == EWC10
-    out = comparisons(s, base, "PmnistEwc")
+    out = comparisons(s, "PmnistEwc")
     assert out["PmnistEwcSentenceAlone"] == "$R$ raised the test ACC on every seed for SGD."
     assert out["PmnistEwcSentenceGuarded"] == (
         "Added to the guard, $R$ changed the test ACC in both directions across seeds for SGD."
@@ -191,7 +201,7 @@ def test_each_potential_arm_selects_by_validation_and_pairs_its_effect_by_seed()
     assert out["PmnistEwcGuardWins"] == "1"  # guarded without R (0.8) beats R without the guard (0.675)
     assert out["PmnistEwcClaimLaCost"] == "" and out["PmnistEwcLowerLa"] == "2"  # R lowered LA (0.9 -> 0.8) in both
     assert out["PmnistEwcSmallerLam"] == "0" and "not supported" in out["PmnistEwcClaimSmallerLam"]  # 100 > 10
-    assert best_macros([(a, None) for a in base["arms"].values()] + [(a, "EWC") for a in s["arms"].values()]) == {
+    assert best_macros(compare(base, {"ewc": s})) == {
         "PmnistAllBestArm": "guarded SGD",
         "PmnistAllBestAcc": "\\ensuremath{80.0}",
         "PmnistAllVariants": "4",
@@ -234,13 +244,13 @@ def test_a_potential_cell_must_match_its_arm() -> None:
 def test_the_note_sentence_ranks_its_full_method() -> None:
     base = base_summary({("sgd", True): [0.9], ("kaplinskiy", True): [0.7]})
     records = [strength_record("sgd", True, 0, [(0.5, 0.85)]), strength_record("kaplinskiy", True, 0, [(0.5, 0.8)])]
-    s = summarise(records, base, LABELS, EWC10)
+    s = potential_summary(records, base, EWC10)
     assert note_sentence(s) == (
         "The note's full method (its optimizer, guarded, descending the potential) reaches a test ACC of "
         "\\ensuremath{80.0}\\%: 2 of the 2 guarded arms with $R$."
     )
     assert note_sentence(s, name="adamw") == ""
-    lines = all_lines(base, {"ewc": s}, "s.json")
+    lines = all_lines(compare(base, {"ewc": s}), "s.json")
     assert "\\newcommand{\\PmnistEwcNoteRank}{3 of 4} % from s.json" in lines
 
 
@@ -274,8 +284,8 @@ def test_the_text_s_description_of_r_is_marked_when_the_config_runs_another(
 ) -> None:
     base = base_summary({("sgd", False): [0.5]})
     potential = {"lam": 10.0, "fisher": fisher, "gamma": gamma}
-    s = summarise([strength_record("sgd", False, 0, [(0.5, 0.6)], potential=potential)], base, LABELS, potential)
-    lines = lines_for(s, base, name, potential, "summary.json")
+    s = potential_summary([strength_record("sgd", False, 0, [(0.5, 0.6)], potential=potential)], base, potential)
+    lines = lines_for(s, name, potential, "summary.json")
     prefix = {"ewc": "PmnistEwc", "l2sp": "PmnistLTwosp", "other": "PmnistOther"}[name]
     kind = next(line for line in lines if line.startswith(f"\\newcommand{{\\{prefix}ClaimKind}}"))
     assert ("not supported" in kind, "(n/a)" in kind) == (holds is False, holds is None)
@@ -294,9 +304,10 @@ def test_the_best_arm_leads_only_where_a_paired_interval_separates_it() -> None:
     best = arm("A", [0.90, 0.80, 0.85])
     steady = arm("B", [0.88, 0.79, 0.83])  # 0.01 to 0.02 below on every seed: separated
     noisy = arm("C", [0.95, 0.70, 0.84])  # lower mean, but above the best on one seed: not separated
-    tied = tied_with_best(best, [(best, True), (steady, False), (noisy, True)])
-    assert [(a["optimizer"], r) for a, r in tied] == [("C", True)]
-    assert tied_with_best(best, [(best, True)]) == []
+    out = compare({"arms": {"a": best, "b": steady}}, {"ewc": {"arms": {"c": noisy}, "potential": EWC10}})
+    assert out["variants"][out["best"]]["arm"] == "a"
+    assert [(out["variants"][i]["arm"], out["variants"][i]["potential"]) for i in out["tied"]] == [("c", "ewc")]
+    assert compare({"arms": {"a": best}}, {})["tied"] == []
 
 
 def test_l2sp_runs_through_the_same_sequence() -> None:
@@ -324,7 +335,7 @@ def test_the_rs_compare_arm_by_arm_in_paired_intervals() -> None:
             for n, g, accs in (("sgd", False, alone), ("sgd", True, guarded))
             for seed, acc in enumerate(accs)
         ]
-        return summarise(records, base, LABELS, potential)
+        return potential_summary(records, base, potential)
 
     summaries = {
         "ewc": cells(EWC10, alone=[0.70, 0.72, 0.71], guarded=[0.80, 0.90, 0.81]),
@@ -333,7 +344,7 @@ def test_the_rs_compare_arm_by_arm_in_paired_intervals() -> None:
     assert head_wins(summaries, "ewc") == ["sgd/alone"] and head_wins(summaries, "l2sp") == []
     assert higher_means(summaries, "ewc") == ["sgd/alone", "sgd/guarded"] and higher_means(summaries, "l2sp") == []
     assert head_wins({"ewc": summaries["ewc"]}, "ewc") == higher_means({"ewc": summaries["ewc"]}, "ewc") == []
-    lines = all_lines(base, summaries, "s.json")
+    lines = all_lines(compare(base, summaries), "s.json")
     assert "\\newcommand{\\PmnistAllVariants}{6} % from s.json" in lines
     assert "\\newcommand{\\PmnistAllBestArm}{guarded SGD with EWC} % from s.json" in lines
     assert "\\newcommand{\\PmnistLTwospHeadWins}{0} % from s.json" in lines

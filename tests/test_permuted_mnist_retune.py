@@ -4,11 +4,18 @@ strength it selected; its cells' settings, its aggregation against round 1 and t
 from __future__ import annotations
 
 import pytest
-from aggregate_permuted_mnist_potential import summarise as summarise_round1
-from aggregate_permuted_mnist_retune import summarise
-from numbers_permuted_mnist_retune import lines_for, retune_macros
-from run_permuted_mnist import selected, settings
-from test_permuted_mnist_potential import EWC10, L2SP, LABELS, base_summary, run_entry, strength_record
+from permuted_mnist.aggregate_permuted_mnist_retune import comparisons, summarise
+from permuted_mnist.numbers_permuted_mnist_retune import lines_for, retune_macros
+from permuted_mnist.run_permuted_mnist import selected, settings
+from test_permuted_mnist_potential import (
+    EWC10,
+    L2SP,
+    LABELS,
+    base_summary,
+    potential_summary,
+    run_entry,
+    strength_record,
+)
 
 PROBLEM = {
     "batch_size": 32,
@@ -56,7 +63,7 @@ def summaries() -> tuple[dict, dict]:
     for rec in records:  # strength_record's strengths are 1 and 10; round 1 selects the second
         for run in rec["runs"]:
             run["lam"] = {1.0: 0.1, 10.0: 1.0}[run["lam"]]
-    return base, summarise_round1(records, base, LABELS, EWC10)
+    return base, potential_summary(records, base, EWC10)
 
 
 def cells(alone_best: int = 2) -> list[dict]:
@@ -75,12 +82,13 @@ def cells(alone_best: int = 2) -> list[dict]:
 def test_the_second_round_selects_by_validation_and_pairs_against_both_references() -> None:
     base, round1 = summaries()
     s = summarise(cells(), round1, base, LABELS, EWC10)
+    s |= comparisons(s, round1, base)
     alone, guarded = s["arms"]["sgd/alone"], s["arms"]["sgd/guarded"]
     assert (alone["selected_lr"], alone["steps"], alone["at_edge"], alone["lam"]) == (0.3, 1, True, 1.0)
     assert alone["gain"]["acc"]["values"] == pytest.approx([0.05, 0.04])  # 0.75 - 0.70, 0.76 - 0.72
     assert alone["effect"]["acc"]["values"] == pytest.approx([0.25, 0.16])  # against 0.5 and 0.6 without R
     assert (guarded["steps"], guarded["gain"]["acc"]["values"]) == (0, [0.0, 0.0])
-    out = retune_macros(s, round1, base, "P")
+    out = retune_macros(s, "P")
     assert (out["PLargerAlone"], out["PSmallerAlone"], out["PKeptGuarded"]) == ("1", "0", "1")
     assert out["PGuardWins"] == "1" and out["PClaimGuardOverR"] == ""  # guarded without R 0.8 > 0.755
     assert out["PGuardLosesList"] == "none" and out["PClaimKeptGuarded"] == ""
@@ -88,11 +96,10 @@ def test_the_second_round_selects_by_validation_and_pairs_against_both_reference
     assert out["PClaimLargerAlone"] == ""
     assert out["PEdgeSentence"] == "With EWC, the re-tuned rate is an end of its ladder for SGD."
     lower = summarise(cells(alone_best=0), round1, base, LABELS, EWC10)
-    assert lower["arms"]["sgd/alone"]["steps"] == -1
-    assert "not supported" in retune_macros(lower, round1, base, "P")["PClaimLargerAlone"]
-    assert lines_for(s, round1, base, "l2sp", "s.json")[0].startswith(
-        "\\newcommand{\\PmnistLTwospRetuneLargerAlone}{1}"
-    )
+    lower |= comparisons(lower, round1, base)
+    assert lower["arms"]["sgd/alone"]["steps"] == -1 and lower["moves"]["alone"]["smaller"] == 1
+    assert "not supported" in retune_macros(lower, "P")["PClaimLargerAlone"]
+    assert lines_for(s, "l2sp", "s.json")[0].startswith("\\newcommand{\\PmnistLTwospRetuneLargerAlone}{1}")
 
 
 def test_a_second_round_cell_must_match_round_one() -> None:

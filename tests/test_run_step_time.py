@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import run_step_time
+import step_time.run_step_time as run_step_time
 import torch
 
 CFG = {"preset": "auto", "k": 2, "warmup": 0, "iters": 1, "repeats": 1}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from bench_step_time import TARGETS
-from tab_step_time import DENSE_LIMIT, GUARD, gpu_sentence, main, table
+from step_time.measure import TARGETS
+from step_time.tab_step_time import DENSE_LIMIT, GUARD, gpu_sentence, main, table
 
 
 def _record(device: str, name: str, guard: float, dense: float) -> dict:
@@ -56,7 +56,7 @@ def test_main_writes_macros_that_name_their_sources(tmp_path) -> None:
 
 
 def test_a_preset_note_travels_into_the_machine_description() -> None:
-    from tab_step_time import machine
+    from step_time.tab_step_time import machine
 
     record = _record("cuda", "Small GPU", 1.2, 1.1)
     assert "did not fit" not in machine(record)
@@ -65,7 +65,7 @@ def test_a_preset_note_travels_into_the_machine_description() -> None:
 
 
 def test_a_cuda_record_names_its_layerwise_path_and_compares_it_with_per_layer_blas() -> None:
-    from tab_step_time import GROUPED, PER_LAYER
+    from step_time.tab_step_time import GROUPED, PER_LAYER
 
     record = _record("cuda", "NVIDIA H100", 1.2, 1.1)
     assert "per-layer BLAS calls" not in gpu_sentence([record])  # an older record, without the rows: no clause
@@ -80,7 +80,7 @@ def test_a_cuda_record_names_its_layerwise_path_and_compares_it_with_per_layer_b
 
 
 def test_each_column_names_its_code_and_the_fused_rows_say_where_they_were_timed() -> None:
-    from tab_step_time import FUSED, fused_sentence, machine
+    from step_time.tab_step_time import FUSED, fused_sentence, machine
 
     cpu, gpu = _record("cpu", "CPU", 3.3, 1.2), _record("cuda", "NVIDIA H100", 1.2, 1.1)
     gpu["provenance"] = {"code_commit": "5989460e2f6d", "created_utc": "2026-11-23T08:26:38+00:00"}
@@ -105,7 +105,7 @@ def test_a_gpu_record_without_the_grouped_check_gets_the_host_caveat() -> None:
 
 
 def test_the_abstract_cites_the_one_launch_step_only_where_a_gpu_timed_it() -> None:
-    from tab_step_time import FUSED, FUSED_UNCHECKED, abstract_sentence
+    from step_time.tab_step_time import FUSED, FUSED_UNCHECKED, abstract_sentence
 
     gpu, cpu = _record("cuda", "NVIDIA H100", 1.2, 1.1), _record("cpu", "CPU", 3.0, 1.5)
     assert abstract_sentence([cpu, gpu]) == ""
@@ -117,7 +117,7 @@ def test_the_abstract_cites_the_one_launch_step_only_where_a_gpu_timed_it() -> N
 
 
 def test_a_noisy_record_says_so() -> None:
-    from tab_step_time import noise_clause
+    from step_time.tab_step_time import noise_clause
 
     gpu = _record("cuda", "NVIDIA H100", 1.2, 1.1)
     gpu["timing"] = {"reference_spread": 0.03, "noisy": False}
@@ -132,7 +132,7 @@ def test_a_noisy_record_says_so() -> None:
 def test_rows_that_failed_are_named_and_a_missing_dense_row_does_not_stop_the_numbers(tmp_path) -> None:
     """A row that failed its first step (the benchmark goes on without it) is named in the sentences; a local
     record without the dense rows still gives every macro ("--" where the number is missing)."""
-    from tab_step_time import numbers
+    from step_time.tab_step_time import numbers
 
     gpu = _record("cuda", "NVIDIA H100 80GB HBM3", 1.2, 1.1) | {"failed_rows": {GUARD: "RuntimeError: boom"}}
     assert "1 row(s) failed their first step there and are not in the table: Guard(AdamW fused)" in gpu_sentence([gpu])

@@ -30,7 +30,7 @@ def test_no_best_when_nothing_matches() -> None:
 def test_the_fused_step_is_checked_against_the_foreach_step() -> None:
     """The sweep's check of a variant's fused step: small for the kernel's step, and it has teeth."""
     import torch
-    from step_time_rows import build
+    from step_time.rows import build
     from sweep_layerwise_kernel import adamw_reference_step, fused_step_error
 
     torch.set_default_dtype(torch.float32)

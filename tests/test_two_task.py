@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from run_two_task import main
-from two_task import make_task, memory_basis, run_phase_b
+from two_task._problem import make_task, memory_basis, run_phase_b
+from two_task.run_two_task import main
 
 PROBLEM = {
     "dim": 8,
@@ -75,7 +75,7 @@ def test_record_has_provenance_config_and_traces(tmp_path) -> None:
 
 def test_exact_fisher_ewc_is_the_old_tasks_own_loss_in_phi() -> None:
     """On least squares, eq. (6) with F = H_A equals ``L_A(w) - L_A(w_A*)``: the EWC arm's potential."""
-    from two_task import ewc_exact_penalty
+    from two_task._problem import ewc_exact_penalty
 
     task_a, _ = tasks()
     w_a = task_a.minimiser()
@@ -113,7 +113,7 @@ def _record(arm: str, seed: int, lb: list[float], la: list[float]) -> dict:
 def test_forgetting_is_also_read_at_the_reference_arms_final_learning() -> None:
     """A fast learner is compared where its L_B first reaches the slow reference's final L_B (linear between
     steps), not at the end of training; an arm that never learns that much has no matched value."""
-    from aggregate_two_task import aggregate
+    from two_task.aggregate_two_task import aggregate
 
     records = [
         _record("fast", 0, [4.0, 2.0, 0.0], [0.0, 1.0, 3.0]),
@@ -132,20 +132,22 @@ def test_forgetting_is_also_read_at_the_reference_arms_final_learning() -> None:
 
 
 def test_the_armijo_sentence_says_when_the_test_never_acted() -> None:
-    from paper_numbers import armijo_sentence
+    from paper.paper_numbers import armijo_sentence
+    from two_task.aggregate_two_task import armijo_use
 
     data = {"config": {"armijo": True}, "n_rejected": 0, "per_seed": {"eta": [[0.5], [0.5]]}}
     summary = {"problem": {"lr": 0.5}, "arms": {"potential": data}}
-    assert armijo_sentence(summary).startswith("The Armijo test never acted")
+    assert armijo_sentence({"armijo": armijo_use(summary["arms"], 0.5)}).startswith("The Armijo test never acted")
     data["per_seed"]["eta"] = [[0.25, 0.5], [0.5]]
-    assert "shortened" in armijo_sentence(summary)
+    assert "shortened" in armijo_sentence({"armijo": armijo_use(summary["arms"], 0.5)})
+    assert armijo_sentence({"armijo": armijo_use({}, 0.5)}) == "No arm uses the Armijo test."
 
 
 def test_the_texts_judgements_are_checked_and_marked_when_they_fail() -> None:
     """ "A trade-off, not a free lunch" and "forgetting at the end flatters it" hold for a method that forgets less
     but learns less than its baseline; swapped, the text marks them."""
-    from aggregate_two_task import aggregate
-    from paper_numbers import two_task_numbers
+    from paper.paper_numbers import two_task_numbers
+    from two_task.aggregate_two_task import aggregate, comparisons
 
     records = [
         _record("fast", 0, [4.0, 2.0, 0.5], [0.0, 1.0, 3.0]),
@@ -160,9 +162,9 @@ def test_the_texts_judgements_are_checked_and_marked_when_they_fail() -> None:
         line = next(line for line in lines if line.startswith(f"\\newcommand{{\\{name}}}"))
         return line.split("}{", 1)[1].rsplit("} %", 1)[0]
 
-    holds = two_task_numbers(summary, {"baseline": "fast", "method": "slow"}, "summary.json")
+    holds = two_task_numbers(summary | comparisons(summary, {"baseline": "fast", "method": "slow"}), "summary.json")
     assert value(holds, "ClaimTradeOff") == "" and value(holds, "ClaimEndFlatters") == ""
-    fails = two_task_numbers(summary, {"baseline": "slow", "method": "fast"}, "summary.json")
+    fails = two_task_numbers(summary | comparisons(summary, {"baseline": "slow", "method": "fast"}), "summary.json")
     assert "not supported" in value(fails, "ClaimTradeOff")
     assert "not supported" in value(fails, "ClaimFirstOrderLeak")  # the records' slopes are all 0
 
@@ -177,7 +179,7 @@ def test_task_a_s_minimiser_has_the_same_bits_whatever_the_buffers_alignment() -
     scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
     code = (
         "import sys, torch; torch.set_num_threads(1); junk = torch.empty(int(sys.argv[1]), dtype=torch.uint8); "
-        "from two_task import make_task; "
+        "from two_task._problem import make_task; "
         "print(repr(make_task(20, 200, 100.0, 0.1, torch.Generator().manual_seed(0)).minimiser().tolist()))"
     )
     outputs = {
@@ -206,7 +208,7 @@ def _matched_summary(per_seed: dict[str, list[float | None]]) -> dict:
 
 
 def test_the_paired_interval_is_student_t_on_the_differences() -> None:
-    from paper_numbers import paired_interval
+    from common.statistics import paired_interval
 
     mean, low, high = paired_interval([1.0, 2.0, 3.0])
     half = 4.302652729911275 / 3**0.5  # t_{0.975, 2} * sd 1 / sqrt 3
@@ -217,15 +219,19 @@ def test_the_paired_interval_is_student_t_on_the_differences() -> None:
 def test_the_best_arm_at_matched_learning_is_named_only_where_seeds_separate_it() -> None:
     """A lead within the seeds' spread is reported as no single best arm; a lead on every seed is not; an arm that
     never reached matched learning is left out, and one seed separates nothing."""
-    from paper_numbers import matched_best, matched_best_abstract, matched_best_sentence
+    from paper.paper_numbers import matched_best_abstract, matched_best_sentence
+    from two_task.aggregate_two_task import matched_best
+
+    def compared(summary: dict, method: str = "b") -> dict:
+        return summary | {"matched_best": matched_best(summary["arms"]), "headline": {"method": method}}
 
     clear = _matched_summary({"a": [0.10, 0.20, 0.30], "b": [0.50, 0.61, 0.70], "never": [None, None, None]})
-    assert matched_best(clear) == ("a", [])
-    assert "below every other arm" in matched_best_sentence(clear, {"a": "Arm A"})
-    assert "lower than every other arm" in matched_best_abstract(clear, {}, method="b")
+    assert matched_best(clear["arms"]) == {"arm": "a", "tied": [], "level": 0.95}
+    assert "below every other arm" in matched_best_sentence(compared(clear), {"a": "Arm A"})
+    assert "lower than every other arm" in matched_best_abstract(compared(clear), {})
     close = _matched_summary({"a": [0.10, 0.50, 0.30], "b": [0.20, 0.40, 0.35], "c": [0.9, 1.0, 1.1]})
-    assert matched_best(close) == ("a", ["b"])  # b is lower on one seed of three: the interval includes zero
-    sentence = matched_best_sentence(close, {"a": "Arm A", "b": "Arm B"})
+    assert matched_best(close["arms"])["tied"] == ["b"]  # b is lower on one seed of three: the interval includes 0
+    sentence = matched_best_sentence(compared(close), {"a": "Arm A", "b": "Arm B"})
     assert "not separated from Arm B" in sentence and "no single best arm" in sentence
-    assert matched_best_abstract(close, {}, method="b").endswith("one other arm, the full method among them")
-    assert matched_best(_matched_summary({"a": [0.1], "b": [0.9]})) == ("a", ["b"])
+    assert matched_best_abstract(compared(close), {}).endswith("one other arm, the full method among them")
+    assert matched_best(_matched_summary({"a": [0.1], "b": [0.9]})["arms"])["tied"] == ["b"]

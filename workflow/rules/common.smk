@@ -1,9 +1,26 @@
-# Load and validate the config; helpers shared by the rules. Every stage appends what the paper needs
-# to PAPER_INPUTS, and paper.smk (included last) depends on all of it.
+# Load and validate the config, and name the code of each job. Imports neither torch nor the library: the
+# code a rule runs is read statically (workflow/scripts/common/import_closure.py). Every stage appends what the
+# paper needs to PAPER_INPUTS, and rule paper (paper.smk, included last) depends on all of it.
+import os
+import sys
 from pathlib import Path
 
 import jsonschema
 import yaml
+
+ROOT = Path(workflow.current_basedir).resolve().parents[1]  # this file is ROOT/workflow/rules/common.smk
+SCRIPTS = ROOT / "workflow" / "scripts"
+
+# The rules' scripts import the workflow's helpers as packages of workflow/scripts (common.latex_format,
+# two_task._problem, ...): the one place that puts it on their path (Snakemake adds only each script's folder).
+# It is set here for the jobs this process starts, not required from the caller.
+if str(SCRIPTS) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")])))
+sys.path.insert(0, str(SCRIPTS))
+from common.import_closure import import_closure, notebook_closure
+
+ENV = "../../environment.yml"  # for `--sdm conda` where conda exists; ignored otherwise
+PAPER_INPUTS = []
 
 
 def validate_config(cfg, schema_path):
@@ -15,87 +32,57 @@ def validate_config(cfg, schema_path):
         raise ValueError("Invalid config (see workflow/schemas/config.schema.yaml):\n" + "\n".join(lines))
 
 
-validate_config(config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml")
+def check_names(section, key, names, known):
+    """Stop unless every name in ``names`` (config ``section.key``) is one of ``known``."""
+    for name in names:
+        if name not in known:
+            raise ValueError(f"Invalid config {section}.{key}: {name!r} is not one of {sorted(known)}")
 
-ENV = "../../environment.yml"  # for `--sdm conda` where conda exists; ignored otherwise
-PAPER_INPUTS = []
 
-
-def _check_two_task(cfg):
-    arms = cfg["arms"]
+def check_two_task(cfg):
+    """The headline pair names arms of the study."""
     for role, name in cfg["headline"].items():
-        if name not in arms:
-            raise ValueError(f"Invalid config two_task.headline.{role}: {name!r} is not one of the arms {sorted(arms)}")
+        if name not in cfg["arms"]:
+            arms = sorted(cfg["arms"])
+            raise ValueError(f"Invalid config two_task.headline.{role}: {name!r} is not one of the arms {arms}")
 
 
-_check_two_task(config["two_task"])
-
-
-def two_task_runs():
-    """Every record of the two-task benchmark: one per arm and seed."""
-    cfg = config["two_task"]
-    return expand("results/two_task/{arm}/seed{seed}.json", arm=list(cfg["arms"]), seed=cfg["seeds"])
-
-
-# --- The Kaplinskii-Propoi benchmark (rules in kp_benchmark.smk) ---
-from kaplinskiy.kp import OBJECTIVES
-
-# The library modules the cells run; a change in them reruns the cells.
-KP_LIBRARY = sorted(str(p) for p in Path("kaplinskiy/kp").glob("*.py"))
-
-
-def _check_kp_benchmark(cfg):
-    arms = cfg["arms"]
+def check_kp_benchmark(cfg):
+    """The arm lists name configured arms, the headline arm runs, every function has a domain, and the target's
+    functions run in 2-D."""
     for key in ("run_arms", "figure_arms", "table_arms", "defect_arms"):
-        for name in cfg[key]:
-            if name not in arms:
-                raise ValueError(f"Invalid config kp_benchmark.{key}: {name!r} is not one of the arms {sorted(arms)}")
+        check_names("kp_benchmark", key, cfg[key], cfg["arms"])
     if cfg["headline_arm"] not in cfg["run_arms"]:
         raise ValueError(f"Invalid config kp_benchmark.headline_arm: {cfg['headline_arm']!r} is not in run_arms")
-    for name in cfg["functions"]:
-        if name not in OBJECTIVES:
-            raise ValueError(f"Invalid config kp_benchmark.functions: {name!r} is not one of {sorted(OBJECTIVES)}")
+    check_names("kp_benchmark", "functions", cfg["functions"], cfg["domains"])
     for name in cfg["target_functions"]:
         if name not in cfg["functions"] or 2 not in kp_dims(name):
             raise ValueError(f"Invalid config kp_benchmark.target_functions: {name!r} is not run in 2-D")
 
 
 def kp_dims(function):
-    """The dimensions a function runs in: its own for fixed-dimension functions, else the configured ones."""
-    o = OBJECTIVES[function]
-    return list(o.dims) if o.dims is not None else [n for n in config["kp_benchmark"]["dims"] if o.supports(n)]
-
-
-_check_kp_benchmark(config["kp_benchmark"])
-
-
-def kp_cells():
-    """Every record of the KP benchmark: one per function, dimension and arm (an arm may cap the dimension)."""
+    """The dimensions a KP function runs in: its own for a fixed-dimension function, else the configured ones
+    from its least dimension on (config kp_benchmark.domains)."""
     cfg = config["kp_benchmark"]
-    return [
-        f"results/kp_benchmark/{function}/d{dim}/{arm}.json"
-        for function in cfg["functions"]
-        for dim in kp_dims(function)
-        for arm in cfg["run_arms"]
-        if dim <= cfg["arms"][arm].get("max_dim", dim)
-    ]
+    domain = cfg["domains"][function]
+    return list(domain["dims"]) if "dims" in domain else [n for n in cfg["dims"] if n >= domain["min_dim"]]
 
 
-def _kp_cell_params(cfg):
-    keys = ("starts", "budget_per_dim", "gradient_cost_per_dim", "sigma0_frac", "stop_at_target")
-    return {k: cfg[k] for k in keys}
+validate_config(config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
+check_two_task(config["two_task"])
+check_kp_benchmark(config["kp_benchmark"])
 
 
-def _kp_labels(cfg):
-    return {name: arm["label"] for name, arm in cfg["arms"].items()}
+def _relative(files):
+    return [f.relative_to(ROOT).as_posix() for f in files]
 
 
-# --- Permuted MNIST (rules in permuted_mnist.smk) ---
-def potential_problem(cfg, name):
-    """The problem a potential cell runs: ``cfg`` (permuted_mnist's config) less the arms and seeds, with the one
-    R ``name`` of its potentials as ``potential`` (in the config's order, so EWC's cells keep their params)."""
-    return {
-        ("potential" if k == "potentials" else k): (v[name] if k == "potentials" else v)
-        for k, v in cfg.items()
-        if k not in ("optimizers", "seeds", "guards")
-    }
+def code(script):
+    """The code that ``workflow/scripts/<script>`` runs: the script, and the workflow helpers and library modules
+    it loads, transitively (a change in any reruns its jobs; a lazily imported Triton file is none of them)."""
+    return _relative(import_closure([SCRIPTS / script], [SCRIPTS, ROOT]))
+
+
+def notebook_code(name):
+    """The code derivations/<name>.ipynb loads: its helpers in derivations/ and the library modules."""
+    return _relative(notebook_closure(ROOT / "derivations" / f"{name}.ipynb", [ROOT / "derivations", ROOT]))

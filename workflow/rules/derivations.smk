@@ -6,8 +6,7 @@ DERIVATIONS = sorted(glob_wildcards("derivations/{name}.ipynb").name)
 
 rule derivation:
     input:
-        helper="derivations/certify.py",
-        library="kaplinskiy/line_search.py",  # armijo_step checks the library's line search
+        code=lambda w: notebook_code(w.name),  # certify.py, and the library where a notebook checks it
     output:
         certificate="results/derivations/{name}.json",
         tex="paper/generated/eq_{name}.tex",

@@ -1,16 +1,28 @@
-# The Kaplinskii-Propoi benchmark (issue 5): test functions x dimensions x arms -> records -> summary
-# -> data/performance profiles, tables and in-text numbers. Include before paper.smk (it extends
-# PAPER_INPUTS). Its helper functions (kp_cells, kp_dims, ...) live in common.smk.
+# The Kaplinskii-Propoi benchmark (sec:kp_benchmark): test functions x dimensions x arms -> records -> the summary
+# (per cell and arm, the profiles' problems, the target, the defects' counts, the section's claims checked) ->
+# data/performance profiles, tables and in-text numbers. kp_dims (common.smk) says where each function runs.
+
+KP = config["kp_benchmark"]
+KP_LABELS = {name: arm["label"] for name, arm in KP["arms"].items()}
+KP_CELL = {k: KP[k] for k in ("starts", "budget_per_dim", "gradient_cost_per_dim", "sigma0_frac", "stop_at_target")}
+# Every record of the KP benchmark: one per function, dimension and arm (an arm may cap the dimension).
+KP_CELLS = [
+    f"results/kp_benchmark/{function}/d{dim}/{arm}.json"
+    for function in KP["functions"]
+    for dim in kp_dims(function)
+    for arm in KP["run_arms"]
+    if dim <= KP["arms"][arm].get("max_dim", dim)
+]
+
 
 rule kp_cell:
     input:
-        library=KP_LIBRARY,
-        code=["workflow/scripts/run_kp_cell.py", "workflow/scripts/kp_arms.py", "workflow/scripts/provenance.py"],
+        code=code("kp_benchmark/run_kp_cell.py"),
     output:
         "results/kp_benchmark/{function}/d{dim}/{arm}.json",
     params:
-        arm=lambda w: config["kp_benchmark"]["arms"][w.arm],
-        cell=_kp_cell_params(config["kp_benchmark"]),
+        arm=lambda w: KP["arms"][w.arm],
+        cell=KP_CELL,
     log:
         "results/logs/kp_benchmark/{function}/d{dim}/{arm}.log",
     wildcard_constraints:
@@ -19,82 +31,81 @@ rule kp_cell:
     conda:
         ENV
     script:
-        "../scripts/run_kp_cell.py"
+        "../scripts/kp_benchmark/run_kp_cell.py"
 
 
 rule kp_aggregate:
     input:
-        records=kp_cells(),
-        code=["workflow/scripts/kp_profiles.py"],  # modules the script imports: a change reruns the rule
+        records=KP_CELLS,
+        code=code("kp_benchmark/aggregate_kp.py"),
     output:
         "results/kp_benchmark/summary.json",
     params:
-        tol=config["kp_benchmark"]["tol"],
-        tol_multimodal=config["kp_benchmark"]["tol_multimodal"],
-        functions=config["kp_benchmark"]["functions"],
-        arms=config["kp_benchmark"]["run_arms"],
+        tol=KP["tol"],
+        tol_multimodal=KP["tol_multimodal"],
+        functions=KP["functions"],
+        arms=KP["run_arms"],
+        headline_arm=KP["headline_arm"],
+        target_functions=KP["target_functions"],
+        defect_arms=KP["defect_arms"],
     log:
         "results/logs/kp_benchmark/aggregate.log",
     conda:
         ENV
     script:
-        "../scripts/aggregate_kp.py"
+        "../scripts/kp_benchmark/aggregate_kp.py"
 
 
 rule fig_kp_profiles:
     input:
-        rules.kp_aggregate.output,
-        code=["workflow/scripts/kp_profiles.py", "workflow/scripts/figure_style.py"],
+        summary=rules.kp_aggregate.output[0],
+        code=code("kp_benchmark/fig_kp_profiles.py"),
     output:
         "paper/figures/fig_kp_profiles.pdf",
     params:
-        arms=config["kp_benchmark"]["figure_arms"],
-        labels=_kp_labels(config["kp_benchmark"]),
+        arms=KP["figure_arms"],
+        labels=KP_LABELS,
     log:
         "results/logs/figures/fig_kp_profiles.log",
     conda:
         ENV
     script:
-        "../scripts/fig_kp_profiles.py"
+        "../scripts/kp_benchmark/fig_kp_profiles.py"
 
 
 rule tab_kp_benchmark:
     input:
-        rules.kp_aggregate.output,
-        code=["workflow/scripts/kp_profiles.py", "workflow/scripts/latex_format.py"],
+        summary=rules.kp_aggregate.output[0],
+        code=code("kp_benchmark/tab_kp_benchmark.py"),
     output:
         main="paper/generated/tab_kp_benchmark.tex",
         defects="paper/generated/tab_kp_defects.tex",
     params:
-        arms=config["kp_benchmark"]["table_arms"],
-        defect_arms=config["kp_benchmark"]["defect_arms"],
-        labels=_kp_labels(config["kp_benchmark"]),
+        arms=KP["table_arms"],
+        labels=KP_LABELS,
     log:
         "results/logs/tables/tab_kp_benchmark.log",
     conda:
         ENV
     script:
-        "../scripts/tab_kp_benchmark.py"
+        "../scripts/kp_benchmark/tab_kp_benchmark.py"
 
 
 rule numbers_kp:
     input:
-        rules.kp_aggregate.output,
-        code=["workflow/scripts/kp_claims.py", "workflow/scripts/kp_profiles.py", "workflow/scripts/latex_format.py"],
+        summary=rules.kp_aggregate.output[0],
+        code=code("kp_benchmark/numbers_kp.py"),
     output:
         "paper/generated/numbers_kp.tex",
     params:
-        headline_arm=config["kp_benchmark"]["headline_arm"],
-        target_functions=config["kp_benchmark"]["target_functions"],
-        minpy_nm_reference_evals=config["kp_benchmark"]["minpy_nm_reference_evals"],
-        defect_arms=config["kp_benchmark"]["defect_arms"],
-        cell=_kp_cell_params(config["kp_benchmark"]),
+        minpy_nm_reference_evals=KP["minpy_nm_reference_evals"],
+        cell=KP_CELL,
     log:
         "results/logs/tables/numbers_kp.log",
     conda:
         ENV
     script:
-        "../scripts/numbers_kp.py"
+        "../scripts/kp_benchmark/numbers_kp.py"
 
 
 PAPER_INPUTS += [

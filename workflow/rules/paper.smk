@@ -1,5 +1,42 @@
-# latexmk -> paper/main.pdf, with fixed timestamps (SOURCE_DATE_EPOCH) so two builds are identical.
-# Auxiliary files go to results/paper/, so paper/ keeps only sources and the PDF.
+# The paper: the table of the SymPy certificates (app:certificates), the in-text numbers of numbers.tex (the
+# two-task study's and the certificates' counts), then latexmk -> paper/main.pdf, with fixed timestamps
+# (SOURCE_DATE_EPOCH) so two builds are identical. Auxiliary files go to results/paper/, so paper/ keeps only
+# sources and the PDF. Included last: every other stage has added what the paper needs to PAPER_INPUTS.
+
+
+rule tab_sympy_certificates:
+    input:
+        certificates=expand(rules.derivation.output.certificate, name=DERIVATIONS),
+        code=code("paper/tab_sympy_certificates.py"),
+    output:
+        "paper/generated/tab_sympy_certificates.tex",
+    log:
+        "results/logs/tables/tab_sympy_certificates.log",
+    conda:
+        ENV
+    script:
+        "../scripts/paper/tab_sympy_certificates.py"
+
+
+rule numbers:
+    input:
+        two_task=rules.two_task_aggregate.output[0],
+        certificates=expand(rules.derivation.output.certificate, name=DERIVATIONS),
+        code=code("paper/paper_numbers.py"),
+    output:
+        "paper/generated/numbers.tex",
+    params:
+        labels=config["two_task"]["labels"],
+        allow_missing=config["paper"]["allow_missing_numbers"],
+    log:
+        "results/logs/tables/numbers.log",
+    conda:
+        ENV
+    script:
+        "../scripts/paper/paper_numbers.py"
+
+
+PAPER_INPUTS += [*rules.tab_sympy_certificates.output, *rules.numbers.output]
 
 
 rule paper:

@@ -2,24 +2,29 @@
 # guard and seed (every learning rate of the grid), the aggregation, then the figure, table and in-text numbers.
 # Then the potential: for each R of the config (online EWC, L2-SP), each arm again, descending L_t + R over a
 # ladder of strengths at the rate it selected, its aggregation against the arm without R, its figure, table and
-# numbers; and the numbers that compare every variant (each arm without R and with each R). Then a second
-# coordinate round of that search: each arm's rate ladder again, with R at the strength it selected.
+# numbers; and the comparison of every variant (each arm without R and with each R) with its numbers. Then a
+# second coordinate round of that search: each arm's rate ladder again, with R at the strength it selected.
+# The aggregations compute every statistic the text quotes; the figure, table and number rules only format them.
 
-# The library modules the cells run (a change in them reruns the cells).
-PMNIST_LIBRARY = sorted(
-    str(p) for p in [*Path("kaplinskiy").glob("*.py"), *Path("kaplinskiy/recent").glob("*.py")] if p.name != "__init__.py"
-)
 PMNIST = config["permuted_mnist"]
-PMNIST_CODE = [f"workflow/scripts/{m}.py" for m in ("permuted_mnist", "records", "provenance", "paths")]
 PMNIST_CELLS = dict(optimizer=list(PMNIST["optimizers"]), guard=PMNIST["guards"], seed=PMNIST["seeds"])
 PMNIST_LABELS = {name: spec["label"] for name, spec in PMNIST["optimizers"].items()}
 POTENTIAL_NAMES = "|".join(PMNIST["potentials"])
-
+# The problem each R's cells run: permuted_mnist's config less the arms and seeds, with that one R of its
+# potentials as ``potential`` (in the config's order, so EWC's cells keep their params).
+POTENTIAL_PROBLEMS = {
+    name: {
+        ("potential" if k == "potentials" else k): (v[name] if k == "potentials" else v)
+        for k, v in PMNIST.items()
+        if k not in ("optimizers", "seeds", "guards")
+    }
+    for name in PMNIST["potentials"]
+}
 
 
 rule prepare_mnist:
     input:
-        code="workflow/scripts/prepare_mnist.py",
+        code=code("permuted_mnist/prepare_mnist.py"),
     output:
         npz="results/data/mnist.npz",
         meta="results/data/mnist.json",
@@ -28,14 +33,13 @@ rule prepare_mnist:
     conda:
         ENV
     script:
-        "../scripts/prepare_mnist.py"
+        "../scripts/permuted_mnist/prepare_mnist.py"
 
 
 rule permuted_mnist_cell:
     input:
         data=rules.prepare_mnist.output.npz,
-        library=PMNIST_LIBRARY,
-        code=PMNIST_CODE,
+        code=code("permuted_mnist/run_permuted_mnist.py"),
     output:
         "results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json",
     wildcard_constraints:
@@ -49,12 +53,13 @@ rule permuted_mnist_cell:
     conda:
         ENV
     script:
-        "../scripts/run_permuted_mnist.py"
+        "../scripts/permuted_mnist/run_permuted_mnist.py"
 
 
 rule permuted_mnist_aggregate:
     input:
-        expand("results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json", **PMNIST_CELLS),
+        cells=expand("results/permuted_mnist/{optimizer}/{guard}/seed{seed}.json", **PMNIST_CELLS),
+        code=code("permuted_mnist/aggregate_permuted_mnist.py"),
     output:
         "results/permuted_mnist/summary.json",
     params:
@@ -64,13 +69,13 @@ rule permuted_mnist_aggregate:
     conda:
         ENV
     script:
-        "../scripts/aggregate_permuted_mnist.py"
+        "../scripts/permuted_mnist/aggregate_permuted_mnist.py"
 
 
 rule fig_permuted_mnist:
     input:
-        rules.permuted_mnist_aggregate.output,
-        code=["workflow/scripts/figure_style.py"],
+        summary=rules.permuted_mnist_aggregate.output[0],
+        code=code("permuted_mnist/fig_permuted_mnist.py"),
     output:
         "paper/figures/fig_permuted_mnist.pdf",
     log:
@@ -78,13 +83,13 @@ rule fig_permuted_mnist:
     conda:
         ENV
     script:
-        "../scripts/fig_permuted_mnist.py"
+        "../scripts/permuted_mnist/fig_permuted_mnist.py"
 
 
 rule tab_permuted_mnist:
     input:
-        rules.permuted_mnist_aggregate.output,
-        code=["workflow/scripts/latex_format.py"],
+        summary=rules.permuted_mnist_aggregate.output[0],
+        code=code("permuted_mnist/tab_permuted_mnist.py"),
     output:
         "paper/generated/tab_permuted_mnist.tex",
     log:
@@ -92,14 +97,14 @@ rule tab_permuted_mnist:
     conda:
         ENV
     script:
-        "../scripts/tab_permuted_mnist.py"
+        "../scripts/permuted_mnist/tab_permuted_mnist.py"
 
 
 rule numbers_permuted_mnist:
     input:
         summary=rules.permuted_mnist_aggregate.output[0],
         data=rules.prepare_mnist.output.meta,
-        code=["workflow/scripts/latex_format.py", "workflow/scripts/paper_numbers.py"],
+        code=code("permuted_mnist/numbers_permuted_mnist.py"),
     output:
         "paper/generated/numbers_permuted_mnist.tex",
     params:
@@ -109,22 +114,21 @@ rule numbers_permuted_mnist:
     conda:
         ENV
     script:
-        "../scripts/numbers_permuted_mnist.py"
+        "../scripts/permuted_mnist/numbers_permuted_mnist.py"
 
 
 rule permuted_mnist_potential_cell:
     input:
         data=rules.prepare_mnist.output.npz,
         summary=rules.permuted_mnist_aggregate.output[0],
-        library=PMNIST_LIBRARY,
-        code=PMNIST_CODE,
+        code=code("permuted_mnist/run_permuted_mnist.py"),
     output:
         "results/permuted_mnist_potential/{potential}/{optimizer}/{guard}/seed{seed}.json",
     wildcard_constraints:
         guard="alone|guarded",
         potential=POTENTIAL_NAMES,
     params:
-        problem=lambda w: potential_problem(config["permuted_mnist"], w.potential),
+        problem=lambda w: POTENTIAL_PROBLEMS[w.potential],
         optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
     log:
         "results/logs/permuted_mnist_potential/{potential}/{optimizer}/{guard}/seed{seed}.log",
@@ -132,22 +136,21 @@ rule permuted_mnist_potential_cell:
     conda:
         ENV
     script:
-        "../scripts/run_permuted_mnist.py"
+        "../scripts/permuted_mnist/run_permuted_mnist.py"
 
 
 rule permuted_mnist_retune_cell:
     input:
         data=rules.prepare_mnist.output.npz,
         lam_summary="results/permuted_mnist_potential/{potential}/summary.json",
-        library=PMNIST_LIBRARY,
-        code=PMNIST_CODE,
+        code=code("permuted_mnist/run_permuted_mnist.py"),
     output:
         "results/permuted_mnist_retune/{potential}/{optimizer}/{guard}/seed{seed}.json",
     wildcard_constraints:
         guard="alone|guarded",
         potential=POTENTIAL_NAMES,
     params:
-        problem=lambda w: potential_problem(config["permuted_mnist"], w.potential),
+        problem=lambda w: POTENTIAL_PROBLEMS[w.potential],
         optimizer=lambda w: PMNIST["optimizers"][w.optimizer],
     log:
         "results/logs/permuted_mnist_retune/{potential}/{optimizer}/{guard}/seed{seed}.log",
@@ -155,7 +158,7 @@ rule permuted_mnist_retune_cell:
     conda:
         ENV
     script:
-        "../scripts/run_permuted_mnist.py"
+        "../scripts/permuted_mnist/run_permuted_mnist.py"
 
 
 rule permuted_mnist_potential_aggregate:
@@ -166,7 +169,7 @@ rule permuted_mnist_potential_aggregate:
             **PMNIST_CELLS,
         ),
         base=rules.permuted_mnist_aggregate.output[0],
-        code=["workflow/scripts/aggregate_permuted_mnist.py", "workflow/scripts/summary_io.py"],
+        code=code("permuted_mnist/aggregate_permuted_mnist_potential.py"),
     output:
         "results/permuted_mnist_potential/{potential}/summary.json",
     wildcard_constraints:
@@ -179,13 +182,13 @@ rule permuted_mnist_potential_aggregate:
     conda:
         ENV
     script:
-        "../scripts/aggregate_permuted_mnist_potential.py"
+        "../scripts/permuted_mnist/aggregate_permuted_mnist_potential.py"
 
 
 rule fig_permuted_mnist_potential:
     input:
-        rules.permuted_mnist_potential_aggregate.output,
-        code=["workflow/scripts/figure_style.py", "workflow/scripts/potential_names.py"],
+        summary=rules.permuted_mnist_potential_aggregate.output[0],
+        code=code("permuted_mnist/fig_permuted_mnist_potential.py"),
     output:
         "paper/figures/fig_permuted_mnist_potential_{potential}.pdf",
     wildcard_constraints:
@@ -195,13 +198,13 @@ rule fig_permuted_mnist_potential:
     conda:
         ENV
     script:
-        "../scripts/fig_permuted_mnist_potential.py"
+        "../scripts/permuted_mnist/fig_permuted_mnist_potential.py"
 
 
 rule tab_permuted_mnist_potential:
     input:
-        rules.permuted_mnist_potential_aggregate.output,
-        code=["workflow/scripts/latex_format.py", "workflow/scripts/tab_permuted_mnist.py"],
+        summary=rules.permuted_mnist_potential_aggregate.output[0],
+        code=code("permuted_mnist/tab_permuted_mnist_potential.py"),
     output:
         "paper/generated/tab_permuted_mnist_potential_{potential}.tex",
     wildcard_constraints:
@@ -213,19 +216,13 @@ rule tab_permuted_mnist_potential:
     conda:
         ENV
     script:
-        "../scripts/tab_permuted_mnist_potential.py"
+        "../scripts/permuted_mnist/tab_permuted_mnist_potential.py"
 
 
 rule numbers_permuted_mnist_potential:
     input:
         summary=rules.permuted_mnist_potential_aggregate.output[0],
-        base=rules.permuted_mnist_aggregate.output[0],
-        code=[
-            "workflow/scripts/latex_format.py",
-            "workflow/scripts/paper_numbers.py",
-            "workflow/scripts/numbers_permuted_mnist.py",
-            "workflow/scripts/potential_names.py",
-        ],
+        code=code("permuted_mnist/numbers_permuted_mnist_potential.py"),
     output:
         "paper/generated/numbers_permuted_mnist_potential_{potential}.tex",
     wildcard_constraints:
@@ -237,30 +234,38 @@ rule numbers_permuted_mnist_potential:
     conda:
         ENV
     script:
-        "../scripts/numbers_permuted_mnist_potential.py"
+        "../scripts/permuted_mnist/numbers_permuted_mnist_potential.py"
+
+
+rule permuted_mnist_variants_aggregate:
+    input:
+        summaries=expand(rules.permuted_mnist_potential_aggregate.output[0], potential=list(PMNIST["potentials"])),
+        base=rules.permuted_mnist_aggregate.output[0],
+        code=code("permuted_mnist/aggregate_permuted_mnist_variants.py"),
+    output:
+        "results/permuted_mnist_variants/summary.json",
+    params:
+        potentials=list(PMNIST["potentials"]),
+    log:
+        "results/logs/permuted_mnist_variants/aggregate.log",
+    conda:
+        ENV
+    script:
+        "../scripts/permuted_mnist/aggregate_permuted_mnist_variants.py"
 
 
 rule numbers_permuted_mnist_potentials:
     input:
-        summaries=expand(rules.permuted_mnist_potential_aggregate.output[0], potential=list(PMNIST["potentials"])),
-        base=rules.permuted_mnist_aggregate.output[0],
-        code=[
-            "workflow/scripts/latex_format.py",
-            "workflow/scripts/paper_numbers.py",
-            "workflow/scripts/numbers_permuted_mnist.py",
-            "workflow/scripts/numbers_permuted_mnist_potential.py",
-            "workflow/scripts/potential_names.py",
-        ],
+        variants=rules.permuted_mnist_variants_aggregate.output[0],
+        code=code("permuted_mnist/numbers_permuted_mnist_potentials.py"),
     output:
         "paper/generated/numbers_permuted_mnist_potentials.tex",
-    params:
-        potentials=PMNIST["potentials"],
     log:
         "results/logs/tables/numbers_permuted_mnist_potentials.log",
     conda:
         ENV
     script:
-        "../scripts/numbers_permuted_mnist_potentials.py"
+        "../scripts/permuted_mnist/numbers_permuted_mnist_potentials.py"
 
 
 rule permuted_mnist_retune_aggregate:
@@ -272,11 +277,7 @@ rule permuted_mnist_retune_aggregate:
         ),
         round1="results/permuted_mnist_potential/{potential}/summary.json",
         base=rules.permuted_mnist_aggregate.output[0],
-        code=[
-            "workflow/scripts/aggregate_permuted_mnist.py",
-            "workflow/scripts/aggregate_permuted_mnist_potential.py",
-            "workflow/scripts/summary_io.py",
-        ],
+        code=code("permuted_mnist/aggregate_permuted_mnist_retune.py"),
     output:
         "results/permuted_mnist_retune/{potential}/summary.json",
     wildcard_constraints:
@@ -289,19 +290,13 @@ rule permuted_mnist_retune_aggregate:
     conda:
         ENV
     script:
-        "../scripts/aggregate_permuted_mnist_retune.py"
+        "../scripts/permuted_mnist/aggregate_permuted_mnist_retune.py"
 
 
 rule numbers_permuted_mnist_retune:
     input:
         summary=rules.permuted_mnist_retune_aggregate.output[0],
-        round1="results/permuted_mnist_potential/{potential}/summary.json",
-        base=rules.permuted_mnist_aggregate.output[0],
-        code=[
-            "workflow/scripts/latex_format.py",
-            "workflow/scripts/numbers_permuted_mnist.py",
-            "workflow/scripts/potential_names.py",
-        ],
+        code=code("permuted_mnist/numbers_permuted_mnist_retune.py"),
     output:
         "paper/generated/numbers_permuted_mnist_retune_{potential}.tex",
     wildcard_constraints:
@@ -311,7 +306,7 @@ rule numbers_permuted_mnist_retune:
     conda:
         ENV
     script:
-        "../scripts/numbers_permuted_mnist_retune.py"
+        "../scripts/permuted_mnist/numbers_permuted_mnist_retune.py"
 
 
 PAPER_INPUTS += [
