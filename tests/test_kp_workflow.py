@@ -143,7 +143,8 @@ def test_the_aggregation_counts_the_target_and_the_defects_on_the_problems_every
 
 def test_the_configs_function_domains_are_the_librarys() -> None:
     """The DAG plans the KP cells from config kp_benchmark.domains without importing the library: each function's
-    domain there must be the one kaplinskiy.kp.OBJECTIVES defines (fixed dimensions, or the least dimension)."""
+    domain there must be the one kaplinskiy.kaplinskii_propoi.OBJECTIVES defines (fixed dimensions, or the least
+    dimension)."""
     import yaml
 
     domains = yaml.safe_load((ROOT / "workflow" / "config" / "config.yaml").read_text())["kp_benchmark"]["domains"]

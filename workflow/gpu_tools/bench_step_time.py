@@ -25,7 +25,8 @@ import torch
 from step_time.measure import default_preset, measure, report, select, synchronize
 from step_time.rows import PRESETS, build, candidates, fused_adamw_runs
 
-from kaplinskiy import adamw_rows_kernel, layerwise_kernel
+import kaplinskiy._kernels.adamw_rows as adamw_rows_kernel
+import kaplinskiy._kernels.layerwise as layerwise_kernel
 
 
 def blocks_from_sweep(path: Path) -> tuple[list[int], bool]:

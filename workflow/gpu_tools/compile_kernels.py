@@ -1,8 +1,8 @@
 """Compile every grouped-kernel launch the library makes, ahead of time for CUDA GPUs, on a machine without one.
 
-The launch plans of :mod:`kaplinskiy.layerwise_kernel` and :mod:`kaplinskiy.dense_kernel` are built from small
+The launch plans of :mod:`kaplinskiy._kernels.layerwise` and :mod:`kaplinskiy._kernels.dense` are built from small
 CPU tensors that have the properties a plan keys on (layout, alignment, dtype, rank); each plan's
-:class:`~kaplinskiy.kernel_launch.Launch` is compiled by Triton for each architecture asked for (PTX, then a
+:class:`~kaplinskiy._kernels.launch.Launch` is compiled by Triton for each architecture asked for (PTX, then a
 cubin with Triton's bundled ptxas), specialised as Triton's runtime specialises it (pointers and integers
 divisible by 16, integers equal to 1). From the PTX it reports the width of every global access, so that a
 kernel meant to move 16 bytes per access can be checked to do so, and from ptxas the registers and spills.
@@ -27,13 +27,12 @@ from pathlib import Path
 import _repo_path  # noqa: F401  (the library on sys.path)
 import torch
 
-from kaplinskiy import adamw_rows_kernel
-from kaplinskiy.adamw_rows_kernel import AdamWRowPlan
-from kaplinskiy.dense_kernel import DensePlan
-from kaplinskiy.gradient_check import verdict_launch
-from kaplinskiy.kernel_launch import Launch
-from kaplinskiy.layerwise_kernel import RowLayer, RowPlan, padded_bases
-from kaplinskiy.tensor_blocks import TensorBlocks
+import kaplinskiy._kernels.adamw_rows as adamw_rows_kernel
+from kaplinskiy._kernels.adamw_rows import AdamWRowPlan
+from kaplinskiy._kernels.dense import DensePlan
+from kaplinskiy._kernels.gradient_check import verdict_launch
+from kaplinskiy._kernels.launch import Launch, TensorBlocks
+from kaplinskiy._kernels.layerwise import RowLayer, RowPlan, padded_bases
 
 _TYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int64: "i64", torch.int32: "i32"}
 # the guard's and the memories' calls of RowPlan.run: coefficients, project_, restore_ (+ skip), subtract_ (+ skip)
@@ -101,7 +100,7 @@ def adamw_launch(plan: RowPlan, skip: bool = False, hints: bool = True) -> Launc
 
 def dense_launches() -> dict[str, Launch]:
     """The dense memory's two kernels on aligned and unaligned tensors of each dtype."""
-    from kaplinskiy.dense_triton import dense_apply, dense_partial_dots
+    from kaplinskiy._kernels.dense_triton import dense_apply, dense_partial_dots
 
     out = {}
     for dtype in (torch.float32, torch.bfloat16, torch.float16):

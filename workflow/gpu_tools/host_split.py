@@ -24,9 +24,9 @@ import _repo_path  # noqa: F401  (the library and workflow/scripts on sys.path)
 import torch
 from step_time.rows import PRESETS, build, candidates, fused_adamw_runs
 
-import kaplinskiy.deferred_check as deferred_check
-import kaplinskiy.gradient_check as gradient_check
-import kaplinskiy.hybrid_adamw_fused as hybrid_adamw_fused
+import kaplinskiy._kernels.gradient_check as gradient_check
+import kaplinskiy.optim._finite_check as deferred_check
+import kaplinskiy.optim._fused_adamw as hybrid_adamw_fused
 from kaplinskiy import ForgettingGuard, HybridAdamW
 
 # (owner, attribute, label): the pieces timed, each inside the one before it where it is called from there

@@ -29,8 +29,9 @@ import triton.testing
 from common.provenance import provenance
 from step_time.measure import device_name
 
-import kaplinskiy.layerwise_kernel as lk
-from kaplinskiy import HybridAdamW, adamw_rows_kernel
+import kaplinskiy._kernels.adamw_rows as adamw_rows_kernel
+import kaplinskiy._kernels.layerwise as lk
+from kaplinskiy import HybridAdamW
 
 # rows, cols, warps, stages; the first is the default. v7's 16-byte accesses may move the best, so wider column
 # steps and more warps are in the list too; 64-row programs, 1.4-1.9x slower than 16-row ones in the v5 sweep,

@@ -1,4 +1,5 @@
-# The paper: the table of the SymPy certificates (app:certificates), the in-text numbers of numbers.tex (the
+# The paper: the table of the SymPy certificates (app:certificates), the table equation -> function
+# (app:equations, read from the library's docstrings), the in-text numbers of numbers.tex (the
 # two-task study's and the certificates' counts), then latexmk -> paper/main.pdf, with fixed timestamps
 # (SOURCE_DATE_EPOCH) so two builds are identical. Auxiliary files go to results/paper/, so paper/ keeps only
 # sources and the PDF. Included last: every other stage has added what the paper needs to PAPER_INPUTS.
@@ -36,7 +37,23 @@ rule numbers:
         "../scripts/paper/paper_numbers.py"
 
 
-PAPER_INPUTS += [*rules.tab_sympy_certificates.output, *rules.numbers.output]
+rule tab_equations:
+    input:
+        library=sorted(str(p) for p in Path("kaplinskiy").rglob("*.py")),  # read as text: the docstrings
+        code=code("paper/tab_equations.py"),
+    output:
+        "paper/generated/tab_equations.tex",
+    params:
+        package="kaplinskiy",
+    log:
+        "results/logs/tables/tab_equations.log",
+    conda:
+        ENV
+    script:
+        "../scripts/paper/tab_equations.py"
+
+
+PAPER_INPUTS += [*rules.tab_sympy_certificates.output, *rules.numbers.output, *rules.tab_equations.output]
 
 
 rule paper:

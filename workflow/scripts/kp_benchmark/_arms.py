@@ -1,7 +1,7 @@
 """The arms of the KP benchmark: a registry from a method name to a runner with one signature.
 
 ``run(method, f, x0, *, seed, lower, upper, max_evals, f_target, sigma0, params) -> OptimizeResult``.
-The library's methods (``kaplinskiy.kp``) are called directly; scipy's Nelder-Mead, CMA-ES (``cma``)
+The library's methods (``kaplinskiy.kaplinskii_propoi``) are called directly; scipy's Nelder-Mead, CMA-ES (``cma``)
 and torch's Adam and SGD are wrapped here so that every arm evaluates f through one
 ``CountedObjective`` and is charged the same way. Gradient arms are charged per ``value_and_grad``:
 one evaluation and one gradient; ``cost()`` converts that to function-evaluation units.
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kaplinskiy.kp import (
+from kaplinskiy.kaplinskii_propoi import (
     CountedObjective,
     DescentOptions,
     MinpyDefects,

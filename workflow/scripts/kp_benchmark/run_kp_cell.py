@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from common.provenance import provenance
 
-from kaplinskiy.kp import OBJECTIVES
+from kaplinskiy.kaplinskii_propoi import OBJECTIVES
 from kp_benchmark._arms import run_arm
 
 SEED_OFFSET = 1_000_003

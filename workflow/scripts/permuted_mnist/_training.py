@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from kaplinskiy import ElasticAnchor, ForgettingGuard, Kaplinskiy, LayerwiseMemory
-from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups
+from kaplinskiy.optimizers import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual normalisation of MNIST's pixels in [0, 1] (GPM's too)
 # Each kind's options in the config (a Muon kind's other options go to its optimizer: momentum, betas, ...).
@@ -95,7 +95,7 @@ def make_tasks(
 
 class MLP(nn.Module):
     """784-100-100-10 with ReLU and no biases (GPM's PMNIST network). ``get_output_embeddings`` names the head,
-    so :func:`~kaplinskiy.recent.muon_param_groups` gives it to AdamW, as Muon's authors advise."""
+    so :func:`~kaplinskiy.optimizers.muon_param_groups` gives it to AdamW, as Muon's authors advise."""
 
     def __init__(self, widths: tuple[int, ...] = (784, 100, 100, 10)) -> None:
         super().__init__()
@@ -254,7 +254,9 @@ def train_sequence(
     model = MLP()
     batch, epochs = problem["batch_size"], problem["epochs"]
     steps_per_task = epochs * math.ceil(len(tasks[0].train_y) / batch)
-    memory = LayerwiseMemory(model, threshold=problem["thresholds"], backend="torch") if problem["guard"] else None
+    memory = LayerwiseMemory(model, threshold=problem["thresholds"]) if problem["guard"] else None
+    if memory is not None:
+        memory._backend = "torch"  # BLAS on every device, as the records were made
     potential = problem.get("potential")
     anchor = (
         None

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 import torch
 from common.provenance import provenance
 
-from kaplinskiy import adamw_rows_kernel, layerwise_kernel
+import kaplinskiy._kernels.adamw_rows as adamw_rows_kernel
+import kaplinskiy._kernels.layerwise as layerwise_kernel
 from step_time.rows import (
     FUSED,
     FUSED_DEVICE,

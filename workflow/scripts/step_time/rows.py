@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from kaplinskiy import DenseMemory, ForgettingGuard, HybridAdamW, LayerwiseMemory
-from kaplinskiy.layerwise_kernel import grouped_kernel_available
-from kaplinskiy.recent import LionMuon, SoftMuon, SoftSignum, muon_param_groups
+from kaplinskiy._kernels.launch import grouped_kernel_available
+from kaplinskiy.optimizers import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 PRESETS = {
     "tiny": dict(d_model=32, n_layer=1, vocab=64),
@@ -139,7 +139,7 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
 
 
 def recent_rows(s: Setup, memory: Callable[[], LayerwiseMemory]) -> dict[str, Callable[[], Callable[[], object]]]:
-    """kaplinskiy.recent's optimizers alone and guarded with the layer-wise memory: Muon (SoftMuon without a
+    """The optimizers of kaplinskiy.optimizers alone and guarded with the layer-wise memory: Muon (SoftMuon without a
     transition) and LionMuon on the hidden matrices, with AdamW for the embeddings and LayerNorms
     (``muon_param_groups``), and SoftSignum in its tanh phase (temperatures fitted at the first, untimed,
     step)."""
@@ -172,12 +172,14 @@ def _fused_hybrid(s: Setup, check_finite: bool, defer: bool = False) -> Callable
 
 def memory_twin(memory: LayerwiseMemory | DenseMemory, backend: str = "auto") -> LayerwiseMemory | DenseMemory:
     """The same bases in a memory of its own (its launch plans stay put, as in training); ``backend="torch"``
-    projects layer by layer (tensor by tensor) with BLAS."""
+    (the memory's private kernel choice) projects layer by layer (tensor by tensor) with BLAS."""
     if isinstance(memory, LayerwiseMemory):
-        other = LayerwiseMemory(memory.model, backend=backend)
+        other = LayerwiseMemory(memory.model)
+        other._backend = backend
         other.load_state_dict(memory.state_dict())
         return other
-    other = DenseMemory(memory.params, k_per_task=memory.k_per_task, backend=backend)
+    other = DenseMemory(memory.params, k_per_task=memory.k_per_task)
+    other._backend = backend
     other._directions = memory._directions  # shared, not copied: k n numbers (8 GB for GPT-2 with k = 16)
     return other
 
