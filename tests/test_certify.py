@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT / "derivations"))
 
 from certify import AT_A_POINT, NUMERICAL, PROVED, Derivation, IdentityFailed  # noqa: E402
-from paper_numbers import certificate_numbers  # noqa: E402
-from tab_sympy_certificates import _numbers, rows  # noqa: E402
+from paper.paper_numbers import certificate_numbers  # noqa: E402
+from paper.tab_sympy_certificates import _numbers, rows  # noqa: E402
 
 x, y = sp.symbols("x y")
 

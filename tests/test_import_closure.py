@@ -126,9 +126,11 @@ def test_no_rule_script_loads_a_triton_file_and_each_loads_its_helpers() -> None
         closure = _names(import_closure([script], roots), ROOT)
         assert not [f for f in closure if f.endswith("_triton.py")], script
     cell = _names(import_closure([ROOT / "workflow/scripts/kp_benchmark/run_kp_cell.py"], roots), ROOT)
-    assert {"kaplinskiy/__init__.py", "kaplinskiy/kp/objectives.py", "workflow/scripts/common/provenance.py"} <= set(
-        cell
-    )
+    assert {
+        "kaplinskiy/__init__.py",
+        "kaplinskiy/kaplinskii_propoi/objectives.py",
+        "workflow/scripts/common/provenance.py",
+    } <= set(cell)
     numbers = _names(import_closure([ROOT / "workflow/scripts/permuted_mnist/numbers_permuted_mnist.py"], roots), ROOT)
     assert "workflow/scripts/permuted_mnist/_text.py" in numbers and not any(
         f.startswith("kaplinskiy") for f in numbers

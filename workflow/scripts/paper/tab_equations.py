@@ -9,6 +9,7 @@ with :mod:`ast`, never imported.
 from __future__ import annotations
 
 import ast
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,4 +111,4 @@ def main(package: Path, output: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(snakemake.params.package), Path(snakemake.output[0]))
+    main(Path(os.path.commonpath(snakemake.input.library)), Path(snakemake.output[0]))
