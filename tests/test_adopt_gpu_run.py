@@ -80,3 +80,14 @@ def test_the_summary_names_rows_that_failed() -> None:
 
     record = {"targets": [], "ratios": {}, "failed_rows": {"dense projection alone": "RuntimeError: boom"}}
     assert summary({"h100.json": record}, "h100") == ["h100.json: FAILED dense projection alone: RuntimeError: boom"]
+
+
+def test_a_record_keeps_its_lists_of_numbers_on_one_line() -> None:
+    from common.records import record_json
+
+    record = {"ratios": {"a": 1.5}, "rounds": [1.0, 2.5, None], "nested": [[1, 2], {"k": ["x"]}], "empty": {}}
+    text = record_json(record)
+    assert json.loads(text) == record
+    assert '  "rounds": [1.0, 2.5, null],' in text.splitlines() and "    [1, 2]," in text.splitlines()
+    for path in (ROOT / "workflow/records/step_time").glob("*.json"):
+        assert record_json(json.loads(path.read_text())) == path.read_text(), path.name

@@ -22,6 +22,7 @@ from pathlib import Path
 import _repo_path  # noqa: F401  (workflow/scripts on sys.path)
 from common.paths import ROOT
 from common.provenance import commit_digest
+from common.records import record_json
 
 RECORDS = ("{name}.json", "{name}_swept_blocks.json", "{name}_kernel_sweep.json")
 TEXTS = (
@@ -110,7 +111,7 @@ def adopt(run: Path, name: str, dest: Path, search: int) -> list[str]:
         raise ValueError(f"no record of a run named {name!r} in {run}")
     dest.mkdir(parents=True, exist_ok=True)
     for file, record in records.items():
-        (dest / file).write_text(json.dumps(record, indent=2) + "\n")
+        (dest / file).write_text(record_json(record))
     for pattern in TEXTS:
         path = run / pattern.format(name=name)
         if path.exists():

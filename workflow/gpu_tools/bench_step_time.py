@@ -22,6 +22,7 @@ from pathlib import Path
 
 import _repo_path  # noqa: F401  (the library and workflow/scripts on sys.path)
 import torch
+from common.records import record_json
 from step_time.measure import default_preset, measure, report, select, synchronize
 from step_time.rows import PRESETS, build, candidates, fused_adamw_runs
 
@@ -113,7 +114,7 @@ def main() -> None:
     print(report(record))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        args.out.write_text(record_json(record))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ wall time.
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import step_time.rows as step_time_rows
 import torch
 import triton.testing
 from common.provenance import provenance
+from common.records import record_json
 from step_time.measure import device_name
 
 import kaplinskiy._kernels.adamw_rows as adamw_rows_kernel
@@ -146,7 +146,7 @@ def _write(record: dict, rows: list[dict], out: Path | None) -> dict:
     """The record with the variants so far and their best, written to ``out`` (if given)."""
     record = record | {"variants": rows, "best": best_variant(rows)}
     if out is not None:
-        out.write_text(json.dumps(record, indent=2) + "\n")
+        out.write_text(record_json(record))
     return record
 
 

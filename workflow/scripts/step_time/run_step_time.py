@@ -1,10 +1,10 @@
 """Step times of every optimizer relative to fused AdamW on this machine (GPU where present) -> a JSON record."""
 
 import gc
-import json
 from pathlib import Path
 
 import torch
+from common.records import record_json
 
 from step_time.measure import default_preset, measure, report
 
@@ -32,7 +32,7 @@ def main(cfg: dict, threads: int, out: Path, log: Path, device: torch.device | N
         record = measure("cpu-small", cfg["k"], device, cfg["warmup"], cfg["iters"], cfg["repeats"])
     record["preset_note"] = note
     log.write_text(report(record) + ("" if note is None else f"\nnote: {note}") + "\n")
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out.write_text(record_json(record))
     return record
 
 
