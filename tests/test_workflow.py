@@ -113,6 +113,8 @@ def test_the_workflow_refers_to_no_file_outside_the_repository() -> None:
         ),
         ({"permuted_mnist": {"potentials": {"L2": {}}}}, "permuted_mnist.potentials: 'L2' does not match"),
         ({"two_task": {"headline": {"baseline": "nope", "method": "potential"}}}, "two_task.headline.baseline"),
+        ({"kp_benchmark": {"functions": ["sphere", "nope"]}}, "kp_benchmark.functions: 'nope' is not one of"),
+        ({"kp_benchmark": {"domains": {"sphere": {"dims": [2], "min_dim": 1}}}}, "kp_benchmark.domains.sphere"),
     ],
 )
 def test_bad_config_stops_with_a_message_naming_the_key(patch: dict, named: str, tmp_path: Path) -> None:
