@@ -6,8 +6,6 @@ equation as the built paper numbers it (``\\eqref``) and the name a user imports
 with :mod:`ast`, never imported.
 """
 
-from __future__ import annotations
-
 import ast
 import os
 import re
