@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# The rooms from the equations outwards (docs/architecture.md): an equation's rows start in the first room that
+# implements it, and equations come in the order these rooms first implement them. Other rooms follow, by name.
+ROOMS = ("functional", "regularizers", "memory", "optim", "baselines", "optimizers", "kaplinskii_propoi", "metrics")
 CITATION = re.compile(r"\(eq:([A-Za-z0-9_]+)\)")
 TEX_SPECIAL = {"_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "$": r"\$"}
 
@@ -63,6 +66,11 @@ def _documented(tree: ast.Module) -> list[tuple[str, ast.AST]]:
     return found
 
 
+def _room_order(package: Path, module: Path) -> tuple[int, str]:
+    room = module.relative_to(package).with_suffix("").parts[0]
+    return (ROOMS.index(room) if room in ROOMS else len(ROOMS), module.relative_to(package).as_posix())
+
+
 def _private(name: str) -> bool:
     return any(part.startswith("_") and not part.startswith("__") for part in name.split("."))
 
@@ -70,9 +78,10 @@ def _private(name: str) -> bool:
 def implementations(package: Path) -> list[Implementation]:
     """Every ``(eq:<label>)`` in the first docstring line of a function, class or method that a user can import
     from ``package`` (private names and private modules left out unless a package exports the name), grouped by
-    equation in the order the equations first appear in the package's files (sorted paths, then lines)."""
+    equation in the order the equations first appear in the package's files (room by room as ``ROOMS`` orders them, then
+    by path and line)."""
     rows = []
-    for module in sorted(package.rglob("*.py")):
+    for module in sorted(package.rglob("*.py"), key=lambda path: _room_order(package, path)):
         tree = ast.parse(module.read_text(), filename=str(module))
         for qualname, node in _documented(tree):
             doc = ast.get_docstring(node)
@@ -88,8 +97,10 @@ def implementations(package: Path) -> list[Implementation]:
 
 
 def tex(text: str) -> str:
-    """Text safe inside ``\\texttt``."""
-    return "".join(TEX_SPECIAL.get(ch, ch) for ch in text)
+    """Text safe inside ``\\texttt``, breakable after each ``.`` and ``/`` (a long dotted name wraps in its
+    column)."""
+    breaks = {".": r".\allowbreak{}", "/": r"/\allowbreak{}"}
+    return "".join(TEX_SPECIAL.get(ch, breaks.get(ch, ch)) for ch in text)
 
 
 def render(rows: list[Implementation]) -> str:
