@@ -158,3 +158,17 @@ def test_the_data_path_runs_one_way() -> None:
         if rule != "paper" and read:
             assert not any(o.startswith("results/") for o in outputs), f"{rule} writes results from {read}"
         assert not any(p.startswith("paper/sections") for p in inputs) or rule == "paper", rule
+
+
+def test_no_file_refers_to_a_file_outside_the_repository() -> None:
+    """The sources a session works from lie beside the repository; nothing inside names them."""
+    outside = ("../" + "shared", "shared" + "/research", "shared" + "/seeds")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    bad = []
+    for rel in tracked.split():
+        path = ROOT / rel
+        if not path.is_file() or path.suffix in (".pdf", ".png", ".npz", ".gz"):
+            continue
+        text = path.read_text(errors="ignore")
+        bad += [f"{rel}: {name}" for name in outside if name in text]
+    assert bad == []
