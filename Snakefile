@@ -10,6 +10,7 @@ include: "workflow/rules/two_task.smk"
 include: "workflow/rules/kp_benchmark.smk"
 include: "workflow/rules/permuted_mnist.smk"
 include: "workflow/rules/step_time.smk"
+include: "workflow/rules/language_model.smk"
 include: "workflow/rules/paper.smk"
 
 
@@ -17,3 +18,4 @@ rule all:
     default_target: True
     input:
         rules.paper.output.pdf,
+        LANGUAGE_MODEL_DATA,

@@ -68,9 +68,17 @@ def kp_dims(function):
     return list(domain["dims"]) if "dims" in domain else [n for n in cfg["dims"] if n >= domain["min_dim"]]
 
 
+def check_language_model(cfg):
+    """The unseen old corpus is neither the old domain nor a new domain, and no source plays two roles."""
+    roles = [cfg["old_domain"], cfg["unseen_old_domain"], *cfg["new_domains"]]
+    if len(set(roles)) != len(roles):
+        raise ValueError(f"Invalid config language_model: a source plays two roles in {roles}")
+
+
 validate_config(config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
 check_two_task(config["two_task"])
 check_kp_benchmark(config["kp_benchmark"])
+check_language_model(config["language_model"])
 
 
 def _relative(files):
