@@ -5,6 +5,7 @@ The readers, pinned versions and known digests are in ``_sources.py``; a missing
 message naming the package to get and how.
 """
 
+import shutil
 from pathlib import Path
 
 from language_model._corpus import sha256_file, write_documents, write_json
@@ -12,8 +13,10 @@ from language_model._sources import SOURCES, read_source
 
 
 def main(name: str, text_out: Path, meta_out: Path, work: Path) -> dict:
-    """Read source ``name`` (Debian packages fetched into ``work``), write its documents and their JSON."""
+    """Read source ``name`` (a Debian package fetched and unpacked into ``work``), write its documents and their
+    JSON."""
     documents, info = read_source(name, work)
+    shutil.rmtree(work / "root", ignore_errors=True)  # a Debian package's unpacked tree (its .deb is kept)
     text_out.parent.mkdir(parents=True, exist_ok=True)
     write_documents(text_out, documents)
     src = SOURCES[name]
