@@ -13,6 +13,7 @@ import importlib.metadata
 import importlib.util
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -138,6 +139,17 @@ def read_sympy() -> tuple[list[Document], dict[str, str]]:
     return [(name, data.decode("utf-8")) for name, data in files], {"version": version, "source_sha256": digest}
 
 
+def _apt_download(package: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """``apt-get download package`` into ``folder``; on a fresh machine whose package lists are empty, as root, the
+    lists are fetched once (``apt-get update``, as ``make`` does for TeX) and the download tried again."""
+    cmd = ["apt-get", "download", package]
+    res = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+    if res.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True)
+        res = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+    return res
+
+
 def unpacked_deb(name: str, folder: Path) -> tuple[Path, str, str]:
     """``apt-get download`` the source's Debian package into ``folder`` (unless a .deb of it is there) and unpack
     it with ``dpkg-deb -x``; the unpacked root, the package's version and the .deb's SHA-256."""
@@ -150,7 +162,7 @@ def unpacked_deb(name: str, folder: Path) -> tuple[Path, str, str]:
                 f"{name}: the Debian package {src.package} is needed and apt-get is not available; on a Debian "
                 f"machine run `apt-get download {src.package}` and put the .deb in {folder}"
             )
-        res = subprocess.run(["apt-get", "download", src.package], cwd=folder, capture_output=True, text=True)
+        res = _apt_download(src.package, folder)
         debs = sorted(folder.glob(f"{src.package}_*.deb"))
         if res.returncode != 0 or not debs:
             raise SourceError(
