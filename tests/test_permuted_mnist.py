@@ -17,10 +17,7 @@ from hypothesis import strategies as st
 from permuted_mnist._grid import select
 from permuted_mnist._training import (
     MLP,
-    average_accuracy,
-    backward_transfer,
     build_optimizer,
-    learning_accuracy,
     make_tasks,
     normalised,
     record_task,
@@ -34,6 +31,7 @@ from permuted_mnist.tab_permuted_mnist import rows as table_rows
 from synthetic_mnist import LRS, SPECS, synthetic_mnist
 
 from kaplinskiy import ForgettingGuard, LayerwiseMemory
+from kaplinskiy.metrics import average_accuracy, backward_transfer, learning_accuracy
 
 WRAPPED = [kind for kind in SPECS if kind != "kaplinskiy"]  # the kinds ForgettingGuard wraps
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from kaplinskiy import ElasticAnchor, ForgettingGuard, Kaplinskiy, LayerwiseMemory
+from kaplinskiy.metrics import sequence_metrics
 from kaplinskiy.optimizers import LionMuon, SoftMuon, SoftSignum, muon_param_groups
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual normalisation of MNIST's pixels in [0, 1] (GPM's too)
@@ -160,28 +161,6 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 2000) -> float
     """Fraction of ``x`` whose arg-max logit is the label."""
     correct = sum(int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum()) for i in range(0, len(y), batch))
     return correct / len(y)
-
-
-def average_accuracy(R: list[list[float]]) -> float:
-    """ACC = mean_j R[T-1][j]: every task's accuracy after the last one."""
-    return float(np.mean(R[-1]))
-
-
-def backward_transfer(R: list[list[float]]) -> float:
-    """BWT = mean_{j < T-1} (R[T-1][j] - R[j][j]): how much each old task's accuracy changed since it was learned
-    (negative: forgetting). Zero for one task."""
-    T = len(R)
-    return float(np.mean([R[-1][j] - R[j][j] for j in range(T - 1)])) if T > 1 else 0.0
-
-
-def learning_accuracy(R: list[list[float]]) -> float:
-    """LA = mean_j R[j][j]: each task's accuracy just after it was learned (plasticity)."""
-    return float(np.mean([R[j][j] for j in range(len(R))]))
-
-
-def sequence_metrics(R: list[list[float]]) -> dict[str, float]:
-    """ACC, BWT and LA of one accuracy matrix."""
-    return {"acc": average_accuracy(R), "bwt": backward_transfer(R), "la": learning_accuracy(R)}
 
 
 def train_task(
